@@ -1,0 +1,22 @@
+//! RFC 6455 without I/O: no sockets, threads or clocks, and no allocation per frame.
+//!
+//! Everything here takes bytes and returns bytes and events, so it can be tested,
+//! fuzzed and benchmarked without a socket.
+//!
+//! * [`frame`]: frame header decode/encode and [`OpCode`].
+//! * [`mask`]: in-place (un)masking, SIMD where the CPU has it.
+//! * [`utf8`]: streaming UTF-8 validation that fails fast.
+//! * [`close`]: close codes and close-frame payload rules.
+//! * [`message`]: turns incoming bytes into messages and control frames.
+//! * [`handshake`]: the HTTP/1.1 opening handshake, server and client side.
+
+pub mod close;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod message;
+pub mod utf8;
+
+
+
+
