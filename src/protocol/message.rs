@@ -1,1 +1,314 @@
-//! PLACEHOLDER: being written.
+//! Incoming bytes to messages: frame decoding, unmasking, fragment reassembly, UTF-8
+//! checks and limits.
+//!
+//! A [`Decoder`] is fed the bytes a connection received and hands back [`Event`]s one at
+//! a time. A data message that arrives whole (one final frame, entirely in the input)
+//! is unmasked in place and handed out as a slice of the caller's buffer: no copy, no
+//! allocation. Only fragmented or partially received messages are copied, into a
+//! per-message buffer that is released once the message has been delivered.
+
+use super::close::{CloseFrame, parse_close_payload};
+use super::error::ProtocolError;
+use super::frame::{OpCode, Role, decode_header};
+use super::mask::apply_mask;
+use super::utf8::{self, Utf8Stream};
+
+/// Limits and settings of a [`Decoder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderConfig {
+    /// Which side decodes. Servers require masked frames; clients unmasked ones.
+    pub role: Role,
+    /// The largest frame payload accepted; larger fails with 1009. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// The largest message accepted (all fragments together); larger fails with 1009.
+    /// Default 16 MiB.
+    pub max_message_size: usize,
+    /// RSV bits defined by negotiated extensions. Default 0 (none).
+    pub allowed_rsv: u8,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        Self {
+            role: Role::Server,
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            allowed_rsv: 0,
+        }
+    }
+}
+
+/// Something the peer sent, borrowed from the input or from the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete text message (valid UTF-8).
+    Text(&'a str),
+    /// A complete binary message.
+    Binary(&'a [u8]),
+    /// A ping with its payload (at most 125 bytes).
+    Ping(&'a [u8]),
+    /// A pong with its payload (at most 125 bytes).
+    Pong(&'a [u8]),
+    /// A close frame: its code and reason, or `None` when it carried no code.
+    Close(Option<CloseFrame<'a>>),
+}
+
+/// A data message whose fragments or pieces are being collected.
+#[derive(Debug)]
+struct OpenMessage {
+    text: bool,
+    payload: Vec<u8>,
+    utf8: Utf8Stream,
+}
+
+/// A data frame whose header was read but whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct OpenFrame {
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    mask_offset: usize,
+}
+
+/// What one decoding step found; holds positions, never borrows.
+enum Step {
+    /// More input is needed before anything else can happen.
+    NeedMore,
+    /// `used` bytes were consumed without completing an event.
+    Consumed(usize),
+    /// A whole data message sits in the input at `start..end`, unmasked and checked.
+    Whole {
+        text: bool,
+        start: usize,
+        end: usize,
+    },
+    /// The open message was completed by consuming `used` bytes.
+    Assembled { used: usize },
+    /// A control frame sits in the input at `start..end`, unmasked.
+    Control {
+        opcode: OpCode,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// At most this much is reserved up front for a message still arriving; the buffer
+/// grows past it as bytes come, so a peer cannot make us reserve memory it never sends.
+const MAX_RESERVE: usize = 256 << 10;
+
+/// Turns incoming bytes into [`Event`]s. One per connection; holds no buffer while no
+/// message is partially received.
+#[derive(Debug)]
+pub struct Decoder {
+    config: DecoderConfig,
+    message: Option<OpenMessage>,
+    frame: Option<OpenFrame>,
+    /// The open message's buffer was handed out by the previous call; drop it next call.
+    delivered: bool,
+}
+
+impl Decoder {
+    /// A decoder with the given limits.
+    pub fn new(config: DecoderConfig) -> Self {
+        Self {
+            config,
+            message: None,
+            frame: None,
+            delivered: false,
+        }
+    }
+
+    /// The decoder's settings.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Whether a data message is partially received (its bytes are held here).
+    pub fn is_mid_message(&self) -> bool {
+        self.message.is_some() && !self.delivered
+    }
+
+    /// Bytes of message payload held while it is partially received.
+    pub fn buffered(&self) -> usize {
+        match &self.message {
+            Some(m) if !self.delivered => m.payload.len(),
+            _ => 0,
+        }
+    }
+
+    /// Releases the buffer of a message delivered by the previous call, if any.
+    ///
+    /// [`Decoder::decode`] does this itself at its start; call this after the last
+    /// `decode` of a batch so an idle connection holds no buffer.
+    pub fn release(&mut self) {
+        if self.delivered {
+            self.message = None;
+            self.delivered = false;
+        }
+    }
+
+    /// Decodes from the front of `input` until one event is ready or more input is
+    /// needed, unmasking in place.
+    ///
+    /// Returns the number of bytes consumed and the event, if any. `Ok(None)` means all
+    /// bytes that could be used were; the caller keeps `input[consumed..]` (at most a
+    /// partial header or a partial control frame, 131 bytes) and passes it again, with
+    /// what arrives next, in front of the next call. Data-frame payload is always
+    /// consumed as it arrives, so a large frame never has to sit in the caller's buffer.
+    ///
+    /// After an error the connection must be failed with
+    /// [`ProtocolError::close_code`]; the decoder must not be used again.
+    pub fn decode<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> (usize, Result<Option<Event<'a>>, ProtocolError>) {
+        self.release();
+        let mut pos = 0;
+        loop {
+            let step = match self.step(&mut input[pos..]) {
+                Ok(step) => step,
+                Err(e) => return (pos, Err(e)),
+            };
+            match step {
+                Step::NeedMore => return (pos, Ok(None)),
+                Step::Consumed(used) => pos += used,
+                Step::Whole { text, start, end } => {
+                    let payload = &input[pos + start..pos + end];
+                    let event = if text {
+                        // SAFETY: `step` validated these bytes as UTF-8.
+                        Event::Text(unsafe { std::str::from_utf8_unchecked(payload) })
+                    } else {
+                        Event::Binary(payload)
+                    };
+                    return (pos + end, Ok(Some(event)));
+                }
+                Step::Assembled { used } => {
+                    self.delivered = true;
+                    let message = self.message.as_ref().expect("an assembled message");
+                    let event = if message.text {
+                        // SAFETY: every piece went through `Utf8Stream::feed` and the
+                        // stream was finished, so the whole payload is valid UTF-8.
+                        Event::Text(unsafe { std::str::from_utf8_unchecked(&message.payload) })
+                    } else {
+                        Event::Binary(&message.payload)
+                    };
+                    return (pos + used, Ok(Some(event)));
+                }
+                Step::Control { opcode, start, end } => {
+                    let payload = &input[pos + start..pos + end];
+                    let event = match opcode {
+                        OpCode::Ping => Ok(Event::Ping(payload)),
+                        OpCode::Pong => Ok(Event::Pong(payload)),
+                        _ => parse_close_payload(payload).map(Event::Close),
+                    };
+                    return (pos + end, event.map(Some));
+                }
+            }
+        }
+    }
+
+    /// One step: finish the open frame's payload, or read the next frame header.
+    fn step(&mut self, input: &mut [u8]) -> Result<Step, ProtocolError> {
+        if let Some(frame) = self.frame {
+            return self.continue_frame(frame, input);
+        }
+        let Some(header) = decode_header(input, self.config.role, self.config.allowed_rsv)? else {
+            return Ok(Step::NeedMore);
+        };
+        let start = header.header_len as usize;
+        if header.opcode.is_control() {
+            // At most 125 bytes: wait until the whole frame is here.
+            let end = start + header.payload_len as usize;
+            if input.len() < end {
+                return Ok(Step::NeedMore);
+            }
+            if let Some(key) = header.mask {
+                apply_mask(&mut input[start..end], key, 0);
+            }
+            return Ok(Step::Control {
+                opcode: header.opcode,
+                start,
+                end,
+            });
+        }
+        if header.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge);
+        }
+        let len = header.payload_len as usize;
+        let text = match (header.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(open)) => open.text,
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (opcode, None) => opcode == OpCode::Text,
+        };
+        let held = self.message.as_ref().map_or(0, |m| m.payload.len());
+        if held + len > self.config.max_message_size {
+            return Err(ProtocolError::MessageTooLarge);
+        }
+        let end = start + len;
+        if header.fin && self.message.is_none() && input.len() >= end {
+            // The whole message is here: unmask in place and lend it out.
+            let payload = &mut input[start..end];
+            if let Some(key) = header.mask {
+                apply_mask(payload, key, 0);
+            }
+            if text {
+                utf8::validate(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            return Ok(Step::Whole { text, start, end });
+        }
+        if self.message.is_none() {
+            self.message = Some(OpenMessage {
+                text,
+                payload: Vec::with_capacity(len.min(MAX_RESERVE)),
+                utf8: Utf8Stream::new(),
+            });
+        }
+        self.frame = Some(OpenFrame {
+            fin: header.fin,
+            mask: header.mask,
+            remaining: header.payload_len,
+            mask_offset: 0,
+        });
+        Ok(Step::Consumed(start))
+    }
+
+    /// Consumes as much of the open frame's payload as `input` holds.
+    fn continue_frame(
+        &mut self,
+        mut frame: OpenFrame,
+        input: &mut [u8],
+    ) -> Result<Step, ProtocolError> {
+        if frame.remaining > 0 && input.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        let used = frame.remaining.min(input.len() as u64) as usize;
+        let chunk = &mut input[..used];
+        if let Some(key) = frame.mask {
+            apply_mask(chunk, key, frame.mask_offset);
+        }
+        frame.mask_offset = (frame.mask_offset + used) & 3;
+        frame.remaining -= used as u64;
+        self.frame = (frame.remaining > 0).then_some(frame);
+        let open = self
+            .message
+            .as_mut()
+            .expect("an open frame belongs to an open message");
+        if open.text {
+            open.utf8
+                .feed(chunk)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        open.payload.extend_from_slice(chunk);
+        if frame.remaining > 0 || !frame.fin {
+            return Ok(Step::Consumed(used));
+        }
+        if open.text {
+            open.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(Step::Assembled { used })
+    }
+}
+
+#[cfg(test)]
+mod tests;

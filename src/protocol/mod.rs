@@ -11,12 +11,14 @@
 //! * [`handshake`]: the HTTP/1.1 opening handshake, server and client side.
 
 pub mod close;
+pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod utf8;
 
-
-
-
+pub use close::{CloseCode, CloseFrame};
+pub use error::ProtocolError;
+pub use frame::{FrameHeader, OpCode, Role};
+pub use message::{Decoder, DecoderConfig, Event};
