@@ -67,7 +67,7 @@ async function main() {
     } catch {
       done = false;
     }
-    const text = (await page.textContent('#result')) ?? '';
+    const text = await page.evaluate(() => document.getElementById('result')?.textContent ?? '');
     process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
     if (!done) {
       console.log(`FAIL run_chromium: page did not finish within ${DONE_TIMEOUT_MS / 1000}s`);

@@ -246,7 +246,8 @@ class Runner {
     for (const [name, c] of [['a', a], ['b', b]]) {
       const sync = `${token}-sync-${name}`;
       c.ws.send(sync);
-      await waitFor(c, sync);
+      await withTimeout(waitFor(c, sync), 5000,
+        `connection ${name} getting its own message back (the sender must receive its broadcast too)`);
     }
     const payload = `${token}-payload héllo ✓`;
     a.ws.send(payload);

@@ -172,7 +172,13 @@ class Runner:
             for name, ws in (("a", a), ("b", b)):
                 sync = f"{token}-sync-{name}"
                 await ws.send(sync)
-                await wait_for(ws, sync)
+                try:
+                    async with asyncio.timeout(5):
+                        await wait_for(ws, sync)
+                except TimeoutError:
+                    raise CheckFailed(
+                        f"connection {name} did not get its own message back within 5s "
+                        "(the sender must receive its broadcast too)") from None
             payload = f"{token}-payload héllo ✓"
             await a.send(payload)
             for name, ws in (("sender", a), ("receiver", b)):
