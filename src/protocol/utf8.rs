@@ -22,7 +22,10 @@ pub struct Utf8Stream {
 impl Utf8Stream {
     /// A validator at the start of a message.
     pub const fn new() -> Self {
-        Self { partial: [0; 4], partial_len: 0 }
+        Self {
+            partial: [0; 4],
+            partial_len: 0,
+        }
     }
 
     /// Feeds the next piece of the message.

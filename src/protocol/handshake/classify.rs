@@ -1,0 +1,355 @@
+//! Deciding what a request head asks for: a WebSocket upgrade, plain HTTP, or
+//! a refusal (RFC 6455 section 4.2.1).
+
+use std::fmt;
+use std::ops::Deref;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::accept::{ACCEPT_KEY_LEN, accept_key_bytes};
+use super::refusal::Refusal;
+use super::request::RequestHead;
+use super::tokens::has_token;
+
+/// Length of a valid `Sec-WebSocket-Key`: base64 of 16 bytes.
+const KEY_LEN: usize = 24;
+
+/// A validated `Sec-WebSocket-Key`: 24 base64 characters encoding 16 bytes.
+///
+/// Dereferences to its ASCII bytes, ready for
+/// [`write_accept_response`](super::write_accept_response).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WebSocketKey([u8; KEY_LEN]);
+
+impl WebSocketKey {
+    /// Checks a header value: exactly 24 base64 characters that decode to 16
+    /// bytes. `None` otherwise.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        let key: [u8; KEY_LEN] = value.try_into().ok()?;
+        let mut decoded = [0u8; 18];
+        match STANDARD.decode_slice(key, &mut decoded) {
+            Ok(16) => Some(Self(key)),
+            _ => None,
+        }
+    }
+
+    /// The key as sent, in ASCII bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        // Validated base64, hence ASCII; the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The `Sec-WebSocket-Accept` value answering this key.
+    pub fn accept(&self) -> [u8; ACCEPT_KEY_LEN] {
+        accept_key_bytes(&self.0)
+    }
+}
+
+impl Deref for WebSocketKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for WebSocketKey {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebSocketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebSocketKey({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for WebSocketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a well-formed request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A valid WebSocket upgrade.
+    WebSocket {
+        /// The client's `Sec-WebSocket-Key`, to answer with
+        /// [`write_accept_response`](super::write_accept_response).
+        key: WebSocketKey,
+    },
+    /// Not an upgrade: plain HTTP for the HTTP hook.
+    Http,
+}
+
+/// Classifies a request head.
+///
+/// A request whose `Upgrade` list holds `websocket` (any case) is an upgrade,
+/// and must then, checked in this order: use `GET` (else `405` with
+/// `Allow: GET`); be HTTP/1.1 or later (`400`); carry exactly one `Host`
+/// (`400`); list `upgrade` in `Connection` (`400`); carry exactly one
+/// `Sec-WebSocket-Key` that is base64 of 16 bytes (`400`); and carry
+/// `Sec-WebSocket-Version: 13` (else `426` with `Sec-WebSocket-Version: 13`).
+///
+/// A `GET` that is not an upgrade but carries `Sec-WebSocket-Key` or
+/// `Sec-WebSocket-Version`, or lists `upgrade` in `Connection` with no `Upgrade`
+/// field at all, is a broken upgrade: `426` with `Upgrade: websocket` and
+/// `Sec-WebSocket-Version: 13`. An upgrade to another protocol (`Upgrade: h2c`)
+/// is plain HTTP, which may ignore it (RFC 9110 section 7.8). Everything else is
+/// [`RequestKind::Http`].
+pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
+    let upgrade = head
+        .header_values("upgrade")
+        .any(|value| has_token(value, "websocket"));
+    if !upgrade {
+        return classify_plain(head);
+    }
+    if head.method() != "GET" {
+        return Err(Refusal::method_not_allowed(
+            "WebSocket upgrade requires GET",
+        ));
+    }
+    if head.version_minor() < 1 {
+        return Err(Refusal::bad_request("WebSocket upgrade requires HTTP/1.1"));
+    }
+    match head.header_values("host").count() {
+        0 => return Err(Refusal::bad_request("missing Host")),
+        1 => {}
+        _ => return Err(Refusal::bad_request("duplicate Host")),
+    }
+    if !connection_upgrade(head) {
+        return Err(Refusal::bad_request("missing Connection: upgrade"));
+    }
+    let mut keys = head.header_values("sec-websocket-key");
+    let Some(key) = keys.next() else {
+        return Err(Refusal::bad_request("missing Sec-WebSocket-Key"));
+    };
+    if keys.next().is_some() {
+        return Err(Refusal::bad_request("duplicate Sec-WebSocket-Key"));
+    }
+    let Some(key) = WebSocketKey::parse(key) else {
+        return Err(Refusal::bad_request("invalid Sec-WebSocket-Key"));
+    };
+    match head.header("sec-websocket-version") {
+        Some(b"13") => Ok(RequestKind::WebSocket { key }),
+        Some(_) => Err(Refusal::upgrade_required(
+            "unsupported Sec-WebSocket-Version",
+        )),
+        None => Err(Refusal::upgrade_required("missing Sec-WebSocket-Version")),
+    }
+}
+
+/// The non-upgrade half of [`classify`].
+fn classify_plain(head: &RequestHead) -> Result<RequestKind, Refusal> {
+    let broken_upgrade = head.method() == "GET"
+        && (head.header("sec-websocket-key").is_some()
+            || head.header("sec-websocket-version").is_some()
+            || (connection_upgrade(head) && head.header("upgrade").is_none()));
+    if broken_upgrade {
+        return Err(Refusal::upgrade_required("expected a WebSocket upgrade")
+            .with_header("Upgrade", "websocket"));
+    }
+    Ok(RequestKind::Http)
+}
+
+/// Whether any `Connection` field lists `upgrade`.
+fn connection_upgrade(head: &RequestHead) -> bool {
+    head.header_values("connection")
+        .any(|value| has_token(value, "upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::HandshakeLimits;
+    use super::*;
+
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    /// A head from a request line and header lines.
+    fn head(request_line: &str, headers: &[&str]) -> RequestHead {
+        let mut text = format!("{request_line}\r\n");
+        for line in headers {
+            text.push_str(line);
+            text.push_str("\r\n");
+        }
+        text.push_str("\r\n");
+        RequestHead::from_bytes(text.as_bytes(), &HandshakeLimits::default()).unwrap()
+    }
+
+    /// The standard upgrade headers, with `drop` removed and `add` appended.
+    fn upgrade_with(drop: &str, add: &[&'static str]) -> Vec<&'static str> {
+        let mut headers = vec![
+            "Host: example.com",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ];
+        headers.retain(|h| drop.is_empty() || !h.starts_with(drop));
+        headers.extend_from_slice(add);
+        headers
+    }
+
+    fn refusal(request_line: &str, headers: &[&str]) -> Refusal {
+        classify(&head(request_line, headers)).unwrap_err()
+    }
+
+    #[test]
+    fn valid_upgrade_carries_the_key() {
+        let kind = classify(&head("GET /chat HTTP/1.1", &upgrade_with("", &[]))).unwrap();
+        let RequestKind::WebSocket { key } = kind else {
+            panic!("not an upgrade: {kind:?}");
+        };
+        assert_eq!(key.as_str(), KEY);
+        assert_eq!(&*key, KEY.as_bytes());
+        assert_eq!(&key.accept(), b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive_lists() {
+        let headers = [
+            "Host: example.com",
+            "upgrade: h2c, WebSocket",
+            "connection: keep-alive, UPGRADE",
+            "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version: 13",
+        ];
+        assert!(matches!(
+            classify(&head("GET / HTTP/1.1", &headers)),
+            Ok(RequestKind::WebSocket { .. })
+        ));
+    }
+
+    #[test]
+    fn upgrade_must_be_get() {
+        let r = refusal("POST / HTTP/1.1", &upgrade_with("", &[]));
+        assert_eq!(r.status, 405);
+        assert_eq!(r.headers, [("Allow", "GET".to_owned())]);
+    }
+
+    #[test]
+    fn upgrade_needs_http_1_1() {
+        assert_eq!(
+            refusal("GET / HTTP/1.0", &upgrade_with("", &[])).status,
+            400
+        );
+    }
+
+    #[test]
+    fn upgrade_needs_one_host() {
+        let r = refusal("GET / HTTP/1.1", &upgrade_with("Host", &[]));
+        assert_eq!((r.status, &*r.reason), (400, "missing Host"));
+        let r = refusal("GET / HTTP/1.1", &upgrade_with("", &["Host: b"]));
+        assert_eq!((r.status, &*r.reason), (400, "duplicate Host"));
+    }
+
+    #[test]
+    fn upgrade_needs_connection_upgrade() {
+        let r = refusal("GET / HTTP/1.1", &upgrade_with("Connection", &[]));
+        assert_eq!(r.status, 400);
+        let r = refusal(
+            "GET / HTTP/1.1",
+            &upgrade_with("Connection", &["Connection: keep-alive, upgrades"]),
+        );
+        assert_eq!(r.status, 400);
+    }
+
+    #[test]
+    fn upgrade_needs_a_valid_key() {
+        let r = refusal("GET / HTTP/1.1", &upgrade_with("Sec-WebSocket-Key", &[]));
+        assert_eq!((r.status, &*r.reason), (400, "missing Sec-WebSocket-Key"));
+        for bad in [
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=!",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZWU=",
+            "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "Sec-WebSocket-Key: ",
+        ] {
+            let r = refusal("GET / HTTP/1.1", &upgrade_with("Sec-WebSocket-Key", &[bad]));
+            assert_eq!(
+                (r.status, &*r.reason),
+                (400, "invalid Sec-WebSocket-Key"),
+                "{bad}"
+            );
+        }
+        let r = refusal(
+            "GET / HTTP/1.1",
+            &upgrade_with("", &["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="]),
+        );
+        assert_eq!(r.status, 400);
+    }
+
+    #[test]
+    fn wrong_or_missing_version_is_426() {
+        for headers in [
+            upgrade_with("Sec-WebSocket-Version", &[]),
+            upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: 8"]),
+        ] {
+            let r = refusal("GET / HTTP/1.1", &headers);
+            assert_eq!(r.status, 426);
+            assert!(
+                r.headers
+                    .contains(&("Sec-WebSocket-Version", "13".to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn broken_upgrades_are_426() {
+        for headers in [
+            &["Host: a", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="][..],
+            &["Host: a", "Sec-WebSocket-Version: 13"],
+            &["Host: a", "Connection: Upgrade"],
+        ] {
+            let r = refusal("GET / HTTP/1.1", headers);
+            assert_eq!(r.status, 426, "{headers:?}");
+            assert!(r.headers.contains(&("Upgrade", "websocket".to_owned())));
+            assert!(
+                r.headers
+                    .contains(&("Sec-WebSocket-Version", "13".to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn plain_requests_are_http() {
+        for (line, headers) in [
+            ("GET /index.html HTTP/1.1", &["Host: a"][..]),
+            ("GET / HTTP/1.0", &[]),
+            ("POST /api HTTP/1.1", &["Host: a", "Connection: upgrade"]),
+            (
+                "GET / HTTP/1.1",
+                &[
+                    "Host: a",
+                    "Connection: Upgrade, HTTP2-Settings",
+                    "Upgrade: h2c",
+                ],
+            ),
+        ] {
+            assert_eq!(
+                classify(&head(line, headers)),
+                Ok(RequestKind::Http),
+                "{line} {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_parse_is_strict() {
+        assert!(WebSocketKey::parse(KEY.as_bytes()).is_some());
+        assert!(WebSocketKey::parse(b"").is_none());
+        assert!(WebSocketKey::parse(b"AAAAAAAAAAAAAAAAAAAAAA==").is_some());
+        assert!(WebSocketKey::parse(b"AAAAAAAAAAAAAAAAAAAAAAA=").is_none());
+        assert_eq!(
+            format!("{}", WebSocketKey::parse(KEY.as_bytes()).unwrap()),
+            KEY
+        );
+    }
+}

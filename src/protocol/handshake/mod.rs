@@ -1,0 +1,50 @@
+//! The HTTP/1.1 opening handshake (RFC 6455 section 4), server and client side.
+//!
+//! No I/O happens here: bytes go in, parsed heads, decisions and response bytes
+//! come out.
+//!
+//! # Server side
+//!
+//! 1. Feed received bytes to a [`HeadReader`] until it yields a [`RequestHead`]
+//!    and the number of bytes of that push that belonged to the head; whatever
+//!    follows (early WebSocket frames or an HTTP body) stays with the caller.
+//! 2. [`classify`] the head: a valid WebSocket upgrade ([`RequestKind::WebSocket`]
+//!    with the client's [`WebSocketKey`]), plain HTTP ([`RequestKind::Http`]) or a
+//!    [`Refusal`] to [`write`](Refusal::write) before closing.
+//! 3. Answer an upgrade with [`write_accept_response`], or a plain request with
+//!    [`write_http_response`].
+//!
+//! The work is bounded: a head longer than [`HandshakeLimits::max_header_bytes`]
+//! or with more than [`HandshakeLimits::max_headers`] header fields is refused with
+//! `431 Request Header Fields Too Large` (RFC 6585), and the cost of reading a head
+//! is linear in its length however it is split across pushes.
+//!
+//! # Client side
+//!
+//! [`ClientHandshake::new`] builds the upgrade request with a fresh random key;
+//! a [`ResponseReader`] collects the server's response head, and
+//! [`ClientHandshake::validate`] checks it and returns the negotiated subprotocol.
+
+mod accept;
+mod classify;
+mod client;
+mod limits;
+mod reader;
+mod refusal;
+mod request;
+mod response;
+mod response_reader;
+mod scan;
+mod tokens;
+
+pub use accept::{
+    ACCEPT_KEY_LEN, WEBSOCKET_GUID, accept_key, accept_key_bytes, write_accept_response,
+};
+pub use classify::{RequestKind, WebSocketKey, classify};
+pub use client::{ClientHandshake, HandshakeError};
+pub use limits::HandshakeLimits;
+pub use reader::HeadReader;
+pub use refusal::Refusal;
+pub use request::RequestHead;
+pub use response::{reason_phrase, write_http_response};
+pub use response_reader::ResponseReader;

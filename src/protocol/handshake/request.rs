@@ -1,0 +1,354 @@
+//! An owned, parsed HTTP/1.x request head.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use super::limits::HandshakeLimits;
+use super::refusal::Refusal;
+use super::tokens::str_items;
+
+/// Header slots kept on the stack while parsing; more need a heap buffer.
+const STACK_HEADERS: usize = 64;
+
+/// A byte range of [`RequestHead::raw`], kept in 32 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Where each part of a head lies in its bytes: the result of parsing, before
+/// the bytes are owned.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    method: Span,
+    target: Span,
+    path_end: u32,
+    version_minor: u8,
+    headers: Vec<(Span, Span)>,
+}
+
+/// An owned, parsed HTTP request head.
+///
+/// The head's bytes are stored once; the method, target and header fields are
+/// ranges into them. Header values are bytes (HTTP allows non-UTF-8 in them);
+/// [`header_str`](Self::header_str) gives text where the value is UTF-8.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    raw: Vec<u8>,
+    layout: Layout,
+}
+
+impl RequestHead {
+    /// Parses one complete head, `bytes` ending with its blank line.
+    ///
+    /// Over-long heads and too many header fields give `431`; anything
+    /// httparse rejects, or a head that does not end where `bytes` does, `400`.
+    pub(crate) fn parse(bytes: &[u8], limits: &HandshakeLimits) -> Result<Layout, Refusal> {
+        if bytes.len() > limits.max_header_bytes || u32::try_from(bytes.len()).is_err() {
+            return Err(Refusal::too_large("request head too large"));
+        }
+        if limits.max_headers <= STACK_HEADERS {
+            let mut slots = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+            parse_into(bytes, &mut slots[..limits.max_headers])
+        } else {
+            let mut slots = Vec::with_capacity(limits.max_headers);
+            parse_into(bytes, &mut slots.spare_capacity_mut()[..limits.max_headers])
+        }
+    }
+
+    /// Joins the bytes a [`Layout`] was parsed from with the layout.
+    pub(crate) fn from_parts(raw: Vec<u8>, layout: Layout) -> Self {
+        Self { raw, layout }
+    }
+
+    /// Parses a complete head (convenience for tests and tools; servers use
+    /// [`HeadReader`](super::HeadReader)). `bytes` must be exactly the head.
+    pub fn from_bytes(bytes: &[u8], limits: &HandshakeLimits) -> Result<Self, Refusal> {
+        let layout = Self::parse(bytes, limits)?;
+        Ok(Self::from_parts(bytes.to_vec(), layout))
+    }
+
+    /// The head exactly as received, blank line included.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The request method, such as `GET`.
+    pub fn method(&self) -> &str {
+        self.text(self.layout.method)
+    }
+
+    /// The request target as sent: path and, if any, `?` and query.
+    pub fn target(&self) -> &str {
+        self.text(self.layout.target)
+    }
+
+    /// The path part of the target, without the query.
+    pub fn path(&self) -> &str {
+        let target = self.layout.target;
+        self.text(Span {
+            start: target.start,
+            end: self.layout.path_end,
+        })
+    }
+
+    /// The query after the first `?` of the target, if there is a `?`.
+    pub fn query(&self) -> Option<&str> {
+        let target = self.layout.target;
+        (self.layout.path_end < target.end).then(|| {
+            self.text(Span {
+                start: self.layout.path_end + 1,
+                end: target.end,
+            })
+        })
+    }
+
+    /// The minor HTTP version: 1 for `HTTP/1.1`, 0 for `HTTP/1.0`.
+    pub fn version_minor(&self) -> u8 {
+        self.layout.version_minor
+    }
+
+    /// The value of the first header field named `name` (ASCII
+    /// case-insensitive), without surrounding whitespace.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.header_values(name).next()
+    }
+
+    /// The first `name` header's value if it is UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name)
+            .and_then(|value| std::str::from_utf8(value).ok())
+    }
+
+    /// The values of every header field named `name`, in order.
+    pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+        self.headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    /// Every header field as (name, value), in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.layout
+            .headers
+            .iter()
+            .map(|&(name, value)| (self.text(name), self.bytes(value)))
+    }
+
+    /// The number of header fields.
+    pub fn header_count(&self) -> usize {
+        self.layout.headers.len()
+    }
+
+    /// The `Origin` header, if present and UTF-8.
+    pub fn origin(&self) -> Option<&str> {
+        self.header_str("origin")
+    }
+
+    /// The subprotocols the client offers: the comma-separated, trimmed tokens
+    /// of every `Sec-WebSocket-Protocol` field, in order.
+    pub fn protocols(&self) -> impl Iterator<Item = &str> {
+        self.list("sec-websocket-protocol")
+    }
+
+    /// The extensions the client offers: the comma-separated, trimmed entries of
+    /// every `Sec-WebSocket-Extensions` field, parameters included
+    /// (`permessage-deflate; client_max_window_bits`).
+    pub fn extensions(&self) -> impl Iterator<Item = &str> {
+        self.list("sec-websocket-extensions")
+    }
+
+    /// The comma-separated items of every UTF-8 `name` field.
+    fn list<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a str> {
+        self.header_values(name)
+            .filter_map(|value| std::str::from_utf8(value).ok())
+            .flat_map(str_items)
+    }
+
+    fn bytes(&self, span: Span) -> &[u8] {
+        self.raw.get(span.range()).unwrap_or_default()
+    }
+
+    /// Text httparse already checked; `""` if that ever failed to hold.
+    fn text(&self, span: Span) -> &str {
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
+    }
+}
+
+/// Runs httparse over `bytes` with `slots` as header storage.
+fn parse_into<'b>(
+    bytes: &'b [u8],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Layout, Refusal> {
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(bytes, slots) {
+        Ok(httparse::Status::Complete(len)) if len == bytes.len() => {}
+        Ok(_) => return Err(Refusal::bad_request("malformed request head")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::too_large("too many header fields"));
+        }
+        Err(error) => return Err(Refusal::bad_request(malformed_reason(error))),
+    }
+    let base = bytes.as_ptr() as usize;
+    let span = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).wrapping_sub(base);
+        // Parts lie inside `bytes`, whose length fits in u32 (checked by the
+        // caller), so these conversions cannot fail.
+        Span {
+            start: u32::try_from(start).unwrap_or(0),
+            end: u32::try_from(start + part.len()).unwrap_or(0),
+        }
+    };
+    let method = span(request.method.unwrap_or_default().as_bytes());
+    let target_text = request.path.unwrap_or_default();
+    let target = span(target_text.as_bytes());
+    let path_len = target_text.find('?').unwrap_or(target_text.len());
+    let path_end = target.start + u32::try_from(path_len).unwrap_or(0);
+    let headers = request
+        .headers
+        .iter()
+        .map(|h| (span(h.name.as_bytes()), span(h.value)))
+        .collect();
+    Ok(Layout {
+        method,
+        target,
+        path_end,
+        version_minor: request.version.unwrap_or(0),
+        headers,
+    })
+}
+
+/// The body of the 400 answering an httparse error.
+fn malformed_reason(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => "malformed request: invalid header name",
+        httparse::Error::HeaderValue => "malformed request: invalid header value",
+        httparse::Error::NewLine => "malformed request: invalid line ending",
+        httparse::Error::Status => "malformed request: invalid status",
+        httparse::Error::Token => "malformed request: invalid request line",
+        httparse::Error::Version => "malformed request: unsupported HTTP version",
+        httparse::Error::TooManyHeaders => "too many header fields",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> RequestHead {
+        RequestHead::from_bytes(text.as_bytes(), &HandshakeLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn request_line_parts() {
+        let h = head("GET /chat/room?x=1&y=2 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/chat/room?x=1&y=2");
+        assert_eq!(h.path(), "/chat/room");
+        assert_eq!(h.query(), Some("x=1&y=2"));
+        assert_eq!(h.version_minor(), 1);
+        let h = head("POST /a HTTP/1.0\r\n\r\n");
+        assert_eq!((h.method(), h.path(), h.query()), ("POST", "/a", None));
+        assert_eq!(h.version_minor(), 0);
+        assert_eq!(head("GET /? HTTP/1.1\r\n\r\n").query(), Some(""));
+    }
+
+    #[test]
+    fn headers_are_case_insensitive_first_wins() {
+        let h = head("GET / HTTP/1.1\r\nX-A:  one \r\nx-a: two\r\nOrigin: https://e.com\r\n\r\n");
+        assert_eq!(h.header("X-A"), Some(&b"one"[..]));
+        assert_eq!(h.header_str("x-A"), Some("one"));
+        assert_eq!(h.header("missing"), None);
+        assert_eq!(h.header_values("x-a").count(), 2);
+        assert_eq!(h.origin(), Some("https://e.com"));
+        let all: Vec<_> = h.headers().collect();
+        assert_eq!(all[1], ("x-a", &b"two"[..]));
+        assert_eq!(h.header_count(), 3);
+    }
+
+    #[test]
+    fn non_utf8_values_are_bytes_only() {
+        let h = RequestHead::from_bytes(
+            b"GET / HTTP/1.1\r\nX: caf\xe9\r\n\r\n",
+            &HandshakeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(h.header("x"), Some(&b"caf\xe9"[..]));
+        assert_eq!(h.header_str("x"), None);
+    }
+
+    #[test]
+    fn protocols_and_extensions_span_all_fields() {
+        let h = head(
+            "GET / HTTP/1.1\r\n\
+             Sec-WebSocket-Protocol: chat , superchat\r\n\
+             Sec-WebSocket-Protocol: v2\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, x-foo\r\n\r\n",
+        );
+        assert_eq!(
+            h.protocols().collect::<Vec<_>>(),
+            ["chat", "superchat", "v2"]
+        );
+        assert_eq!(
+            h.extensions().collect::<Vec<_>>(),
+            ["permessage-deflate; client_max_window_bits", "x-foo"]
+        );
+    }
+
+    #[test]
+    fn malformed_heads_are_400() {
+        let limits = HandshakeLimits::default();
+        for bad in [
+            &b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"[..],
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"G(T / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n",
+            b"\r\n\r\n",
+        ] {
+            let err = RequestHead::from_bytes(bad, &limits).unwrap_err();
+            assert_eq!(err.status, 400, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn limits_give_431() {
+        let limits = HandshakeLimits {
+            max_header_bytes: 40,
+            max_headers: 2,
+        };
+        let err =
+            RequestHead::from_bytes(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &limits)
+                .unwrap_err();
+        assert_eq!(err.status, 431);
+        let err = RequestHead::from_bytes(
+            b"GET /a-very-long-path-indeed HTTP/1.1\r\nA: 1\r\n\r\n",
+            &limits,
+        )
+        .unwrap_err();
+        assert_eq!(err.status, 431);
+        assert!(RequestHead::from_bytes(b"GET / HTTP/1.1\r\nA: 1\r\n\r\n", &limits).is_ok());
+    }
+
+    #[test]
+    fn many_header_slots_use_the_heap() {
+        let limits = HandshakeLimits {
+            max_header_bytes: 1 << 16,
+            max_headers: 100,
+        };
+        let mut text = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..90 {
+            text.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        text.push_str("\r\n");
+        let h = RequestHead::from_bytes(text.as_bytes(), &limits).unwrap();
+        assert_eq!(h.header_count(), 90);
+        assert_eq!(h.header_str("x-89"), Some("89"));
+    }
+}
