@@ -37,6 +37,8 @@ async fn serve(
 ) -> tokio_tungstenite::tungstenite::Result<()> {
     stream.set_nodelay(true)?;
     let mut path = String::new();
+    // The error type is fixed by tungstenite's `Callback` trait; we never return it.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_string();
         Ok(resp)
@@ -58,11 +60,10 @@ async fn echo_loop(
     mut ws: WebSocketStream<TcpStream>,
 ) -> tokio_tungstenite::tungstenite::Result<()> {
     while let Some(msg) = ws.next().await {
-        match msg? {
-            msg @ (Message::Text(_) | Message::Binary(_)) => ws.send(msg).await?,
-            // On Close tungstenite queues the reply; the next read flushes it
-            // and then ends the stream.
-            _ => {}
+        // On Close tungstenite queues the reply; the next read flushes it and
+        // then ends the stream. Pongs are likewise answered while reading.
+        if let msg @ (Message::Text(_) | Message::Binary(_)) = msg? {
+            ws.send(msg).await?;
         }
     }
     Ok(())
