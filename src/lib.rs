@@ -1,11 +1,42 @@
 //! # wavecore
 //!
-//! A high-performance WebSocket (RFC 6455) server framework.
+//! A high-performance WebSocket (RFC 6455) server framework: one event loop per core
+//! (mio), zero-copy frame parsing in the reactor's read buffer, SIMD unmasking and
+//! UTF-8 validation, and cheap broadcast (encode once, share the bytes).
 //!
+//! * [`Server`]: configure, start, run; [`ServerHandle`] to query, publish and shut
+//!   down from any thread.
+//! * [`Service`] and [`Handler`]: what an application implements; [`Conn`]: what a
+//!   callback can do to its connection.
 //! * [`protocol`]: RFC 6455 without I/O: frame headers, SIMD unmasking, streaming
 //!   UTF-8 validation, close codes, message reassembly and the opening handshake.
+//!
+//! ```no_run
+//! use wavecore::{Conn, Handler, Message, Server};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+//!         conn.send(message);
+//!     }
+//! }
+//!
+//! Server::builder().bind("127.0.0.1:9001").run(wavecore::accept_all(|| Echo)).unwrap();
+//! ```
 //!
 //! See `docs/architecture.md` for how the pieces fit.
 #![warn(missing_docs)]
 
+pub mod handler;
 pub mod protocol;
+pub mod server;
+
+pub use handler::{
+    CloseInfo, Conn, ConnId, Handler, Message, Request, SendStatus, Service, Upgrade, accept_all,
+};
+pub use protocol::CloseCode;
+pub use server::{
+    BackpressurePolicy, HttpResponse, Server, ServerBuilder, ServerConfig, ServerHandle,
+    StatsSnapshot,
+};

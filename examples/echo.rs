@@ -1,0 +1,38 @@
+//! Echoes every text and binary message on every path.
+//!
+//! ```text
+//! cargo run --release --example echo -- [ADDR]     # default 127.0.0.1:9001
+//! ```
+//!
+//! Sized for conformance suites and load tests: 64 MiB messages, 20,000 connections
+//! (the open-files limit on our machines), one reactor per core (`WORKERS=n` to
+//! override).
+
+use wavecore::{Conn, Handler, Message, Server};
+
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        conn.send(message);
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let mut builder = Server::builder()
+        .bind(addr)
+        .max_message_size(64 << 20)
+        .max_frame_size(64 << 20)
+        .max_backpressure(128 << 20)
+        .max_connections(20_000);
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
+        builder = builder.workers(workers);
+    }
+    let server = builder.start(wavecore::accept_all(|| Echo))?;
+    println!("echo server listening on ws://{}", server.local_addr());
+    server.join();
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! What a user implements ([`Service`], [`Handler`]) and what a callback gets to act on
+//! its connection with ([`Conn`]).
+//!
+//! A [`Service`] is shared by every reactor thread. For each upgrade request it decides:
+//! accept, creating the connection's [`Handler`] (and choosing a subprotocol), or refuse
+//! with an HTTP status. Requests that are not upgrades go to [`Service::http`].
+//!
+//! A [`Handler`] is the state of one connection. It lives on the reactor thread that
+//! accepted the connection and is called there, so it needs neither `Send` nor locks.
+//!
+//! ```no_run
+//! use wavecore::{Conn, Handler, Message, Server};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+//!         conn.send(message);
+//!     }
+//! }
+//!
+//! Server::builder()
+//!     .bind("127.0.0.1:9001")
+//!     .run(wavecore::accept_all(|| Echo))
+//!     .unwrap();
+//! ```
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::ops::Deref;
+
+use crate::protocol::CloseCode;
+use crate::protocol::handshake::{Refusal, RequestHead};
+use crate::server::http::HttpResponse;
+
+pub use crate::server::conn_api::{Conn, ConnId, SendStatus};
+
+/// A complete data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, valid UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+        }
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> From<&'a str> for Message<'a> {
+    fn from(text: &'a str) -> Self {
+        Message::Text(text)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Message<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Message::Binary(bytes)
+    }
+}
+
+/// How a connection ended, as told to [`Handler::on_close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseInfo<'a> {
+    /// The close code: the peer's (1005 if its close frame had none), the one we sent
+    /// (protocol errors 1002/1007/1009, backpressure 1008, shutdown 1001, handler panic
+    /// 1011, or the code given to [`Conn::close`]), or 1006 when the TCP connection ended
+    /// without a close frame (EOF, reset, idle timeout).
+    pub code: CloseCode,
+    /// The reason that came with the code (may be empty).
+    pub reason: &'a str,
+    /// Whether the peer sent the close frame (`false`: we did, or none was sent).
+    pub by_peer: bool,
+}
+
+/// One connection's state and callbacks. Every method but `on_message` has a default
+/// that does nothing.
+///
+/// Callbacks run on the connection's reactor thread; they should not block. A panic in
+/// a callback closes this connection with 1011 and leaves every other one untouched.
+pub trait Handler: 'static {
+    /// The handshake completed; the connection is open.
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// A complete message arrived. The payload is borrowed from the reactor's read
+    /// buffer when it arrived whole (no copy), else from the reassembly buffer.
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>);
+
+    /// A ping arrived. The pong has already been queued.
+    fn on_ping(&mut self, conn: &mut Conn<'_>, payload: &[u8]) {
+        let _ = (conn, payload);
+    }
+
+    /// A pong arrived (an answer to [`Conn::ping`] or to an automatic ping).
+    fn on_pong(&mut self, conn: &mut Conn<'_>, payload: &[u8]) {
+        let _ = (conn, payload);
+    }
+
+    /// The bytes buffered for this connection fell back under `max_backpressure`
+    /// after a send returned [`SendStatus::Backpressure`] or [`SendStatus::Dropped`].
+    fn on_drain(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
+    /// The connection left the open state. Called once; nothing can be sent any more.
+    fn on_close(&mut self, close: CloseInfo<'_>) {
+        let _ = close;
+    }
+}
+
+/// An HTTP request seen by [`Service::upgrade`] or [`Service::http`]: the parsed head
+/// (path, query, headers, Origin, offered subprotocols and extensions; all of
+/// [`RequestHead`] through `Deref`) and the peer's address.
+#[derive(Debug)]
+pub struct Request<'a> {
+    head: &'a RequestHead,
+    peer: SocketAddr,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(head: &'a RequestHead, peer: SocketAddr) -> Self {
+        Self { head, peer }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The parsed request head.
+    pub fn head(&self) -> &'a RequestHead {
+        self.head
+    }
+}
+
+impl Deref for Request<'_> {
+    type Target = RequestHead;
+
+    fn deref(&self) -> &RequestHead {
+        self.head
+    }
+}
+
+/// The answer to an upgrade request: accept with a handler, or refuse.
+#[derive(Debug)]
+pub struct Upgrade<H> {
+    pub(crate) outcome: Result<Accepted<H>, Refusal>,
+}
+
+/// An accepted upgrade: the handler and what goes into the 101 response.
+#[derive(Debug)]
+pub(crate) struct Accepted<H> {
+    pub handler: H,
+    pub protocol: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl<H> Upgrade<H> {
+    /// Accepts the connection; `handler` receives its callbacks.
+    pub fn accept(handler: H) -> Self {
+        Self {
+            outcome: Ok(Accepted {
+                handler,
+                protocol: None,
+                headers: Vec::new(),
+            }),
+        }
+    }
+
+    /// Chooses the subprotocol (one the client offered) for the 101 response.
+    pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
+        if let Ok(accepted) = &mut self.outcome {
+            accepted.protocol = Some(protocol.into());
+        }
+        self
+    }
+
+    /// Adds a header to the 101 response.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Ok(accepted) = &mut self.outcome {
+            accepted.headers.push((name.into(), value.into()));
+        }
+        self
+    }
+
+    /// Refuses the upgrade with an HTTP status (e.g. 403, 404) and a short reason sent as
+    /// the response body.
+    pub fn refuse(status: u16, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            outcome: Err(Refusal::new(status, reason)),
+        }
+    }
+}
+
+/// The server's application: decides upgrades and answers plain HTTP requests.
+///
+/// Shared by every reactor thread, so it must be `Send + Sync`.
+pub trait Service: Send + Sync + 'static {
+    /// The per-connection handler this service creates.
+    type Handler: Handler;
+
+    /// Decides a valid WebSocket upgrade request (the protocol checks have passed).
+    fn upgrade(&self, request: &Request<'_>) -> Upgrade<Self::Handler>;
+
+    /// Answers a request that is not a WebSocket upgrade. The default is 404.
+    fn http(&self, request: &Request<'_>) -> HttpResponse {
+        let _ = request;
+        HttpResponse::not_found()
+    }
+}
+
+impl<F, H> Service for F
+where
+    F: Fn(&Request<'_>) -> Upgrade<H> + Send + Sync + 'static,
+    H: Handler,
+{
+    type Handler = H;
+
+    fn upgrade(&self, request: &Request<'_>) -> Upgrade<H> {
+        self(request)
+    }
+}
+
+/// A service that accepts every upgrade on every path, making each connection's
+/// handler with `make`. Plain HTTP requests get 404.
+pub fn accept_all<H, F>(make: F) -> impl Service<Handler = H>
+where
+    H: Handler,
+    F: Fn() -> H + Send + Sync + 'static,
+{
+    move |_: &Request<'_>| Upgrade::accept(make())
+}

@@ -1,0 +1,185 @@
+//! Configuring and starting a server.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::{Poll, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::handler::Service;
+use crate::server::config::{BackpressurePolicy, ServerConfig};
+use crate::server::handle::ServerHandle;
+use crate::server::reactor::{Reactor, WAKER};
+use crate::server::shared::{Remote, Shared};
+use crate::server::stats::Stats;
+
+/// Listen backlog of each reactor's socket.
+const BACKLOG: i32 = 4096;
+
+/// Builds a [`Server`]. Every setting has a documented default ([`ServerConfig`]).
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    addr: String,
+    config: ServerConfig,
+}
+
+/// A running server: reactor threads and a handle to them.
+#[derive(Debug)]
+pub struct Server {
+    handle: ServerHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// A builder with default settings, bound to `127.0.0.1:9001` unless told otherwise.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            addr: "127.0.0.1:9001".into(),
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// A handle to query, publish to, and shut down the server from any thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.local_addr()
+    }
+
+    /// Blocks until every reactor has stopped (after [`ServerHandle::shutdown`]).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl ServerBuilder {
+    /// The address to listen on, e.g. `"0.0.0.0:9001"`; port 0 picks a free port.
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.addr = addr.into();
+        self
+    }
+
+    /// Replaces every setting at once.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    setters! {
+        /// Reactor threads (default: available cores). See [`ServerConfig::workers`].
+        workers: usize;
+        /// See [`ServerConfig::max_message_size`].
+        max_message_size: usize;
+        /// See [`ServerConfig::max_frame_size`].
+        max_frame_size: usize;
+        /// See [`ServerConfig::max_handshake_bytes`].
+        max_handshake_bytes: usize;
+        /// See [`ServerConfig::max_headers`].
+        max_headers: usize;
+        /// See [`ServerConfig::handshake_timeout`].
+        handshake_timeout: Duration;
+        /// See [`ServerConfig::ping_interval`].
+        ping_interval: Option<Duration>;
+        /// See [`ServerConfig::pong_timeout`].
+        pong_timeout: Duration;
+        /// See [`ServerConfig::close_timeout`].
+        close_timeout: Duration;
+        /// See [`ServerConfig::max_connections`].
+        max_connections: usize;
+        /// See [`ServerConfig::max_backpressure`].
+        max_backpressure: usize;
+        /// See [`ServerConfig::backpressure_policy`].
+        backpressure_policy: BackpressurePolicy;
+        /// See [`ServerConfig::shutdown_timeout`].
+        shutdown_timeout: Duration;
+        /// See [`ServerConfig::read_buffer_size`].
+        read_buffer_size: usize;
+    }
+
+    /// Binds and starts the reactor threads; returns at once.
+    pub fn start<S: Service>(self, service: S) -> io::Result<Server> {
+        let workers = self.config.workers.max(1);
+        let addr = self
+            .addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+        // Bind the first socket, then the others to the port it got (port 0 case).
+        let first = bind_reuseport(addr)?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers {
+            listeners.push(bind_reuseport(local_addr)?);
+        }
+        let mut polls = Vec::with_capacity(workers);
+        let mut remotes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new()?;
+            remotes.push(Remote::new(Waker::new(poll.registry(), WAKER)?));
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            local_addr,
+            stats: Arc::new(Stats::default()),
+            topic_counts: Arc::new(Mutex::new(Default::default())),
+            remotes,
+        });
+        let service = Arc::new(service);
+        let config = Arc::new(self.config);
+        let mut threads = Vec::with_capacity(workers);
+        for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+            let mut listener = mio::net::TcpListener::from_std(listener);
+            Reactor::<S>::register_listener(&poll, &mut listener)?;
+            let (service, config, shared) = (service.clone(), config.clone(), shared.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("wavecore-reactor-{index}"))
+                    .spawn(move || {
+                        Reactor::new(index, poll, listener, service, config, shared).run()
+                    })?,
+            );
+        }
+        Ok(Server {
+            handle: ServerHandle::new(shared),
+            threads,
+        })
+    }
+
+    /// Binds, starts, and blocks until the server is shut down.
+    pub fn run<S: Service>(self, service: S) -> io::Result<()> {
+        self.start(service)?.join();
+        Ok(())
+    }
+}
+
+/// A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT.
+fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}

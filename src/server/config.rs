@@ -1,0 +1,81 @@
+//! Every knob of the server, with its default.
+
+use std::time::Duration;
+
+/// What happens when a send would take a connection's buffered bytes past
+/// [`ServerConfig::max_backpressure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackpressurePolicy {
+    /// Close the connection with 1008 ("backpressure limit"). The default: a consumer
+    /// too slow to keep up is cut off rather than silently losing messages.
+    #[default]
+    Close,
+    /// Drop the new message (the send returns [`crate::SendStatus::Dropped`]) and keep
+    /// the connection; [`crate::Handler::on_drain`] tells when sending works again.
+    Drop,
+}
+
+/// The server's limits and settings. Build one with [`crate::Server::builder`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Reactor threads, each with its own listening socket (SO_REUSEPORT).
+    /// Default: the number of available cores.
+    pub workers: usize,
+    /// Largest message accepted (all fragments together); past it the connection is
+    /// closed with 1009. Default 16 MiB.
+    pub max_message_size: usize,
+    /// Largest single frame accepted; past it, 1009. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Largest request head (request line and headers); past it, 431. Default 8 KiB.
+    pub max_handshake_bytes: usize,
+    /// Most request headers; past it, 431. Default 64.
+    pub max_headers: usize,
+    /// Time allowed from accept to a complete request head; then the TCP connection is
+    /// dropped (slowloris protection). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// After this long with nothing received, the server sends a ping. `None` disables
+    /// automatic pings and the idle close. Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// After an automatic ping, the time allowed for anything (a pong or any frame) to
+    /// arrive before the connection is dropped; the handler sees 1006 "idle timeout".
+    /// Default 30 s.
+    pub pong_timeout: Duration,
+    /// After sending a close frame, the time allowed for the peer's close frame before
+    /// the TCP connection is dropped. Also bounds how long an HTTP response may take to
+    /// be written. Default 5 s.
+    pub close_timeout: Duration,
+    /// Most open connections (all reactors together). Past it, new connections get
+    /// `503 Service Unavailable` before any upgrade. Default 100,000.
+    pub max_connections: usize,
+    /// Most bytes buffered for one connection because its socket would not take them.
+    /// Default 1 MiB.
+    pub max_backpressure: usize,
+    /// What happens when a send would pass `max_backpressure`. Default: close (1008).
+    pub backpressure_policy: BackpressurePolicy,
+    /// How long a graceful shutdown waits for connections to finish their close
+    /// handshake and flush, before dropping them. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Size of each reactor's read buffer. Default 64 KiB.
+    pub read_buffer_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_handshake_bytes: 8 << 10,
+            max_headers: 64,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            max_connections: 100_000,
+            max_backpressure: 1 << 20,
+            backpressure_policy: BackpressurePolicy::Close,
+            shutdown_timeout: Duration::from_secs(5),
+            read_buffer_size: 64 << 10,
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! One connection's state machine, without I/O: bytes in, handler calls and bytes out.
+//!
+//! ```text
+//! Handshake --101--> Open --we send Close--> Closing --peer's Close--> Finishing --> Done
+//!     |                |  \--peer's Close / protocol error---------->  Finishing
+//!     |                \--EOF, idle timeout---------------------------------------> Done
+//!     \--HTTP response, refusal--> Finishing;  timeout, EOF --> Done
+//! ```
+//!
+//! The reactor feeds received bytes to [`Connection::receive`], writes out what the
+//! connection queued (the reactor's cork buffer, then the outbox), and drops the socket
+//! at `Done`. In `Finishing` it writes what is left, shuts down its side of the TCP
+//! connection and waits (bounded by `close_timeout`) for the peer's EOF, so the last
+//! frame is never lost to a reset.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::handler::{CloseInfo, Handler, Message, Request, Service};
+use crate::protocol::close::CloseFrame;
+use crate::protocol::frame::OpCode;
+use crate::protocol::handshake::{
+    HandshakeLimits, HeadReader, Refusal, RequestHead, RequestKind, classify, write_accept_response,
+};
+use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
+use crate::server::config::ServerConfig;
+use crate::server::conn_api::{Conn, ConnCore};
+use crate::server::stats::Stats;
+use crate::server::timer::{TICK, Tick};
+use crate::server::turn::Turn;
+
+/// What a connection needs from its reactor while it is served.
+pub(crate) struct Env<'a, S> {
+    pub service: &'a S,
+    pub config: &'a ServerConfig,
+    pub turn: &'a mut Turn,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub(crate) enum Phase<H> {
+    /// Reading the HTTP request head.
+    Handshake(HeadReader),
+    /// Upgraded: frames go to the handler.
+    Open { decoder: Decoder, handler: H },
+    /// We sent a close frame; reading (and discarding) until the peer's close frame.
+    Closing { decoder: Decoder },
+    /// Nothing more to read or say: write what is queued, then end the connection.
+    Finishing,
+    /// Drop the socket now.
+    Done,
+}
+
+/// A connection: its handler and protocol state, and what is queued for it.
+#[derive(Debug)]
+pub(crate) struct Connection<H> {
+    pub core: ConnCore,
+    pub phase: Phase<H>,
+    /// A partial frame header or control frame left over from the last read (at most
+    /// 131 bytes; empty, holding no memory, almost always).
+    pending: Vec<u8>,
+    /// When the current phase's fixed deadline passes (handshake, closing, finishing).
+    deadline: Tick,
+}
+
+/// Converts a duration to whole ticks, rounding up.
+pub(crate) fn ticks(duration: std::time::Duration) -> Tick {
+    duration.as_millis().div_ceil(TICK.as_millis()) as Tick
+}
+
+impl<H: Handler> Connection<H> {
+    /// A connection just accepted at tick `now`.
+    pub fn new(core: ConnCore, config: &ServerConfig, now: Tick) -> Self {
+        let limits = HandshakeLimits {
+            max_header_bytes: config.max_handshake_bytes,
+            max_headers: config.max_headers,
+        };
+        Self {
+            core,
+            phase: Phase::Handshake(HeadReader::new(limits)),
+            pending: Vec::new(),
+            deadline: now + ticks(config.handshake_timeout),
+        }
+    }
+
+    /// Whether the socket should be dropped now.
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Whether the connection only waits to write what is queued and end.
+    pub fn is_finishing(&self) -> bool {
+        matches!(self.phase, Phase::Finishing)
+    }
+
+    /// Whether the WebSocket is open (handler live).
+    pub fn is_open(&self) -> bool {
+        matches!(self.phase, Phase::Open { .. })
+    }
+
+    /// Copies the bytes left over from the last read to the front of `buf`; returns how
+    /// many, so the next read goes after them.
+    pub fn take_pending(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.pending.len();
+        if n > 0 {
+            buf[..n].copy_from_slice(&self.pending);
+            self.pending = Vec::new();
+        }
+        n
+    }
+
+    /// Puts back bytes [`Connection::take_pending`] lent out when the read found
+    /// nothing new.
+    pub fn restore_pending(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.pending = bytes.to_vec();
+        }
+    }
+
+    /// Sends `response` (an HTTP refusal made before reading anything) and ends.
+    pub fn finish_with(&mut self, response: bytes::Bytes, config: &ServerConfig, now: Tick) {
+        self.core.outbox.push(response);
+        self.phase = Phase::Finishing;
+        self.deadline = now + ticks(config.close_timeout);
+    }
+
+    /// Handles bytes received (after any pending bytes, already in front of them).
+    pub fn receive<S: Service<Handler = H>>(&mut self, data: &mut [u8], env: &mut Env<'_, S>) {
+        self.core.last_seen = env.turn.now;
+        self.core.ping_outstanding = false;
+        let mut pos = 0;
+        loop {
+            let rest = &mut data[pos..];
+            match &mut self.phase {
+                Phase::Handshake(reader) => match reader.push(rest) {
+                    Ok(None) => return,
+                    Ok(Some((head, used))) => {
+                        pos += used;
+                        self.upgrade(&head, env);
+                    }
+                    Err(refusal) => return self.refuse(&refusal, env),
+                },
+                Phase::Open { .. } => {
+                    pos += self.receive_frames(rest, env);
+                    if self.is_open() {
+                        return;
+                    }
+                }
+                Phase::Closing { .. } => {
+                    self.receive_while_closing(rest, env);
+                    return;
+                }
+                Phase::Finishing | Phase::Done => return,
+            }
+        }
+    }
+
+    /// The peer ended its side of the TCP connection.
+    pub fn eof<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        if self.is_open() {
+            self.leave_open(CloseCode::ABNORMAL, "", false, Phase::Done, env);
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// The server shuts down: close open connections with 1001, drop the rest.
+    pub fn shut_down<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        match self.phase {
+            Phase::Open { .. } => {
+                self.core
+                    .start_close(CloseCode::GOING_AWAY, "server shutting down", None);
+                self.after_callbacks(env);
+            }
+            Phase::Handshake(_) => self.phase = Phase::Done,
+            _ => {}
+        }
+    }
+
+    /// The socket took everything queued; tell the handler if it was waiting for that.
+    pub fn drained<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        if self.core.needs_drain && self.core.outbox.len() < env.config.max_backpressure {
+            self.core.needs_drain = false;
+            self.call(env, |handler, conn| handler.on_drain(conn));
+        }
+    }
+
+    /// A shared frame for this connection, which is not being served right now
+    /// (broadcast delivery). Applies the backpressure policy.
+    pub fn deliver<S: Service<Handler = H>>(&mut self, frame: &bytes::Bytes, env: &mut Env<'_, S>) {
+        if !self.is_open() {
+            return;
+        }
+        self.core.deliver(frame, env.config, &env.turn.stats);
+        if self.core.closing.is_some() {
+            self.after_callbacks(env);
+        }
+    }
+
+    /// The tick at which [`Connection::on_timer`] has something to do, if any.
+    pub fn next_due(&self, config: &ServerConfig) -> Option<Tick> {
+        match &self.phase {
+            Phase::Handshake(_) | Phase::Closing { .. } | Phase::Finishing => Some(self.deadline),
+            Phase::Open { .. } => {
+                let interval = config.ping_interval?;
+                Some(if self.core.ping_outstanding {
+                    self.deadline
+                } else {
+                    self.core.last_seen + ticks(interval)
+                })
+            }
+            Phase::Done => None,
+        }
+    }
+
+    /// Time passed: handshake, close and idle timeouts, and automatic pings.
+    pub fn on_timer<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        let now = env.turn.now;
+        match &self.phase {
+            Phase::Handshake(_) if now >= self.deadline => {
+                Stats::bump(&env.turn.stats.handshake_timeouts);
+                self.phase = Phase::Done;
+            }
+            Phase::Closing { .. } | Phase::Finishing if now >= self.deadline => {
+                self.phase = Phase::Done;
+            }
+            Phase::Open { .. } => {
+                let Some(interval) = env.config.ping_interval else {
+                    return;
+                };
+                if self.core.ping_outstanding {
+                    if now >= self.deadline {
+                        Stats::bump(&env.turn.stats.idle_timeouts);
+                        self.leave_open(
+                            CloseCode::ABNORMAL,
+                            "idle timeout",
+                            false,
+                            Phase::Done,
+                            env,
+                        );
+                    }
+                } else if now >= self.core.last_seen + ticks(interval) {
+                    self.core.queue_control(OpCode::Ping, b"", None);
+                    self.core.ping_outstanding = true;
+                    self.deadline = now + ticks(env.config.pong_timeout);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A complete request head arrived: answer it.
+    fn upgrade<S: Service<Handler = H>>(&mut self, head: &RequestHead, env: &mut Env<'_, S>) {
+        let request = Request::new(head, self.core.peer);
+        let key = match classify(head) {
+            Err(refusal) => return self.refuse(&refusal, env),
+            Ok(RequestKind::Http) => {
+                Stats::bump(&env.turn.stats.http_requests);
+                let response = catch_unwind(AssertUnwindSafe(|| env.service.http(&request)))
+                    .unwrap_or_else(|_| {
+                        Stats::bump(&env.turn.stats.handler_panics);
+                        crate::HttpResponse::new(500, "internal error\n")
+                    });
+                response.write(&mut env.turn.cork);
+                return self.finish(env);
+            }
+            Ok(RequestKind::WebSocket { key }) => key,
+        };
+        let upgrade = catch_unwind(AssertUnwindSafe(|| env.service.upgrade(&request)));
+        let accepted = match upgrade {
+            Ok(upgrade) => match upgrade.outcome {
+                Ok(accepted) => accepted,
+                Err(refusal) => return self.refuse(&refusal, env),
+            },
+            Err(_) => {
+                Stats::bump(&env.turn.stats.handler_panics);
+                return self.refuse(&Refusal::new(500, "internal error"), env);
+            }
+        };
+        let headers: Vec<(&str, &str)> = accepted
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        write_accept_response(
+            &mut env.turn.cork,
+            &key,
+            accepted.protocol.as_deref(),
+            &headers,
+        );
+        self.core.protocol = accepted.protocol.map(String::into_boxed_str);
+        let decoder = Decoder::new(DecoderConfig {
+            role: Role::Server,
+            max_frame_size: env.config.max_frame_size,
+            max_message_size: env.config.max_message_size,
+            allowed_rsv: 0,
+        });
+        self.phase = Phase::Open {
+            decoder,
+            handler: accepted.handler,
+        };
+        env.turn
+            .stats
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.call(env, |handler, conn| handler.on_open(conn));
+        self.after_callbacks(env);
+    }
+
+    fn refuse<S>(&mut self, refusal: &Refusal, env: &mut Env<'_, S>) {
+        Stats::bump(&env.turn.stats.handshake_refusals);
+        refusal.write(&mut env.turn.cork);
+        self.finish(env);
+    }
+
+    fn finish<S>(&mut self, env: &mut Env<'_, S>) {
+        self.phase = Phase::Finishing;
+        self.deadline = env.turn.now + ticks(env.config.close_timeout);
+    }
+
+    /// Decodes frames and calls the handler; returns the bytes consumed.
+    fn receive_frames<S: Service<Handler = H>>(
+        &mut self,
+        data: &mut [u8],
+        env: &mut Env<'_, S>,
+    ) -> usize {
+        let Phase::Open { decoder, handler } = &mut self.phase else {
+            return 0;
+        };
+        let mut pos = 0;
+        loop {
+            let (used, result) = decoder.decode(&mut data[pos..]);
+            pos += used;
+            let mut conn = Conn {
+                core: &mut self.core,
+                turn: env.turn,
+                config: env.config,
+            };
+            let event = match result {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    decoder.release();
+                    self.pending.extend_from_slice(&data[pos..]);
+                    return data.len();
+                }
+                Err(error) => {
+                    Stats::bump(&env.turn.stats.protocol_errors);
+                    let code = error.close_code();
+                    self.core
+                        .start_close(code, error.reason(), Some(&mut env.turn.cork));
+                    self.leave_open(code, error.reason(), false, Phase::Finishing, env);
+                    return data.len();
+                }
+            };
+            let panicked = match event {
+                Event::Text(text) => guarded(|| handler.on_message(&mut conn, Message::Text(text))),
+                Event::Binary(bytes) => {
+                    guarded(|| handler.on_message(&mut conn, Message::Binary(bytes)))
+                }
+                Event::Ping(payload) => {
+                    conn.core
+                        .queue_control(OpCode::Pong, payload, Some(&mut conn.turn.cork));
+                    guarded(|| handler.on_ping(&mut conn, payload))
+                }
+                Event::Pong(payload) => guarded(|| handler.on_pong(&mut conn, payload)),
+                Event::Close(frame) => {
+                    let (code, reason) = match frame {
+                        Some(CloseFrame { code, reason }) => (code, reason.to_owned()),
+                        None => (CloseCode::NO_STATUS, String::new()),
+                    };
+                    // Answer with the same code (or an empty close for "no status").
+                    self.core.start_close(code, "", Some(&mut env.turn.cork));
+                    self.leave_open(code, &reason, true, Phase::Finishing, env);
+                    return data.len();
+                }
+            };
+            if panicked {
+                Stats::bump(&env.turn.stats.handler_panics);
+                self.core.start_close(
+                    CloseCode::INTERNAL_ERROR,
+                    "internal error",
+                    Some(&mut env.turn.cork),
+                );
+            }
+            if self.core.closing.is_some() {
+                self.after_callbacks(env);
+                return pos;
+            }
+        }
+    }
+
+    /// After our close frame: look for the peer's, discard everything else.
+    fn receive_while_closing<S: Service<Handler = H>>(
+        &mut self,
+        data: &mut [u8],
+        env: &mut Env<'_, S>,
+    ) {
+        let Phase::Closing { decoder } = &mut self.phase else {
+            return;
+        };
+        let mut pos = 0;
+        loop {
+            let (used, result) = decoder.decode(&mut data[pos..]);
+            pos += used;
+            match result {
+                Ok(Some(Event::Close(_))) | Err(_) => return self.finish(env),
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    decoder.release();
+                    self.pending.extend_from_slice(&data[pos..]);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs a handler callback with this connection, catching a panic (close 1011).
+    fn call<S: Service<Handler = H>>(
+        &mut self,
+        env: &mut Env<'_, S>,
+        callback: impl FnOnce(&mut H, &mut Conn<'_>),
+    ) {
+        let Phase::Open { handler, .. } = &mut self.phase else {
+            return;
+        };
+        let mut conn = Conn {
+            core: &mut self.core,
+            turn: env.turn,
+            config: env.config,
+        };
+        if guarded(|| callback(handler, &mut conn)) {
+            Stats::bump(&env.turn.stats.handler_panics);
+            self.core.start_close(
+                CloseCode::INTERNAL_ERROR,
+                "internal error",
+                Some(&mut env.turn.cork),
+            );
+        }
+    }
+
+    /// If a close frame went out while open, leave the open state.
+    fn after_callbacks<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        if !self.is_open() {
+            return;
+        }
+        if let Some(sent) = self.core.closing.as_deref() {
+            let (code, reason) = (sent.0, sent.1.clone());
+            self.leave_open(code, &reason, false, Phase::Finishing, env);
+            if let Phase::Finishing = self.phase {
+                // We started the handshake: wait for the peer's answer.
+                self.phase = Phase::Closing {
+                    decoder: Decoder::new(DecoderConfig {
+                        role: Role::Server,
+                        max_frame_size: env.config.max_frame_size,
+                        max_message_size: env.config.max_message_size,
+                        allowed_rsv: 0,
+                    }),
+                };
+            }
+        }
+    }
+
+    /// Leaves the open state for `next`: unsubscribes, tells the handler, drops it.
+    fn leave_open<S: Service<Handler = H>>(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        by_peer: bool,
+        next: Phase<H>,
+        env: &mut Env<'_, S>,
+    ) {
+        let previous = std::mem::replace(&mut self.phase, next);
+        let Phase::Open { mut handler, .. } = previous else {
+            return;
+        };
+        for sub in self.core.subscriptions.drain(..) {
+            env.turn.topics.unsubscribe(sub);
+        }
+        self.core.subscriptions = Vec::new();
+        env.turn
+            .stats
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let info = CloseInfo {
+            code,
+            reason,
+            by_peer,
+        };
+        if guarded(|| handler.on_close(info)) {
+            Stats::bump(&env.turn.stats.handler_panics);
+        }
+        self.deadline = env.turn.now + ticks(env.config.close_timeout);
+    }
+}
+
+/// Runs `f`, reporting whether it panicked.
+fn guarded(f: impl FnOnce()) -> bool {
+    catch_unwind(AssertUnwindSafe(f)).is_err()
+}
+
+#[cfg(test)]
+mod tests;

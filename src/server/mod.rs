@@ -1,0 +1,27 @@
+//! The runtime: reactor threads, sockets and time.
+//!
+//! [`Server::builder`] configures a server; [`ServerBuilder::start`] binds one listening
+//! socket per worker (SO_REUSEPORT, so the kernel spreads connections), starts one
+//! reactor thread per worker, and returns a [`Server`] whose [`ServerHandle`] can be
+//! cloned and sent anywhere to query, publish to, or shut down the server.
+
+pub(crate) mod config;
+pub(crate) mod conn;
+pub(crate) mod conn_api;
+pub(crate) mod http;
+pub(crate) mod outbox;
+pub(crate) mod pubsub;
+pub(crate) mod reactor;
+pub(crate) mod shared;
+pub(crate) mod stats;
+pub(crate) mod timer;
+pub(crate) mod turn;
+
+mod builder;
+mod handle;
+
+pub use builder::{Server, ServerBuilder};
+pub use config::{BackpressurePolicy, ServerConfig};
+pub use handle::ServerHandle;
+pub use http::HttpResponse;
+pub use stats::StatsSnapshot;

@@ -1,0 +1,239 @@
+//! A connection's queue of bytes its socket has not taken yet, written with vectored
+//! writes.
+//!
+//! Sends made while a connection is being served go first into the reactor's *cork*
+//! buffer (shared by all connections, reused, so no allocation per message) and are
+//! written once, together, when the reactor is done with the connection. Only what
+//! the socket refuses is moved into the connection's own [`Outbox`], as [`Bytes`]; an
+//! empty outbox owns no memory. Broadcast frames are pushed as clones of one shared
+//! `Bytes`: a reference count, not a copy.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes};
+
+/// Most slices handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// Bytes waiting for a connection's socket.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Bytes>,
+    len: usize,
+}
+
+/// How a flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything was written.
+    All,
+    /// The socket is full; the rest waits in the outbox for the next writable event.
+    Blocked,
+}
+
+impl Outbox {
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues `bytes` behind everything already waiting.
+    pub fn push(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.queue.push_back(bytes);
+        }
+    }
+
+    /// Writes the queue, then `cork`, with as few `writev` calls as the socket allows.
+    /// What the socket does not take of `cork` is copied into the queue; `cork` is left
+    /// empty either way. An emptied queue gives its memory back.
+    pub fn flush<W: Write>(&mut self, socket: &mut W, cork: &mut Vec<u8>) -> io::Result<Flushed> {
+        let mut cork_written = 0;
+        let result = self.write_all(socket, cork, &mut cork_written);
+        if cork_written < cork.len() {
+            self.push(Bytes::copy_from_slice(&cork[cork_written..]));
+        }
+        cork.clear();
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+        result
+    }
+
+    fn write_all<W: Write>(
+        &mut self,
+        socket: &mut W,
+        cork: &[u8],
+        cork_written: &mut usize,
+    ) -> io::Result<Flushed> {
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            let mut offered = 0;
+            for chunk in self.queue.iter().take(MAX_IOVECS - 1) {
+                slices[count] = IoSlice::new(chunk);
+                offered += chunk.len();
+                count += 1;
+            }
+            let cork_rest = &cork[*cork_written..];
+            if !cork_rest.is_empty() && count < MAX_IOVECS {
+                slices[count] = IoSlice::new(cork_rest);
+                offered += cork_rest.len();
+                count += 1;
+            }
+            if offered == 0 {
+                return Ok(Flushed::All);
+            }
+            let written = match socket.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let from_queue = self.consume(written);
+            *cork_written += written - from_queue;
+            if written < offered {
+                return Ok(Flushed::Blocked);
+            }
+        }
+    }
+
+    /// Drops `n` written bytes from the front of the queue; returns how many came from it.
+    fn consume(&mut self, mut n: usize) -> usize {
+        let mut taken = 0;
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            let step = n.min(front.len());
+            front.advance(step);
+            if front.is_empty() {
+                self.queue.pop_front();
+            }
+            n -= step;
+            taken += step;
+        }
+        self.len -= taken;
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes at most `budget` bytes, then would block.
+    struct Limited {
+        taken: Vec<u8>,
+        budget: usize,
+        calls: usize,
+    }
+
+    impl Write for Limited {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(self.budget);
+                self.taken.extend_from_slice(&buf[..take]);
+                self.budget -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queue_then_cork_in_one_write() {
+        let mut outbox = Outbox::default();
+        outbox.push(Bytes::from_static(b"ab"));
+        outbox.push(Bytes::from_static(b"cd"));
+        let mut cork = b"ef".to_vec();
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 100,
+            calls: 0,
+        };
+        assert_eq!(outbox.flush(&mut socket, &mut cork).unwrap(), Flushed::All);
+        assert_eq!(socket.taken, b"abcdef");
+        assert_eq!(socket.calls, 1);
+        assert!(outbox.is_empty() && cork.is_empty());
+        assert_eq!(outbox.queue.capacity(), 0, "an empty outbox owns no memory");
+    }
+
+    #[test]
+    fn partial_write_keeps_the_rest_in_order() {
+        let mut outbox = Outbox::default();
+        outbox.push(Bytes::from_static(b"abc"));
+        let mut cork = b"defgh".to_vec();
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 4,
+            calls: 0,
+        };
+        assert_eq!(
+            outbox.flush(&mut socket, &mut cork).unwrap(),
+            Flushed::Blocked
+        );
+        assert_eq!(outbox.len(), 4);
+        assert!(cork.is_empty());
+        socket.budget = 100;
+        let mut more = b"ij".to_vec();
+        assert_eq!(outbox.flush(&mut socket, &mut more).unwrap(), Flushed::All);
+        assert_eq!(socket.taken, b"abcdefghij");
+    }
+
+    #[test]
+    fn blocked_socket_moves_the_cork_into_the_queue() {
+        let mut outbox = Outbox::default();
+        let mut cork = b"xyz".to_vec();
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 0,
+            calls: 0,
+        };
+        assert_eq!(
+            outbox.flush(&mut socket, &mut cork).unwrap(),
+            Flushed::Blocked
+        );
+        assert_eq!(outbox.len(), 3);
+    }
+
+    #[test]
+    fn more_chunks_than_one_writev_takes() {
+        let mut outbox = Outbox::default();
+        for i in 0..200u8 {
+            outbox.push(Bytes::from(vec![i]));
+        }
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 1000,
+            calls: 0,
+        };
+        assert_eq!(
+            outbox.flush(&mut socket, &mut Vec::new()).unwrap(),
+            Flushed::All
+        );
+        assert_eq!(socket.taken, (0..200u8).collect::<Vec<_>>());
+        assert!(socket.calls >= 4);
+    }
+}

@@ -1,0 +1,168 @@
+//! Topics: which connections of this reactor subscribe to what, and the messages that
+//! travel between reactors.
+//!
+//! Each reactor keeps its own registry, touched only by its own thread. A publish is
+//! encoded once into a [`Bytes`] frame; it reaches the local subscribers as clones of
+//! that `Bytes`, and other reactors through their inboxes (see `reactor.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use slab::Slab;
+
+use crate::server::conn_api::ConnId;
+
+/// A published frame on its way to subscribers.
+#[derive(Debug, Clone)]
+pub(crate) struct Publish {
+    /// The topic, or `None` for every open connection.
+    pub topic: Option<Arc<str>>,
+    /// The encoded frame, shared by every subscriber.
+    pub frame: Bytes,
+    /// A connection that must not receive it (the publisher, when it asked so).
+    pub exclude: Option<ConnId>,
+}
+
+/// Where one subscription sits in the registry, so it can be removed in O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    topic: u32,
+    slot: u32,
+}
+
+#[derive(Debug)]
+struct Topic {
+    name: Arc<str>,
+    /// Slab keys of the subscribed connections.
+    subscribers: Slab<usize>,
+}
+
+/// Subscriber counts per topic over all reactors, for the server handle. Updated on
+/// subscribe and unsubscribe only, never on the publish path.
+pub(crate) type TopicCounts = Arc<Mutex<HashMap<Arc<str>, usize>>>;
+
+/// One reactor's topics.
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    by_name: HashMap<Arc<str>, u32>,
+    topics: Slab<Topic>,
+    counts: TopicCounts,
+}
+
+impl Topics {
+    /// A registry that keeps `counts` up to date.
+    pub fn new(counts: TopicCounts) -> Self {
+        Self {
+            by_name: HashMap::new(),
+            topics: Slab::new(),
+            counts,
+        }
+    }
+
+    /// Subscribes connection `key` to `name`. The caller makes sure it is not already.
+    pub fn subscribe(&mut self, name: &str, key: usize) -> Subscription {
+        let topic = match self.by_name.get(name) {
+            Some(&topic) => topic,
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                let topic = self.topics.insert(Topic {
+                    name: name.clone(),
+                    subscribers: Slab::new(),
+                }) as u32;
+                self.by_name.insert(name, topic);
+                topic
+            }
+        };
+        let entry = &mut self.topics[topic as usize];
+        let slot = entry.subscribers.insert(key) as u32;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(entry.name.clone()).or_insert(0) += 1;
+        Subscription { topic, slot }
+    }
+
+    /// Removes a subscription; a topic left without subscribers is forgotten.
+    pub fn unsubscribe(&mut self, sub: Subscription) {
+        let Some(topic) = self.topics.get_mut(sub.topic as usize) else {
+            return;
+        };
+        if topic.subscribers.try_remove(sub.slot as usize).is_none() {
+            return;
+        }
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = counts.get_mut(&topic.name) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&topic.name);
+                }
+            }
+        }
+        if topic.subscribers.is_empty() {
+            let topic = self.topics.remove(sub.topic as usize);
+            self.by_name.remove(&topic.name);
+        }
+    }
+
+    /// The name of a subscription's topic.
+    pub fn name(&self, sub: Subscription) -> Option<&Arc<str>> {
+        self.topics.get(sub.topic as usize).map(|t| &t.name)
+    }
+
+    /// Whether `sub` is a subscription to `name`.
+    pub fn is_topic(&self, sub: Subscription, name: &str) -> bool {
+        self.by_name.get(name) == Some(&sub.topic)
+    }
+
+    /// Slab keys of the connections subscribed to `name`, appended to `out`.
+    pub fn subscribers_into(&self, name: &str, out: &mut Vec<usize>) {
+        if let Some(&topic) = self.by_name.get(name) {
+            out.extend(
+                self.topics[topic as usize]
+                    .subscribers
+                    .iter()
+                    .map(|(_, &k)| k),
+            );
+        }
+    }
+
+    /// Number of local subscribers of `name`.
+    #[cfg(test)]
+    pub fn count(&self, name: &str) -> usize {
+        self.by_name
+            .get(name)
+            .map_or(0, |&t| self.topics[t as usize].subscribers.len())
+    }
+
+    /// Number of topics with at least one subscriber.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_unsubscribe_forgets_empty_topics() {
+        let mut topics = Topics::default();
+        let a = topics.subscribe("room", 1);
+        let b = topics.subscribe("room", 2);
+        let c = topics.subscribe("other", 1);
+        assert_eq!(topics.count("room"), 2);
+        assert_eq!(topics.counts.lock().unwrap()["room"], 2);
+        assert!(topics.is_topic(a, "room") && !topics.is_topic(c, "room"));
+        let mut keys = Vec::new();
+        topics.subscribers_into("room", &mut keys);
+        keys.sort();
+        assert_eq!(keys, [1, 2]);
+        topics.unsubscribe(a);
+        topics.unsubscribe(b);
+        topics.unsubscribe(c);
+        assert_eq!(topics.len(), 0);
+        assert!(topics.by_name.is_empty());
+        assert!(topics.counts.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,471 @@
+//! One event loop per core: poll, accept, read and dispatch, flush, deliver publishes,
+//! run timers. The only place (with `listener.rs`) that touches sockets.
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::handler::Service;
+use crate::protocol::handshake::Refusal;
+use crate::server::config::ServerConfig;
+use crate::server::conn::{Connection, Env};
+use crate::server::conn_api::{ConnCore, ConnId};
+use crate::server::outbox::Flushed;
+use crate::server::pubsub::Publish;
+use crate::server::shared::Shared;
+use crate::server::stats::Stats;
+use crate::server::timer::{self, TimerWheel};
+use crate::server::turn::Turn;
+
+/// The listening socket's token.
+const LISTENER: Token = Token(usize::MAX - 1);
+/// The waker's token: commands from other threads.
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// A connection and its socket.
+struct Entry<H> {
+    socket: TcpStream,
+    conn: Connection<H>,
+    /// Our side of the TCP connection was shut down (finishing, waiting for EOF).
+    write_shut: bool,
+}
+
+/// One reactor: a thread's worth of connections.
+pub(crate) struct Reactor<S: Service> {
+    index: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Entry<S::Handler>>,
+    read_buf: Vec<u8>,
+    turn: Turn,
+    wheel: TimerWheel,
+    fired: Vec<timer::Entry>,
+    service: Arc<S>,
+    config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+    /// Connections with queued bytes to write at the end of the turn.
+    dirty: Vec<usize>,
+    /// Publishes to hand to the other reactors at the end of the turn.
+    outgoing: Vec<Publish>,
+    /// Scratch list of subscriber keys.
+    targets: Vec<usize>,
+    next_id: u64,
+    /// Accepting is paused until this tick (after EMFILE and the like).
+    accept_paused_until: Option<timer::Tick>,
+    /// When a graceful shutdown must end.
+    shutdown_deadline: Option<Instant>,
+}
+
+impl<S: Service> Reactor<S> {
+    /// Registers a bound listener with the poll a reactor will use.
+    pub fn register_listener(poll: &Poll, listener: &mut TcpListener) -> io::Result<()> {
+        poll.registry()
+            .register(listener, LISTENER, Interest::READABLE)
+    }
+
+    /// A reactor over a listener already registered with `poll` (whose waker is in
+    /// `shared`). Built on its own thread, since handlers need not be `Send`.
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        listener: TcpListener,
+        service: Arc<S>,
+        config: Arc<ServerConfig>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let origin = Instant::now();
+        Self {
+            index,
+            poll,
+            listener: Some(listener),
+            conns: Slab::new(),
+            read_buf: vec![0; config.read_buffer_size.max(1024) + 256],
+            turn: Turn::new(shared.stats.clone(), shared.topic_counts.clone()),
+            wheel: TimerWheel::new(origin),
+            fired: Vec::new(),
+            service,
+            config,
+            shared,
+            dirty: Vec::new(),
+            outgoing: Vec::new(),
+            targets: Vec::new(),
+            next_id: 1,
+            accept_paused_until: None,
+            shutdown_deadline: None,
+        }
+    }
+
+    /// Runs until a graceful shutdown completes.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = (!self.wheel.is_empty()
+                || self.accept_paused_until.is_some()
+                || self.shutdown_deadline.is_some())
+            .then(|| self.wheel.until_next_tick(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return;
+                }
+            }
+            self.turn.now = self.wheel.tick_of(Instant::now());
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => self.drain_inbox(),
+                    Token(key) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.serve(key, readable, event.is_writable());
+                    }
+                }
+            }
+            self.forward_publishes();
+            self.flush_dirty();
+            self.run_timers();
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.conns.is_empty() || Instant::now() >= deadline)
+            {
+                return;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (socket, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(_) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick
+                    // rather than spin on a listener that stays readable.
+                    self.accept_paused_until = Some(self.turn.now + 1);
+                    if let Some(mut listener) = self.listener.take() {
+                        let _ = self.poll.registry().deregister(&mut listener);
+                        self.listener = Some(listener);
+                    }
+                    return;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            Stats::bump(&self.shared.stats.accepted);
+            let over = self.shared.stats.tcp.load(Ordering::Relaxed) >= self.config.max_connections;
+            self.insert(socket, peer, over);
+        }
+    }
+
+    fn insert(&mut self, mut socket: TcpStream, peer: std::net::SocketAddr, over_capacity: bool) {
+        let slot = self.conns.vacant_entry();
+        let key = slot.key();
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut socket,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let id = ConnId(((self.index as u64) << 48) | self.next_id);
+        self.next_id += 1;
+        let now = self.turn.now;
+        let core = ConnCore::new(key, id, peer, now);
+        let mut conn = Connection::new(core, &self.config, now);
+        if over_capacity {
+            Stats::bump(&self.shared.stats.refused_over_capacity);
+            let mut bytes = Vec::new();
+            Refusal::service_unavailable("too many connections").write(&mut bytes);
+            conn.finish_with(bytes.into(), &self.config, now);
+        }
+        self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
+        slot.insert(Entry {
+            socket,
+            conn,
+            write_shut: false,
+        });
+        self.after_io(key);
+    }
+
+    /// Handles readiness of connection `key`.
+    fn serve(&mut self, key: usize, readable: bool, writable: bool) {
+        if writable {
+            self.write(key);
+        }
+        if readable {
+            self.read(key);
+        }
+        self.after_io(key);
+    }
+
+    /// Reads until the socket is drained (or the connection is done), feeding bytes to
+    /// the connection.
+    fn read(&mut self, key: usize) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut env = Env {
+            service: &*self.service,
+            config: &self.config,
+            turn: &mut self.turn,
+        };
+        loop {
+            let held = entry.conn.take_pending(&mut self.read_buf);
+            let space = self.read_buf.len() - held;
+            match entry.socket.read(&mut self.read_buf[held..]) {
+                Ok(0) => {
+                    entry.conn.eof(&mut env);
+                    return;
+                }
+                Ok(n) => {
+                    entry.conn.receive(&mut self.read_buf[..held + n], &mut env);
+                    // With edge-triggered readiness a short read means the socket is
+                    // drained for now: new bytes will raise a new event.
+                    if n < space || entry.conn.is_done() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    entry.conn.restore_pending(&self.read_buf[..held]);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    entry.conn.restore_pending(&self.read_buf[..held]);
+                }
+                Err(_) => {
+                    entry.conn.eof(&mut env);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the cork and the connection's queue; tells the handler when it drained.
+    fn write(&mut self, key: usize) {
+        loop {
+            let Some(entry) = self.conns.get_mut(key) else {
+                self.turn.cork.clear();
+                return;
+            };
+            if entry.conn.core.outbox.is_empty() && self.turn.cork.is_empty() {
+                return;
+            }
+            let had_queue = !entry.conn.core.outbox.is_empty();
+            match entry
+                .conn
+                .core
+                .outbox
+                .flush(&mut entry.socket, &mut self.turn.cork)
+            {
+                Ok(Flushed::All) => {
+                    if !had_queue && !entry.conn.core.needs_drain {
+                        return;
+                    }
+                    let mut env = Env {
+                        service: &*self.service,
+                        config: &self.config,
+                        turn: &mut self.turn,
+                    };
+                    entry.conn.drained(&mut env);
+                    if self.turn.cork.is_empty() {
+                        return;
+                    }
+                }
+                Ok(Flushed::Blocked) => return,
+                Err(_) => {
+                    let mut env = Env {
+                        service: &*self.service,
+                        config: &self.config,
+                        turn: &mut self.turn,
+                    };
+                    entry.conn.eof(&mut env);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After serving `key`: write what it sent, deliver what it published, end it if
+    /// done, and keep its timer armed.
+    fn after_io(&mut self, key: usize) {
+        self.write(key);
+        self.deliver_publishes();
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        if entry.conn.is_finishing() && entry.conn.core.outbox.is_empty() && !entry.write_shut {
+            entry.write_shut = true;
+            let _ = entry.socket.shutdown(Shutdown::Write);
+        }
+        if entry.conn.is_done() {
+            self.remove(key);
+            return;
+        }
+        if let Some(due) = entry.conn.next_due(&self.config) {
+            let core = &mut entry.conn.core;
+            if core.timer_due == 0 || due < core.timer_due {
+                core.timer_due = due;
+                self.wheel.schedule(key, core.id.0, due);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        let mut entry = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut entry.socket);
+        self.shared.stats.tcp.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Delivers publishes made by handlers to local subscribers, and keeps them for the
+    /// other reactors.
+    fn deliver_publishes(&mut self) {
+        if self.turn.publishes.is_empty() {
+            return;
+        }
+        let publishes = std::mem::take(&mut self.turn.publishes);
+        for publish in &publishes {
+            self.deliver_local(publish);
+        }
+        if self.shared.remotes.len() > 1 {
+            self.outgoing.extend(publishes);
+        }
+    }
+
+    /// Queues one publish for every matching connection of this reactor.
+    fn deliver_local(&mut self, publish: &Publish) {
+        self.targets.clear();
+        match &publish.topic {
+            Some(topic) => self.turn.topics.subscribers_into(topic, &mut self.targets),
+            None => self.targets.extend(self.conns.iter().map(|(k, _)| k)),
+        }
+        let mut env = Env {
+            service: &*self.service,
+            config: &self.config,
+            turn: &mut self.turn,
+        };
+        for &key in &self.targets {
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if publish.exclude == Some(entry.conn.core.id) {
+                continue;
+            }
+            entry.conn.deliver(&publish.frame, &mut env);
+            if !entry.conn.core.dirty {
+                entry.conn.core.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Hands this turn's publishes to every other reactor: one lock and at most one
+    /// wake-up per reactor per turn, however many messages.
+    fn forward_publishes(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        for (i, remote) in self.shared.remotes.iter().enumerate() {
+            if i != self.index {
+                remote.send_publishes(self.outgoing.iter().cloned());
+            }
+        }
+        self.outgoing.clear();
+    }
+
+    /// Commands from other threads: publishes and shutdown.
+    fn drain_inbox(&mut self) {
+        let (publishes, shutdown) = self.shared.remotes[self.index].take();
+        for publish in &publishes {
+            self.deliver_local(publish);
+        }
+        if shutdown && self.shutdown_deadline.is_none() {
+            self.begin_shutdown();
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let mut env = Env {
+                service: &*self.service,
+                config: &self.config,
+                turn: &mut self.turn,
+            };
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.shut_down(&mut env);
+            }
+            self.after_io(key);
+        }
+    }
+
+    /// Writes every connection that got broadcast frames this turn: all its frames in
+    /// one `writev`.
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            if let Some(entry) = self.conns.get_mut(key) {
+                entry.conn.core.dirty = false;
+                self.after_io(key);
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn run_timers(&mut self) {
+        if let Some(until) = self.accept_paused_until
+            && self.turn.now >= until
+        {
+            self.accept_paused_until = None;
+            if let Some(listener) = self.listener.as_mut() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .register(listener, LISTENER, Interest::READABLE);
+                self.accept();
+            }
+        }
+        self.fired.clear();
+        self.wheel.advance(Instant::now(), &mut self.fired);
+        let fired = std::mem::take(&mut self.fired);
+        for entry in &fired {
+            let Some(conn_entry) = self.conns.get_mut(entry.key) else {
+                continue;
+            };
+            let core = &conn_entry.conn.core;
+            if core.id.0 != entry.id || core.timer_due != entry.due {
+                continue;
+            }
+            conn_entry.conn.core.timer_due = 0;
+            let mut env = Env {
+                service: &*self.service,
+                config: &self.config,
+                turn: &mut self.turn,
+            };
+            conn_entry.conn.on_timer(&mut env);
+            self.after_io(entry.key);
+        }
+        self.fired = fired;
+    }
+}

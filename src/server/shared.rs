@@ -1,0 +1,71 @@
+//! What the reactors and server handles share: counters, topic counts, and each
+//! reactor's inbox with the waker that rouses it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use mio::Waker;
+
+use crate::server::pubsub::{Publish, TopicCounts};
+use crate::server::stats::Stats;
+
+/// Commands waiting for one reactor.
+#[derive(Debug, Default)]
+struct Inbox {
+    publishes: Vec<Publish>,
+    shutdown: bool,
+}
+
+/// A reactor as other threads see it: an inbox and a waker.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    waker: Waker,
+    inbox: Mutex<Inbox>,
+}
+
+impl Remote {
+    /// A remote for the reactor whose poll made `waker`.
+    pub fn new(waker: Waker) -> Self {
+        Self {
+            waker,
+            inbox: Mutex::new(Inbox::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues publishes; wakes the reactor only if its inbox was empty (otherwise a
+    /// wake-up is already on its way), so one wake-up carries a whole batch.
+    pub fn send_publishes(&self, publishes: impl Iterator<Item = Publish>) {
+        let mut inbox = self.lock();
+        let was_empty = inbox.publishes.is_empty() && !inbox.shutdown;
+        inbox.publishes.extend(publishes);
+        drop(inbox);
+        if was_empty {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Asks the reactor to shut down gracefully.
+    pub fn send_shutdown(&self) {
+        self.lock().shutdown = true;
+        let _ = self.waker.wake();
+    }
+
+    /// Takes everything queued: the publishes, and whether shutdown was asked.
+    pub fn take(&self) -> (Vec<Publish>, bool) {
+        let mut inbox = self.lock();
+        (std::mem::take(&mut inbox.publishes), inbox.shutdown)
+    }
+}
+
+/// Server-wide state.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub local_addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    pub topic_counts: TopicCounts,
+    pub remotes: Vec<Remote>,
+}

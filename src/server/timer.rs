@@ -1,0 +1,144 @@
+//! A coarse timer wheel: one slot per tick, entries checked lazily.
+//!
+//! Connections keep their own deadline; the wheel only says when to look at them. A
+//! connection is scheduled at most once at a time, and an entry whose connection has
+//! since moved its deadline is simply dropped when its slot comes up (the connection
+//! re-arms itself). So refreshing a deadline on every message costs nothing here.
+
+use std::time::{Duration, Instant};
+
+/// The wheel's resolution.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// Slots in the wheel: 1024 ticks (about 100 s); later deadlines wrap around and are
+/// re-armed when their slot comes up early.
+const SLOTS: usize = 1024;
+
+/// A point in time, in ticks since the reactor started.
+pub(crate) type Tick = u64;
+
+/// An entry: a connection (slab key and id, so a reused key is not confused with the
+/// old connection) due at a tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub key: usize,
+    pub id: u64,
+    pub due: Tick,
+}
+
+/// The wheel.
+#[derive(Debug)]
+pub(crate) struct TimerWheel {
+    origin: Instant,
+    slots: Vec<Vec<Entry>>,
+    /// The next tick whose slot has not been processed.
+    next: Tick,
+    len: usize,
+}
+
+impl TimerWheel {
+    /// An empty wheel starting now.
+    pub fn new(origin: Instant) -> Self {
+        Self {
+            origin,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            next: 0,
+            len: 0,
+        }
+    }
+
+    /// The tick `at` falls in.
+    pub fn tick_of(&self, at: Instant) -> Tick {
+        (at.saturating_duration_since(self.origin).as_millis() / TICK.as_millis()) as Tick
+    }
+
+    /// The tick `delay` from `now`, rounded up so a timer never fires early.
+    #[cfg(test)]
+    pub fn after(&self, now: Instant, delay: Duration) -> Tick {
+        let elapsed = now.saturating_duration_since(self.origin) + delay;
+        elapsed.as_millis().div_ceil(TICK.as_millis()) as Tick
+    }
+
+    /// Schedules an entry. Entries due in the past fire on the next `advance`.
+    pub fn schedule(&mut self, key: usize, id: u64, due: Tick) {
+        let due = due.max(self.next);
+        self.slots[(due % SLOTS as u64) as usize].push(Entry { key, id, due });
+        self.len += 1;
+    }
+
+    /// Whether no entry is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How long until the next tick boundary after `now` (the poll timeout).
+    pub fn until_next_tick(&self, now: Instant) -> Duration {
+        let next = self.origin + TICK * (self.tick_of(now) as u32 + 1);
+        next.saturating_duration_since(now)
+    }
+
+    /// Moves the wheel to `now`, appending every entry that came due to `fired`.
+    pub fn advance(&mut self, now: Instant, fired: &mut Vec<Entry>) {
+        let now = self.tick_of(now);
+        while self.next <= now {
+            let slot = &mut self.slots[(self.next % SLOTS as u64) as usize];
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].due <= now {
+                    fired.push(slot.swap_remove(i));
+                    self.len -= 1;
+                } else {
+                    i += 1;
+                }
+            }
+            self.next += 1;
+            if self.len == 0 {
+                self.next = self.next.max(now + 1);
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_when_due_and_not_before() {
+        let start = Instant::now();
+        let mut wheel = TimerWheel::new(start);
+        let due = wheel.after(start, Duration::from_millis(250));
+        wheel.schedule(7, 1, due);
+        let mut fired = Vec::new();
+        wheel.advance(start + Duration::from_millis(200), &mut fired);
+        assert!(fired.is_empty());
+        wheel.advance(start + Duration::from_millis(300), &mut fired);
+        assert_eq!(fired, [Entry { key: 7, id: 1, due }]);
+        assert!(wheel.is_empty());
+    }
+
+    #[test]
+    fn deadlines_beyond_one_turn_wait_for_their_turn() {
+        let start = Instant::now();
+        let mut wheel = TimerWheel::new(start);
+        let due = wheel.after(start, TICK * (SLOTS as u32 + 5));
+        wheel.schedule(1, 1, due);
+        let mut fired = Vec::new();
+        wheel.advance(start + TICK * 10, &mut fired);
+        assert!(fired.is_empty());
+        wheel.advance(start + TICK * (SLOTS as u32 + 6), &mut fired);
+        assert_eq!(fired.len(), 1);
+    }
+
+    #[test]
+    fn past_deadlines_fire_at_once() {
+        let start = Instant::now();
+        let mut wheel = TimerWheel::new(start);
+        let mut fired = Vec::new();
+        wheel.advance(start + TICK * 50, &mut fired);
+        wheel.schedule(3, 9, 0);
+        wheel.advance(start + TICK * 51, &mut fired);
+        assert_eq!(fired.len(), 1);
+    }
+}

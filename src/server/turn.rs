@@ -1,0 +1,55 @@
+//! The reactor state a connection may touch while it is being served: the cork buffer,
+//! topics, publishes waiting to be delivered, the clock and counters.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::protocol::frame::{MAX_HEADER_LEN, OpCode, encode_header};
+use crate::server::pubsub::{Publish, TopicCounts, Topics};
+use crate::server::stats::Stats;
+use crate::server::timer::Tick;
+
+/// Per-reactor scratch and registries, lent to the connection being served.
+#[derive(Debug)]
+pub(crate) struct Turn {
+    /// Frames sent by the connection being served, written when it is done.
+    pub cork: Vec<u8>,
+    /// Publishes made by handlers, delivered once the publisher's callback returned.
+    pub publishes: Vec<Publish>,
+    /// This reactor's topics.
+    pub topics: Topics,
+    /// The current tick.
+    pub now: Tick,
+    /// Counters shared with the server handle.
+    pub stats: Arc<Stats>,
+}
+
+impl Turn {
+    /// A turn state reporting to `stats` and `counts`.
+    pub fn new(stats: Arc<Stats>, counts: TopicCounts) -> Self {
+        Self {
+            cork: Vec::with_capacity(64 << 10),
+            publishes: Vec::new(),
+            topics: Topics::new(counts),
+            now: 0,
+            stats,
+        }
+    }
+}
+
+/// Appends an unmasked server frame to `out`.
+pub(crate) fn encode_into(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
+    out.reserve(n + payload.len());
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(payload);
+}
+
+/// An unmasked server frame in its own shared buffer (for queues and broadcast).
+pub(crate) fn encode_shared(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    encode_into(&mut out, opcode, payload);
+    Bytes::from(out)
+}
