@@ -1,0 +1,85 @@
+//! Broadcast: every message received on `/broadcast` is published to every connection
+//! on `/broadcast` (the sender included); any other path echoes.
+//!
+//! ```text
+//! cargo run --release --example broadcast -- [ADDR]     # default 127.0.0.1:9001
+//! ```
+//!
+//! One reactor per core (`WORKERS=n` to override); room for 20,000 connections.
+
+use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
+
+const TOPIC: &str = "broadcast";
+
+/// A connection on `/broadcast`: subscribes on open, publishes what it receives.
+struct Subscriber;
+
+impl Handler for Subscriber {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        conn.subscribe(TOPIC);
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        conn.publish(TOPIC, message);
+    }
+}
+
+/// Any other path: echo.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        conn.send(message);
+    }
+}
+
+/// The two handlers behind one type, chosen by path at the upgrade.
+enum Route {
+    Broadcast(Subscriber),
+    Echo(Echo),
+}
+
+impl Handler for Route {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        match self {
+            Route::Broadcast(h) => h.on_open(conn),
+            Route::Echo(h) => h.on_open(conn),
+        }
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match self {
+            Route::Broadcast(h) => h.on_message(conn, message),
+            Route::Echo(h) => h.on_message(conn, message),
+        }
+    }
+}
+
+fn route(request: &Request<'_>) -> Upgrade<Route> {
+    if request.path() == "/broadcast" {
+        Upgrade::accept(Route::Broadcast(Subscriber))
+    } else {
+        Upgrade::accept(Route::Echo(Echo))
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let mut builder = Server::builder()
+        .bind(addr)
+        .max_message_size(64 << 20)
+        .max_frame_size(64 << 20)
+        .max_connections(20_000);
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
+        builder = builder.workers(workers);
+    }
+    let server = builder.start(route)?;
+    println!(
+        "broadcast server listening on ws://{}/broadcast",
+        server.local_addr()
+    );
+    server.join();
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Broadcast over real sockets with tungstenite clients: fan-out across reactors, order,
+//! unsubscribe and disconnect, publish from outside, slow subscribers, registry cleanup.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message as WsMessage, WebSocket};
+use wavecore::{
+    BackpressurePolicy, Conn, Handler, Message, Request, Server, ServerBuilder, ServerHandle,
+    Upgrade,
+};
+
+const TOPIC: &str = "t";
+
+type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// `/sub`: subscribes on open; "unsub" unsubscribes; "echo:X" answers X.
+/// `/pub`: publishes every message to the topic, without subscribing.
+enum Role {
+    Subscriber,
+    Publisher,
+}
+
+impl Handler for Role {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        if let Role::Subscriber = self {
+            conn.subscribe(TOPIC);
+        }
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match (self, message) {
+            (Role::Publisher, message) => conn.publish(TOPIC, message),
+            (Role::Subscriber, Message::Text("unsub")) => {
+                conn.unsubscribe(TOPIC);
+                conn.send_text("unsubscribed");
+            }
+            (Role::Subscriber, Message::Text(text)) if text.starts_with("echo:") => {
+                conn.send_text(&text[5..]);
+            }
+            (Role::Subscriber, _) => {}
+        }
+    }
+}
+
+fn route(request: &Request<'_>) -> Upgrade<Role> {
+    match request.path() {
+        "/pub" => Upgrade::accept(Role::Publisher),
+        _ => Upgrade::accept(Role::Subscriber),
+    }
+}
+
+fn start(builder: ServerBuilder) -> (Server, ServerHandle, SocketAddr) {
+    let server = builder
+        .bind("127.0.0.1:0")
+        .start(route)
+        .expect("server starts");
+    let handle = server.handle();
+    let addr = server.local_addr();
+    (server, handle, addr)
+}
+
+fn connect(addr: SocketAddr, path: &str) -> Client {
+    let (mut client, _) =
+        tungstenite::connect(format!("ws://{addr}{path}")).expect("client connects");
+    if let MaybeTlsStream::Plain(stream) = client.get_mut() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    client
+}
+
+fn recv_text(client: &mut Client) -> String {
+    loop {
+        match client.read().expect("message arrives") {
+            WsMessage::Text(text) => return text.to_string(),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Waits (bounded) until `check` holds.
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stop(server: Server, handle: &ServerHandle) {
+    handle.shutdown();
+    server.join();
+}
+
+#[test]
+fn fan_out_to_1000_subscribers_over_two_reactors_exactly_once_in_order() {
+    let (server, handle, addr) = start(Server::builder().workers(2));
+    let mut subscribers: Vec<Client> = (0..1000).map(|_| connect(addr, "/sub")).collect();
+    wait_until("1000 subscribers", || handle.subscribers(TOPIC) == 1000);
+    let mut publisher = connect(addr, "/pub");
+    const MESSAGES: usize = 100;
+    for i in 0..MESSAGES {
+        publisher.send(WsMessage::text(format!("m{i}"))).unwrap();
+    }
+    // A marker from a subscriber's own echo after the last publish proves nothing
+    // extra is queued behind the 100 (duplicates would come first).
+    for client in &mut subscribers {
+        for i in 0..MESSAGES {
+            assert_eq!(recv_text(client), format!("m{i}"));
+        }
+        client.send(WsMessage::text("echo:end")).unwrap();
+        assert_eq!(recv_text(client), "end");
+    }
+    stop(server, &handle);
+}
+
+#[test]
+fn unsubscribe_and_disconnect_stop_delivery() {
+    let (server, handle, addr) = start(Server::builder().workers(1));
+    let mut leaver = connect(addr, "/sub");
+    let quitter = connect(addr, "/sub");
+    let mut witness = connect(addr, "/sub");
+    wait_until("3 subscribers", || handle.subscribers(TOPIC) == 3);
+
+    leaver.send(WsMessage::text("unsub")).unwrap();
+    assert_eq!(recv_text(&mut leaver), "unsubscribed");
+    drop(quitter);
+    wait_until("1 subscriber", || handle.subscribers(TOPIC) == 1);
+
+    handle.publish(TOPIC, Message::Text("after"));
+    assert_eq!(recv_text(&mut witness), "after");
+    // One reactor: the publish reached every subscriber in the turn the witness got
+    // it, so had the leaver still been subscribed, "after" would come before "marker".
+    leaver.send(WsMessage::text("echo:marker")).unwrap();
+    assert_eq!(recv_text(&mut leaver), "marker");
+    stop(server, &handle);
+}
+
+#[test]
+fn publish_from_an_outside_thread_arrives_in_order() {
+    let (server, handle, addr) = start(Server::builder().workers(2));
+    let mut subscribers: Vec<Client> = (0..20).map(|_| connect(addr, "/sub")).collect();
+    wait_until("20 subscribers", || handle.subscribers(TOPIC) == 20);
+    let publisher = {
+        let handle = handle.clone();
+        thread::spawn(move || {
+            for i in 0..500 {
+                handle.publish(TOPIC, Message::Text(&format!("n{i}")));
+            }
+        })
+    };
+    for client in &mut subscribers {
+        for i in 0..500 {
+            assert_eq!(recv_text(client), format!("n{i}"));
+        }
+    }
+    publisher.join().unwrap();
+    stop(server, &handle);
+}
+
+/// A subscriber that never reads its socket.
+fn stalled_subscriber(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(
+            b"GET /sub HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    stream
+}
+
+fn slow_subscriber_case(policy: BackpressurePolicy) -> wavecore::StatsSnapshot {
+    let builder = Server::builder()
+        .workers(2)
+        .max_backpressure(256 << 10)
+        .backpressure_policy(policy);
+    let (server, handle, addr) = start(builder);
+    let _stalled = stalled_subscriber(addr);
+    let readers: Vec<Client> = (0..10).map(|_| connect(addr, "/sub")).collect();
+    wait_until("11 subscribers", || handle.subscribers(TOPIC) == 11);
+    // 20 MB in all: far more than the stalled socket's kernel buffers plus the limit.
+    // The publisher waits for the readers after each batch of 100 KB, so a reader that
+    // keeps reading is never more than one batch behind.
+    const BATCH: usize = 100;
+    const BATCHES: usize = 200;
+    let progress: Arc<Vec<AtomicUsize>> = Arc::new((0..10).map(|_| AtomicUsize::new(0)).collect());
+    let payload = "x".repeat(1000);
+    let threads: Vec<_> = readers
+        .into_iter()
+        .enumerate()
+        .map(|(r, mut client)| {
+            let progress = progress.clone();
+            thread::spawn(move || {
+                for i in 0..BATCH * BATCHES {
+                    let text = recv_text(&mut client);
+                    let expected = i.to_string();
+                    assert!(text.starts_with(&expected), "message {i} out of order");
+                    assert_eq!(text.len(), expected.len() + 1000);
+                    progress[r].store(i + 1, Ordering::Release);
+                }
+                client
+            })
+        })
+        .collect();
+    for batch in 0..BATCHES {
+        for i in batch * BATCH..(batch + 1) * BATCH {
+            handle.publish(TOPIC, Message::Text(&format!("{i}{payload}")));
+        }
+        let done = (batch + 1) * BATCH;
+        let readers_done = || progress.iter().all(|p| p.load(Ordering::Acquire) >= done);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !readers_done()
+            && Instant::now() < deadline
+            && !threads.iter().any(|t| t.is_finished())
+        {
+            thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let _readers: Vec<Client> = threads
+        .into_iter()
+        .map(|t| t.join().expect("every reader got every message in order"))
+        .collect();
+    let stats = handle.stats();
+    stop(server, &handle);
+    stats
+}
+
+#[test]
+fn a_stalled_subscriber_is_closed_while_the_others_receive_everything() {
+    let stats = slow_subscriber_case(BackpressurePolicy::Close);
+    assert_eq!(stats.backpressure_closes, 1);
+    assert_eq!(stats.dropped_messages, 0);
+}
+
+#[test]
+fn a_stalled_subscriber_loses_messages_under_the_drop_policy() {
+    let stats = slow_subscriber_case(BackpressurePolicy::Drop);
+    assert_eq!(stats.backpressure_closes, 0);
+    assert!(stats.dropped_messages > 0);
+    assert_eq!(
+        stats.open_connections, 11,
+        "the stalled subscriber stays connected"
+    );
+}
+
+#[test]
+fn no_registry_growth_after_10_000_subscribe_close_cycles() {
+    let (server, handle, addr) = start(Server::builder().workers(2));
+    for _ in 0..100 {
+        let batch: Vec<Client> = (0..100).map(|_| connect(addr, "/sub")).collect();
+        for mut client in batch {
+            client.close(None).unwrap();
+            // Read until the server's close arrives and the connection ends.
+            while client.read().is_ok() {}
+        }
+    }
+    wait_until("all connections closed", || handle.connections() == 0);
+    assert_eq!(handle.subscribers(TOPIC), 0);
+    assert_eq!(handle.topic_count(), 0);
+    assert_eq!(handle.stats().accepted, 10_000);
+    stop(server, &handle);
+}
