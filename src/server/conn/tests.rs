@@ -11,6 +11,7 @@ use crate::protocol::{DecoderConfig, Role};
 use crate::server::conn_api::ConnId;
 
 type Log = Arc<Mutex<Vec<String>>>;
+type TestService = Box<dyn Fn(&Request<'_>) -> Upgrade<Recorder> + Send + Sync>;
 
 /// Echoes, panics on "boom", closes on "bye", logs every callback.
 struct Recorder {
@@ -42,7 +43,7 @@ struct Harness {
     conn: Connection<Recorder>,
     turn: Turn,
     config: ServerConfig,
-    service: Box<dyn Fn(&Request<'_>) -> Upgrade<Recorder> + Send + Sync>,
+    service: TestService,
     log: Log,
 }
 
@@ -74,7 +75,7 @@ impl Harness {
         data.truncate(held + bytes.len());
         let service = &self.service;
         let mut env = Env {
-            service: service,
+            service,
             config: &self.config,
             turn: &mut self.turn,
         };
