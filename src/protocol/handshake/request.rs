@@ -129,8 +129,8 @@ impl RequestHead {
 
     /// The values of every header field named `name`, in order.
     pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.headers()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        self.raw_headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, value)| value)
     }
 
@@ -140,6 +140,14 @@ impl RequestHead {
             .headers
             .iter()
             .map(|&(name, value)| (self.text(name), self.bytes(value)))
+    }
+
+    /// Every header field as raw (name, value) bytes, in order.
+    pub(crate) fn raw_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.layout
+            .headers
+            .iter()
+            .map(|&(name, value)| (self.bytes(name), self.bytes(value)))
     }
 
     /// The number of header fields.
