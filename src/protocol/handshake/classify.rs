@@ -105,11 +105,9 @@ pub enum RequestKind {
 /// is plain HTTP, which may ignore it (RFC 9110 section 7.8). Everything else is
 /// [`RequestKind::Http`].
 pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
-    let upgrade = head
-        .header_values("upgrade")
-        .any(|value| has_token(value, "websocket"));
-    if !upgrade {
-        return classify_plain(head);
+    let fields = Fields::gather(head);
+    if !fields.upgrade_websocket {
+        return classify_plain(head, &fields);
     }
     if head.method() != "GET" {
         return Err(Refusal::method_not_allowed(
@@ -119,25 +117,23 @@ pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
     if head.version_minor() < 1 {
         return Err(Refusal::bad_request("WebSocket upgrade requires HTTP/1.1"));
     }
-    match head.header_values("host").count() {
+    match fields.hosts {
         0 => return Err(Refusal::bad_request("missing Host")),
         1 => {}
         _ => return Err(Refusal::bad_request("duplicate Host")),
     }
-    if !connection_upgrade(head) {
+    if !fields.connection_upgrade {
         return Err(Refusal::bad_request("missing Connection: upgrade"));
     }
-    let mut keys = head.header_values("sec-websocket-key");
-    let Some(key) = keys.next() else {
-        return Err(Refusal::bad_request("missing Sec-WebSocket-Key"));
+    let key = match (fields.key, fields.keys) {
+        (None, _) => return Err(Refusal::bad_request("missing Sec-WebSocket-Key")),
+        (Some(key), 1) => key,
+        (Some(_), _) => return Err(Refusal::bad_request("duplicate Sec-WebSocket-Key")),
     };
-    if keys.next().is_some() {
-        return Err(Refusal::bad_request("duplicate Sec-WebSocket-Key"));
-    }
     let Some(key) = WebSocketKey::parse(key) else {
         return Err(Refusal::bad_request("invalid Sec-WebSocket-Key"));
     };
-    match head.header("sec-websocket-version") {
+    match fields.version {
         Some(b"13") => Ok(RequestKind::WebSocket { key }),
         Some(_) => Err(Refusal::upgrade_required(
             "unsupported Sec-WebSocket-Version",
@@ -147,11 +143,11 @@ pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
 }
 
 /// The non-upgrade half of [`classify`].
-fn classify_plain(head: &RequestHead) -> Result<RequestKind, Refusal> {
+fn classify_plain(head: &RequestHead, fields: &Fields<'_>) -> Result<RequestKind, Refusal> {
     let broken_upgrade = head.method() == "GET"
-        && (head.header("sec-websocket-key").is_some()
-            || head.header("sec-websocket-version").is_some()
-            || (connection_upgrade(head) && head.header("upgrade").is_none()));
+        && (fields.key.is_some()
+            || fields.version.is_some()
+            || (fields.connection_upgrade && !fields.upgrade));
     if broken_upgrade {
         return Err(Refusal::upgrade_required("expected a WebSocket upgrade")
             .with_header("Upgrade", "websocket"));
@@ -159,10 +155,52 @@ fn classify_plain(head: &RequestHead) -> Result<RequestKind, Refusal> {
     Ok(RequestKind::Http)
 }
 
-/// Whether any `Connection` field lists `upgrade`.
-fn connection_upgrade(head: &RequestHead) -> bool {
-    head.header_values("connection")
-        .any(|value| has_token(value, "upgrade"))
+/// What [`classify`] needs from the header fields, gathered in one pass.
+#[derive(Default)]
+struct Fields<'a> {
+    /// Some `Upgrade` field is present.
+    upgrade: bool,
+    /// Some `Upgrade` field lists `websocket`.
+    upgrade_websocket: bool,
+    /// Some `Connection` field lists `upgrade`.
+    connection_upgrade: bool,
+    /// Number of `Host` fields (saturating).
+    hosts: u8,
+    /// The first `Sec-WebSocket-Key` value.
+    key: Option<&'a [u8]>,
+    /// Number of `Sec-WebSocket-Key` fields (saturating).
+    keys: u8,
+    /// The first `Sec-WebSocket-Version` value.
+    version: Option<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    fn gather(head: &'a RequestHead) -> Self {
+        let mut fields = Self::default();
+        for (name, value) in head.raw_headers() {
+            // The length test first keeps the common, irrelevant fields cheap.
+            let is = |wanted: &[u8]| name.eq_ignore_ascii_case(wanted);
+            match name.len() {
+                4 if is(b"host") => fields.hosts = fields.hosts.saturating_add(1),
+                7 if is(b"upgrade") => {
+                    fields.upgrade = true;
+                    fields.upgrade_websocket |= has_token(value, "websocket");
+                }
+                10 if is(b"connection") => {
+                    fields.connection_upgrade |= has_token(value, "upgrade");
+                }
+                17 if is(b"sec-websocket-key") => {
+                    fields.keys = fields.keys.saturating_add(1);
+                    fields.key.get_or_insert(value);
+                }
+                21 if is(b"sec-websocket-version") => {
+                    fields.version.get_or_insert(value);
+                }
+                _ => {}
+            }
+        }
+        fields
+    }
 }
 
 #[cfg(test)]

@@ -440,6 +440,29 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_responses_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            chunk in 1usize..40,
+        ) {
+            let (hs, _) = ClientHandshake::new("h", "/", &["chat"], &[]);
+            let _ = hs.validate(&bytes);
+            let mut reader = ResponseReader::new(256);
+            for piece in bytes.chunks(chunk) {
+                match reader.push(piece) {
+                    Ok(Some(used)) => {
+                        proptest::prop_assert!(used <= piece.len());
+                        let _ = hs.validate(reader.head().unwrap_or_default());
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
     #[test]
     fn accept_key_matches_tungstenite() {
         for _ in 0..32 {

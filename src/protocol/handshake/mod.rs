@@ -24,6 +24,37 @@
 //! [`ClientHandshake::new`] builds the upgrade request with a fresh random key;
 //! a [`ResponseReader`] collects the server's response head, and
 //! [`ClientHandshake::validate`] checks it and returns the negotiated subprotocol.
+//!
+//! # Example
+//!
+//! ```
+//! use wavecore::protocol::handshake::{
+//!     ClientHandshake, HandshakeLimits, HeadReader, RequestKind, ResponseReader, classify,
+//!     write_accept_response,
+//! };
+//!
+//! let (client, request) = ClientHandshake::new("example.com", "/chat", &["chat"], &[]);
+//!
+//! // Server: the request may arrive in any number of pieces.
+//! let mut reader = HeadReader::new(HandshakeLimits::default());
+//! let (head, used) = reader.push(&request)?.expect("whole head received");
+//! assert_eq!(used, request.len());
+//! let mut response = Vec::new();
+//! match classify(&head)? {
+//!     RequestKind::WebSocket { key } => {
+//!         let protocol = head.protocols().find(|p| *p == "chat");
+//!         write_accept_response(&mut response, &key, protocol, &[]);
+//!     }
+//!     RequestKind::Http => unreachable!("this is an upgrade"),
+//! }
+//!
+//! // Client.
+//! let mut response_reader = ResponseReader::default();
+//! assert_eq!(response_reader.push(&response)?, Some(response.len()));
+//! let protocol = client.validate(response_reader.head().unwrap_or_default())?;
+//! assert_eq!(protocol.as_deref(), Some("chat"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod accept;
 mod classify;

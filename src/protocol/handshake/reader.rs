@@ -210,6 +210,23 @@ mod tests {
     }
 
     #[test]
+    fn near_limit_head_byte_at_a_time() {
+        let mut text = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..60 {
+            text.push_str(&format!("X-Filler-{i}: {}\r\n", "v".repeat(110)));
+        }
+        text.push_str("\r\n");
+        assert!(text.len() > 7000 && text.len() <= 8192);
+        let mut reader = HeadReader::default();
+        let (last, rest) = text.as_bytes().split_last().unwrap();
+        for byte in rest {
+            assert!(reader.push(std::slice::from_ref(byte)).unwrap().is_none());
+        }
+        let (head, used) = reader.push(&[*last]).unwrap().unwrap();
+        assert_eq!((head.header_count(), used), (60, 1));
+    }
+
+    #[test]
     fn too_many_headers_is_431() {
         let mut reader = HeadReader::new(HandshakeLimits {
             max_headers: 3,

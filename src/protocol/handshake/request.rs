@@ -54,12 +54,15 @@ impl RequestHead {
         if bytes.len() > limits.max_header_bytes || u32::try_from(bytes.len()).is_err() {
             return Err(Refusal::too_large("request head too large"));
         }
-        if limits.max_headers <= STACK_HEADERS {
+        // A field line takes at least three bytes (`a:\n`), so more slots than
+        // that could never fill; the cap keeps a huge limit from allocating.
+        let slots_needed = limits.max_headers.min(bytes.len() / 3 + 1);
+        if slots_needed <= STACK_HEADERS {
             let mut slots = [const { MaybeUninit::uninit() }; STACK_HEADERS];
-            parse_into(bytes, &mut slots[..limits.max_headers])
+            parse_into(bytes, &mut slots[..slots_needed])
         } else {
-            let mut slots = Vec::with_capacity(limits.max_headers);
-            parse_into(bytes, &mut slots.spare_capacity_mut()[..limits.max_headers])
+            let mut slots = Vec::with_capacity(slots_needed);
+            parse_into(bytes, &mut slots.spare_capacity_mut()[..slots_needed])
         }
     }
 
@@ -129,8 +132,8 @@ impl RequestHead {
 
     /// The values of every header field named `name`, in order.
     pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.headers()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        self.raw_headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, value)| value)
     }
 
@@ -140,6 +143,14 @@ impl RequestHead {
             .headers
             .iter()
             .map(|&(name, value)| (self.text(name), self.bytes(value)))
+    }
+
+    /// Every header field as raw (name, value) bytes, in order.
+    pub(crate) fn raw_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.layout
+            .headers
+            .iter()
+            .map(|&(name, value)| (self.bytes(name), self.bytes(value)))
     }
 
     /// The number of header fields.
@@ -334,6 +345,19 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.status, 431);
         assert!(RequestHead::from_bytes(b"GET / HTTP/1.1\r\nA: 1\r\n\r\n", &limits).is_ok());
+    }
+
+    #[test]
+    fn huge_limits_do_not_allocate_hugely() {
+        let limits = HandshakeLimits {
+            max_header_bytes: usize::MAX,
+            max_headers: usize::MAX,
+        };
+        let h = RequestHead::from_bytes(b"GET / HTTP/1.1\r\na:\nb:\n\n", &limits).unwrap();
+        assert_eq!(h.header_count(), 2);
+        let mut reader = super::super::HeadReader::new(limits);
+        assert!(reader.push(b"GET / HTTP/1.1\r\n").unwrap().is_none());
+        assert!(reader.push(b"\r\n").unwrap().is_some());
     }
 
     #[test]
