@@ -78,14 +78,14 @@ impl Drop for TestServer {
     }
 }
 
-/// Waits until `cond` holds, checking every 10 ms up to `IO_TIMEOUT`; returns whether it
-/// held. (A bound against hanging, not a timing assertion.)
+/// Waits until `cond` holds, checking every millisecond up to `IO_TIMEOUT`; returns
+/// whether it held. (A bound against hanging, not a timing assertion.)
 pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..(IO_TIMEOUT.as_millis() / 10) {
+    for _ in 0..IO_TIMEOUT.as_millis() {
         if cond() {
             return true;
         }
-        thread::sleep(Duration::from_millis(10));
+        thread::sleep(Duration::from_millis(1));
     }
     cond()
 }
