@@ -95,10 +95,7 @@ fn eof_without_close_frame_is_1006() {
 /// then ends and the handler saw the same code.
 fn close_code_after(frames: &[Vec<u8>]) -> u16 {
     let closes = Closes::default();
-    let server = TestServer::start(
-        builder().max_message_size(1024),
-        echo_service(&closes),
-    );
+    let server = TestServer::start(builder().max_message_size(1024), echo_service(&closes));
     let mut stream = raw_upgrade(server.addr);
     for frame in frames {
         // The server may close (and reset) before the last frames are written.
@@ -109,7 +106,11 @@ fn close_code_after(frames: &[Vec<u8>]) -> u16 {
     let code = read_close_code(&mut stream);
     assert!(read_to_end_or_reset(&mut stream), "the server ends it");
     let seen = wait_closes(&closes, 1);
-    assert_eq!((seen[0].0, seen[0].2), (code, false), "on_close saw {seen:?}");
+    assert_eq!(
+        (seen[0].0, seen[0].2),
+        (code, false),
+        "on_close saw {seen:?}"
+    );
     assert_eq!(server.handle.stats().protocol_errors, 1);
     code
 }
@@ -117,7 +118,10 @@ fn close_code_after(frames: &[Vec<u8>]) -> u16 {
 #[test]
 fn oversized_message_is_1009() {
     let big = vec![b'a'; 2000];
-    assert_eq!(close_code_after(&[encode_frame(true, OP_BINARY, &big, true)]), 1009);
+    assert_eq!(
+        close_code_after(&[encode_frame(true, OP_BINARY, &big, true)]),
+        1009
+    );
     // The limit is on the message, all fragments together.
     let part = vec![b'a'; 600];
     assert_eq!(
@@ -198,7 +202,10 @@ fn graceful_shutdown_sends_1001_and_join_returns() {
     drop(clients);
     assert!(server.join(), "join returns after the shutdown");
     let seen = wait_closes(&closes, 2);
-    assert!(seen.iter().all(|c| c.0 == 1001 && !c.2), "on_close saw {seen:?}");
+    assert!(
+        seen.iter().all(|c| c.0 == 1001 && !c.2),
+        "on_close saw {seen:?}"
+    );
     assert_eq!(server.handle.connections(), 0);
     // The listener is gone too.
     assert!(std::net::TcpStream::connect(server.addr).is_err());

@@ -61,7 +61,11 @@ fn unsupported_version_is_426_naming_13() {
     let server = site();
     let reply = http_exchange(
         server.addr,
-        &upgrade_request("/", &["Sec-WebSocket-Version"], "Sec-WebSocket-Version: 12\r\n"),
+        &upgrade_request(
+            "/",
+            &["Sec-WebSocket-Version"],
+            "Sec-WebSocket-Version: 12\r\n",
+        ),
     );
     assert_eq!(reply.status, 426, "{reply:?}");
     assert_eq!(reply.header("Sec-WebSocket-Version"), Some("13"));
@@ -127,7 +131,10 @@ fn connection_limit_answers_503() {
     let mut tcp_gone = false;
     for _ in 0..100 {
         // The server lets go of the TCP connection once it saw our EOF.
-        let reply = http_exchange(server.addr, &upgrade_request("/", &["Sec-WebSocket-Key"], ""));
+        let reply = http_exchange(
+            server.addr,
+            &upgrade_request("/", &["Sec-WebSocket-Key"], ""),
+        );
         if reply.status == 400 {
             tcp_gone = true;
             break;
@@ -174,7 +181,10 @@ fn slow_request_head_is_cut_off_by_the_handshake_timeout() {
             }
         }
     }
-    assert!(cut_off, "the server waited for the whole head ({sent} bytes)");
+    assert!(
+        cut_off,
+        "the server waited for the whole head ({sent} bytes)"
+    );
     assert!(sent < head.len());
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert!(read_to_end_or_reset(&mut stream));

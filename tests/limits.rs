@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::*;
 use tungstenite::Message as WsMessage;
-use wavecore::{BackpressurePolicy, CloseInfo, Conn, Handler, Message, Request, SendStatus, Upgrade};
+use wavecore::{
+    BackpressurePolicy, CloseInfo, Conn, Handler, Message, Request, SendStatus, Upgrade,
+};
 
 fn pinging_server(closes: &Closes) -> TestServer {
     TestServer::start(
@@ -127,25 +129,39 @@ fn slow_reader_is_closed_with_1008_by_default() {
     // Ask for 64 KiB at a time without reading, until the server gives up on us.
     let mut asked = 0;
     while server.handle.stats().backpressure_closes == 0 {
-        assert!(asked < 10_000, "no backpressure close after {asked} x 64 KiB");
+        assert!(
+            asked < 10_000,
+            "no backpressure close after {asked} x 64 KiB"
+        );
         ask_and_wait(&mut stream, &flood, &mut asked);
     }
     assert_eq!(server.handle.stats().backpressure_closes, 1);
     let statuses = flood.statuses.lock().unwrap().clone();
     assert_eq!(statuses.last(), Some(&SendStatus::Dropped));
-    let delivered = statuses.iter().filter(|&&s| s != SendStatus::Dropped).count();
+    let delivered = statuses
+        .iter()
+        .filter(|&&s| s != SendStatus::Dropped)
+        .count();
     assert_eq!(statuses.len(), delivered + 1, "{statuses:?}");
     assert!(statuses.contains(&SendStatus::Backpressure), "{statuses:?}");
 
     // Now read it all: every message sent before the limit, then the close frame.
     for i in 0..delivered {
         let frame = read_frame(&mut stream).expect("a queued message");
-        assert_eq!((frame.opcode, frame.payload.len()), (OP_BINARY, CHUNK), "frame {i}");
+        assert_eq!(
+            (frame.opcode, frame.payload.len()),
+            (OP_BINARY, CHUNK),
+            "frame {i}"
+        );
     }
     let close = read_frame(&mut stream).expect("the close frame");
     assert_eq!(close.close_code(), 1008);
     write_frame(&mut stream, true, OP_CLOSE, &close_payload(1008, ""));
-    assert_eq!(read_frame(&mut stream), None, "EOF after the close handshake");
+    assert_eq!(
+        read_frame(&mut stream),
+        None,
+        "EOF after the close handshake"
+    );
     assert_eq!(
         wait_closes(&flood.closes, 1),
         [(1008, "backpressure limit".to_owned(), false)]
@@ -158,12 +174,20 @@ fn drop_policy_drops_messages_and_keeps_the_connection() {
     let (server, flood) = flood_server(BackpressurePolicy::Drop);
     let mut stream = raw_upgrade(server.addr);
     let mut asked = 0;
-    while !flood.statuses.lock().unwrap().contains(&SendStatus::Dropped) {
+    while !flood
+        .statuses
+        .lock()
+        .unwrap()
+        .contains(&SendStatus::Dropped)
+    {
         assert!(asked < 10_000, "nothing dropped after {asked} x 64 KiB");
         ask_and_wait(&mut stream, &flood, &mut asked);
     }
     let statuses = flood.statuses.lock().unwrap().clone();
-    let dropped = statuses.iter().filter(|&&s| s == SendStatus::Dropped).count();
+    let dropped = statuses
+        .iter()
+        .filter(|&&s| s == SendStatus::Dropped)
+        .count();
     assert!(statuses.contains(&SendStatus::Backpressure), "{statuses:?}");
     assert_eq!(server.handle.stats().dropped_messages, dropped as u64);
     assert_eq!(server.handle.stats().backpressure_closes, 0);
@@ -171,7 +195,11 @@ fn drop_policy_drops_messages_and_keeps_the_connection() {
     // Every message not dropped arrives, whole and in order; nothing else.
     for i in 0..statuses.len() - dropped {
         let frame = read_frame(&mut stream).expect("a queued message");
-        assert_eq!((frame.opcode, frame.payload.len()), (OP_BINARY, CHUNK), "frame {i}");
+        assert_eq!(
+            (frame.opcode, frame.payload.len()),
+            (OP_BINARY, CHUNK),
+            "frame {i}"
+        );
     }
     assert!(
         wait_until(|| flood.drains.load(Ordering::SeqCst) >= 1),
@@ -180,7 +208,10 @@ fn drop_policy_drops_messages_and_keeps_the_connection() {
     // The connection is still open and sends again.
     write_frame(&mut stream, true, OP_TEXT, b"still open?");
     let echo = read_frame(&mut stream).expect("echo");
-    assert_eq!((echo.opcode, &echo.payload[..]), (OP_TEXT, &b"still open?"[..]));
+    assert_eq!(
+        (echo.opcode, &echo.payload[..]),
+        (OP_TEXT, &b"still open?"[..])
+    );
     write_frame(&mut stream, true, OP_TEXT, b"go");
     let frame = read_frame(&mut stream).expect("64 KiB again");
     assert_eq!((frame.opcode, frame.payload.len()), (OP_BINARY, CHUNK));

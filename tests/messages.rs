@@ -38,7 +38,10 @@ fn fragmented_text_with_interleaved_ping_is_one_message_and_a_pong() {
 
     // The pong answers the ping, which came before the message was complete.
     let pong = read_frame(&mut stream).expect("pong");
-    assert_eq!((pong.fin, pong.opcode, &pong.payload[..]), (true, OP_PONG, &b"mid"[..]));
+    assert_eq!(
+        (pong.fin, pong.opcode, &pong.payload[..]),
+        (true, OP_PONG, &b"mid"[..])
+    );
     let text = read_frame(&mut stream).expect("echo");
     assert_eq!(text.opcode, OP_TEXT);
     assert!(text.fin, "echoed as one unfragmented message");

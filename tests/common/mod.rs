@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tungstenite::WebSocket;
 use wavecore::{
-    CloseInfo, Conn, Handler, Message, Server, ServerBuilder, ServerHandle, Service, SendStatus,
+    CloseInfo, Conn, Handler, Message, SendStatus, Server, ServerBuilder, ServerHandle, Service,
 };
 
 /// How long any single blocking read or write may wait.
@@ -80,8 +80,13 @@ impl Drop for TestServer {
 
 /// Waits until `cond` holds, checking every millisecond up to `IO_TIMEOUT`; returns
 /// whether it held. (A bound against hanging, not a timing assertion.)
-pub fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
-    for _ in 0..IO_TIMEOUT.as_millis() {
+pub fn wait_until(cond: impl FnMut() -> bool) -> bool {
+    wait_until_within(IO_TIMEOUT, cond)
+}
+
+/// Like [`wait_until`], bounded by `limit` instead.
+pub fn wait_until_within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..limit.as_millis() {
         if cond() {
             return true;
         }
@@ -208,7 +213,11 @@ pub fn read_response_head(stream: &mut TcpStream) -> HttpReply {
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap();
     let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
+    assert_eq!(
+        parts.next(),
+        Some("HTTP/1.1"),
+        "status line {status_line:?}"
+    );
     let status = parts.next().unwrap().parse().expect("numeric status");
     let headers = lines
         .filter(|l| !l.is_empty())
@@ -305,12 +314,7 @@ pub fn encode_frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<
     }
     if masked {
         out.extend_from_slice(&MASK_KEY);
-        out.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ MASK_KEY[i % 4]),
-        );
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK_KEY[i % 4]));
     } else {
         out.extend_from_slice(payload);
     }
