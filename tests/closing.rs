@@ -139,6 +139,11 @@ fn invalid_utf8_is_1007() {
         close_code_after(&[encode_frame(true, OP_TEXT, b"ok \xff\xfe", true)]),
         1007
     );
+    // A message may not end inside a code point.
+    assert_eq!(
+        close_code_after(&[encode_frame(true, OP_TEXT, b"price: \xe2\x82", true)]),
+        1007
+    );
 }
 
 #[test]

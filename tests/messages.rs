@@ -21,6 +21,11 @@ fn echoes_text_and_binary() {
     ws.send(WsMessage::binary(binary.clone())).unwrap();
     assert_eq!(ws_read_data(&mut ws), WsMessage::binary(binary));
 
+    // Larger than the reactor's read buffer: arrives over many reads.
+    let large: Vec<u8> = (0..(1 << 20) + 1).map(|i| (i % 251) as u8).collect();
+    ws.send(WsMessage::binary(large.clone())).unwrap();
+    assert_eq!(ws_read_data(&mut ws), WsMessage::binary(large));
+
     ws.send(WsMessage::text("")).unwrap();
     assert_eq!(ws_read_data(&mut ws), WsMessage::text(""));
 }
