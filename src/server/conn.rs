@@ -62,9 +62,12 @@ pub(crate) struct Connection<H> {
     deadline: Tick,
 }
 
-/// Converts a duration to whole ticks, rounding up.
+/// Converts a duration to the ticks to add to the current tick for a deadline at least
+/// `duration` away: rounded up, plus one for the part of the current tick already gone
+/// (the current tick is rounded down, so without it a timeout could fire up to a tick
+/// early).
 pub(crate) fn ticks(duration: std::time::Duration) -> Tick {
-    duration.as_millis().div_ceil(TICK.as_millis()) as Tick
+    duration.as_millis().div_ceil(TICK.as_millis()) as Tick + 1
 }
 
 impl<H: Handler> Connection<H> {

@@ -1,0 +1,193 @@
+//! The opening handshake over raw TCP: refusals and their HTTP responses, plain HTTP
+//! requests, the connection limit, and the handshake timeout.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+use wavecore::{HttpResponse, Request, Service, Upgrade};
+
+/// Accepts upgrades except on `/private` (403), and serves a page on `/`.
+struct Site {
+    closes: Closes,
+}
+
+impl Service for Site {
+    type Handler = Echo;
+
+    fn upgrade(&self, request: &Request<'_>) -> Upgrade<Echo> {
+        if request.path() == "/private" {
+            return Upgrade::refuse(403, "members only");
+        }
+        Upgrade::accept(Echo {
+            closes: self.closes.clone(),
+        })
+    }
+
+    fn http(&self, request: &Request<'_>) -> HttpResponse {
+        if request.path() == "/" {
+            HttpResponse::html("<h1>wavecore</h1>")
+        } else {
+            HttpResponse::not_found()
+        }
+    }
+}
+
+fn site() -> TestServer {
+    TestServer::start(
+        builder(),
+        Site {
+            closes: Closes::default(),
+        },
+    )
+}
+
+#[test]
+fn missing_key_is_400() {
+    let server = site();
+    let reply = http_exchange(
+        server.addr,
+        &upgrade_request("/", &["Sec-WebSocket-Key"], ""),
+    );
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(server.handle.stats().handshake_refusals, 1);
+    assert_eq!(server.handle.connections(), 0);
+}
+
+#[test]
+fn unsupported_version_is_426_naming_13() {
+    let server = site();
+    let reply = http_exchange(
+        server.addr,
+        &upgrade_request(
+            "/",
+            &["Sec-WebSocket-Version"],
+            "Sec-WebSocket-Version: 12\r\n",
+        ),
+    );
+    assert_eq!(reply.status, 426, "{reply:?}");
+    assert_eq!(reply.header("Sec-WebSocket-Version"), Some("13"));
+}
+
+#[test]
+fn service_refusal_sends_its_status_and_reason() {
+    let server = site();
+    let reply = http_exchange(server.addr, &upgrade_request("/private", &[], ""));
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.body_text(), "members only");
+    assert_eq!(server.handle.connections(), 0);
+    // The same service still upgrades elsewhere.
+    let mut stream = raw_upgrade(server.addr);
+    write_frame(&mut stream, true, OP_TEXT, b"in");
+    assert_eq!(read_frame(&mut stream).unwrap().payload, b"in");
+}
+
+#[test]
+fn plain_get_is_served_by_the_http_hook() {
+    let server = site();
+    let reply = http_exchange(server.addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(reply.body_text(), "<h1>wavecore</h1>");
+
+    let reply = http_exchange(server.addr, "GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(reply.status, 404, "{reply:?}");
+    assert_eq!(server.handle.stats().http_requests, 2);
+}
+
+#[test]
+fn plain_get_without_http_hook_is_404() {
+    let closes = Closes::default();
+    let server = TestServer::start(builder(), echo_service(&closes));
+    let reply = http_exchange(server.addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(reply.status, 404, "{reply:?}");
+    assert_eq!(reply.body_text(), "not found\n");
+}
+
+#[test]
+fn connection_limit_answers_503() {
+    let closes = Closes::default();
+    let server = TestServer::start(builder().max_connections(1), echo_service(&closes));
+    let mut first = ws_connect(server.addr);
+    first.send(tungstenite::Message::text("one")).unwrap();
+    assert_eq!(ws_read_data(&mut first), tungstenite::Message::text("one"));
+
+    let reply = http_exchange(server.addr, &upgrade_request("/", &[], ""));
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(server.handle.stats().refused_over_capacity, 1);
+
+    // The first connection is untouched, and once it is gone there is room again.
+    first.send(tungstenite::Message::text("two")).unwrap();
+    assert_eq!(ws_read_data(&mut first), tungstenite::Message::text("two"));
+    first.close(None).unwrap();
+    ws_read_close(&mut first);
+    drop(first);
+    assert!(wait_until(|| server.handle.stats().open_connections == 0));
+    let mut tcp_gone = false;
+    for _ in 0..100 {
+        // The server lets go of the TCP connection once it saw our EOF.
+        let reply = http_exchange(
+            server.addr,
+            &upgrade_request("/", &["Sec-WebSocket-Key"], ""),
+        );
+        if reply.status == 400 {
+            tcp_gone = true;
+            break;
+        }
+        assert_eq!(reply.status, 503);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(tcp_gone, "room again after the first connection ended");
+}
+
+#[test]
+fn slow_request_head_is_cut_off_by_the_handshake_timeout() {
+    let server = TestServer::start(
+        builder().handshake_timeout(Duration::from_millis(300)),
+        echo_service(&Closes::default()),
+    );
+    let mut stream = tcp(server.addr);
+    // About 20 s worth of bytes at one per 100 ms: far more than the timeout allows.
+    let head = upgrade_request("/", &[], "X-Padding: slowloris-slowloris-slowloris\r\n");
+    assert!(head.len() > 150);
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut sent = 0;
+    let mut cut_off = false;
+    let mut buf = [0u8; 64];
+    for &byte in head.as_bytes() {
+        if stream.write_all(&[byte]).is_err() {
+            cut_off = true;
+            break;
+        }
+        sent += 1;
+        // Waits 100 ms for the next byte's turn, or sees the server end the connection.
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                cut_off = true;
+                break;
+            }
+            Ok(n) => panic!("unexpected bytes: {:?}", String::from_utf8_lossy(&buf[..n])),
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => {
+                cut_off = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        cut_off,
+        "the server waited for the whole head ({sent} bytes)"
+    );
+    assert!(sent < head.len());
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert!(read_to_end_or_reset(&mut stream));
+    assert_eq!(server.handle.stats().handshake_timeouts, 1);
+    assert_eq!(server.handle.connections(), 0);
+}
