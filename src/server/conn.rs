@@ -45,7 +45,11 @@ pub(crate) enum Phase<H> {
     /// We sent a close frame; reading (and discarding) until the peer's close frame.
     Closing { decoder: Decoder },
     /// Nothing more to read or say: write what is queued, then end the connection.
-    Finishing,
+    /// With `linger` (HTTP responses, protocol errors), shut down our side first and
+    /// wait for the peer's EOF, so unread bytes cannot turn our last words into a
+    /// reset; after a completed close handshake the peer has nothing more to send, so
+    /// the socket is closed as soon as it is written.
+    Finishing { linger: bool },
     /// Drop the socket now.
     Done,
 }
@@ -92,7 +96,12 @@ impl<H: Handler> Connection<H> {
 
     /// Whether the connection only waits to write what is queued and end.
     pub fn is_finishing(&self) -> bool {
-        matches!(self.phase, Phase::Finishing)
+        matches!(self.phase, Phase::Finishing { .. })
+    }
+
+    /// Whether a finishing connection waits for the peer's EOF before closing.
+    pub fn lingers(&self) -> bool {
+        matches!(self.phase, Phase::Finishing { linger: true })
     }
 
     /// Whether the WebSocket is open (handler live).
@@ -122,7 +131,7 @@ impl<H: Handler> Connection<H> {
     /// Sends `response` (an HTTP refusal made before reading anything) and ends.
     pub fn finish_with(&mut self, response: bytes::Bytes, config: &ServerConfig, now: Tick) {
         self.core.outbox.push(response);
-        self.phase = Phase::Finishing;
+        self.phase = Phase::Finishing { linger: true };
         self.deadline = now + ticks(config.close_timeout);
     }
 
@@ -152,7 +161,7 @@ impl<H: Handler> Connection<H> {
                     self.receive_while_closing(rest, env);
                     return;
                 }
-                Phase::Finishing | Phase::Done => return,
+                Phase::Finishing { .. } | Phase::Done => return,
             }
         }
     }
@@ -160,7 +169,7 @@ impl<H: Handler> Connection<H> {
     /// The peer ended its side of the TCP connection.
     pub fn eof<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
         if self.is_open() {
-            self.leave_open(CloseCode::ABNORMAL, "", false, Phase::Done, env);
+            self.leave_open(CloseCode::ABNORMAL, "", false, env);
         }
         self.phase = Phase::Done;
     }
@@ -201,7 +210,9 @@ impl<H: Handler> Connection<H> {
     /// The tick at which [`Connection::on_timer`] has something to do, if any.
     pub fn next_due(&self, config: &ServerConfig) -> Option<Tick> {
         match &self.phase {
-            Phase::Handshake(_) | Phase::Closing { .. } | Phase::Finishing => Some(self.deadline),
+            Phase::Handshake(_) | Phase::Closing { .. } | Phase::Finishing { .. } => {
+                Some(self.deadline)
+            }
             Phase::Open { .. } => {
                 let interval = config.ping_interval?;
                 Some(if self.core.ping_outstanding {
@@ -222,7 +233,7 @@ impl<H: Handler> Connection<H> {
                 Stats::bump(&env.turn.stats.handshake_timeouts);
                 self.phase = Phase::Done;
             }
-            Phase::Closing { .. } | Phase::Finishing if now >= self.deadline => {
+            Phase::Closing { .. } | Phase::Finishing { .. } if now >= self.deadline => {
                 self.phase = Phase::Done;
             }
             Phase::Open { .. } => {
@@ -232,13 +243,7 @@ impl<H: Handler> Connection<H> {
                 if self.core.ping_outstanding {
                     if now >= self.deadline {
                         Stats::bump(&env.turn.stats.idle_timeouts);
-                        self.leave_open(
-                            CloseCode::ABNORMAL,
-                            "idle timeout",
-                            false,
-                            Phase::Done,
-                            env,
-                        );
+                        self.leave_open(CloseCode::ABNORMAL, "idle timeout", false, env);
                     }
                 } else if now >= self.core.last_seen + ticks(interval) {
                     self.core.queue_control(OpCode::Ping, b"", None);
@@ -315,7 +320,7 @@ impl<H: Handler> Connection<H> {
     }
 
     fn finish<S>(&mut self, env: &mut Env<'_, S>) {
-        self.phase = Phase::Finishing;
+        self.phase = Phase::Finishing { linger: true };
         self.deadline = env.turn.now + ticks(env.config.close_timeout);
     }
 
@@ -349,7 +354,8 @@ impl<H: Handler> Connection<H> {
                     let code = error.close_code();
                     self.core
                         .start_close(code, error.reason(), Some(&mut env.turn.cork));
-                    self.leave_open(code, error.reason(), false, Phase::Finishing, env);
+                    self.leave_open(code, error.reason(), false, env);
+                    self.phase = Phase::Finishing { linger: true };
                     return data.len();
                 }
             };
@@ -371,7 +377,8 @@ impl<H: Handler> Connection<H> {
                     };
                     // Answer with the same code (or an empty close for "no status").
                     self.core.start_close(code, "", Some(&mut env.turn.cork));
-                    self.leave_open(code, &reason, true, Phase::Finishing, env);
+                    self.leave_open(code, &reason, true, env);
+                    self.phase = Phase::Finishing { linger: false };
                     return data.len();
                 }
             };
@@ -404,7 +411,11 @@ impl<H: Handler> Connection<H> {
             let (used, result) = decoder.decode(&mut data[pos..]);
             pos += used;
             match result {
-                Ok(Some(Event::Close(_))) | Err(_) => return self.finish(env),
+                Ok(Some(Event::Close(_))) => {
+                    self.phase = Phase::Finishing { linger: false };
+                    return;
+                }
+                Err(_) => return self.finish(env),
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     decoder.release();
@@ -446,33 +457,30 @@ impl<H: Handler> Connection<H> {
         }
         if let Some(sent) = self.core.closing.as_deref() {
             let (code, reason) = (sent.0, sent.1.clone());
-            self.leave_open(code, &reason, false, Phase::Finishing, env);
-            if let Phase::Finishing = self.phase {
-                // We started the handshake: wait for the peer's answer.
-                self.phase = Phase::Closing {
-                    decoder: Decoder::new(DecoderConfig {
-                        role: Role::Server,
-                        max_frame_size: env.config.max_frame_size,
-                        max_message_size: env.config.max_message_size,
-                        allowed_rsv: 0,
-                    }),
-                };
+            // We started the handshake: keep decoding to find the peer's answer.
+            if let Some(decoder) = self.leave_open(code, &reason, false, env) {
+                self.phase = Phase::Closing { decoder };
             }
         }
     }
 
-    /// Leaves the open state for `next`: unsubscribes, tells the handler, drops it.
+    /// Leaves the open state (for `Done` until the caller says otherwise): unsubscribes,
+    /// tells the handler, drops it. Returns the decoder, which may read on.
     fn leave_open<S: Service<Handler = H>>(
         &mut self,
         code: CloseCode,
         reason: &str,
         by_peer: bool,
-        next: Phase<H>,
         env: &mut Env<'_, S>,
-    ) {
-        let previous = std::mem::replace(&mut self.phase, next);
-        let Phase::Open { mut handler, .. } = previous else {
-            return;
+    ) -> Option<Decoder> {
+        let previous = std::mem::replace(&mut self.phase, Phase::Done);
+        let Phase::Open {
+            mut handler,
+            decoder,
+        } = previous
+        else {
+            self.phase = previous;
+            return None;
         };
         for sub in self.core.subscriptions.drain(..) {
             env.turn.topics.unsubscribe(sub);
@@ -491,6 +499,7 @@ impl<H: Handler> Connection<H> {
             Stats::bump(&env.turn.stats.handler_panics);
         }
         self.deadline = env.turn.now + ticks(env.config.close_timeout);
+        Some(decoder)
     }
 }
 

@@ -307,11 +307,12 @@ impl<S: Service> Reactor<S> {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
-        if entry.conn.is_finishing() && entry.conn.core.outbox.is_empty() && !entry.write_shut {
+        let written = entry.conn.is_finishing() && entry.conn.core.outbox.is_empty();
+        if written && entry.conn.lingers() && !entry.write_shut {
             entry.write_shut = true;
             let _ = entry.socket.shutdown(Shutdown::Write);
         }
-        if entry.conn.is_done() {
+        if entry.conn.is_done() || (written && !entry.conn.lingers()) {
             self.remove(key);
             return;
         }

@@ -294,4 +294,3 @@ fn idle_open_connection_holds_no_buffers() {
     assert_eq!(decoder.buffered(), 0);
     assert!(!decoder.is_mid_message());
 }
-
