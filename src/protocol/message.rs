@@ -59,6 +59,8 @@ struct OpenMessage {
     text: bool,
     payload: Vec<u8>,
     utf8: Utf8Stream,
+    /// The frame whose payload is still arriving, if any.
+    frame: Option<OpenFrame>,
 }
 
 /// A data frame whose header was read but whose payload is still arriving.
@@ -101,8 +103,8 @@ const MAX_RESERVE: usize = 256 << 10;
 #[derive(Debug)]
 pub struct Decoder {
     config: DecoderConfig,
-    message: Option<OpenMessage>,
-    frame: Option<OpenFrame>,
+    /// Boxed so that a connection between messages pays one pointer for it.
+    message: Option<Box<OpenMessage>>,
     /// The open message's buffer was handed out by the previous call; drop it next call.
     delivered: bool,
 }
@@ -113,7 +115,6 @@ impl Decoder {
         Self {
             config,
             message: None,
-            frame: None,
             delivered: false,
         }
     }
@@ -209,7 +210,7 @@ impl Decoder {
 
     /// One step: finish the open frame's payload, or read the next frame header.
     fn step(&mut self, input: &mut [u8]) -> Result<Step, ProtocolError> {
-        if let Some(frame) = self.frame {
+        if let Some(frame) = self.message.as_ref().and_then(|m| m.frame) {
             return self.continue_frame(frame, input);
         }
         let Some(header) = decode_header(input, self.config.role, self.config.allowed_rsv)? else {
@@ -257,14 +258,15 @@ impl Decoder {
             }
             return Ok(Step::Whole { text, start, end });
         }
-        if self.message.is_none() {
-            self.message = Some(OpenMessage {
+        let open = self.message.get_or_insert_with(|| {
+            Box::new(OpenMessage {
                 text,
                 payload: Vec::with_capacity(len.min(MAX_RESERVE)),
                 utf8: Utf8Stream::new(),
-            });
-        }
-        self.frame = Some(OpenFrame {
+                frame: None,
+            })
+        });
+        open.frame = Some(OpenFrame {
             fin: header.fin,
             mask: header.mask,
             remaining: header.payload_len,
@@ -289,11 +291,11 @@ impl Decoder {
         }
         frame.mask_offset = (frame.mask_offset + used) & 3;
         frame.remaining -= used as u64;
-        self.frame = (frame.remaining > 0).then_some(frame);
         let open = self
             .message
             .as_mut()
             .expect("an open frame belongs to an open message");
+        open.frame = (frame.remaining > 0).then_some(frame);
         if open.text {
             open.utf8
                 .feed(chunk)
