@@ -16,7 +16,3 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod utf8;
-
-
-
-
