@@ -5,7 +5,7 @@
 
 use core::arch::aarch64::{vdupq_n_u32, veorq_u8, vld1q_u8, vreinterpretq_u8_u32, vst1q_u8};
 
-use super::scalar::apply_mask_scalar;
+use super::scalar::xor_words;
 use super::{MaskFn, rotated_key};
 
 /// The NEON path; always present when this module is compiled.
@@ -25,5 +25,5 @@ fn mask_neon(buf: &mut [u8], key: [u8; 4], offset: usize) {
         }
     }
     // 16-byte steps keep the key phase.
-    apply_mask_scalar(vectors.into_remainder(), k, 0);
+    xor_words(vectors.into_remainder(), k);
 }

@@ -21,21 +21,29 @@ pub fn apply_mask_scalar(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let head_len = buf.as_ptr().align_offset(8).min(buf.len());
     let (head, body) = buf.split_at_mut(head_len);
     xor_bytes(head, rotated_key(key, offset));
+    xor_words(body, rotated_key(key, offset.wrapping_add(head_len)));
+}
 
-    let k = rotated_key(key, offset.wrapping_add(head_len));
-    let word = u64::from_ne_bytes([k[0], k[1], k[2], k[3], k[0], k[1], k[2], k[3]]);
-    let mut words = body.chunks_exact_mut(8);
+/// XORs `buf` with `key` repeated, starting at `key[0]`, a `u64` at a time (unaligned
+/// loads are fine; [`apply_mask_scalar`] aligns first, vector paths' tails need not).
+#[inline]
+pub(super) fn xor_words(buf: &mut [u8], key: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut words = buf.chunks_exact_mut(8);
     for chunk in &mut words {
         let Ok(w) = <&mut [u8; 8]>::try_from(chunk) else {
             unreachable!("chunks_exact_mut(8) yields 8-byte chunks");
         };
         *w = (u64::from_ne_bytes(*w) ^ word).to_ne_bytes();
     }
-    // Whole words keep the key phase, so the tail starts at key byte `k[0]` again.
-    xor_bytes(words.into_remainder(), k);
+    // Whole words keep the key phase, so the rest starts at `key[0]` again.
+    xor_bytes(words.into_remainder(), key);
 }
 
-/// XORs `buf` with `key` repeated, starting at `key[0]`. For heads and tails (< 32 bytes).
+/// XORs `buf` with `key` repeated, starting at `key[0]`, a byte at a time. For heads and
+/// tails (< 32 bytes).
 #[inline]
 pub(super) fn xor_bytes(buf: &mut [u8], key: [u8; 4]) {
     for (byte, k) in buf.iter_mut().zip(key.iter().cycle()) {

@@ -1,14 +1,15 @@
 //! x86_64 paths: SSE2 (16 bytes a step) and AVX2 (32 bytes a step).
 //!
-//! Both first mask the few bytes up to a vector-aligned address, then run an unrolled
-//! loop of four vectors, then single vectors, then hand the last bytes to the word path.
+//! Both first mask the few bytes up to a vector-aligned address (long buffers only),
+//! then run an unrolled loop of four vectors, then single vectors, then finish the last
+//! bytes a word at a time.
 
 use core::arch::x86_64::{
     __m128i, __m256i, _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
     _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256, _mm256_xor_si256,
 };
 
-use super::scalar::{apply_mask_scalar, xor_bytes};
+use super::scalar::{xor_bytes, xor_words};
 use super::{MaskFn, rotated_key};
 
 /// The AVX2 path, if this CPU has AVX2.
@@ -40,7 +41,7 @@ fn sse2_entry(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 unsafe fn mask_avx2(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let head_len = buf.as_ptr().align_offset(32).min(buf.len());
+    let head_len = aligned_head_len(buf, 32);
     let (head, body) = buf.split_at_mut(head_len);
     xor_bytes(head, rotated_key(key, offset));
 
@@ -70,7 +71,20 @@ unsafe fn mask_avx2(buf: &mut [u8], key: [u8; 4], offset: usize) {
         // access is allowed.
         unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), kv)) };
     }
-    apply_mask_scalar(vectors.into_remainder(), k, 0);
+    let tail = vectors.into_remainder();
+    if tail.len() >= 16 {
+        let (half, rest) = tail.split_at_mut(16);
+        let p = half.as_mut_ptr().cast::<__m128i>();
+        // SAFETY: `half` is 16 bytes, one `__m128i`, valid for reads and writes;
+        // unaligned access is allowed. AVX2 implies SSE2.
+        unsafe {
+            let kv = _mm_set1_epi32(i32::from_ne_bytes(k));
+            _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), kv));
+        }
+        xor_words(rest, k);
+    } else {
+        xor_words(tail, k);
+    }
 }
 
 /// # Safety
@@ -78,7 +92,7 @@ unsafe fn mask_avx2(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// The CPU must support SSE2.
 #[target_feature(enable = "sse2")]
 unsafe fn mask_sse2(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let head_len = buf.as_ptr().align_offset(16).min(buf.len());
+    let head_len = aligned_head_len(buf, 16);
     let (head, body) = buf.split_at_mut(head_len);
     xor_bytes(head, rotated_key(key, offset));
 
@@ -107,5 +121,17 @@ unsafe fn mask_sse2(buf: &mut [u8], key: [u8; 4], offset: usize) {
         // access is allowed.
         unsafe { _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), kv)) };
     }
-    apply_mask_scalar(vectors.into_remainder(), k, 0);
+    xor_words(vectors.into_remainder(), k);
+}
+
+/// How many bytes to mask one at a time before `buf` reaches an `align`-byte boundary.
+///
+/// Short buffers skip this: an unaligned vector costs less than up to `align - 1`
+/// single bytes.
+fn aligned_head_len(buf: &[u8], align: usize) -> usize {
+    if buf.len() < 256 {
+        0
+    } else {
+        buf.as_ptr().align_offset(align).min(buf.len())
+    }
 }
