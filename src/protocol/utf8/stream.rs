@@ -5,9 +5,9 @@
 //! carried to the next piece. Only the carried bytes and the first few bytes of the
 //! next piece are ever copied.
 
-use simdutf8::{basic, compat};
+use simdutf8::compat;
 
-use super::InvalidUtf8;
+use super::{InvalidUtf8, validate};
 
 /// Validates a text message fed in pieces of any size, failing as soon as the bytes
 /// received so far can no longer be the start of valid UTF-8.
@@ -58,7 +58,7 @@ impl Utf8Stream {
             bytes = self.complete_partial(bytes)?;
         }
         let (body, tail) = bytes.split_at(incomplete_tail_start(bytes));
-        basic::from_utf8(body).map_err(|_| InvalidUtf8)?;
+        validate(body)?;
         if !tail.is_empty() {
             self.carry(tail)?;
         }
