@@ -86,6 +86,28 @@ fn validate_accepts_valid_and_rejects_invalid() {
 }
 
 #[test]
+fn validate_checks_what_follows_a_long_ascii_run() {
+    for ascii_len in [63, 64, 65, 128, 200] {
+        let mut bytes = vec![b'x'; ascii_len];
+        bytes.extend_from_slice("é😀".as_bytes());
+        assert_eq!(validate(&bytes).map(str::len), Ok(bytes.len()));
+        check_split(&bytes, &[ascii_len + 1]);
+        for bad in [&b"\xff"[..], b"\xed\xa0\x80", b"\xc3"] {
+            let mut invalid = bytes.clone();
+            invalid.truncate(ascii_len);
+            invalid.extend_from_slice(bad);
+            assert_eq!(
+                validate(&invalid),
+                Err(InvalidUtf8),
+                "{ascii_len} + {bad:02x?}"
+            );
+            check_split(&invalid, &[]);
+            check_split(&invalid, &[ascii_len]);
+        }
+    }
+}
+
+#[test]
 fn fails_fast_at_the_first_hopeless_byte() {
     // (input, index of the byte after which it can no longer become valid)
     let cases: &[(&[u8], usize)] = &[
