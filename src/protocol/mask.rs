@@ -33,13 +33,17 @@ pub type MaskFn = fn(&mut [u8], [u8; 4], usize);
 /// pieces be unmasked piece by piece: pass the number of payload bytes already unmasked.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    if buf.len() < 16 {
-        // Too short for a vector step: skip the indirect call.
-        apply_mask_scalar(buf, key, offset);
+    if buf.len() < SMALL {
+        // Small payloads, the common case: a few unaligned word XORs inline beat the
+        // indirect call and the vector paths' set-up.
+        scalar::xor_words(buf, rotated_key(key, offset));
     } else {
         (select::best())(buf, key, offset);
     }
 }
+
+/// Below this length [`apply_mask`] XORs words inline instead of dispatching.
+const SMALL: usize = 64;
 
 /// The key as seen from payload byte `offset`: byte `i` masks payload bytes `4n + i`.
 #[inline]

@@ -31,6 +31,10 @@ impl std::error::Error for InvalidUtf8 {}
 /// A leading run of ASCII is skipped 64 bytes at a time; `simdutf8::basic` checks the rest.
 #[inline]
 pub fn validate(bytes: &[u8]) -> Result<&str, InvalidUtf8> {
+    if bytes.len() < 64 && ascii::is_ascii_short(bytes) {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     let ascii = ascii::prefix_len(bytes);
     simdutf8::basic::from_utf8(&bytes[ascii..]).map_err(|_| InvalidUtf8)?;
     // SAFETY: `bytes[..ascii]` is ASCII and `bytes[ascii..]` was just validated; ASCII
