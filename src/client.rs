@@ -63,7 +63,11 @@ impl MaskRng {
 
     /// A generator with a fixed seed (zero is replaced, as xorshift needs a non-zero state).
     pub fn with_seed(seed: u64) -> Self {
-        Self(if seed == 0 { 0x2545_F491_4F6C_DD1D } else { seed })
+        Self(if seed == 0 {
+            0x2545_F491_4F6C_DD1D
+        } else {
+            seed
+        })
     }
 
     /// The next 64 random bits.
@@ -323,9 +327,7 @@ fn owned(event: Event<'_>) -> ClientMessage {
         Event::Binary(data) => ClientMessage::Binary(data.to_vec()),
         Event::Ping(data) => ClientMessage::Ping(data.to_vec()),
         Event::Pong(data) => ClientMessage::Pong(data.to_vec()),
-        Event::Close(frame) => {
-            ClientMessage::Close(frame.map(|f| (f.code.0, f.reason.to_owned())))
-        }
+        Event::Close(frame) => ClientMessage::Close(frame.map(|f| (f.code.0, f.reason.to_owned()))),
     }
 }
 
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(u.authority, "127.0.0.1:9001");
         assert_eq!(u.path, "/echo?x=1");
         let u = WsUrl::parse("ws://localhost").unwrap();
-        assert_eq!((u.authority.as_str(), u.path.as_str()), ("localhost:80", "/"));
+        assert_eq!(
+            (u.authority.as_str(), u.path.as_str()),
+            ("localhost:80", "/")
+        );
         let u = WsUrl::parse("ws://[::1]?q").unwrap();
         assert_eq!((u.authority.as_str(), u.path.as_str()), ("[::1]:80", "/?q"));
         assert!(WsUrl::parse("wss://x").is_err());

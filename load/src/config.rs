@@ -90,7 +90,7 @@ MODE: echo | broadcast | connect          ADDR: host:port (default 127.0.0.1:900
 
   -c, --connections N   connections, or subscribers in broadcast mode (default 1)
   -p, --in-flight N     echo: messages in flight per connection (default 1)
-  -s, --size BYTES      payload size (default 32; echo >= 24, broadcast >= 40)
+  -s, --size BYTES      payload size (echo: default 32, >= 24; broadcast: 64, >= 40)
       --binary          binary messages (default text)
   -d, --duration SECS   measured window (default 10; connect: hold time)
       --warmup SECS     run before measuring (default 1)
@@ -107,8 +107,7 @@ MODE: echo | broadcast | connect          ADDR: host:port (default 127.0.0.1:900
 
 fn value<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
     let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-    v.parse()
-        .map_err(|_| format!("{flag}: cannot parse {v:?}"))
+    v.parse().map_err(|_| format!("{flag}: cannot parse {v:?}"))
 }
 
 fn seconds(flag: &str, v: Option<String>) -> Result<Duration, String> {
@@ -123,6 +122,7 @@ impl Config {
         let mut mode = None;
         let mut addr = None;
         let mut path = None;
+        let mut size = None;
         let mut args = args.into_iter().flat_map(|a| {
             if a.starts_with("--") {
                 if let Some((flag, v)) = a.split_once('=') {
@@ -136,7 +136,7 @@ impl Config {
             match flag {
                 "-c" | "--connections" => cfg.connections = value(flag, args.next())?,
                 "-p" | "--in-flight" => cfg.in_flight = value(flag, args.next())?,
-                "-s" | "--size" => cfg.size = value(flag, args.next())?,
+                "-s" | "--size" => size = Some(value(flag, args.next())?),
                 "--binary" => cfg.binary = true,
                 "-d" | "--duration" => cfg.duration = seconds(flag, args.next())?,
                 "--warmup" => cfg.warmup = seconds(flag, args.next())?,
@@ -168,8 +168,14 @@ impl Config {
             .map_err(|e| format!("{}: {e}", cfg.host))?
             .next()
             .ok_or_else(|| format!("{}: no address", cfg.host))?;
-        let default_path = if cfg.mode == Mode::Broadcast { "/broadcast" } else { "/" };
+        let default_path = if cfg.mode == Mode::Broadcast {
+            "/broadcast"
+        } else {
+            "/"
+        };
         cfg.path = path.unwrap_or_else(|| default_path.into());
+        let default_size = if cfg.mode == Mode::Broadcast { 64 } else { 32 };
+        cfg.size = size.unwrap_or(default_size);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -185,7 +191,9 @@ impl Config {
             return Err(format!("--size must be at least {min} in this mode"));
         }
         if self.threads == 0 || self.in_flight == 0 || self.publishers == 0 || self.window == 0 {
-            return Err("--threads, --in-flight, --publishers and --window must be positive".into());
+            return Err(
+                "--threads, --in-flight, --publishers and --window must be positive".into(),
+            );
         }
         if self.mode == Mode::Broadcast && self.raw && self.publishers != 1 {
             // A raw fan-out server forwards whatever bytes it reads, so messages of two

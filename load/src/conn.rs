@@ -33,14 +33,30 @@ impl Out {
         if self.raw {
             self.buf.extend_from_slice(payload);
         } else {
-            let opcode = if self.binary { OpCode::Binary } else { OpCode::Text };
-            encode_frame(&mut self.buf, true, opcode, payload, Some(self.rng.mask_key()));
+            let opcode = if self.binary {
+                OpCode::Binary
+            } else {
+                OpCode::Text
+            };
+            encode_frame(
+                &mut self.buf,
+                true,
+                opcode,
+                payload,
+                Some(self.rng.mask_key()),
+            );
         }
     }
 
     /// Queues a control frame.
     fn control(&mut self, opcode: OpCode, payload: &[u8]) {
-        encode_frame(&mut self.buf, true, opcode, payload, Some(self.rng.mask_key()));
+        encode_frame(
+            &mut self.buf,
+            true,
+            opcode,
+            payload,
+            Some(self.rng.mask_key()),
+        );
     }
 
     /// Bytes queued but not yet written.

@@ -110,12 +110,26 @@ mod tests {
 
     #[test]
     fn buckets_round_trip_within_a_thousandth() {
-        for v in [0, 1, 2047, 2048, 2049, 4095, 4096, 123_456, 9_876_543_210, u64::MAX] {
+        for v in [
+            0,
+            1,
+            2047,
+            2048,
+            2049,
+            4095,
+            4096,
+            123_456,
+            9_876_543_210,
+            u64::MAX,
+        ] {
             let h = highest(index(v));
             assert!(h >= v, "{v}");
             assert!((h - v) as f64 <= v as f64 / 1000.0 + 1.0, "{v} -> {h}");
         }
-        assert_eq!(index(u64::MAX), LINEAR as usize + RANGES * HALF as usize - 1);
+        assert_eq!(
+            index(u64::MAX),
+            LINEAR as usize + RANGES * HALF as usize - 1
+        );
     }
 
     #[test]

@@ -75,7 +75,11 @@ impl Report {
             self.measured.as_secs_f64(),
         );
         if c.mode != Mode::Connect {
-            let what = if c.mode == Mode::Echo { "messages" } else { "deliveries" };
+            let what = if c.mode == Mode::Echo {
+                "messages"
+            } else {
+                "deliveries"
+            };
             let _ = writeln!(
                 s,
                 "  {what}: {} ({:.0}/s, {:.2} MB/s)",
@@ -112,7 +116,10 @@ impl Report {
             s.push('\n');
         }
         if let (Some(before), Some(after)) = (self.rss_before, self.rss_after) {
-            let _ = write!(s, "  server RSS: {before} KiB before, {after} KiB at the end");
+            let _ = write!(
+                s,
+                "  server RSS: {before} KiB before, {after} KiB at the end"
+            );
             if self.established > 0 {
                 let per = (after as f64 - before as f64) * 1024.0 / self.established as f64;
                 let _ = write!(s, " ({per:.0} B per open connection)");
@@ -127,17 +134,21 @@ impl Report {
         let c = &self.cfg;
         let opt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.4}"));
         let opt_u = |v: Option<u64>| v.map_or("null".to_owned(), |v| v.to_string());
-        let first_error = self.tally.first_error.as_deref().map_or("null".to_owned(), |e| {
-            let escaped: String = e
-                .chars()
-                .flat_map(|ch| match ch {
-                    '"' | '\\' => vec!['\\', ch],
-                    c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-                    c => vec![c],
-                })
-                .collect();
-            format!("\"{escaped}\"")
-        });
+        let first_error = self
+            .tally
+            .first_error
+            .as_deref()
+            .map_or("null".to_owned(), |e| {
+                let escaped: String = e
+                    .chars()
+                    .flat_map(|ch| match ch {
+                        '"' | '\\' => vec!['\\', ch],
+                        c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+                        c => vec![c],
+                    })
+                    .collect();
+                format!("\"{escaped}\"")
+            });
         let lat = |q| format!("{:.2}", self.latency_us(q));
         format!(
             concat!(
@@ -158,7 +169,11 @@ impl Report {
             c.in_flight,
             c.size,
             c.binary,
-            if c.mode == Mode::Broadcast { c.publishers } else { 0 },
+            if c.mode == Mode::Broadcast {
+                c.publishers
+            } else {
+                0
+            },
             c.rate,
             self.setup.as_secs_f64(),
             self.measured.as_secs_f64(),

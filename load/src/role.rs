@@ -150,7 +150,10 @@ impl Role {
                 if seq < *expected {
                     ctx.tally.out_of_order += 1;
                     ctx.tally.error(|| {
-                        format!("publisher {publisher}: {seq} arrived after {}", *expected - 1)
+                        format!(
+                            "publisher {publisher}: {seq} arrived after {}",
+                            *expected - 1
+                        )
                     });
                     ctx.shared.error();
                     return Ok(());

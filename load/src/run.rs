@@ -18,7 +18,11 @@ use crate::worker::{self, Spec};
 pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
-    let publishers = if cfg.mode == Mode::Broadcast { cfg.publishers } else { 0 };
+    let publishers = if cfg.mode == Mode::Broadcast {
+        cfg.publishers
+    } else {
+        0
+    };
     let shared = Arc::new(Shared::new(publishers));
     let progress = cfg.progress || std::io::stderr().is_terminal();
     let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
@@ -117,7 +121,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     Ok(Report {
         cfg: (*cfg).clone(),
         setup,
-        measured: if cfg.mode == Mode::Connect { cfg.duration } else { measured },
+        measured: if cfg.mode == Mode::Connect {
+            cfg.duration
+        } else {
+            measured
+        },
         established,
         tally,
         server_cpu: cpu_start.zip(cpu_end).map(|(a, b)| b - a),

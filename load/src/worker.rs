@@ -16,7 +16,7 @@ use crate::tally::Tally;
 
 /// Connections a thread has connecting or handshaking at once, so the server's
 /// accept backlog never overflows (overflow costs a one-second SYN retry).
-const MAX_CONNECTING: usize = 256;
+const MAX_CONNECTING: usize = 100;
 
 /// Above this many connections, sources spread over 127.0.0.2, .3, ... (each source
 /// address has about 28,000 ephemeral ports).
@@ -51,7 +51,12 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
         }
     };
     let total = specs.len();
-    let all = cfg.connections + if cfg.mode == Mode::Broadcast { cfg.publishers } else { 0 };
+    let all = cfg.connections
+        + if cfg.mode == Mode::Broadcast {
+            cfg.publishers
+        } else {
+            0
+        };
     let mut todo = specs.into_iter();
     let mut slots: Vec<Option<Slot>> = Vec::with_capacity(total);
     let (mut open, mut failed) = (0usize, 0usize);
@@ -71,8 +76,11 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
                 .then(|| Ipv4Addr::new(127, 0, 0, 2 + (spec.index / PER_SOURCE) as u8));
             let token = Token(slots.len());
             let opened = conn::open_socket(cfg.addr, source).and_then(|mut stream| {
-                poll.registry()
-                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+                poll.registry().register(
+                    &mut stream,
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
                 Ok(stream)
             });
             match opened {

@@ -34,6 +34,9 @@ fn server() -> Server {
     Server::builder()
         .bind("127.0.0.1:0")
         .workers(1)
+        .max_message_size(1 << 20)
+        .max_frame_size(1 << 20)
+        .max_backpressure(64 << 20)
         .start(wavecore::accept_all(|| Echo))
         .expect("server starts")
 }
