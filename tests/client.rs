@@ -72,6 +72,7 @@ fn many_messages_in_flight_come_back_in_order() {
             ClientMessage::Text(format!("message {i}"))
         );
     }
+    drop(client);
     server.handle().shutdown();
     server.join();
 }

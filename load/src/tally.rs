@@ -3,7 +3,7 @@
 use crate::hist::Histogram;
 
 /// Counts and latencies; threads keep one each and the main thread merges them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Tally {
     /// Messages (echo) or deliveries (broadcast) received inside the window.
     pub messages: u64,
@@ -19,20 +19,6 @@ pub struct Tally {
     pub out_of_order: u64,
     /// The first error's description.
     pub first_error: Option<String>,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            messages: 0,
-            bytes: 0,
-            latency: Histogram::default(),
-            errors: 0,
-            lost: 0,
-            out_of_order: 0,
-            first_error: None,
-        }
-    }
 }
 
 impl Tally {
