@@ -54,6 +54,7 @@ fn echoes_text_binary_fragments_and_control_frames() {
         other => panic!("expected a close, got {other:?}"),
     }
     assert!(client.recv().is_err());
+    drop(client);
     server.handle().shutdown();
     server.join();
 }
