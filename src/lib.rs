@@ -28,6 +28,7 @@
 //! See `docs/architecture.md` for how the pieces fit.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod handler;
 pub mod protocol;
 pub mod server;

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of wavecore with its peers (see peers/README.md), each server
+# on one thread pinned to CPU 0, the load generator pinned to CPU 1.
+#
+#   benches/compare.sh                 # full run, 3 rounds (about 12-15 minutes)
+#   ROUNDS=1 DUR=2 benches/compare.sh  # quicker
+#   ROWS="echo-100 bcast-1000" benches/compare.sh   # a subset of rows
+#
+# Writes target/bench/results.jsonl (every run), docs/bench-results.md (medians and
+# min-max per row and server, ratios vs wavecore) and docs/bench-chart.svg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DUR=${DUR:-3}
+WARM=${WARM:-1}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+OUT=target/bench
+mkdir -p "$OUT" docs
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+
+echo "== build (release)"
+examples=(--example echo)
+have_broadcast=0
+if [ -f examples/broadcast.rs ]; then
+  examples=(--example echo --example broadcast)
+  have_broadcast=1
+fi
+# Separate invocations: target selectors such as --example apply to every -p given.
+cargo build -q --release -p wavecore "${examples[@]}"
+cargo build -q --release -p wavecore-peers -p wavecore-load
+BIN=target/release
+LOAD=$BIN/wavecore-load
+
+# row name -> load generator arguments ("raw" gets --raw added).
+declare -A ROW_ARGS=(
+  [echo-1]="echo -c 1 -p 1 -s 32"
+  [echo-100]="echo -c 100 -p 1 -s 32"
+  [echo-500]="echo -c 500 -p 1 -s 32"
+  [echo-100x16k]="echo -c 100 -p 1 -s 16384 --binary"
+  [pipe-1000x4]="echo -c 1000 -p 4 -s 32"
+  [pipe-500x16]="echo -c 500 -p 16 -s 32"
+  [bcast-1000]="broadcast -c 1000 --publishers 1 -s 64 --window 32"
+  [bcast-10000]="broadcast -c 10000 --publishers 1 -s 64 --window 8"
+  [idle-10000]="connect -c 10000"
+)
+ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 idle-10000"}
+SERVERS=(wavecore tokio-tungstenite fastwebsockets raw)
+
+port=9400
+server_pid=
+
+# start_server NAME ROW: starts it on a fresh port, pinned; sets $server_pid and $port.
+start_server() {
+  local name=$1 row=$2
+  port=$((port + 1))
+  local addr=127.0.0.1:$port
+  case "$name" in
+    wavecore)
+      if [[ $row == bcast-* ]]; then
+        WORKERS=1 taskset -c "$SERVER_CPU" $BIN/examples/broadcast "$addr" >/dev/null 2>&1 &
+      else
+        WORKERS=1 taskset -c "$SERVER_CPU" $BIN/examples/echo "$addr" >/dev/null 2>&1 &
+      fi ;;
+    tokio-tungstenite) taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
+    fastwebsockets) taskset -c "$SERVER_CPU" $BIN/fastwebsockets-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
+    raw)
+      if [[ $row == bcast-* ]]; then
+        taskset -c "$SERVER_CPU" $BIN/raw-tcp-server "$addr" --threads 1 --mode fanout >/dev/null 2>&1 &
+      else
+        taskset -c "$SERVER_CPU" $BIN/raw-tcp-server "$addr" --threads 1 >/dev/null 2>&1 &
+      fi ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "server $name did not start" >&2
+  return 1
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+trap stop_server EXIT
+
+for round in $(seq "$ROUNDS"); do
+  for row in $ROWS; do
+    # Rotate the server order every round and row so no server always goes first.
+    n=${#SERVERS[@]}
+    shift_by=$(( (round + $(echo "$row" | cksum | cut -c1-3)) % n ))
+    for i in $(seq 0 $((n - 1))); do
+      name=${SERVERS[$(( (i + shift_by) % n ))]}
+      if [[ $name == wavecore && $row == bcast-* && $have_broadcast == 0 ]]; then
+        continue
+      fi
+      args=${ROW_ARGS[$row]}
+      [ "$name" = raw ] && args="$args --raw"
+      if [[ $row == idle-* ]]; then timing="-d 2 --warmup 0"; else timing="-d $DUR --warmup $WARM"; fi
+      start_server "$name" "$row"
+      sleep 0.2
+      json=$(taskset -c "$LOAD_CPU" "$LOAD" $args "127.0.0.1:$port" $timing \
+        --server-pid "$server_pid" --json 2>/dev/null) || true
+      stop_server
+      [ -n "$json" ] || json=null
+      echo "{\"round\":$round,\"row\":\"$row\",\"server\":\"$name\",\"result\":$json}" >>"$RESULTS"
+      printf '%-3s %-13s %-18s %s\n' "$round" "$row" "$name" \
+        "$(echo "$json" | python3 -c 'import json,sys; r=json.load(sys.stdin) or {}; print("msgs/s=%s cpu_us/msg=%s rss_kib=%s->%s errors=%s" % (r.get("msgs_per_s"), r.get("server_cpu_us_per_msg"), r.get("server_rss_kib_before"), r.get("server_rss_kib"), r.get("errors")))')"
+    done
+  done
+done
+
+python3 benches/compare_report.py "$RESULTS" docs/bench-results.md docs/bench-chart.svg \
+  "rounds=$ROUNDS duration=${DUR}s warmup=${WARM}s have_broadcast=$have_broadcast"
+echo "wrote docs/bench-results.md and docs/bench-chart.svg"

@@ -1,0 +1,247 @@
+//! One non-blocking client connection: connect, handshake, framing and buffering.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use mio::net::TcpStream;
+use socket2::{Domain, Socket, Type};
+use wavecore::client::MaskRng;
+use wavecore::protocol::frame::encode_frame;
+use wavecore::protocol::handshake::{ClientHandshake, ResponseReader};
+use wavecore::protocol::{Decoder, DecoderConfig, Event, OpCode, Role};
+
+/// Where a connection stands.
+enum State {
+    /// The handshake request is out (or queued); the response is being read.
+    Handshaking(Box<(ClientHandshake, ResponseReader)>),
+    /// Messages flow.
+    Open,
+}
+
+/// The sending half of a connection: what callbacks write to.
+pub struct Out {
+    buf: Vec<u8>,
+    pos: usize,
+    rng: MaskRng,
+    raw: bool,
+    binary: bool,
+}
+
+impl Out {
+    /// Queues one data message (a masked frame, or the raw bytes with `--raw`).
+    pub fn message(&mut self, payload: &[u8]) {
+        if self.raw {
+            self.buf.extend_from_slice(payload);
+        } else {
+            let opcode = if self.binary {
+                OpCode::Binary
+            } else {
+                OpCode::Text
+            };
+            encode_frame(
+                &mut self.buf,
+                true,
+                opcode,
+                payload,
+                Some(self.rng.mask_key()),
+            );
+        }
+    }
+
+    /// Queues a control frame.
+    fn control(&mut self, opcode: OpCode, payload: &[u8]) {
+        encode_frame(
+            &mut self.buf,
+            true,
+            opcode,
+            payload,
+            Some(self.rng.mask_key()),
+        );
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+/// What a connection reports to its workload.
+pub enum Input<'a> {
+    /// The connection is ready for messages (handshake done).
+    Opened,
+    /// One data message.
+    Message(&'a [u8]),
+}
+
+/// A client connection on a mio stream.
+pub struct Conn {
+    /// The socket, registered with the thread's poll.
+    pub stream: TcpStream,
+    state: State,
+    decoder: Decoder,
+    /// Undecoded bytes carried over between reads.
+    inbuf: Vec<u8>,
+    /// Message size in raw mode (messages are split by length).
+    raw_size: Option<usize>,
+    /// The sending half.
+    pub out: Out,
+}
+
+/// Opens a non-blocking TCP connection to `addr`, from `source` when given.
+pub fn open_socket(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(ip) = source {
+        socket.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) || e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+impl Conn {
+    /// A connection on a freshly opened `stream`; queues the handshake request
+    /// (unless `raw`), to go out once the socket is writable.
+    pub fn new(
+        stream: TcpStream,
+        host: &str,
+        path: &str,
+        raw: Option<usize>,
+        binary: bool,
+    ) -> Self {
+        let mut out = Out {
+            buf: Vec::new(),
+            pos: 0,
+            rng: MaskRng::from_os(),
+            raw: raw.is_some(),
+            binary,
+        };
+        let state = if raw.is_some() {
+            State::Open
+        } else {
+            let (handshake, request) = ClientHandshake::new(host, path, &[], &[]);
+            out.buf = request;
+            State::Handshaking(Box::new((handshake, ResponseReader::default())))
+        };
+        Self {
+            stream,
+            state,
+            decoder: Decoder::new(DecoderConfig {
+                role: Role::Client,
+                max_frame_size: 64 << 20,
+                max_message_size: 64 << 20,
+                ..DecoderConfig::default()
+            }),
+            inbuf: Vec::new(),
+            raw_size: raw,
+            out,
+        }
+    }
+
+    /// Whether the connection is past its handshake.
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open)
+    }
+
+    /// Writes queued bytes until done or the socket is full.
+    pub fn flush(&mut self) -> io::Result<()> {
+        while self.out.pos < self.out.buf.len() {
+            match self.stream.write(&self.out.buf[self.out.pos..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.out.pos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.buf.clear();
+        self.out.pos = 0;
+        Ok(())
+    }
+
+    /// Reads until the socket is empty, handing each message (and the end of the
+    /// handshake) to `f`, then writes what is queued. An error ends the connection.
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        f: &mut dyn FnMut(&mut Out, Input<'_>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Err("server closed the connection".into()),
+                Ok(n) => self.ingest(&mut scratch[..n], f)?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        self.flush().map_err(|e| format!("write: {e}"))
+    }
+
+    /// Handles one chunk of received bytes.
+    fn ingest(
+        &mut self,
+        mut data: &mut [u8],
+        f: &mut dyn FnMut(&mut Out, Input<'_>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if let State::Handshaking(hs) = &mut self.state {
+            let (handshake, reader) = &mut **hs;
+            let Some(used) = reader.push(data).map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            let head = reader.head().expect("complete head");
+            handshake.validate(head).map_err(|e| e.to_string())?;
+            self.state = State::Open;
+            f(&mut self.out, Input::Opened)?;
+            data = &mut std::mem::take(&mut data)[used..];
+        }
+        if self.inbuf.is_empty() {
+            let used = self.frames(data, f)?;
+            self.inbuf.extend_from_slice(&data[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.inbuf);
+            buf.extend_from_slice(data);
+            let used = self.frames(&mut buf, f)?;
+            buf.drain(..used);
+            self.inbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Decodes whole messages from `input`; returns the bytes consumed.
+    fn frames(
+        &mut self,
+        input: &mut [u8],
+        f: &mut dyn FnMut(&mut Out, Input<'_>) -> Result<(), String>,
+    ) -> Result<usize, String> {
+        if let Some(size) = self.raw_size {
+            let whole = input.len() / size * size;
+            for message in input[..whole].chunks(size) {
+                f(&mut self.out, Input::Message(message))?;
+            }
+            return Ok(whole);
+        }
+        let mut pos = 0;
+        loop {
+            let (used, result) = self.decoder.decode(&mut input[pos..]);
+            pos += used;
+            match result {
+                Ok(None) => return Ok(pos),
+                Ok(Some(Event::Text(text))) => f(&mut self.out, Input::Message(text.as_bytes()))?,
+                Ok(Some(Event::Binary(data))) => f(&mut self.out, Input::Message(data))?,
+                Ok(Some(Event::Ping(data))) => self.out.control(OpCode::Pong, data),
+                Ok(Some(Event::Pong(_))) => {}
+                Ok(Some(Event::Close(frame))) => {
+                    let code = frame.map_or(1005, |c| c.code.0);
+                    return Err(format!("server sent close {code}"));
+                }
+                Err(e) => return Err(format!("protocol error: {e:?}")),
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! # wavecore-load
+//!
+//! A load generator for WebSocket servers (and plain TCP echo/fan-out servers): many
+//! connections per thread on one mio poll each, framing by wavecore's protocol module
+//! (client role, every frame masked), latency in HDR-style log-linear histograms ([`hist`]), every payload checked.
+//!
+//! * [`Config`]: what to run, parsed from the command line by [`Config::parse`].
+//! * [`run`]: runs it and returns a [`Report`].
+//!
+//! Workloads: `echo` (numbered payloads, echoes checked for content and order),
+//! `broadcast` (publishers send numbered, timestamped payloads; every subscriber
+//! checks each publisher's order) and `connect` (idle connections, for memory).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod conn;
+pub mod hist;
+pub mod payload;
+pub mod procfs;
+pub mod report;
+pub mod role;
+pub mod run;
+pub mod shared;
+pub mod tally;
+pub mod worker;
+
+pub use config::{Config, Mode};
+pub use report::Report;
+pub use run::run;

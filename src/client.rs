@@ -1,0 +1,363 @@
+//! A small blocking WebSocket client on a std [`TcpStream`], for tests, tools and
+//! examples (not for production traffic: no TLS, no proxy, no extensions).
+//!
+//! ```no_run
+//! use wavecore::client::{Client, ClientMessage};
+//!
+//! let mut client = Client::connect("ws://127.0.0.1:9001/echo")?;
+//! client.send_text("hello")?;
+//! assert_eq!(client.recv()?, ClientMessage::Text("hello".into()));
+//! client.close(1000, "bye")?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Every frame is masked with a fresh key from [`MaskRng`], a xorshift64* generator
+//! seeded from the OS entropy source. RFC 6455 asks for keys an intermediary cannot
+//! predict; a PRNG seeded per connection from the OS is what common clients use, and
+//! keeps masking free of a system call per frame.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpStream;
+
+use crate::protocol::close::encode_close_payload;
+use crate::protocol::frame::encode_frame;
+use crate::protocol::handshake::{ClientHandshake, ResponseReader};
+use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, OpCode, Role};
+
+/// A message (or control frame) received by a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping (already answered with a pong by [`Client::recv`]).
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// A close frame: its code and reason, or `None` when it carried no code. The
+    /// client answers it (once) before returning it.
+    Close(Option<(u16, String)>),
+}
+
+/// A xorshift64* pseudo-random generator for masking keys, seeded from the OS.
+///
+/// Not a cryptographic generator: masking only has to keep a client's bytes
+/// unpredictable to the intermediaries it may confuse, not secret.
+#[derive(Debug, Clone)]
+pub struct MaskRng(u64);
+
+impl MaskRng {
+    /// A generator seeded from the OS entropy source (or the clock should that fail).
+    pub fn from_os() -> Self {
+        let mut seed = [0u8; 8];
+        if getrandom::fill(&mut seed).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9_7F4A_7C15);
+            seed = nanos.to_le_bytes();
+        }
+        Self::with_seed(u64::from_le_bytes(seed))
+    }
+
+    /// A generator with a fixed seed (zero is replaced, as xorshift needs a non-zero state).
+    pub fn with_seed(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x2545_F491_4F6C_DD1D
+        } else {
+            seed
+        })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A fresh 4-byte masking key.
+    pub fn mask_key(&mut self) -> [u8; 4] {
+        ((self.next_u64() >> 32) as u32).to_ne_bytes()
+    }
+}
+
+/// A `ws://` URL split into what the handshake needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    /// `host:port` to connect to and to send as `Host`.
+    pub authority: String,
+    /// The path and query, `/` when the URL has none.
+    pub path: String,
+}
+
+impl WsUrl {
+    /// Parses `ws://host[:port][/path]`; the port defaults to 80.
+    pub fn parse(url: &str) -> io::Result<Self> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| invalid("only ws:// URLs are supported"))?;
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(invalid("URL has no host"));
+        }
+        let has_port = match authority.rfind(':') {
+            Some(i) => !authority[i..].contains(']'),
+            None => false,
+        };
+        let authority = if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_owned()
+        };
+        Ok(Self { authority, path })
+    }
+}
+
+/// A connected, blocking WebSocket client.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    decoder: Decoder,
+    rng: MaskRng,
+    protocol: Option<String>,
+    /// Received bytes not yet decoded live in `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+    close_sent: bool,
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, message.to_owned())
+}
+
+impl Client {
+    /// Connects to a `ws://` URL and completes the opening handshake.
+    pub fn connect(url: &str) -> io::Result<Self> {
+        Self::connect_with(url, &[])
+    }
+
+    /// Connects offering `protocols` as subprotocols; see [`protocol`](Self::protocol).
+    pub fn connect_with(url: &str, protocols: &[&str]) -> io::Result<Self> {
+        let url = WsUrl::parse(url)?;
+        let mut stream = TcpStream::connect(&url.authority)?;
+        stream.set_nodelay(true)?;
+        let (handshake, request) = ClientHandshake::new(&url.authority, &url.path, protocols, &[]);
+        stream.write_all(&request)?;
+        let mut reader = ResponseReader::default();
+        let mut buf = vec![0u8; 16 << 10];
+        let (used, got) = loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "connection closed during the handshake",
+                ));
+            }
+            match reader.push(&buf[..n]) {
+                Ok(Some(used)) => break (used, n),
+                Ok(None) => {}
+                Err(e) => return Err(invalid(&e.to_string())),
+            }
+        };
+        let head = reader.head().expect("a complete head");
+        let protocol = handshake
+            .validate(head)
+            .map_err(|e| invalid(&e.to_string()))?;
+        Ok(Self {
+            stream,
+            decoder: Decoder::new(DecoderConfig {
+                role: Role::Client,
+                max_frame_size: 64 << 20,
+                max_message_size: 64 << 20,
+                ..DecoderConfig::default()
+            }),
+            rng: MaskRng::from_os(),
+            protocol,
+            buf,
+            start: used,
+            end: got,
+            out: Vec::new(),
+            close_sent: false,
+        })
+    }
+
+    /// The subprotocol the server chose, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The underlying stream (for timeouts and the like).
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends one masked frame.
+    fn send_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        self.out.clear();
+        let key = self.rng.mask_key();
+        encode_frame(&mut self.out, fin, opcode, payload, Some(key));
+        self.stream.write_all(&self.out)
+    }
+
+    /// Sends a text message as one frame.
+    pub fn send_text(&mut self, text: &str) -> io::Result<()> {
+        self.send_frame(true, OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message as one frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send_frame(true, OpCode::Binary, data)
+    }
+
+    /// Sends a message split into frames of at most `fragment` bytes (at least one
+    /// frame, even when empty). Text may be split inside a character; the receiver
+    /// validates the reassembled message.
+    pub fn send_fragmented(&mut self, text: bool, data: &[u8], fragment: usize) -> io::Result<()> {
+        let fragment = fragment.max(1);
+        let mut chunks = data.chunks(fragment).peekable();
+        let mut opcode = if text { OpCode::Text } else { OpCode::Binary };
+        if chunks.peek().is_none() {
+            return self.send_frame(true, opcode, &[]);
+        }
+        while let Some(chunk) = chunks.next() {
+            let fin = chunks.peek().is_none();
+            self.send_frame(fin, opcode, chunk)?;
+            opcode = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
+    /// Sends a ping (payload at most 125 bytes).
+    pub fn ping(&mut self, payload: &[u8]) -> io::Result<()> {
+        if payload.len() > 125 {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "ping payload over 125 bytes",
+            ));
+        }
+        self.send_frame(true, OpCode::Ping, payload)
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (cut to 123 bytes). Keep
+    /// calling [`recv`](Self::recv) to read the server's close if you want it.
+    pub fn close(&mut self, code: u16, reason: &str) -> io::Result<()> {
+        if self.close_sent {
+            return Ok(());
+        }
+        self.close_sent = true;
+        let mut payload = [0u8; 125];
+        let n = encode_close_payload(CloseCode(code), reason, &mut payload);
+        self.send_frame(true, OpCode::Close, &payload[..n])
+    }
+
+    /// Receives the next message or control frame, answering pings and closes.
+    ///
+    /// A protocol violation by the server fails the connection with the matching
+    /// close code and returns `InvalidData`; end of stream returns `UnexpectedEof`.
+    pub fn recv(&mut self) -> io::Result<ClientMessage> {
+        loop {
+            let (used, result) = self.decoder.decode(&mut self.buf[self.start..self.end]);
+            let message = match result {
+                Ok(Some(event)) => Some(owned(event)),
+                Ok(None) => None,
+                Err(e) => {
+                    let code = e.close_code().0;
+                    let _ = self.close(code, "");
+                    return Err(invalid(&format!("protocol error from server: {e:?}")));
+                }
+            };
+            self.start += used;
+            if let Some(message) = message {
+                match &message {
+                    ClientMessage::Ping(payload) => {
+                        let payload = payload.clone();
+                        self.send_frame(true, OpCode::Pong, &payload)?;
+                    }
+                    ClientMessage::Close(info) => {
+                        let code = info.as_ref().map_or(1000, |(c, _)| *c);
+                        self.close(code, "")?;
+                    }
+                    _ => {}
+                }
+                return Ok(message);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Moves undecoded bytes to the front of the buffer and reads more.
+    fn fill(&mut self) -> io::Result<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = self.stream.read(&mut self.buf[self.end..])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+/// Copies a borrowed event into an owned message.
+fn owned(event: Event<'_>) -> ClientMessage {
+    match event {
+        Event::Text(text) => ClientMessage::Text(text.to_owned()),
+        Event::Binary(data) => ClientMessage::Binary(data.to_vec()),
+        Event::Ping(data) => ClientMessage::Ping(data.to_vec()),
+        Event::Pong(data) => ClientMessage::Pong(data.to_vec()),
+        Event::Close(frame) => ClientMessage::Close(frame.map(|f| (f.code.0, f.reason.to_owned()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let u = WsUrl::parse("ws://127.0.0.1:9001/echo?x=1").unwrap();
+        assert_eq!(u.authority, "127.0.0.1:9001");
+        assert_eq!(u.path, "/echo?x=1");
+        let u = WsUrl::parse("ws://localhost").unwrap();
+        assert_eq!(
+            (u.authority.as_str(), u.path.as_str()),
+            ("localhost:80", "/")
+        );
+        let u = WsUrl::parse("ws://[::1]?q").unwrap();
+        assert_eq!((u.authority.as_str(), u.path.as_str()), ("[::1]:80", "/?q"));
+        assert!(WsUrl::parse("wss://x").is_err());
+        assert!(WsUrl::parse("ws:///x").is_err());
+    }
+
+    #[test]
+    fn mask_keys_vary() {
+        let mut rng = MaskRng::with_seed(0);
+        let keys: Vec<[u8; 4]> = (0..64).map(|_| rng.mask_key()).collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len());
+    }
+}
