@@ -23,6 +23,18 @@ use crate::server::stats::Stats;
 use crate::server::timer::{self, TimerWheel};
 use crate::server::turn::Turn;
 
+/// The environment a connection is served in, borrowed field by field from a reactor
+/// (so the slab stays borrowable beside it).
+macro_rules! env {
+    ($reactor:ident) => {
+        Env {
+            service: &*$reactor.service,
+            config: &$reactor.config,
+            turn: &mut $reactor.turn,
+        }
+    };
+}
+
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
 /// The waker's token: commands from other threads.
@@ -218,11 +230,7 @@ impl<S: Service> Reactor<S> {
         let Some(entry) = self.conns.get_mut(key) else {
             return;
         };
-        let mut env = Env {
-            service: &*self.service,
-            config: &self.config,
-            turn: &mut self.turn,
-        };
+        let mut env = env!(self);
         loop {
             let held = entry.conn.take_pending(&mut self.read_buf);
             let space = self.read_buf.len() - held;
@@ -275,11 +283,7 @@ impl<S: Service> Reactor<S> {
                     if !had_queue && !entry.conn.core.needs_drain {
                         return;
                     }
-                    let mut env = Env {
-                        service: &*self.service,
-                        config: &self.config,
-                        turn: &mut self.turn,
-                    };
+                    let mut env = env!(self);
                     entry.conn.drained(&mut env);
                     if self.turn.cork.is_empty() {
                         return;
@@ -287,11 +291,7 @@ impl<S: Service> Reactor<S> {
                 }
                 Ok(Flushed::Blocked) => return,
                 Err(_) => {
-                    let mut env = Env {
-                        service: &*self.service,
-                        config: &self.config,
-                        turn: &mut self.turn,
-                    };
+                    let mut env = env!(self);
                     entry.conn.eof(&mut env);
                     return;
                 }
@@ -353,11 +353,7 @@ impl<S: Service> Reactor<S> {
             Some(topic) => self.turn.topics.subscribers_into(topic, &mut self.targets),
             None => self.targets.extend(self.conns.iter().map(|(k, _)| k)),
         }
-        let mut env = Env {
-            service: &*self.service,
-            config: &self.config,
-            turn: &mut self.turn,
-        };
+        let mut env = env!(self);
         for &key in &self.targets {
             let Some(entry) = self.conns.get_mut(key) else {
                 continue;
@@ -405,11 +401,7 @@ impl<S: Service> Reactor<S> {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let mut env = Env {
-                service: &*self.service,
-                config: &self.config,
-                turn: &mut self.turn,
-            };
+            let mut env = env!(self);
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.conn.shut_down(&mut env);
             }
@@ -459,11 +451,7 @@ impl<S: Service> Reactor<S> {
                 continue;
             }
             conn_entry.conn.core.timer_due = 0;
-            let mut env = Env {
-                service: &*self.service,
-                config: &self.config,
-                turn: &mut self.turn,
-            };
+            let mut env = env!(self);
             conn_entry.conn.on_timer(&mut env);
             self.after_io(entry.key);
         }
