@@ -56,7 +56,11 @@ impl Outbox {
     /// empty either way. An emptied queue gives its memory back.
     pub fn flush<W: Write>(&mut self, socket: &mut W, cork: &mut Vec<u8>) -> io::Result<Flushed> {
         let mut cork_written = 0;
-        let result = self.write_all(socket, cork, &mut cork_written);
+        let result = if self.queue.is_empty() {
+            Self::write_cork(socket, cork, &mut cork_written)
+        } else {
+            self.write_all(socket, cork, &mut cork_written)
+        };
         if cork_written < cork.len() {
             self.push(Bytes::copy_from_slice(&cork[cork_written..]));
         }
@@ -65,6 +69,30 @@ impl Outbox {
             self.queue = VecDeque::new();
         }
         result
+    }
+
+    /// The common case, nothing queued: plain `write`s of the cork.
+    fn write_cork<W: Write>(
+        socket: &mut W,
+        cork: &[u8],
+        cork_written: &mut usize,
+    ) -> io::Result<Flushed> {
+        while *cork_written < cork.len() {
+            match socket.write(&cork[*cork_written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    *cork_written += n;
+                    if *cork_written < cork.len() {
+                        // A short write: the socket is full for now.
+                        return Ok(Flushed::Blocked);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Flushed::All)
     }
 
     fn write_all<W: Write>(
