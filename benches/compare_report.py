@@ -2,6 +2,7 @@
 """Turns benches/compare.sh's results.jsonl into docs/bench-results.md and a bar chart
 (docs/bench-chart.svg, plain hand-written SVG). Usage: RESULTS MD SVG NOTE"""
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -83,16 +84,27 @@ for (row, server), rs in sorted(runs.items()):
         errors.append(f"- {row} / {server}: {len(bad)} of {len(rs)} runs with errors"
                       f" (lost deliveries {lost}); first: {first}")
 
+import platform
+try:
+    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+except (OSError, StopIteration):
+    cpu = "unknown CPU"
+machine = f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
 md = ["# wavecore vs peers: benchmark results", "",
+      f"Machine: {machine}.", "",
       f"Produced by `benches/compare.sh` ({note}). Each server runs with one thread pinned to",
       "CPU 0; `wavecore-load` runs with one thread pinned to CPU 1. Cells: median over the",
-      "rounds (min-max); **xN** = that server's median divided by wavecore's. Every echoed",
+      "rounds (min-max); **xN** = that server's median divided by wavecore's (above 1: more",
+      "messages/s, more CPU, more latency or more memory than wavecore). Every echoed",
       "payload and every broadcast delivery is checked (content, sequence, order).", "",
       "Caveat: with two cores, one load-generator thread can be the bottleneck (it does the",
       "framing, masking and checking for every connection), especially for the raw TCP",
       "peer, so messages/s are lower bounds for the faster servers. Server CPU microseconds",
       "per message (user+system time from /proc over the window / messages) is the better",
-      "measure of server cost where the server is not saturated.", ""]
+      "measure of server cost where the server is not saturated. On this VM every wake-up is",
+      "expensive (one connection ping-ponging costs every server, raw TCP included, about",
+      "35 us of CPU per message), so rows with little batching mostly measure the kernel.", ""]
 md.append(table("Throughput (messages/s; broadcast: deliveries/s)", "msgs_per_s", "{:,.0f}", load_rows,
                 "Higher is better."))
 md.append(table("Server CPU per message (microseconds; broadcast: per delivery)",

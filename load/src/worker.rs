@@ -68,6 +68,7 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
     let mut ready_sent = false;
     let mut started = false;
     let mut wake: Option<Instant> = None;
+    let mut publishers: Vec<usize> = Vec::new();
     loop {
         // Open more connections while few are in progress.
         while slots.len() - open - failed < MAX_CONNECTING {
@@ -155,20 +156,27 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
         }
         if window.is_some() && !started {
             started = true;
-            for slot in slots.iter_mut().flatten() {
+            for (index, slot) in slots.iter_mut().enumerate() {
+                let Some(slot) = slot else { continue };
                 slot.role.start(&mut slot.conn.out, &mut ctx);
+                // A write error shows up again as a read error on the next event.
+                let _ = slot.conn.flush();
+                if matches!(slot.role, Role::Publisher { .. }) {
+                    publishers.push(index);
+                }
             }
         }
-        if started {
-            wake = None;
-            for slot in slots.iter_mut().flatten() {
-                if let Some(at) = slot.role.tick(&mut slot.conn.out, &mut ctx) {
-                    wake = Some(wake.map_or(at, |w| w.min(at)));
-                }
-                if slot.conn.out.pending() > 0 {
-                    // A write error shows up again as a read error on the next event.
-                    let _ = slot.conn.flush();
-                }
+        // Only publishers act without an event; everything else is driven by reads.
+        wake = None;
+        for &index in &publishers {
+            let Some(slot) = slots[index].as_mut() else {
+                continue;
+            };
+            if let Some(at) = slot.role.tick(&mut slot.conn.out, &mut ctx) {
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+            if slot.conn.out.pending() > 0 {
+                let _ = slot.conn.flush();
             }
         }
     }
