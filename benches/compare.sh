@@ -42,8 +42,8 @@ declare -A ROW_ARGS=(
   [echo-100x16k]="echo -c 100 -p 1 -s 16384 --binary"
   [pipe-1000x4]="echo -c 1000 -p 4 -s 32"
   [pipe-500x16]="echo -c 500 -p 16 -s 32"
-  [bcast-1000]="broadcast -c 1000 --publishers 1 -s 64 --window 32"
-  [bcast-10000]="broadcast -c 10000 --publishers 1 -s 64 --window 8"
+  [bcast-1000]="broadcast -c 1000 --publishers 1 -s 32 --window 32"
+  [bcast-10000]="broadcast -c 10000 --publishers 1 -s 32 --window 8"
   [idle-10000]="connect -c 10000"
 )
 ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 idle-10000"}

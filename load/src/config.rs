@@ -90,7 +90,7 @@ MODE: echo | broadcast | connect          ADDR: host:port (default 127.0.0.1:900
 
   -c, --connections N   connections, or subscribers in broadcast mode (default 1)
   -p, --in-flight N     echo: messages in flight per connection (default 1)
-  -s, --size BYTES      payload size (echo: default 32, >= 24; broadcast: 64, >= 40)
+  -s, --size BYTES      payload size (echo: default 32, >= 24; broadcast: 32, >= 32)
       --binary          binary messages (default text)
   -d, --duration SECS   measured window (default 10; connect: hold time)
       --warmup SECS     run before measuring (default 1)
@@ -174,8 +174,7 @@ impl Config {
             "/"
         };
         cfg.path = path.unwrap_or_else(|| default_path.into());
-        let default_size = if cfg.mode == Mode::Broadcast { 64 } else { 32 };
-        cfg.size = size.unwrap_or(default_size);
+        cfg.size = size.unwrap_or(32);
         cfg.validate()?;
         Ok(cfg)
     }

@@ -7,9 +7,9 @@
 
 /// Header length of an echo payload: connection id (8 hex) and sequence (16 hex).
 pub const ECHO_HEADER: usize = 24;
-/// Header length of a broadcast payload: publisher (8), sequence (16), send time in
-/// nanoseconds since the run's epoch (16).
-pub const BROADCAST_HEADER: usize = 40;
+/// Header length of a broadcast payload: publisher (4 hex), sequence (12), send time
+/// in nanoseconds since the run's epoch (16): a 32-byte message is all header.
+pub const BROADCAST_HEADER: usize = 32;
 
 /// The filler byte at position `i` of any payload.
 fn filler(i: usize) -> u8 {
@@ -59,9 +59,9 @@ pub fn is_echo(data: &[u8], template: &[u8], conn: u32, seq: u64) -> bool {
 
 /// Fills `buf` (a copy of [`template`]) with a broadcast header.
 pub fn put_broadcast(buf: &mut [u8], publisher: u32, seq: u64, sent_ns: u64) {
-    put_hex(&mut buf[..8], publisher as u64);
-    put_hex(&mut buf[8..24], seq);
-    put_hex(&mut buf[24..40], sent_ns);
+    put_hex(&mut buf[..4], publisher as u64);
+    put_hex(&mut buf[4..16], seq);
+    put_hex(&mut buf[16..32], sent_ns);
 }
 
 /// Parses a broadcast payload built on `template`: `(publisher, seq, sent_ns)`, or
@@ -70,11 +70,11 @@ pub fn parse_broadcast(data: &[u8], template: &[u8]) -> Option<(u32, u64, u64)> 
     if data.len() != template.len() || data[BROADCAST_HEADER..] != template[BROADCAST_HEADER..] {
         return None;
     }
-    let publisher = parse_hex(&data[..8])?;
+    let publisher = parse_hex(&data[..4])?;
     Some((
         u32::try_from(publisher).ok()?,
-        parse_hex(&data[8..24])?,
-        parse_hex(&data[24..40])?,
+        parse_hex(&data[4..16])?,
+        parse_hex(&data[16..32])?,
     ))
 }
 
