@@ -454,6 +454,11 @@ impl<S: Service> Reactor<S> {
             let mut env = env!(self);
             conn_entry.conn.on_timer(&mut env);
             self.after_io(entry.key);
+            // A connection whose timer fires has been quiet (or is closing): give back
+            // the outbox allocation kept for busy subscribers.
+            if let Some(conn_entry) = self.conns.get_mut(entry.key) {
+                conn_entry.conn.core.outbox.release();
+            }
         }
         self.fired = fired;
     }
