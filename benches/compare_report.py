@@ -16,8 +16,8 @@ ROW_TEXT = {
     "echo-100x16k": "echo, 100 conns x 1, 16 KiB",
     "pipe-1000x4": "echo, 1,000 conns x 4 in flight, 32 B",
     "pipe-500x16": "echo, 500 conns x 16 in flight, 32 B",
-    "bcast-1000": "broadcast to 1,000 subscribers, 64 B",
-    "bcast-10000": "broadcast to 10,000 subscribers, 64 B",
+    "bcast-1000": "broadcast to 1,000 subscribers, 32 B",
+    "bcast-10000": "broadcast to 10,000 subscribers, 32 B",
     "idle-10000": "10,000 idle connections",
 }
 

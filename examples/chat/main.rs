@@ -10,9 +10,7 @@
 //! `/chat/NAME`). Each message is published once to the room's topic and shared by every
 //! member, on every reactor.
 
-use wavecore::{
-    CloseInfo, Conn, Handler, HttpResponse, Message, Request, Server, Service, Upgrade,
-};
+use wavecore::{Conn, Handler, HttpResponse, Message, Request, Server, Service, Upgrade};
 
 const PAGE: &str = include_str!("page.html");
 
@@ -21,6 +19,7 @@ const MAX_LINE: usize = 4096;
 
 /// One browser in one room.
 struct Member {
+    room: String,
     topic: String,
     name: String,
 }
@@ -28,7 +27,7 @@ struct Member {
 impl Handler for Member {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
         conn.subscribe(&self.topic);
-        conn.send_text(&format!("* you are {} in {}", self.name, &self.topic[5..]));
+        conn.send_text(&format!("* you are {} in {}", self.name, self.room));
         conn.publish_to_others(
             &self.topic,
             Message::Text(&format!("* {} joined", self.name)),
@@ -47,8 +46,6 @@ impl Handler for Member {
             );
         }
     }
-
-    fn on_close(&mut self, _close: CloseInfo<'_>) {}
 }
 
 struct Chat;
@@ -70,6 +67,7 @@ impl Service for Chat {
         }
         let name = format!("guest-{}", request.peer_addr().port());
         Upgrade::accept(Member {
+            room: room.to_owned(),
             topic: format!("room:{room}"),
             name,
         })

@@ -122,10 +122,10 @@ impl<S: Service> Reactor<S> {
                 || self.accept_paused_until.is_some()
                 || self.shutdown_deadline.is_some())
             .then(|| self.wheel.until_next_tick(now));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return;
-                }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return;
             }
             self.turn.now = self.wheel.tick_of(Instant::now());
             for event in events.iter() {

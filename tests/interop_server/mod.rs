@@ -37,11 +37,11 @@ impl Handler for InteropHandler {
     }
 
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
-        if let Message::Text(text) = message {
-            if let Some((code, reason)) = close_command(text) {
-                conn.close(CloseCode(code), reason);
-                return;
-            }
+        if let Message::Text(text) = message
+            && let Some((code, reason)) = close_command(text)
+        {
+            conn.close(CloseCode(code), reason);
+            return;
         }
         if self.broadcast {
             conn.publish(BROADCAST, message);

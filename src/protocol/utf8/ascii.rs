@@ -4,12 +4,31 @@
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
 /// The length of the longest run of ASCII at the start of `bytes`, rounded down to a
-/// multiple of 64.
-///
-/// Each 64-byte block is eight `u64` words ORed together and tested once; LLVM turns
-/// this into a few vector loads and one compare. Stopping at a 64-byte block keeps the
-/// waste on non-ASCII text small.
+/// multiple of 64: AVX-512 or AVX2 where the CPU has them (chosen once), else
+/// [`prefix_len_portable`].
 pub(super) fn prefix_len(bytes: &[u8]) -> usize {
+    (best())(bytes)
+}
+
+/// A prefix scanner.
+type ScanFn = fn(&[u8]) -> usize;
+
+/// The fastest scanner this CPU can run, chosen on first use.
+fn best() -> ScanFn {
+    static BEST: std::sync::OnceLock<ScanFn> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(scan) = x86::best() {
+            return scan;
+        }
+        prefix_len_portable
+    })
+}
+
+/// [`prefix_len`] without explicit SIMD: each 64-byte block is eight `u64` words ORed
+/// together and tested once; LLVM turns this into a few vector loads and one compare.
+/// Stopping at a 64-byte block keeps the waste on non-ASCII text small.
+pub(super) fn prefix_len_portable(bytes: &[u8]) -> usize {
     let mut len = 0;
     for block in bytes.chunks_exact(64) {
         let any_high = block
@@ -27,6 +46,120 @@ pub(super) fn prefix_len(bytes: &[u8]) -> usize {
         len += 64;
     }
     len
+}
+
+/// Wide-vector scans: four vectors loaded and ORed per step, one test per step.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{ScanFn, prefix_len_portable};
+
+    /// The widest scanner this CPU supports, if any.
+    pub(super) fn best() -> Option<ScanFn> {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            return Some(|bytes| {
+                // SAFETY: the CPU supports AVX-512F and AVX-512BW (checked above).
+                unsafe { prefix_len_avx512(bytes) }
+            });
+        }
+        if is_x86_feature_detected!("avx2") {
+            return Some(|bytes| {
+                // SAFETY: the CPU supports AVX2 (checked above).
+                unsafe { prefix_len_avx2(bytes) }
+            });
+        }
+        None
+    }
+
+    /// 256 bytes a step in four 64-byte vectors, then 64-byte blocks.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn prefix_len_avx512(bytes: &[u8]) -> usize {
+        let mut len = 0;
+        while len + 256 <= bytes.len() {
+            // SAFETY: `len + 256 <= bytes.len()`, so all four unaligned 64-byte loads
+            // are inside `bytes`.
+            let high = unsafe {
+                let p = bytes.as_ptr().add(len);
+                let a = _mm512_loadu_si512(p.cast());
+                let b = _mm512_loadu_si512(p.add(64).cast());
+                let c = _mm512_loadu_si512(p.add(128).cast());
+                let d = _mm512_loadu_si512(p.add(192).cast());
+                let all = _mm512_or_si512(_mm512_or_si512(a, b), _mm512_or_si512(c, d));
+                _mm512_movepi8_mask(all)
+            };
+            if high != 0 {
+                break;
+            }
+            len += 256;
+        }
+        len + prefix_len_portable(&bytes[len..])
+    }
+
+    /// 128 bytes a step in four 32-byte vectors.
+    #[target_feature(enable = "avx2")]
+    unsafe fn prefix_len_avx2(bytes: &[u8]) -> usize {
+        let mut len = 0;
+        while len + 128 <= bytes.len() {
+            // SAFETY: `len + 128 <= bytes.len()`, so all four unaligned 32-byte loads
+            // are inside `bytes`.
+            let high = unsafe {
+                let p = bytes.as_ptr().add(len);
+                let a = _mm256_loadu_si256(p.cast());
+                let b = _mm256_loadu_si256(p.add(32).cast());
+                let c = _mm256_loadu_si256(p.add(64).cast());
+                let d = _mm256_loadu_si256(p.add(96).cast());
+                let all = _mm256_or_si256(_mm256_or_si256(a, b), _mm256_or_si256(c, d));
+                _mm256_movemask_epi8(all)
+            };
+            if high != 0 {
+                break;
+            }
+            len += 128;
+        }
+        len + prefix_len_portable(&bytes[len..])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn wide_scans_agree_with_the_portable_one() {
+            let Some(scan) = super::best() else {
+                eprintln!("no AVX2 here: skipped");
+                return;
+            };
+            let buffer = vec![b'a'; 2200];
+            for start in [0, 1, 17, 63] {
+                for len in [0, 63, 64, 200, 511, 512, 700, 1100, 2100] {
+                    for bad in [
+                        None,
+                        Some(0),
+                        Some(63),
+                        Some(64),
+                        Some(130),
+                        Some(255),
+                        Some(256),
+                        Some(600),
+                        Some(1500),
+                    ] {
+                        let mut slice = buffer[start..start + len].to_vec();
+                        let mut owned = vec![0u8; start];
+                        if let Some(i) = bad.filter(|&i| i < len) {
+                            slice[i] = 0xc3;
+                        }
+                        // Place the slice at the same misalignment as `start`.
+                        owned.extend_from_slice(&slice);
+                        let slice = &owned[start..];
+                        assert_eq!(
+                            scan(slice),
+                            super::prefix_len_portable(slice),
+                            "start {start}, len {len}, bad {bad:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Whether a short slice (a small message) is all ASCII: its words ORed together, the
