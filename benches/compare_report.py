@@ -83,6 +83,11 @@ for (row, server), rs in sorted(runs.items()):
         lost = sum((r or {}).get("lost", 0) for r in bad)
         errors.append(f"- {row} / {server}: {len(bad)} of {len(rs)} runs with errors"
                       f" (lost deliveries {lost}); first: {first}")
+    if not row.startswith("idle"):
+        silent = [r for r in rs if r is not None and not r.get("errors") and not r.get("messages")]
+        if silent:
+            errors.append(f"- {row} / {server}: {len(silent)} of {len(rs)} runs moved no messages"
+                          " in the window without any error (a stall; kept in the medians)")
 
 import platform
 try:
@@ -114,7 +119,7 @@ md.append(table("Latency p99 (microseconds)", "p99_us", "{:,.0f}", load_rows,
 if idle_rows:
     md.append(table("Idle memory per connection (bytes)", "bytes_per_conn", "{:,.0f}", idle_rows,
                     "(server RSS with the connections open - RSS before) / open connections."))
-md.append("## Errors\n\n" + ("\n".join(errors) if errors else "None: every run verified clean.") + "\n")
+md.append("## Errors\n\n" + ("\n".join(errors) if errors else "None: every run verified clean and moved messages.") + "\n")
 if "have_broadcast=0" in note:
     md.append("wavecore's broadcast rows are missing: `examples/broadcast.rs` did not exist.\n")
 open(md_path, "w").write("\n".join(md))

@@ -3,9 +3,9 @@
 /// High bit of every byte in a word.
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// The length of the longest run of ASCII at the start of `bytes`, rounded down to a
-/// multiple of 64: AVX-512 or AVX2 where the CPU has them (chosen once), else
-/// [`prefix_len_portable`].
+/// The length of a run of ASCII at the start of `bytes`, at most 63 bytes short of the
+/// longest one (the full validator checks the rest): AVX-512 or AVX2 where the CPU has
+/// them (chosen once), else [`prefix_len_portable`].
 pub(super) fn prefix_len(bytes: &[u8]) -> usize {
     (best())(bytes)
 }
@@ -72,19 +72,26 @@ mod x86 {
         None
     }
 
-    /// 256 bytes a step in four 64-byte vectors, then 64-byte blocks.
+    /// 256 bytes a step in four 64-byte vectors from the first 64-byte-aligned address
+    /// on, so no load straddles two cache lines (unaligned, the same loop runs at about
+    /// half the speed on a 64 KiB buffer), then 64-byte blocks.
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn prefix_len_avx512(bytes: &[u8]) -> usize {
-        let mut len = 0;
+        let head = bytes.as_ptr().align_offset(64);
+        if bytes.len() < head + 256 || !super::is_ascii_short(&bytes[..head]) {
+            return prefix_len_portable(bytes);
+        }
+        let mut len = head;
         while len + 256 <= bytes.len() {
-            // SAFETY: `len + 256 <= bytes.len()`, so all four unaligned 64-byte loads
-            // are inside `bytes`.
+            // SAFETY: `len + 256 <= bytes.len()`, so the four 64-byte loads are inside
+            // `bytes`; `bytes.as_ptr() + len` is 64-byte aligned (`head` aligned it and
+            // every step is a multiple of 64).
             let high = unsafe {
                 let p = bytes.as_ptr().add(len);
-                let a = _mm512_loadu_si512(p.cast());
-                let b = _mm512_loadu_si512(p.add(64).cast());
-                let c = _mm512_loadu_si512(p.add(128).cast());
-                let d = _mm512_loadu_si512(p.add(192).cast());
+                let a = _mm512_load_si512(p.cast());
+                let b = _mm512_load_si512(p.add(64).cast());
+                let c = _mm512_load_si512(p.add(128).cast());
+                let d = _mm512_load_si512(p.add(192).cast());
                 let all = _mm512_or_si512(_mm512_or_si512(a, b), _mm512_or_si512(c, d));
                 _mm512_movepi8_mask(all)
             };
@@ -123,7 +130,7 @@ mod x86 {
     #[cfg(test)]
     mod tests {
         #[test]
-        fn wide_scans_agree_with_the_portable_one() {
+        fn wide_scans_find_nearly_all_of_the_ascii_prefix() {
             let Some(scan) = super::best() else {
                 eprintln!("no AVX2 here: skipped");
                 return;
@@ -150,10 +157,11 @@ mod x86 {
                         // Place the slice at the same misalignment as `start`.
                         owned.extend_from_slice(&slice);
                         let slice = &owned[start..];
-                        assert_eq!(
-                            scan(slice),
-                            super::prefix_len_portable(slice),
-                            "start {start}, len {len}, bad {bad:?}"
+                        let longest = slice.iter().position(|&b| b >= 0x80).unwrap_or(len);
+                        let found = scan(slice);
+                        assert!(
+                            found <= longest && found + 63 >= longest,
+                            "start {start}, len {len}, bad {bad:?}: {found} of {longest}"
                         );
                     }
                 }
@@ -180,7 +188,7 @@ pub(super) fn is_ascii_short(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_ascii_short, prefix_len};
+    use super::{is_ascii_short, prefix_len, prefix_len_portable};
 
     #[test]
     fn short_ascii_check_sees_every_byte() {
@@ -198,10 +206,12 @@ mod tests {
     #[test]
     fn stops_at_the_block_holding_the_first_non_ascii_byte() {
         let mut bytes = vec![b'a'; 300];
-        assert_eq!(prefix_len(&bytes), 256);
+        assert_eq!(prefix_len_portable(&bytes), 256);
         bytes[130] = 0xc3;
-        assert_eq!(prefix_len(&bytes), 128);
+        assert_eq!(prefix_len_portable(&bytes), 128);
+        assert!((67..=130).contains(&prefix_len(&bytes)));
         bytes[0] = 0x80;
+        assert_eq!(prefix_len_portable(&bytes), 0);
         assert_eq!(prefix_len(&bytes), 0);
         assert_eq!(prefix_len(&bytes[..63]), 0);
     }
