@@ -129,7 +129,7 @@ fn connection_limit_answers_503() {
     drop(first);
     assert!(wait_until(|| server.handle.stats().open_connections == 0));
     let mut tcp_gone = false;
-    for _ in 0..100 {
+    for _ in 0..500 {
         // The server lets go of the TCP connection once it saw our EOF.
         let reply = http_exchange(
             server.addr,

@@ -19,9 +19,10 @@ pub struct DecoderConfig {
     /// Which side decodes. Servers require masked frames; clients unmasked ones.
     pub role: Role,
     /// The largest frame payload accepted; larger fails with 1009. Default 16 MiB.
+    /// Values above 4 GiB - 1 act as 4 GiB - 1.
     pub max_frame_size: usize,
     /// The largest message accepted (all fragments together); larger fails with 1009.
-    /// Default 16 MiB.
+    /// Default 16 MiB. Values above 4 GiB - 1 act as 4 GiB - 1.
     pub max_message_size: usize,
     /// RSV bits defined by negotiated extensions. Default 0 (none).
     pub allowed_rsv: u8,
@@ -94,6 +95,27 @@ enum Step {
     },
 }
 
+/// [`DecoderConfig`] packed small, since every connection holds one.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame_size: u32,
+    max_message_size: u32,
+    role: Role,
+    allowed_rsv: u8,
+}
+
+impl From<DecoderConfig> for Limits {
+    fn from(config: DecoderConfig) -> Self {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            max_frame_size: clamp(config.max_frame_size),
+            max_message_size: clamp(config.max_message_size),
+            role: config.role,
+            allowed_rsv: config.allowed_rsv,
+        }
+    }
+}
+
 /// At most this much is reserved up front for a message still arriving; the buffer
 /// grows past it as bytes come, so a peer cannot make us reserve memory it never sends.
 const MAX_RESERVE: usize = 256 << 10;
@@ -102,7 +124,7 @@ const MAX_RESERVE: usize = 256 << 10;
 /// message is partially received.
 #[derive(Debug)]
 pub struct Decoder {
-    config: DecoderConfig,
+    limits: Limits,
     /// Boxed so that a connection between messages pays one pointer for it.
     message: Option<Box<OpenMessage>>,
     /// The open message's buffer was handed out by the previous call; drop it next call.
@@ -113,15 +135,20 @@ impl Decoder {
     /// A decoder with the given limits.
     pub fn new(config: DecoderConfig) -> Self {
         Self {
-            config,
+            limits: Limits::from(config),
             message: None,
             delivered: false,
         }
     }
 
     /// The decoder's settings.
-    pub fn config(&self) -> &DecoderConfig {
-        &self.config
+    pub fn config(&self) -> DecoderConfig {
+        DecoderConfig {
+            role: self.limits.role,
+            max_frame_size: self.limits.max_frame_size as usize,
+            max_message_size: self.limits.max_message_size as usize,
+            allowed_rsv: self.limits.allowed_rsv,
+        }
     }
 
     /// Whether a data message is partially received (its bytes are held here).
@@ -213,7 +240,7 @@ impl Decoder {
         if let Some(frame) = self.message.as_ref().and_then(|m| m.frame) {
             return self.continue_frame(frame, input);
         }
-        let Some(header) = decode_header(input, self.config.role, self.config.allowed_rsv)? else {
+        let Some(header) = decode_header(input, self.limits.role, self.limits.allowed_rsv)? else {
             return Ok(Step::NeedMore);
         };
         let start = header.header_len as usize;
@@ -232,7 +259,7 @@ impl Decoder {
                 end,
             });
         }
-        if header.payload_len > self.config.max_frame_size as u64 {
+        if header.payload_len > self.limits.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooLarge);
         }
         let len = header.payload_len as usize;
@@ -243,7 +270,7 @@ impl Decoder {
             (opcode, None) => opcode == OpCode::Text,
         };
         let held = self.message.as_ref().map_or(0, |m| m.payload.len());
-        if held + len > self.config.max_message_size {
+        if held + len > self.limits.max_message_size as usize {
             return Err(ProtocolError::MessageTooLarge);
         }
         let end = start + len;

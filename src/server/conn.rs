@@ -38,8 +38,9 @@ pub(crate) struct Env<'a, S> {
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub(crate) enum Phase<H> {
-    /// Reading the HTTP request head.
-    Handshake(HeadReader),
+    /// Reading the HTTP request head (boxed: only connections in their handshake pay
+    /// for it).
+    Handshake(Box<HeadReader>),
     /// Upgraded: frames go to the handler.
     Open { decoder: Decoder, handler: H },
     /// We sent a close frame; reading (and discarding) until the peer's close frame.
@@ -60,8 +61,8 @@ pub(crate) struct Connection<H> {
     pub core: ConnCore,
     pub phase: Phase<H>,
     /// A partial frame header or control frame left over from the last read (at most
-    /// 131 bytes; empty, holding no memory, almost always).
-    pending: Vec<u8>,
+    /// 131 bytes; `None` almost always).
+    pending: Option<Box<[u8]>>,
     /// When the current phase's fixed deadline passes (handshake, closing, finishing).
     deadline: Tick,
 }
@@ -83,8 +84,8 @@ impl<H: Handler> Connection<H> {
         };
         Self {
             core,
-            phase: Phase::Handshake(HeadReader::new(limits)),
-            pending: Vec::new(),
+            phase: Phase::Handshake(Box::new(HeadReader::new(limits))),
+            pending: None,
             deadline: now + ticks(config.handshake_timeout),
         }
     }
@@ -112,19 +113,23 @@ impl<H: Handler> Connection<H> {
     /// Copies the bytes left over from the last read to the front of `buf`; returns how
     /// many, so the next read goes after them.
     pub fn take_pending(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.pending.len();
-        if n > 0 {
-            buf[..n].copy_from_slice(&self.pending);
-            self.pending = Vec::new();
-        }
-        n
+        let Some(pending) = self.pending.take() else {
+            return 0;
+        };
+        buf[..pending.len()].copy_from_slice(&pending);
+        pending.len()
     }
 
     /// Puts back bytes [`Connection::take_pending`] lent out when the read found
     /// nothing new.
     pub fn restore_pending(&mut self, bytes: &[u8]) {
+        self.keep(bytes);
+    }
+
+    /// Keeps `bytes` (a partial frame) for the next read.
+    fn keep(&mut self, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.pending = bytes.to_vec();
+            self.pending = Some(bytes.into());
         }
     }
 
@@ -346,7 +351,7 @@ impl<H: Handler> Connection<H> {
                 Ok(Some(event)) => event,
                 Ok(None) => {
                     decoder.release();
-                    self.pending.extend_from_slice(&data[pos..]);
+                    self.keep(&data[pos..]);
                     return data.len();
                 }
                 Err(error) => {
@@ -419,7 +424,7 @@ impl<H: Handler> Connection<H> {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     decoder.release();
-                    self.pending.extend_from_slice(&data[pos..]);
+                    self.keep(&data[pos..]);
                     return;
                 }
             }

@@ -46,6 +46,9 @@ struct Entry<H> {
     conn: Connection<H>,
     /// Our side of the TCP connection was shut down (finishing, waiting for EOF).
     write_shut: bool,
+    /// Counted against `max_connections` (a connection refused with 503 is not, so
+    /// refusals cannot keep the server full).
+    counted: bool,
 }
 
 /// One reactor: a thread's worth of connections.
@@ -204,11 +207,14 @@ impl<S: Service> Reactor<S> {
             Refusal::service_unavailable("too many connections").write(&mut bytes);
             conn.finish_with(bytes.into(), &self.config, now);
         }
-        self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
+        if !over_capacity {
+            self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
+        }
         slot.insert(Entry {
             socket,
             conn,
             write_shut: false,
+            counted: !over_capacity,
         });
         self.after_io(key);
     }
@@ -328,7 +334,9 @@ impl<S: Service> Reactor<S> {
     fn remove(&mut self, key: usize) {
         let mut entry = self.conns.remove(key);
         let _ = self.poll.registry().deregister(&mut entry.socket);
-        self.shared.stats.tcp.fetch_sub(1, Ordering::Relaxed);
+        if entry.counted {
+            self.shared.stats.tcp.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Delivers publishes made by handlers to local subscribers, and keeps them for the

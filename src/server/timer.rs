@@ -15,7 +15,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 const SLOTS: usize = 1024;
 
 /// A point in time, in ticks since the reactor started.
-pub(crate) type Tick = u64;
+pub(crate) type Tick = u32;
 
 /// An entry: a connection (slab key and id, so a reused key is not confused with the
 /// old connection) due at a tick.
@@ -62,7 +62,7 @@ impl TimerWheel {
     /// Schedules an entry. Entries due in the past fire on the next `advance`.
     pub fn schedule(&mut self, key: usize, id: u64, due: Tick) {
         let due = due.max(self.next);
-        self.slots[(due % SLOTS as u64) as usize].push(Entry { key, id, due });
+        self.slots[(due % SLOTS as Tick) as usize].push(Entry { key, id, due });
         self.len += 1;
     }
 
@@ -73,7 +73,7 @@ impl TimerWheel {
 
     /// How long until the next tick boundary after `now` (the poll timeout).
     pub fn until_next_tick(&self, now: Instant) -> Duration {
-        let next = self.origin + TICK * (self.tick_of(now) as u32 + 1);
+        let next = self.origin + TICK * (self.tick_of(now) + 1);
         next.saturating_duration_since(now)
     }
 
@@ -81,7 +81,7 @@ impl TimerWheel {
     pub fn advance(&mut self, now: Instant, fired: &mut Vec<Entry>) {
         let now = self.tick_of(now);
         while self.next <= now {
-            let slot = &mut self.slots[(self.next % SLOTS as u64) as usize];
+            let slot = &mut self.slots[(self.next % SLOTS as Tick) as usize];
             let mut i = 0;
             while i < slot.len() {
                 if slot[i].due <= now {

@@ -286,7 +286,7 @@ fn idle_open_connection_holds_no_buffers() {
     h.open();
     h.feed(&masked(OpCode::Text, false, b"part"));
     h.feed(&masked(OpCode::Continuation, true, b"done"));
-    assert!(h.conn.pending.capacity() == 0);
+    assert!(h.conn.pending.is_none());
     assert!(h.conn.core.outbox.is_empty());
     let Phase::Open { decoder, .. } = &h.conn.phase else {
         panic!()
