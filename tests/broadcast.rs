@@ -1,23 +1,21 @@
 //! Broadcast over real sockets with tungstenite clients: fan-out across reactors, order,
 //! unsubscribe and disconnect, publish from outside, slow subscribers, registry cleanup.
 
-use std::io::Write;
+mod common;
+
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tungstenite::stream::MaybeTlsStream;
+use common::{TestServer, raw_upgrade, ws_connect_path, ws_read_data};
 use tungstenite::{Message as WsMessage, WebSocket};
-use wavecore::{
-    BackpressurePolicy, Conn, Handler, Message, Request, Server, ServerBuilder, ServerHandle,
-    Upgrade,
-};
+use wavecore::{BackpressurePolicy, Conn, Handler, Message, Request, ServerBuilder, Upgrade};
 
 const TOPIC: &str = "t";
 
-type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+type Client = WebSocket<TcpStream>;
 
 /// `/sub`: subscribes on open; "unsub" unsubscribes; "echo:X" answers X.
 /// `/pub`: publishes every message to the topic, without subscribing.
@@ -55,54 +53,30 @@ fn route(request: &Request<'_>) -> Upgrade<Role> {
     }
 }
 
-fn start(builder: ServerBuilder) -> (Server, ServerHandle, SocketAddr) {
-    let server = builder
-        .bind("127.0.0.1:0")
-        .start(route)
-        .expect("server starts");
-    let handle = server.handle();
-    let addr = server.local_addr();
-    (server, handle, addr)
+fn start(builder: ServerBuilder) -> TestServer {
+    TestServer::start(builder, route)
 }
 
 fn connect(addr: SocketAddr, path: &str) -> Client {
-    let (mut client, _) =
-        tungstenite::connect(format!("ws://{addr}{path}")).expect("client connects");
-    if let MaybeTlsStream::Plain(stream) = client.get_mut() {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-    }
-    client
+    ws_connect_path(addr, path)
 }
 
 fn recv_text(client: &mut Client) -> String {
-    loop {
-        match client.read().expect("message arrives") {
-            WsMessage::Text(text) => return text.to_string(),
-            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
+    match ws_read_data(client) {
+        WsMessage::Text(text) => text.to_string(),
+        other => panic!("unexpected {other:?}"),
     }
 }
 
 /// Waits (bounded) until `check` holds.
-fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn stop(server: Server, handle: &ServerHandle) {
-    handle.shutdown();
-    server.join();
+fn wait_until(what: &str, check: impl FnMut() -> bool) {
+    assert!(common::wait_until(check), "timed out waiting for {what}");
 }
 
 #[test]
 fn fan_out_to_1000_subscribers_over_two_reactors_exactly_once_in_order() {
-    let (server, handle, addr) = start(Server::builder().workers(2));
+    let server = start(common::builder().workers(2));
+    let (handle, addr) = (server.handle.clone(), server.addr);
     let mut subscribers: Vec<Client> = (0..1000).map(|_| connect(addr, "/sub")).collect();
     wait_until("1000 subscribers", || handle.subscribers(TOPIC) == 1000);
     let mut publisher = connect(addr, "/pub");
@@ -119,12 +93,13 @@ fn fan_out_to_1000_subscribers_over_two_reactors_exactly_once_in_order() {
         client.send(WsMessage::text("echo:end")).unwrap();
         assert_eq!(recv_text(client), "end");
     }
-    stop(server, &handle);
+    drop(server);
 }
 
 #[test]
 fn unsubscribe_and_disconnect_stop_delivery() {
-    let (server, handle, addr) = start(Server::builder().workers(1));
+    let server = start(common::builder());
+    let (handle, addr) = (server.handle.clone(), server.addr);
     let mut leaver = connect(addr, "/sub");
     let quitter = connect(addr, "/sub");
     let mut witness = connect(addr, "/sub");
@@ -141,12 +116,13 @@ fn unsubscribe_and_disconnect_stop_delivery() {
     // it, so had the leaver still been subscribed, "after" would come before "marker".
     leaver.send(WsMessage::text("echo:marker")).unwrap();
     assert_eq!(recv_text(&mut leaver), "marker");
-    stop(server, &handle);
+    drop(server);
 }
 
 #[test]
 fn publish_from_an_outside_thread_arrives_in_order() {
-    let (server, handle, addr) = start(Server::builder().workers(2));
+    let server = start(common::builder().workers(2));
+    let (handle, addr) = (server.handle.clone(), server.addr);
     let mut subscribers: Vec<Client> = (0..20).map(|_| connect(addr, "/sub")).collect();
     wait_until("20 subscribers", || handle.subscribers(TOPIC) == 20);
     let publisher = {
@@ -163,28 +139,18 @@ fn publish_from_an_outside_thread_arrives_in_order() {
         }
     }
     publisher.join().unwrap();
-    stop(server, &handle);
-}
-
-/// A subscriber that never reads its socket.
-fn stalled_subscriber(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(
-            b"GET /sub HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .unwrap();
-    stream
+    drop(server);
 }
 
 fn slow_subscriber_case(policy: BackpressurePolicy) -> wavecore::StatsSnapshot {
-    let builder = Server::builder()
+    let builder = common::builder()
         .workers(2)
         .max_backpressure(256 << 10)
         .backpressure_policy(policy);
-    let (server, handle, addr) = start(builder);
-    let _stalled = stalled_subscriber(addr);
+    let server = start(builder);
+    let (handle, addr) = (server.handle.clone(), server.addr);
+    // A subscriber that never reads its socket.
+    let _stalled = raw_upgrade(addr);
     let readers: Vec<Client> = (0..10).map(|_| connect(addr, "/sub")).collect();
     wait_until("11 subscribers", || handle.subscribers(TOPIC) == 11);
     // 20 MB in all: far more than the stalled socket's kernel buffers plus the limit.
@@ -230,7 +196,7 @@ fn slow_subscriber_case(policy: BackpressurePolicy) -> wavecore::StatsSnapshot {
         .map(|t| t.join().expect("every reader got every message in order"))
         .collect();
     let stats = handle.stats();
-    stop(server, &handle);
+    drop(server);
     stats
 }
 
@@ -254,7 +220,8 @@ fn a_stalled_subscriber_loses_messages_under_the_drop_policy() {
 
 #[test]
 fn no_registry_growth_after_10_000_subscribe_close_cycles() {
-    let (server, handle, addr) = start(Server::builder().workers(2));
+    let server = start(common::builder().workers(2));
+    let (handle, addr) = (server.handle.clone(), server.addr);
     for _ in 0..100 {
         let batch: Vec<Client> = (0..100).map(|_| connect(addr, "/sub")).collect();
         for mut client in batch {
@@ -267,5 +234,5 @@ fn no_registry_growth_after_10_000_subscribe_close_cycles() {
     assert_eq!(handle.subscribers(TOPIC), 0);
     assert_eq!(handle.topic_count(), 0);
     assert_eq!(handle.stats().accepted, 10_000);
-    stop(server, &handle);
+    drop(server);
 }
