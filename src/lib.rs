@@ -10,6 +10,7 @@
 //!   callback can do to its connection.
 //! * [`protocol`]: RFC 6455 without I/O: frame headers, SIMD unmasking, streaming
 //!   UTF-8 validation, close codes, message reassembly and the opening handshake.
+//! * [`client`]: a small blocking client (tests, tools, the load generator's checks).
 //!
 //! ```no_run
 //! use wavecore::{Conn, Handler, Message, Server};

@@ -5,7 +5,7 @@
 //! (client role, every frame masked), latency in HDR-style log-linear histograms ([`hist`]), every payload checked.
 //!
 //! * [`Config`]: what to run, parsed from the command line by [`Config::parse`].
-//! * [`run`]: runs it and returns a [`Report`].
+//! * [`run()`]: runs it and returns a [`Report`].
 //!
 //! Workloads: `echo` (numbered payloads, echoes checked for content and order),
 //! `broadcast` (publishers send numbered, timestamped payloads; every subscriber
