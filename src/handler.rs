@@ -53,6 +53,14 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The opcode of the (single) frame that carries this message.
+    pub(crate) fn opcode(&self) -> crate::protocol::OpCode {
+        match self {
+            Message::Text(_) => crate::protocol::OpCode::Text,
+            Message::Binary(_) => crate::protocol::OpCode::Binary,
+        }
+    }
+
     /// The payload length in bytes.
     pub fn len(&self) -> usize {
         self.as_bytes().len()

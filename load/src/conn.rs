@@ -38,18 +38,12 @@ impl Out {
             } else {
                 OpCode::Text
             };
-            encode_frame(
-                &mut self.buf,
-                true,
-                opcode,
-                payload,
-                Some(self.rng.mask_key()),
-            );
+            self.frame(opcode, payload);
         }
     }
 
-    /// Queues a control frame.
-    fn control(&mut self, opcode: OpCode, payload: &[u8]) {
+    /// Queues one final frame, masked with a fresh key (data or control).
+    fn frame(&mut self, opcode: OpCode, payload: &[u8]) {
         encode_frame(
             &mut self.buf,
             true,
@@ -234,7 +228,7 @@ impl Conn {
                 Ok(None) => return Ok(pos),
                 Ok(Some(Event::Text(text))) => f(&mut self.out, Input::Message(text.as_bytes()))?,
                 Ok(Some(Event::Binary(data))) => f(&mut self.out, Input::Message(data))?,
-                Ok(Some(Event::Ping(data))) => self.out.control(OpCode::Pong, data),
+                Ok(Some(Event::Ping(data))) => self.out.frame(OpCode::Pong, data),
                 Ok(Some(Event::Pong(_))) => {}
                 Ok(Some(Event::Close(frame))) => {
                     let code = frame.map_or(1005, |c| c.code.0);

@@ -171,10 +171,7 @@ impl Conn<'_> {
 
     /// Sends a text or binary message.
     pub fn send(&mut self, message: Message<'_>) -> SendStatus {
-        match message {
-            Message::Text(text) => self.send_frame(OpCode::Text, text.as_bytes()),
-            Message::Binary(bytes) => self.send_frame(OpCode::Binary, bytes),
-        }
+        self.send_frame(message.opcode(), message.as_bytes())
     }
 
     /// Sends a text message.
@@ -275,15 +272,9 @@ impl Conn<'_> {
         message: Message<'_>,
         exclude: Option<ConnId>,
     ) {
-        let opcode = match message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
-        self.turn.publishes.push(Publish {
-            topic: topic.map(Into::into),
-            frame: encode_shared(opcode, message.as_bytes()),
-            exclude,
-        });
+        self.turn
+            .publishes
+            .push(Publish::new(topic.map(Into::into), message, exclude));
     }
 
     fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::handler::Message;
-use crate::protocol::OpCode;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 use crate::server::stats::StatsSnapshot;
-use crate::server::turn::encode_shared;
 
 /// A cloneable, `Send + Sync` handle to a running server.
 #[derive(Debug, Clone)]
@@ -69,15 +67,7 @@ impl ServerHandle {
     }
 
     fn send(&self, topic: Option<Arc<str>>, message: Message<'_>) {
-        let opcode = match message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
-        let publish = Publish {
-            topic,
-            frame: encode_shared(opcode, message.as_bytes()),
-            exclude: None,
-        };
+        let publish = Publish::new(topic, message, None);
         for remote in &self.shared.remotes {
             remote.send_publishes(std::iter::once(publish.clone()));
         }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use slab::Slab;
 
+use crate::handler::Message;
 use crate::server::conn_api::ConnId;
+use crate::server::turn::encode_shared;
 
 /// A published frame on its way to subscribers.
 #[derive(Debug, Clone)]
@@ -22,6 +24,17 @@ pub(crate) struct Publish {
     pub frame: Bytes,
     /// A connection that must not receive it (the publisher, when it asked so).
     pub exclude: Option<ConnId>,
+}
+
+impl Publish {
+    /// Encodes `message` once into the frame every subscriber will share.
+    pub fn new(topic: Option<Arc<str>>, message: Message<'_>, exclude: Option<ConnId>) -> Self {
+        Self {
+            topic,
+            frame: encode_shared(message.opcode(), message.as_bytes()),
+            exclude,
+        }
+    }
 }
 
 /// Where one subscription sits in the registry, so it can be removed in O(1).

@@ -49,7 +49,10 @@ impl TimerWheel {
 
     /// The tick `at` falls in.
     pub fn tick_of(&self, at: Instant) -> Tick {
-        (at.saturating_duration_since(self.origin).as_millis() / TICK.as_millis()) as Tick
+        // 64-bit arithmetic: this runs on every loop turn.
+        let elapsed = at.saturating_duration_since(self.origin);
+        let millis = elapsed.as_secs() * 1000 + u64::from(elapsed.subsec_millis());
+        (millis / TICK.as_millis() as u64) as Tick
     }
 
     /// The tick `delay` from `now`, rounded up so a timer never fires early.

@@ -290,6 +290,17 @@ fn plan() -> impl Strategy<Value = Plan> {
         })
 }
 
+/// The opcode of a plan's fragment: text or binary first, continuation after.
+fn fragment_opcode(plan: &Plan, first: bool) -> OpCode {
+    if !first {
+        OpCode::Continuation
+    } else if plan.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    }
+}
+
 fn encode_plan(plan: &Plan, wire: &mut Vec<u8>) {
     let mut rest = &plan.payload[..];
     let mut first = true;
@@ -297,13 +308,7 @@ fn encode_plan(plan: &Plan, wire: &mut Vec<u8>) {
         if size >= rest.len() {
             break;
         }
-        let opcode = if !first {
-            OpCode::Continuation
-        } else if plan.text {
-            OpCode::Text
-        } else {
-            OpCode::Binary
-        };
+        let opcode = fragment_opcode(plan, first);
         wire.extend(frame(false, opcode, &rest[..size]));
         if first && plan.ping_after_first {
             wire.extend(frame(true, OpCode::Ping, b"ping"));
@@ -311,13 +316,7 @@ fn encode_plan(plan: &Plan, wire: &mut Vec<u8>) {
         first = false;
         rest = &rest[size..];
     }
-    let opcode = if !first {
-        OpCode::Continuation
-    } else if plan.text {
-        OpCode::Text
-    } else {
-        OpCode::Binary
-    };
+    let opcode = fragment_opcode(plan, first);
     wire.extend(frame(true, opcode, rest));
 }
 
