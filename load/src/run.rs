@@ -89,9 +89,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let mut last = (Instant::now(), received_start);
     while Instant::now() < window.to && !shared.abort.load(Ordering::Relaxed) {
         sleep_until((last.0 + Duration::from_secs(1)).min(window.to));
+        let now = Instant::now();
+        let received = shared.received.load(Ordering::Relaxed);
         if progress {
-            let now = Instant::now();
-            let received = shared.received.load(Ordering::Relaxed);
             let rate = (received - last.1) as f64 / (now - last.0).as_secs_f64();
             eprint!(
                 "\r{:>5.1}s  {:>10.0} msg/s  conns {:>6}  errors {:<6}",
@@ -101,8 +101,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 shared.errors.load(Ordering::Relaxed),
             );
             let _ = std::io::stderr().flush();
-            last = (now, received);
         }
+        // Always move on, or the loop would spin on the clock for the whole window,
+        // stealing the CPU the load threads share with this one.
+        last = (now, received);
     }
     let measured = Instant::now().min(window.to) - window.from.min(Instant::now());
     let cpu_end = cfg.server_pid.and_then(procfs::cpu_seconds);
