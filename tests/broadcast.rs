@@ -142,6 +142,36 @@ fn publish_from_an_outside_thread_arrives_in_order() {
     drop(server);
 }
 
+/// Message `i` of the late-reader test: small and large (unbatched) frames mixed.
+fn late_message(i: usize) -> String {
+    let size = (i * 397) % 9000;
+    format!("{i}:{}", char::from(b'a' + (i % 26) as u8).to_string().repeat(size))
+}
+
+#[test]
+fn a_subscriber_that_reads_late_gets_every_message_intact_and_in_order() {
+    // Far more than the socket buffers take: most of it waits in the outbox, across
+    // many turns, as slices of earlier turns' batches and as whole large frames.
+    const MESSAGES: usize = 3000;
+    let server = start(common::builder().workers(2).max_backpressure(64 << 20));
+    let (handle, addr) = (server.handle.clone(), server.addr);
+    let mut late: Vec<Client> = (0..4).map(|_| connect(addr, "/sub")).collect();
+    wait_until("4 subscribers", || handle.subscribers(TOPIC) == 4);
+    let mut publisher = connect(addr, "/pub");
+    for i in 0..MESSAGES {
+        publisher.send(WsMessage::text(late_message(i))).unwrap();
+    }
+    thread::sleep(Duration::from_millis(300));
+    for client in &mut late {
+        for i in 0..MESSAGES {
+            assert_eq!(recv_text(client), late_message(i), "message {i}");
+        }
+        client.send(WsMessage::text("echo:end")).unwrap();
+        assert_eq!(recv_text(client), "end");
+    }
+    drop(server);
+}
+
 fn slow_subscriber_case(policy: BackpressurePolicy) -> wavecore::StatsSnapshot {
     let builder = common::builder()
         .workers(2)

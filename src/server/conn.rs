@@ -24,6 +24,7 @@ use crate::protocol::handshake::{
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
 use crate::server::conn_api::{Conn, ConnCore};
+use crate::server::outbox::Chunk;
 use crate::server::stats::Stats;
 use crate::server::timer::{TICK, Tick};
 use crate::server::turn::Turn;
@@ -202,11 +203,16 @@ impl<H: Handler> Connection<H> {
 
     /// A shared frame for this connection, which is not being served right now
     /// (broadcast delivery). Applies the backpressure policy.
-    pub fn deliver<S: Service<Handler = H>>(&mut self, frame: &bytes::Bytes, env: &mut Env<'_, S>) {
+    pub fn deliver<S: Service<Handler = H>>(
+        &mut self,
+        frame: &Chunk,
+        len: usize,
+        env: &mut Env<'_, S>,
+    ) {
         if !self.is_open() {
             return;
         }
-        self.core.deliver(frame, env.config, &env.turn.stats);
+        self.core.deliver(frame, len, env.config, &env.turn.stats);
         if self.core.closing.is_some() {
             self.after_callbacks(env);
         }

@@ -4,14 +4,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-
 use crate::handler::Message;
 use crate::protocol::CloseCode;
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::frame::{OpCode, header_len};
 use crate::server::config::{BackpressurePolicy, ServerConfig};
-use crate::server::outbox::Outbox;
+use crate::server::outbox::{Chunk, Outbox};
 use crate::server::pubsub::{Publish, Subscription};
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
@@ -116,18 +114,24 @@ impl ConnCore {
         }
     }
 
-    /// Queues a shared frame (a broadcast) for a connection that is not being served,
-    /// applying the backpressure policy. Returns whether it was queued.
-    pub fn deliver(&mut self, frame: &Bytes, config: &ServerConfig, stats: &Stats) -> bool {
+    /// Queues a shared frame (a broadcast, `len` bytes) for a connection that is not
+    /// being served, applying the backpressure policy. Returns whether it was queued.
+    pub fn deliver(
+        &mut self,
+        frame: &Chunk,
+        len: usize,
+        config: &ServerConfig,
+        stats: &Stats,
+    ) -> bool {
         if self.closing.is_some() {
             return false;
         }
         let buffered = self.outbox.len();
-        if buffered > 0 && buffered + frame.len() > config.max_backpressure {
+        if buffered > 0 && buffered + len > config.max_backpressure {
             self.over_limit(config, stats, None);
             return false;
         }
-        self.outbox.push(frame.clone());
+        self.outbox.push_chunk(frame.clone());
         true
     }
 }

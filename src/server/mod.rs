@@ -5,6 +5,7 @@
 //! reactor thread per worker, and returns a [`Server`] whose [`ServerHandle`] can be
 //! cloned and sent anywhere to query, publish to, or shut down the server.
 
+pub(crate) mod batch;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod conn_api;

@@ -1,12 +1,14 @@
-//! A connection's queue of bytes its socket has not taken yet, written with vectored
-//! writes.
+//! A connection's queue of bytes its socket has not taken yet, written with as few
+//! syscalls as possible.
 //!
 //! Sends made while a connection is being served go first into the reactor's *cork*
 //! buffer (shared by all connections, reused, so no allocation per message) and are
 //! written once, together, when the reactor is done with the connection. Only what
 //! the socket refuses is moved into the connection's own [`Outbox`], as [`Bytes`]; an
-//! empty outbox owns no memory. Broadcast frames are pushed as clones of one shared
-//! `Bytes`: a reference count, not a copy.
+//! empty outbox owns no memory. Broadcast frames are queued as clones of one shared
+//! `Bytes` (a reference count, not a copy) or, when small, as a range of the reactor's
+//! turn batch (see `batch.rs`), which is resolved against the batch when written and
+//! turned into a `Bytes` slice of it by [`Outbox::settle`] before the turn ends.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -21,10 +23,43 @@ const MAX_IOVECS: usize = 32;
 /// [`Outbox::release`] gives it back once the connection goes quiet.
 const KEEP_SLOTS: usize = 8;
 
+/// One piece of queued output.
+#[derive(Debug, Clone)]
+pub(crate) enum Chunk {
+    /// Bytes of their own (possibly shared with other connections).
+    Shared(Bytes),
+    /// The bytes `start..end` of this turn's batch; valid until the turn ends.
+    Batched { start: u32, end: u32 },
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Shared(bytes) => bytes.len(),
+            Chunk::Batched { start, end } => (end - start) as usize,
+        }
+    }
+
+    /// The chunk's bytes, `batch` being this turn's batch.
+    fn resolve<'a>(&'a self, batch: &'a [u8]) -> &'a [u8] {
+        match self {
+            Chunk::Shared(bytes) => bytes,
+            Chunk::Batched { start, end } => &batch[*start as usize..*end as usize],
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Shared(bytes) => bytes.advance(n),
+            Chunk::Batched { start, .. } => *start += n as u32,
+        }
+    }
+}
+
 /// Bytes waiting for a connection's socket.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Chunk>,
     len: usize,
 }
 
@@ -50,10 +85,25 @@ impl Outbox {
 
     /// Queues `bytes` behind everything already waiting.
     pub fn push(&mut self, bytes: Bytes) {
-        if !bytes.is_empty() {
-            self.len += bytes.len();
-            self.queue.push_back(bytes);
+        self.push_chunk(Chunk::Shared(bytes));
+    }
+
+    /// Queues `chunk` behind everything already waiting; a batch range that continues
+    /// the last one extends it.
+    pub fn push_chunk(&mut self, chunk: Chunk) {
+        let len = chunk.len();
+        if len == 0 {
+            return;
         }
+        self.len += len;
+        if let (Chunk::Batched { start, end }, Some(Chunk::Batched { end: last_end, .. })) =
+            (&chunk, self.queue.back_mut())
+            && *last_end == *start
+        {
+            *last_end = *end;
+            return;
+        }
+        self.queue.push_back(chunk);
     }
 
     /// Gives back the queue's memory if it is empty (for connections gone quiet).
@@ -63,15 +113,31 @@ impl Outbox {
         }
     }
 
-    /// Writes the queue, then `cork`, with as few `writev` calls as the socket allows.
-    /// What the socket does not take of `cork` is copied into the queue; `cork` is left
-    /// empty either way. An emptied queue gives back all but a small allocation.
-    pub fn flush<W: Write>(&mut self, socket: &mut W, cork: &mut Vec<u8>) -> io::Result<Flushed> {
+    /// Ends the turn for this queue: every range of the turn batch still waiting
+    /// becomes a slice of `sealed`, the batch frozen (no copy).
+    pub fn settle(&mut self, sealed: &Bytes) {
+        for chunk in &mut self.queue {
+            if let Chunk::Batched { start, end } = *chunk {
+                *chunk = Chunk::Shared(sealed.slice(start as usize..end as usize));
+            }
+        }
+    }
+
+    /// Writes the queue, then `cork`, with as few syscalls as the socket allows (`batch`
+    /// is this turn's batch, which queued ranges refer to). What the socket does not
+    /// take of `cork` is copied into the queue; `cork` is left empty either way. An
+    /// emptied queue gives back all but a small allocation.
+    pub fn flush<W: Write>(
+        &mut self,
+        socket: &mut W,
+        cork: &mut Vec<u8>,
+        batch: &[u8],
+    ) -> io::Result<Flushed> {
         let mut cork_written = 0;
         let result = if self.queue.is_empty() {
             Self::write_cork(socket, cork, &mut cork_written)
         } else {
-            self.write_all(socket, cork, &mut cork_written)
+            self.write_all(socket, cork, batch, &mut cork_written)
         };
         if cork_written < cork.len() {
             self.push(Bytes::copy_from_slice(&cork[cork_written..]));
@@ -111,6 +177,7 @@ impl Outbox {
         &mut self,
         socket: &mut W,
         cork: &[u8],
+        batch: &[u8],
         cork_written: &mut usize,
     ) -> io::Result<Flushed> {
         loop {
@@ -118,8 +185,9 @@ impl Outbox {
             let mut count = 0;
             let mut offered = 0;
             for chunk in self.queue.iter().take(MAX_IOVECS - 1) {
-                slices[count] = IoSlice::new(chunk);
-                offered += chunk.len();
+                let bytes = chunk.resolve(batch);
+                slices[count] = IoSlice::new(bytes);
+                offered += bytes.len();
                 count += 1;
             }
             let cork_rest = &cork[*cork_written..];
@@ -131,8 +199,8 @@ impl Outbox {
             if offered == 0 {
                 return Ok(Flushed::All);
             }
-            // One slice (one broadcast frame, the usual case): `write` costs the kernel
-            // less than `writev` does.
+            // One slice (a subscriber's broadcast frames of this turn, the usual case):
+            // `write` costs the kernel less than `writev` does.
             let result = if count == 1 {
                 socket.write(&slices[0])
             } else {
@@ -162,7 +230,7 @@ impl Outbox {
             };
             let step = n.min(front.len());
             front.advance(step);
-            if front.is_empty() {
+            if front.len() == 0 {
                 self.queue.pop_front();
             }
             n -= step;
@@ -220,7 +288,10 @@ mod tests {
             budget: 100,
             calls: 0,
         };
-        assert_eq!(outbox.flush(&mut socket, &mut cork).unwrap(), Flushed::All);
+        assert_eq!(
+            outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
+            Flushed::All
+        );
         assert_eq!(socket.taken, b"abcdef");
         assert_eq!(socket.calls, 1);
         assert!(outbox.is_empty() && cork.is_empty());
@@ -243,14 +314,17 @@ mod tests {
             calls: 0,
         };
         assert_eq!(
-            outbox.flush(&mut socket, &mut cork).unwrap(),
+            outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
             Flushed::Blocked
         );
         assert_eq!(outbox.len(), 4);
         assert!(cork.is_empty());
         socket.budget = 100;
         let mut more = b"ij".to_vec();
-        assert_eq!(outbox.flush(&mut socket, &mut more).unwrap(), Flushed::All);
+        assert_eq!(
+            outbox.flush(&mut socket, &mut more, &[]).unwrap(),
+            Flushed::All
+        );
         assert_eq!(socket.taken, b"abcdefghij");
     }
 
@@ -264,7 +338,7 @@ mod tests {
             calls: 0,
         };
         assert_eq!(
-            outbox.flush(&mut socket, &mut cork).unwrap(),
+            outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
             Flushed::Blocked
         );
         assert_eq!(outbox.len(), 3);
@@ -282,10 +356,62 @@ mod tests {
             calls: 0,
         };
         assert_eq!(
-            outbox.flush(&mut socket, &mut Vec::new()).unwrap(),
+            outbox.flush(&mut socket, &mut Vec::new(), &[]).unwrap(),
             Flushed::All
         );
         assert_eq!(socket.taken, (0..200u8).collect::<Vec<_>>());
         assert!(socket.calls >= 4);
+    }
+
+    #[test]
+    fn contiguous_batch_ranges_merge_into_one_write() {
+        let batch = b"0123456789";
+        let mut outbox = Outbox::default();
+        outbox.push_chunk(Chunk::Batched { start: 2, end: 4 });
+        outbox.push_chunk(Chunk::Batched { start: 4, end: 7 });
+        assert_eq!(outbox.queue.len(), 1, "one range, one slice");
+        outbox.push_chunk(Chunk::Batched { start: 8, end: 9 });
+        assert_eq!(outbox.queue.len(), 2, "a gap starts a new range");
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 100,
+            calls: 0,
+        };
+        let mut cork = b"!".to_vec();
+        assert_eq!(
+            outbox.flush(&mut socket, &mut cork, batch).unwrap(),
+            Flushed::All
+        );
+        assert_eq!(socket.taken, b"234568!");
+        assert_eq!(socket.calls, 1);
+    }
+
+    #[test]
+    fn settled_ranges_outlive_the_turn() {
+        let mut outbox = Outbox::default();
+        outbox.push(Bytes::from_static(b"<"));
+        outbox.push_chunk(Chunk::Batched { start: 1, end: 5 });
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 3,
+            calls: 0,
+        };
+        let batch = b"abcdefg";
+        assert_eq!(
+            outbox.flush(&mut socket, &mut Vec::new(), batch).unwrap(),
+            Flushed::Blocked
+        );
+        assert_eq!(socket.taken, b"<bc");
+        // The turn ends: what is left refers to the sealed batch, not to offsets.
+        outbox.settle(&Bytes::from_static(batch));
+        socket.budget = 100;
+        assert_eq!(
+            outbox
+                .flush(&mut socket, &mut Vec::new(), b"another turn")
+                .unwrap(),
+            Flushed::All
+        );
+        assert_eq!(socket.taken, b"<bcde");
+        assert!(outbox.is_empty());
     }
 }

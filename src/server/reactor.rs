@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -16,7 +16,7 @@ use crate::protocol::handshake::Refusal;
 use crate::server::config::ServerConfig;
 use crate::server::conn::{Connection, Env};
 use crate::server::conn_api::{ConnCore, ConnId};
-use crate::server::outbox::Flushed;
+use crate::server::outbox::{Chunk, Flushed};
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
@@ -66,6 +66,8 @@ pub(crate) struct Reactor<S: Service> {
     shared: Arc<Shared>,
     /// Connections with queued bytes to write at the end of the turn.
     dirty: Vec<usize>,
+    /// Scratch list of flushed connections with bytes left (to settle).
+    unsettled: Vec<usize>,
     /// Publishes to hand to the other reactors at the end of the turn.
     outgoing: Vec<Publish>,
     /// Scratch list of subscriber keys.
@@ -108,6 +110,7 @@ impl<S: Service> Reactor<S> {
             config,
             shared,
             dirty: Vec::new(),
+            unsettled: Vec::new(),
             outgoing: Vec::new(),
             targets: Vec::new(),
             next_id: 1,
@@ -121,10 +124,15 @@ impl<S: Service> Reactor<S> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let timeout = (!self.wheel.is_empty()
-                || self.accept_paused_until.is_some()
-                || self.shutdown_deadline.is_some())
-            .then(|| self.wheel.until_next_tick(now));
+            let timeout = if !self.dirty.is_empty() {
+                // Deliveries made while flushing (by `on_drain` callbacks): go on.
+                Some(Duration::ZERO)
+            } else {
+                (!self.wheel.is_empty()
+                    || self.accept_paused_until.is_some()
+                    || self.shutdown_deadline.is_some())
+                .then(|| self.wheel.until_next_tick(now))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -142,9 +150,11 @@ impl<S: Service> Reactor<S> {
                     }
                 }
             }
+            // Timers first: their callbacks may publish too, and nothing delivered in
+            // a turn may wait for the next event to be written.
+            self.run_timers();
             self.forward_publishes();
             self.flush_dirty();
-            self.run_timers();
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || Instant::now() >= deadline)
             {
@@ -279,12 +289,12 @@ impl<S: Service> Reactor<S> {
                 return;
             }
             let had_queue = !entry.conn.core.outbox.is_empty();
-            match entry
-                .conn
-                .core
-                .outbox
-                .flush(&mut entry.socket, &mut self.turn.cork)
-            {
+            let turn = &mut self.turn;
+            match entry.conn.core.outbox.flush(
+                &mut entry.socket,
+                &mut turn.cork,
+                turn.batch.bytes(),
+            ) {
                 Ok(Flushed::All) => {
                     if !had_queue && !entry.conn.core.needs_drain {
                         return;
@@ -361,6 +371,14 @@ impl<S: Service> Reactor<S> {
             Some(topic) => self.turn.topics.subscribers_into(topic, &mut self.targets),
             None => self.targets.extend(self.conns.iter().map(|(k, _)| k)),
         }
+        if self.targets.is_empty() {
+            return;
+        }
+        let len = publish.frame.len();
+        let chunk = match self.turn.batch.append(&publish.frame) {
+            Some((start, end)) => Chunk::Batched { start, end },
+            None => Chunk::Shared(publish.frame.clone()),
+        };
         let mut env = env!(self);
         for &key in &self.targets {
             let Some(entry) = self.conns.get_mut(key) else {
@@ -369,7 +387,7 @@ impl<S: Service> Reactor<S> {
             if publish.exclude == Some(entry.conn.core.id) {
                 continue;
             }
-            entry.conn.deliver(&publish.frame, &mut env);
+            entry.conn.deliver(&chunk, len, &mut env);
             if !entry.conn.core.dirty {
                 entry.conn.core.dirty = true;
                 self.dirty.push(key);
@@ -417,17 +435,35 @@ impl<S: Service> Reactor<S> {
         }
     }
 
-    /// Writes every connection that got broadcast frames this turn: all its frames in
-    /// one `writev`.
+    /// Writes every connection that got broadcast frames this turn (all of them in one
+    /// write: usually one range of the turn batch), then ends the turn batch: what the
+    /// sockets did not take becomes slices of the sealed batch.
     fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut unsettled = std::mem::take(&mut self.unsettled);
         for &key in &dirty {
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.conn.core.dirty = false;
                 self.after_io(key);
+                if let Some(entry) = self.conns.get_mut(key)
+                    && !entry.conn.core.outbox.is_empty()
+                {
+                    unsettled.push(key);
+                }
             }
         }
-        let mut dirty = dirty;
+        if !self.turn.batch.is_empty() {
+            // Connections delivered to while flushing (they are in `self.dirty` again,
+            // for the next turn) hold ranges of this batch too.
+            let sealed = self.turn.batch.seal();
+            for &key in unsettled.iter().chain(&self.dirty) {
+                if let Some(entry) = self.conns.get_mut(key) {
+                    entry.conn.core.outbox.settle(&sealed);
+                }
+            }
+        }
+        unsettled.clear();
+        self.unsettled = unsettled;
         dirty.clear();
         if self.dirty.is_empty() {
             self.dirty = dirty;

@@ -1,11 +1,12 @@
 //! The reactor state a connection may touch while it is being served: the cork buffer,
-//! topics, publishes waiting to be delivered, the clock and counters.
+//! topics, publishes waiting to be delivered, the turn batch, the clock and counters.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::protocol::frame::{MAX_HEADER_LEN, OpCode, encode_header};
+use crate::server::batch::TurnBatch;
 use crate::server::pubsub::{Publish, TopicCounts, Topics};
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
@@ -17,6 +18,8 @@ pub(crate) struct Turn {
     pub cork: Vec<u8>,
     /// Publishes made by handlers, delivered once the publisher's callback returned.
     pub publishes: Vec<Publish>,
+    /// Small broadcast frames delivered this turn, laid end to end.
+    pub batch: TurnBatch,
     /// This reactor's topics.
     pub topics: Topics,
     /// The current tick.
@@ -31,6 +34,7 @@ impl Turn {
         Self {
             cork: Vec::with_capacity(64 << 10),
             publishes: Vec::new(),
+            batch: TurnBatch::default(),
             topics: Topics::new(counts),
             now: 0,
             stats,
