@@ -145,7 +145,10 @@ fn publish_from_an_outside_thread_arrives_in_order() {
 /// Message `i` of the late-reader test: small and large (unbatched) frames mixed.
 fn late_message(i: usize) -> String {
     let size = (i * 397) % 9000;
-    format!("{i}:{}", char::from(b'a' + (i % 26) as u8).to_string().repeat(size))
+    format!(
+        "{i}:{}",
+        char::from(b'a' + (i % 26) as u8).to_string().repeat(size)
+    )
 }
 
 #[test]

@@ -60,7 +60,28 @@ impl Chunk {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Chunk>,
+    /// The newest bytes, after everything in `queue`: a range of this turn's batch
+    /// (empty when `start == end`). Kept here rather than in `queue` so the usual
+    /// broadcast delivery touches no memory but the connection's own.
+    tail: BatchRange,
     len: usize,
+}
+
+/// A range of the turn batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct BatchRange {
+    start: u32,
+    end: u32,
+}
+
+impl BatchRange {
+    fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+
+    fn resolve(self, batch: &[u8]) -> &[u8] {
+        &batch[self.start as usize..self.end as usize]
+    }
 }
 
 /// How a flush ended.
@@ -85,25 +106,39 @@ impl Outbox {
 
     /// Queues `bytes` behind everything already waiting.
     pub fn push(&mut self, bytes: Bytes) {
-        self.push_chunk(Chunk::Shared(bytes));
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.retire_tail();
+        self.queue.push_back(Chunk::Shared(bytes));
     }
 
     /// Queues `chunk` behind everything already waiting; a batch range that continues
     /// the last one extends it.
     pub fn push_chunk(&mut self, chunk: Chunk) {
-        let len = chunk.len();
-        if len == 0 {
+        let (start, end) = match chunk {
+            Chunk::Shared(bytes) => return self.push(bytes),
+            Chunk::Batched { start, end } => (start, end),
+        };
+        if start == end {
             return;
         }
-        self.len += len;
-        if let (Chunk::Batched { start, end }, Some(Chunk::Batched { end: last_end, .. })) =
-            (&chunk, self.queue.back_mut())
-            && *last_end == *start
-        {
-            *last_end = *end;
+        self.len += (end - start) as usize;
+        if !self.tail.is_empty() && self.tail.end == start {
+            self.tail.end = end;
             return;
         }
-        self.queue.push_back(chunk);
+        self.retire_tail();
+        self.tail = BatchRange { start, end };
+    }
+
+    /// Moves the tail range into the queue, before something is queued behind it.
+    fn retire_tail(&mut self) {
+        if !self.tail.is_empty() {
+            let BatchRange { start, end } = std::mem::take(&mut self.tail);
+            self.queue.push_back(Chunk::Batched { start, end });
+        }
     }
 
     /// Gives back the queue's memory if it is empty (for connections gone quiet).
@@ -121,6 +156,11 @@ impl Outbox {
                 *chunk = Chunk::Shared(sealed.slice(start as usize..end as usize));
             }
         }
+        if !self.tail.is_empty() {
+            let BatchRange { start, end } = std::mem::take(&mut self.tail);
+            self.queue
+                .push_back(Chunk::Shared(sealed.slice(start as usize..end as usize)));
+        }
     }
 
     /// Writes the queue, then `cork`, with as few syscalls as the socket allows (`batch`
@@ -134,8 +174,16 @@ impl Outbox {
         batch: &[u8],
     ) -> io::Result<Flushed> {
         let mut cork_written = 0;
-        let result = if self.queue.is_empty() {
-            Self::write_cork(socket, cork, &mut cork_written)
+        let result = if self.is_empty() {
+            Self::write_one(socket, cork, &mut cork_written)
+        } else if self.queue.is_empty() && cork.is_empty() {
+            // A subscriber's broadcast frames of this turn, the usual case: one slice.
+            let tail = self.tail.resolve(batch);
+            let mut written = 0;
+            let result = Self::write_one(socket, tail, &mut written);
+            self.tail.start += written as u32;
+            self.len -= written;
+            result
         } else {
             self.write_all(socket, cork, batch, &mut cork_written)
         };
@@ -149,18 +197,18 @@ impl Outbox {
         result
     }
 
-    /// The common case, nothing queued: plain `write`s of the cork.
-    fn write_cork<W: Write>(
+    /// Plain `write`s of one slice, `written` bytes of which are already out.
+    fn write_one<W: Write>(
         socket: &mut W,
-        cork: &[u8],
-        cork_written: &mut usize,
+        bytes: &[u8],
+        written: &mut usize,
     ) -> io::Result<Flushed> {
-        while *cork_written < cork.len() {
-            match socket.write(&cork[*cork_written..]) {
+        while *written < bytes.len() {
+            match socket.write(&bytes[*written..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    *cork_written += n;
-                    if *cork_written < cork.len() {
+                    *written += n;
+                    if *written < bytes.len() {
                         // A short write: the socket is full for now.
                         return Ok(Flushed::Blocked);
                     }
@@ -173,6 +221,7 @@ impl Outbox {
         Ok(Flushed::All)
     }
 
+    /// The general case: `writev`s of the queue, the tail, then the cork, in order.
     fn write_all<W: Write>(
         &mut self,
         socket: &mut W,
@@ -184,23 +233,27 @@ impl Outbox {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             let mut offered = 0;
-            for chunk in self.queue.iter().take(MAX_IOVECS - 1) {
+            for chunk in self.queue.iter().take(MAX_IOVECS) {
                 let bytes = chunk.resolve(batch);
                 slices[count] = IoSlice::new(bytes);
                 offered += bytes.len();
                 count += 1;
             }
-            let cork_rest = &cork[*cork_written..];
-            if !cork_rest.is_empty() && count < MAX_IOVECS {
-                slices[count] = IoSlice::new(cork_rest);
-                offered += cork_rest.len();
-                count += 1;
+            // What follows the queue goes in only behind all of it, to keep the order.
+            let mut rest = [self.tail.resolve(batch), &cork[*cork_written..]].into_iter();
+            if count == self.queue.len() {
+                for bytes in rest.by_ref().filter(|b| !b.is_empty()) {
+                    if count == MAX_IOVECS {
+                        break;
+                    }
+                    slices[count] = IoSlice::new(bytes);
+                    offered += bytes.len();
+                    count += 1;
+                }
             }
             if offered == 0 {
                 return Ok(Flushed::All);
             }
-            // One slice (a subscriber's broadcast frames of this turn, the usual case):
-            // `write` costs the kernel less than `writev` does.
             let result = if count == 1 {
                 socket.write(&slices[0])
             } else {
@@ -213,15 +266,16 @@ impl Outbox {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            let from_queue = self.consume(written);
-            *cork_written += written - from_queue;
+            let from_outbox = self.consume(written);
+            *cork_written += written - from_outbox;
             if written < offered {
                 return Ok(Flushed::Blocked);
             }
         }
     }
 
-    /// Drops `n` written bytes from the front of the queue; returns how many came from it.
+    /// Drops `n` written bytes from the front of the queue, then of the tail; returns
+    /// how many came from them.
     fn consume(&mut self, mut n: usize) -> usize {
         let mut taken = 0;
         while n > 0 {
@@ -236,6 +290,9 @@ impl Outbox {
             n -= step;
             taken += step;
         }
+        let step = n.min((self.tail.end - self.tail.start) as usize);
+        self.tail.start += step as u32;
+        taken += step;
         self.len -= taken;
         taken
     }
@@ -369,9 +426,9 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push_chunk(Chunk::Batched { start: 2, end: 4 });
         outbox.push_chunk(Chunk::Batched { start: 4, end: 7 });
-        assert_eq!(outbox.queue.len(), 1, "one range, one slice");
+        assert_eq!(outbox.tail, BatchRange { start: 2, end: 7 }, "one range");
         outbox.push_chunk(Chunk::Batched { start: 8, end: 9 });
-        assert_eq!(outbox.queue.len(), 2, "a gap starts a new range");
+        assert_eq!(outbox.queue.len(), 1, "a gap starts a new range");
         let mut socket = Limited {
             taken: vec![],
             budget: 100,
@@ -413,5 +470,27 @@ mod tests {
         );
         assert_eq!(socket.taken, b"<bcde");
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn a_long_queue_goes_out_before_the_tail_and_the_cork() {
+        let mut outbox = Outbox::default();
+        for i in 0..(MAX_IOVECS as u8 + 8) {
+            outbox.push(Bytes::from(vec![b'a' + i % 26]));
+        }
+        outbox.push_chunk(Chunk::Batched { start: 0, end: 2 });
+        let mut cork = b"!".to_vec();
+        let mut socket = Limited {
+            taken: vec![],
+            budget: 1000,
+            calls: 0,
+        };
+        assert_eq!(
+            outbox.flush(&mut socket, &mut cork, b"XY").unwrap(),
+            Flushed::All
+        );
+        let mut expected: Vec<u8> = (0..(MAX_IOVECS as u8 + 8)).map(|i| b'a' + i % 26).collect();
+        expected.extend_from_slice(b"XY!");
+        assert_eq!(socket.taken, expected);
     }
 }

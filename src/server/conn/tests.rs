@@ -87,7 +87,11 @@ impl Harness {
         let mut out = std::mem::take(&mut self.turn.cork);
         let mut sink = Vec::new();
         let mut cork = Vec::new();
-        self.conn.core.outbox.flush(&mut sink, &mut cork, &[]).unwrap();
+        self.conn
+            .core
+            .outbox
+            .flush(&mut sink, &mut cork, &[])
+            .unwrap();
         sink.append(&mut out);
         sink
     }
