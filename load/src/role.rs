@@ -54,6 +54,10 @@ pub struct Ctx<'a> {
     pub tally: &'a mut Tally,
     /// The current time (one reading per poll wake-up).
     pub now: Instant,
+    /// `now` in nanoseconds since the run's epoch (for broadcast latencies).
+    pub now_ns: u64,
+    /// Counts not yet added to `shared` (see [`Ctx::publish_counts`]).
+    pub unpublished: &'a mut Unpublished,
     /// The window, once the workload has started.
     pub window: Option<Window>,
     /// A payload template of the configured size.
@@ -62,10 +66,45 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut Vec<u8>,
 }
 
+/// Counts a load thread gathers over one poll wake-up before adding them to the
+/// shared atomics: one atomic add per wake-up instead of two per message.
+#[derive(Debug, Default)]
+pub struct Unpublished {
+    /// Messages received.
+    received: u64,
+    /// Deliveries counted, per publisher.
+    delivered: Vec<u64>,
+}
+
 impl Ctx<'_> {
+    /// Adds the counts gathered since the last call to the shared counters (which
+    /// publishers and the progress line read).
+    pub fn publish_counts(&mut self) {
+        let counts = &mut *self.unpublished;
+        if counts.received > 0 {
+            self.shared
+                .received
+                .fetch_add(std::mem::take(&mut counts.received), Ordering::Relaxed);
+        }
+        for (shared, n) in self.shared.delivered.iter().zip(&mut counts.delivered) {
+            if *n > 0 {
+                shared.fetch_add(std::mem::take(n), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts `n` deliveries from `publisher`.
+    fn delivered(&mut self, publisher: usize, n: u64) {
+        let counts = &mut self.unpublished.delivered;
+        if counts.len() <= publisher {
+            counts.resize(publisher + 1, 0);
+        }
+        counts[publisher] += n;
+    }
+
     /// Counts a received message; inside the window, also its size and latency.
     fn count(&mut self, len: usize, latency: Duration) {
-        self.shared.received.fetch_add(1, Ordering::Relaxed);
+        self.unpublished.received += 1;
         if let Some(w) = self.window {
             if self.now >= w.from && self.now < w.to {
                 self.tally.messages += 1;
@@ -146,7 +185,6 @@ impl Role {
                 let Some(expected) = next.get_mut(publisher as usize) else {
                     return Err(format!("broadcast from unknown publisher {publisher}"));
                 };
-                let delivered = &ctx.shared.delivered[publisher as usize];
                 if seq < *expected {
                     ctx.tally.out_of_order += 1;
                     ctx.tally.error(|| {
@@ -160,11 +198,11 @@ impl Role {
                 }
                 if seq > *expected {
                     ctx.tally.lost += seq - *expected;
-                    delivered.fetch_add(seq - *expected, Ordering::Relaxed);
+                    ctx.delivered(publisher as usize, seq - *expected);
                 }
                 *expected = seq + 1;
-                delivered.fetch_add(1, Ordering::Relaxed);
-                let latency = ctx.shared.nanos(ctx.now).saturating_sub(sent_ns);
+                ctx.delivered(publisher as usize, 1);
+                let latency = ctx.now_ns.saturating_sub(sent_ns);
                 ctx.count(data.len(), Duration::from_nanos(latency));
                 Ok(())
             }
@@ -204,7 +242,7 @@ impl Role {
             }
             ctx.scratch.clear();
             ctx.scratch.extend_from_slice(ctx.template);
-            payload::put_broadcast(ctx.scratch, *index, *seq, ctx.shared.nanos(ctx.now));
+            payload::put_broadcast(ctx.scratch, *index, *seq, ctx.now_ns);
             out.message(ctx.scratch);
             *seq += 1;
         }

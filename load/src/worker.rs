@@ -10,7 +10,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::{Config, Mode};
 use crate::conn::{self, Conn, Input};
 use crate::payload;
-use crate::role::{Ctx, Role};
+use crate::role::{Ctx, Role, Unpublished};
 use crate::shared::Shared;
 use crate::tally::Tally;
 
@@ -69,6 +69,7 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
     let mut started = false;
     let mut wake: Option<Instant> = None;
     let mut publishers: Vec<usize> = Vec::new();
+    let mut unpublished = Unpublished::default();
     loop {
         // Open more connections while few are in progress.
         while slots.len() - open - failed < MAX_CONNECTING {
@@ -126,6 +127,8 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
             shared,
             tally: &mut tally,
             now,
+            now_ns: shared.nanos(now),
+            unpublished: &mut unpublished,
             window,
             template: &template,
             scratch: &mut scratch,
@@ -154,6 +157,8 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
                 }
             }
         }
+        // Before the publishers look at the delivered counts.
+        ctx.publish_counts();
         if window.is_some() && !started {
             started = true;
             for (index, slot) in slots.iter_mut().enumerate() {
