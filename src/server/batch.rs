@@ -25,15 +25,18 @@ pub(crate) struct TurnBatch {
 }
 
 impl TurnBatch {
-    /// Appends `frame` if it is small enough to batch; returns its range in the buffer.
-    pub fn append(&mut self, frame: &[u8]) -> Option<(u32, u32)> {
-        if frame.len() > MAX_BATCHED_FRAME {
-            return None;
-        }
-        let start = u32::try_from(self.buf.len()).ok()?;
-        let end = start.checked_add(frame.len() as u32)?;
+    /// Whether a frame of `len` bytes is batched, after `pending` more bytes this turn
+    /// (frames up to [`MAX_BATCHED_FRAME`], while ranges fit in 32 bits).
+    pub fn takes(&self, len: usize, pending: usize) -> bool {
+        len <= MAX_BATCHED_FRAME && self.buf.len() + pending + len <= u32::MAX as usize
+    }
+
+    /// Appends `frame`, which [`TurnBatch::takes`]; returns its range in the buffer.
+    pub fn append(&mut self, frame: &[u8]) -> (u32, u32) {
+        debug_assert!(self.takes(frame.len(), 0));
+        let start = self.buf.len() as u32;
         self.buf.extend_from_slice(frame);
-        Some((start, end))
+        (start, self.buf.len() as u32)
     }
 
     /// The frames batched so far this turn.
@@ -65,20 +68,24 @@ mod tests {
     #[test]
     fn frames_are_laid_end_to_end() {
         let mut batch = TurnBatch::default();
-        assert_eq!(batch.append(b"abc"), Some((0, 3)));
-        assert_eq!(batch.append(b"de"), Some((3, 5)));
+        assert_eq!(batch.append(b"abc"), (0, 3));
+        assert_eq!(batch.append(b"de"), (3, 5));
         assert_eq!(batch.bytes(), b"abcde");
         let sealed = batch.seal();
         assert_eq!(&sealed[..], b"abcde");
         assert!(batch.is_empty());
-        assert_eq!(batch.append(b"f"), Some((0, 1)), "a new turn starts at 0");
+        assert_eq!(batch.append(b"f"), (0, 1), "a new turn starts at 0");
         assert_eq!(&sealed[..], b"abcde", "sealed bytes survive the next turn");
     }
 
     #[test]
     fn large_frames_are_not_batched() {
-        let mut batch = TurnBatch::default();
-        assert_eq!(batch.append(&vec![0; MAX_BATCHED_FRAME + 1]), None);
-        assert!(batch.is_empty());
+        let batch = TurnBatch::default();
+        assert!(batch.takes(MAX_BATCHED_FRAME, 0));
+        assert!(!batch.takes(MAX_BATCHED_FRAME + 1, 0));
+        assert!(
+            !batch.takes(16, u32::MAX as usize - 15),
+            "ranges stay 32-bit"
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::protocol::handshake::{
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
 use crate::server::conn_api::{Conn, ConnCore};
-use crate::server::outbox::Chunk;
+use crate::server::outbox::Delivery;
 use crate::server::stats::Stats;
 use crate::server::timer::{TICK, Tick};
 use crate::server::turn::Turn;
@@ -201,18 +201,17 @@ impl<H: Handler> Connection<H> {
         }
     }
 
-    /// A shared frame for this connection, which is not being served right now
-    /// (broadcast delivery). Applies the backpressure policy.
+    /// Broadcast frames for this connection, which is not being served right now.
+    /// Applies the backpressure policy.
     pub fn deliver<S: Service<Handler = H>>(
         &mut self,
-        frame: &Chunk,
-        len: usize,
+        delivery: Delivery<'_>,
         env: &mut Env<'_, S>,
     ) {
         if !self.is_open() {
             return;
         }
-        self.core.deliver(frame, len, env.config, &env.turn.stats);
+        self.core.deliver(delivery, env.config, &env.turn.stats);
         if self.core.closing.is_some() {
             self.after_callbacks(env);
         }

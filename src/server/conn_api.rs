@@ -9,7 +9,7 @@ use crate::protocol::CloseCode;
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::frame::{OpCode, header_len};
 use crate::server::config::{BackpressurePolicy, ServerConfig};
-use crate::server::outbox::{Chunk, Outbox};
+use crate::server::outbox::{Chunk, Delivery, Outbox};
 use crate::server::pubsub::{Publish, Subscription};
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
@@ -114,25 +114,42 @@ impl ConnCore {
         }
     }
 
-    /// Queues a shared frame (a broadcast, `len` bytes) for a connection that is not
-    /// being served, applying the backpressure policy. Returns whether it was queued.
-    pub fn deliver(
-        &mut self,
-        frame: &Chunk,
-        len: usize,
-        config: &ServerConfig,
-        stats: &Stats,
-    ) -> bool {
+    /// Queues broadcast frames for a connection that is not being served, applying the
+    /// backpressure policy to each message.
+    pub fn deliver(&mut self, delivery: Delivery<'_>, config: &ServerConfig, stats: &Stats) {
+        match delivery {
+            // All of it fits: every message passes the limit on its own too.
+            Delivery::Batched(frames)
+                if self.closing.is_none()
+                    && self.outbox.len() + delivery.len() <= config.max_backpressure =>
+            {
+                if let (Some(&(start, _)), Some(&(_, end))) = (frames.first(), frames.last()) {
+                    self.outbox.push_chunk(Chunk::Batched { start, end });
+                }
+            }
+            Delivery::Batched(frames) => {
+                for &(start, end) in frames {
+                    self.deliver_one(Chunk::Batched { start, end }, config, stats);
+                }
+            }
+            Delivery::Shared(bytes) => {
+                self.deliver_one(Chunk::Shared(bytes.clone()), config, stats)
+            }
+        }
+    }
+
+    /// Queues one message, unless the connection is closing or the queue is past the
+    /// limit (then the policy applies). A message always goes into an empty queue.
+    fn deliver_one(&mut self, chunk: Chunk, config: &ServerConfig, stats: &Stats) {
         if self.closing.is_some() {
-            return false;
+            return;
         }
         let buffered = self.outbox.len();
-        if buffered > 0 && buffered + len > config.max_backpressure {
+        if buffered > 0 && buffered + chunk.len() > config.max_backpressure {
             self.over_limit(config, stats, None);
-            return false;
+            return;
         }
-        self.outbox.push_chunk(frame.clone());
-        true
+        self.outbox.push_chunk(chunk);
     }
 }
 
@@ -302,3 +319,6 @@ impl Conn<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

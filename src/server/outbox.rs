@@ -33,7 +33,8 @@ pub(crate) enum Chunk {
 }
 
 impl Chunk {
-    fn len(&self) -> usize {
+    /// Bytes in the chunk.
+    pub fn len(&self) -> usize {
         match self {
             Chunk::Shared(bytes) => bytes.len(),
             Chunk::Batched { start, end } => (end - start) as usize,
@@ -52,6 +53,28 @@ impl Chunk {
         match self {
             Chunk::Shared(bytes) => bytes.advance(n),
             Chunk::Batched { start, .. } => *start += n as u32,
+        }
+    }
+}
+
+/// What one broadcast delivery pass gives a subscriber.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Delivery<'a> {
+    /// One frame in its own shared buffer.
+    Shared(&'a Bytes),
+    /// Consecutive frames of the turn batch, end to end: each frame's range, in order.
+    Batched(&'a [(u32, u32)]),
+}
+
+impl Delivery<'_> {
+    /// The bytes delivered.
+    pub fn len(&self) -> usize {
+        match self {
+            Delivery::Shared(bytes) => bytes.len(),
+            Delivery::Batched(frames) => match (frames.first(), frames.last()) {
+                (Some(first), Some(last)) => (last.1 - first.0) as usize,
+                _ => 0,
+            },
         }
     }
 }

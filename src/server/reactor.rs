@@ -14,9 +14,9 @@ use slab::Slab;
 use crate::handler::Service;
 use crate::protocol::handshake::Refusal;
 use crate::server::config::ServerConfig;
-use crate::server::conn::{Connection, Env};
+use crate::server::conn::Connection;
 use crate::server::conn_api::{ConnCore, ConnId};
-use crate::server::outbox::{Chunk, Flushed};
+use crate::server::outbox::Flushed;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
@@ -27,13 +27,15 @@ use crate::server::turn::Turn;
 /// (so the slab stays borrowable beside it).
 macro_rules! env {
     ($reactor:ident) => {
-        Env {
+        $crate::server::conn::Env {
             service: &*$reactor.service,
             config: &$reactor.config,
             turn: &mut $reactor.turn,
         }
     };
 }
+
+mod delivery;
 
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -72,6 +74,8 @@ pub(crate) struct Reactor<S: Service> {
     outgoing: Vec<Publish>,
     /// Scratch list of subscriber keys.
     targets: Vec<usize>,
+    /// Scratch list of frame ranges in the turn batch.
+    frames: Vec<(u32, u32)>,
     next_id: u64,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<timer::Tick>,
@@ -113,6 +117,7 @@ impl<S: Service> Reactor<S> {
             unsettled: Vec::new(),
             outgoing: Vec::new(),
             targets: Vec::new(),
+            frames: Vec::new(),
             next_id: 1,
             accept_paused_until: None,
             shutdown_deadline: None,
@@ -356,42 +361,9 @@ impl<S: Service> Reactor<S> {
             return;
         }
         let publishes = std::mem::take(&mut self.turn.publishes);
-        for publish in &publishes {
-            self.deliver_local(publish);
-        }
+        self.deliver_local(&publishes);
         if self.shared.remotes.len() > 1 {
             self.outgoing.extend(publishes);
-        }
-    }
-
-    /// Queues one publish for every matching connection of this reactor.
-    fn deliver_local(&mut self, publish: &Publish) {
-        self.targets.clear();
-        match &publish.topic {
-            Some(topic) => self.turn.topics.subscribers_into(topic, &mut self.targets),
-            None => self.targets.extend(self.conns.iter().map(|(k, _)| k)),
-        }
-        if self.targets.is_empty() {
-            return;
-        }
-        let len = publish.frame.len();
-        let chunk = match self.turn.batch.append(&publish.frame) {
-            Some((start, end)) => Chunk::Batched { start, end },
-            None => Chunk::Shared(publish.frame.clone()),
-        };
-        let mut env = env!(self);
-        for &key in &self.targets {
-            let Some(entry) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if publish.exclude == Some(entry.conn.core.id) {
-                continue;
-            }
-            entry.conn.deliver(&chunk, len, &mut env);
-            if !entry.conn.core.dirty {
-                entry.conn.core.dirty = true;
-                self.dirty.push(key);
-            }
         }
     }
 
@@ -412,9 +384,7 @@ impl<S: Service> Reactor<S> {
     /// Commands from other threads: publishes and shutdown.
     fn drain_inbox(&mut self) {
         let (publishes, shutdown) = self.shared.remotes[self.index].take();
-        for publish in &publishes {
-            self.deliver_local(publish);
-        }
+        self.deliver_local(&publishes);
         if shutdown && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
         }

@@ -1,0 +1,73 @@
+//! Broadcast delivery on one reactor: publishes reach this reactor's subscribers, a
+//! run of small frames to the same audience in one pass over them.
+//!
+//! The frames a publisher sends in one read (or that arrive together from another
+//! reactor) are usually for the same topic. They are copied end to end into the turn
+//! batch and each subscriber is visited once for the whole run, getting one range
+//! (see `batch.rs` and `outbox.rs`), instead of once per message.
+
+use crate::handler::Service;
+use crate::server::outbox::Delivery;
+use crate::server::pubsub::Publish;
+use crate::server::reactor::Reactor;
+
+impl<S: Service> Reactor<S> {
+    /// Delivers `publishes`, in order, to this reactor's subscribers.
+    pub(super) fn deliver_local(&mut self, publishes: &[Publish]) {
+        let mut rest = publishes;
+        while let Some(first) = rest.first() {
+            let mut run = 1;
+            if self.turn.batch.takes(first.frame.len(), 0) {
+                let mut pending = first.frame.len();
+                while let Some(next) = rest.get(run)
+                    && next.topic == first.topic
+                    && next.exclude == first.exclude
+                    && self.turn.batch.takes(next.frame.len(), pending)
+                {
+                    pending += next.frame.len();
+                    run += 1;
+                }
+            }
+            let (group, later) = rest.split_at(run);
+            self.deliver_group(group);
+            rest = later;
+        }
+    }
+
+    /// Delivers publishes to one audience: several small frames (batched), or one.
+    fn deliver_group(&mut self, group: &[Publish]) {
+        let first = &group[0];
+        self.targets.clear();
+        match &first.topic {
+            Some(topic) => self.turn.topics.subscribers_into(topic, &mut self.targets),
+            None => self.targets.extend(self.conns.iter().map(|(k, _)| k)),
+        }
+        if self.targets.is_empty() {
+            return;
+        }
+        self.frames.clear();
+        let delivery = if self.turn.batch.takes(first.frame.len(), 0) {
+            for publish in group {
+                self.frames.push(self.turn.batch.append(&publish.frame));
+            }
+            Delivery::Batched(&self.frames)
+        } else {
+            debug_assert_eq!(group.len(), 1);
+            Delivery::Shared(&first.frame)
+        };
+        let mut env = env!(self);
+        for &key in &self.targets {
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if first.exclude.is_some_and(|id| id == entry.conn.core.id) {
+                continue;
+            }
+            entry.conn.deliver(delivery, &mut env);
+            if !entry.conn.core.dirty {
+                entry.conn.core.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+}
