@@ -168,7 +168,14 @@ impl Conn {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => return Err("server closed the connection".into()),
-                Ok(n) => self.ingest(&mut scratch[..n], f)?,
+                Ok(n) => {
+                    self.ingest(&mut scratch[..n], f)?;
+                    // Readiness is edge-triggered: a short read drained the socket, and
+                    // new bytes raise a new event. No second read just to see EAGAIN.
+                    if n < scratch.len() {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("read: {e}")),
