@@ -5,9 +5,11 @@
 #   benches/compare.sh                 # full run, 3 rounds (about 12-15 minutes)
 #   ROUNDS=1 DUR=2 benches/compare.sh  # quicker
 #   ROWS="echo-100 bcast-1000" benches/compare.sh   # a subset of rows
+#   SERVERS="wavecore raw" benches/compare.sh        # a subset of servers
 #
 # Writes target/bench/results.jsonl (every run), docs/bench-results.md (medians and
-# min-max per row and server, ratios vs wavecore) and docs/bench-chart.svg.
+# min-max per row and server, ratios vs wavecore) and docs/bench-chart.svg; REPORT and
+# CHART name other files (for a run of a subset, so the full tables stay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +21,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 OUT=target/bench
 mkdir -p "$OUT" docs
 RESULTS=$OUT/results.jsonl
+REPORT=${REPORT:-docs/bench-results.md}
+CHART=${CHART:-docs/bench-chart.svg}
 : >"$RESULTS"
 
 echo "== build (release)"
@@ -47,7 +51,7 @@ declare -A ROW_ARGS=(
   [idle-10000]="connect -c 10000"
 )
 ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 idle-10000"}
-SERVERS=(wavecore tokio-tungstenite fastwebsockets raw)
+read -r -a SERVERS <<<"${SERVERS:-wavecore tokio-tungstenite fastwebsockets raw}"
 
 port=9400
 server_pid=
@@ -114,6 +118,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 benches/compare_report.py "$RESULTS" docs/bench-results.md docs/bench-chart.svg \
+python3 benches/compare_report.py "$RESULTS" "$REPORT" "$CHART" \
   "rounds=$ROUNDS duration=${DUR}s warmup=${WARM}s have_broadcast=$have_broadcast"
-echo "wrote docs/bench-results.md and docs/bench-chart.svg"
+echo "wrote $REPORT and $CHART"

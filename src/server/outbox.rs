@@ -18,9 +18,9 @@ use bytes::{Buf, Bytes};
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 32;
 
-/// An emptied queue keeps its allocation up to this many slots, so a subscriber that
-/// gets broadcasts every turn does not allocate and free every turn;
-/// [`Outbox::release`] gives it back once the connection goes quiet.
+/// An emptied queue keeps its allocation up to this many slots, so a connection whose
+/// socket is often full (a busy subscriber on a slow link) does not allocate and free
+/// it every turn; [`Outbox::release`] gives it back once the connection goes quiet.
 const KEEP_SLOTS: usize = 8;
 
 /// One piece of queued output.

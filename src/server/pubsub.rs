@@ -2,8 +2,9 @@
 //! travel between reactors.
 //!
 //! Each reactor keeps its own registry, touched only by its own thread. A publish is
-//! encoded once into a [`Bytes`] frame; it reaches the local subscribers as clones of
-//! that `Bytes`, and other reactors through their inboxes (see `reactor.rs`).
+//! encoded once into a [`Bytes`] frame; other reactors get that `Bytes` through their
+//! inboxes, and each reactor hands it to its local subscribers as a range of its turn
+//! batch or a clone of the `Bytes` (see `reactor/delivery.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
