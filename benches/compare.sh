@@ -7,8 +7,9 @@
 #   ROWS="echo-100 bcast-1000" benches/compare.sh   # a subset of rows
 #   SERVERS="wavecore raw" benches/compare.sh        # a subset of servers
 #
-# Writes target/bench/results.jsonl (every run), docs/bench-results.md (medians and
-# min-max per row and server, ratios vs wavecore) and docs/bench-chart.svg; REPORT and
+# Writes target/bench/results.jsonl (every run, also copied beside the report as
+# docs/bench-results.jsonl), docs/bench-results.md (medians and min-max per row and
+# server, ratios vs wavecore) and docs/bench-chart.svg; REPORT and
 # CHART name other files (for a run of a subset, so the full tables stay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -120,4 +121,5 @@ done
 
 python3 benches/compare_report.py "$RESULTS" "$REPORT" "$CHART" \
   "rounds=$ROUNDS duration=${DUR}s warmup=${WARM}s have_broadcast=$have_broadcast"
-echo "wrote $REPORT and $CHART"
+cp "$RESULTS" "${REPORT%.md}.jsonl"
+echo "wrote $REPORT (per-run data: ${REPORT%.md}.jsonl) and $CHART"
