@@ -253,8 +253,7 @@ impl Outbox {
             let tail = self.tail.resolve(batch);
             let mut written = 0;
             let result = Self::write_one(socket, tail, &mut written);
-            self.tail.start += written as u32;
-            self.len -= written;
+            self.consume(written);
             result
         } else {
             self.write_all(socket, cork, batch, &mut cork_written)
@@ -379,6 +378,17 @@ mod tests {
         calls: usize,
     }
 
+    impl Limited {
+        /// A socket that takes `budget` bytes.
+        fn new(budget: usize) -> Self {
+            Self {
+                taken: vec![],
+                budget,
+                calls: 0,
+            }
+        }
+    }
+
     impl Write for Limited {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.write_vectored(&[IoSlice::new(buf)])
@@ -410,11 +420,7 @@ mod tests {
         outbox.push(Bytes::from_static(b"ab"));
         outbox.push(Bytes::from_static(b"cd"));
         let mut cork = b"ef".to_vec();
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 100,
-            calls: 0,
-        };
+        let mut socket = Limited::new(100);
         assert_eq!(
             outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
             Flushed::All
@@ -431,11 +437,7 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push(Bytes::from_static(b"abc"));
         let mut cork = b"defgh".to_vec();
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 4,
-            calls: 0,
-        };
+        let mut socket = Limited::new(4);
         assert_eq!(
             outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
             Flushed::Blocked
@@ -455,11 +457,7 @@ mod tests {
     fn blocked_socket_moves_the_cork_into_the_queue() {
         let mut outbox = Outbox::default();
         let mut cork = b"xyz".to_vec();
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 0,
-            calls: 0,
-        };
+        let mut socket = Limited::new(0);
         assert_eq!(
             outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
             Flushed::Blocked
@@ -473,11 +471,7 @@ mod tests {
         for i in 0..200u8 {
             outbox.push(Bytes::from(vec![i]));
         }
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 1000,
-            calls: 0,
-        };
+        let mut socket = Limited::new(1000);
         assert_eq!(
             outbox.flush(&mut socket, &mut Vec::new(), &[]).unwrap(),
             Flushed::All
@@ -495,11 +489,7 @@ mod tests {
         assert_eq!(outbox.tail, BatchRange { start: 2, end: 7 }, "one range");
         outbox.push_chunk(Chunk::Batched { start: 8, end: 9 });
         assert_eq!(outbox.queue.len(), 1, "a gap starts a new range");
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 100,
-            calls: 0,
-        };
+        let mut socket = Limited::new(100);
         let mut cork = b"!".to_vec();
         assert_eq!(
             outbox.flush(&mut socket, &mut cork, batch).unwrap(),
@@ -514,11 +504,7 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push(Bytes::from_static(b"<"));
         outbox.push_chunk(Chunk::Batched { start: 1, end: 5 });
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 3,
-            calls: 0,
-        };
+        let mut socket = Limited::new(3);
         let batch = b"abcdefg";
         assert_eq!(
             outbox.flush(&mut socket, &mut Vec::new(), batch).unwrap(),
@@ -546,11 +532,7 @@ mod tests {
         }
         outbox.push_chunk(Chunk::Batched { start: 0, end: 2 });
         let mut cork = b"!".to_vec();
-        let mut socket = Limited {
-            taken: vec![],
-            budget: 1000,
-            calls: 0,
-        };
+        let mut socket = Limited::new(1000);
         assert_eq!(
             outbox.flush(&mut socket, &mut cork, b"XY").unwrap(),
             Flushed::All

@@ -16,8 +16,9 @@ impl<S: Service> Reactor<S> {
     pub(super) fn deliver_local(&mut self, publishes: &[Publish]) {
         let mut rest = publishes;
         while let Some(first) = rest.first() {
+            let batched = self.turn.batch.takes(first.frame.len(), 0);
             let mut run = 1;
-            if self.turn.batch.takes(first.frame.len(), 0) {
+            if batched {
                 let mut pending = first.frame.len();
                 while let Some(next) = rest.get(run)
                     && next.topic == first.topic
@@ -29,13 +30,13 @@ impl<S: Service> Reactor<S> {
                 }
             }
             let (group, later) = rest.split_at(run);
-            self.deliver_group(group);
+            self.deliver_group(group, batched);
             rest = later;
         }
     }
 
-    /// Delivers publishes to one audience: several small frames (batched), or one.
-    fn deliver_group(&mut self, group: &[Publish]) {
+    /// Delivers publishes to one audience: small frames (`batched`), or one large one.
+    fn deliver_group(&mut self, group: &[Publish], batched: bool) {
         let first = &group[0];
         self.targets.clear();
         match &first.topic {
@@ -46,7 +47,7 @@ impl<S: Service> Reactor<S> {
             return;
         }
         self.frames.clear();
-        let delivery = if self.turn.batch.takes(first.frame.len(), 0) {
+        let delivery = if batched {
             for publish in group {
                 self.frames.push(self.turn.batch.append(&publish.frame));
             }
