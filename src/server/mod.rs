@@ -15,6 +15,8 @@ pub(crate) mod pubsub;
 pub(crate) mod reactor;
 pub(crate) mod shared;
 pub(crate) mod stats;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod timer;
 pub(crate) mod turn;
 

@@ -13,6 +13,7 @@ use slab::Slab;
 
 use crate::handler::Service;
 use crate::protocol::handshake::Refusal;
+use crate::server::batch::BatchRange;
 use crate::server::config::ServerConfig;
 use crate::server::conn::Connection;
 use crate::server::conn_api::{ConnCore, ConnId};
@@ -68,14 +69,12 @@ pub(crate) struct Reactor<S: Service> {
     shared: Arc<Shared>,
     /// Connections with queued bytes to write at the end of the turn.
     dirty: Vec<usize>,
-    /// Scratch list of flushed connections with bytes left (to settle).
-    unsettled: Vec<usize>,
     /// Publishes to hand to the other reactors at the end of the turn.
     outgoing: Vec<Publish>,
     /// Scratch list of subscriber keys.
     targets: Vec<usize>,
     /// Scratch list of frame ranges in the turn batch.
-    frames: Vec<(u32, u32)>,
+    frames: Vec<BatchRange>,
     next_id: u64,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<timer::Tick>,
@@ -114,7 +113,6 @@ impl<S: Service> Reactor<S> {
             config,
             shared,
             dirty: Vec::new(),
-            unsettled: Vec::new(),
             outgoing: Vec::new(),
             targets: Vec::new(),
             frames: Vec::new(),
@@ -295,11 +293,12 @@ impl<S: Service> Reactor<S> {
             }
             let had_queue = !entry.conn.core.outbox.is_empty();
             let turn = &mut self.turn;
-            match entry.conn.core.outbox.flush(
-                &mut entry.socket,
-                &mut turn.cork,
-                turn.batch.bytes(),
-            ) {
+            match entry
+                .conn
+                .core
+                .outbox
+                .flush(&mut entry.socket, &mut turn.cork, &turn.batch)
+            {
                 Ok(Flushed::All) => {
                     if !had_queue && !entry.conn.core.needs_drain {
                         return;
@@ -406,34 +405,30 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Writes every connection that got broadcast frames this turn (all of them in one
-    /// write: usually one range of the turn batch), then ends the turn batch: what the
-    /// sockets did not take becomes slices of the sealed batch.
+    /// write: usually one range of the turn batch), then seals the turn batch: whatever
+    /// the sockets did not take becomes slices of the sealed batch (see `batch.rs`).
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        let mut unsettled = std::mem::take(&mut self.unsettled);
         for &key in &dirty {
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.conn.core.dirty = false;
                 self.after_io(key);
-                if let Some(entry) = self.conns.get_mut(key)
-                    && !entry.conn.core.outbox.is_empty()
-                {
-                    unsettled.push(key);
-                }
             }
         }
-        if !self.turn.batch.is_empty() {
-            // Connections delivered to while flushing (they are in `self.dirty` again,
-            // for the next turn) hold ranges of this batch too.
-            let sealed = self.turn.batch.seal();
-            for &key in unsettled.iter().chain(&self.dirty) {
-                if let Some(entry) = self.conns.get_mut(key) {
-                    entry.conn.core.outbox.settle(&sealed);
-                }
+        // Connections delivered to while flushing are in `self.dirty` again, for the
+        // next turn; the seal settles them with every other holder.
+        let conns = &mut self.conns;
+        self.turn.batch.seal(|key, sealed| {
+            if let Some(entry) = conns.get_mut(key) {
+                entry.conn.core.settle(sealed);
             }
-        }
-        unsettled.clear();
-        self.unsettled = unsettled;
+        });
+        debug_assert!(
+            self.conns
+                .iter()
+                .all(|(_, entry)| !entry.conn.core.outbox.holds_batch()),
+            "a connection kept a range of the sealed turn batch"
+        );
         dirty.clear();
         if self.dirty.is_empty() {
             self.dirty = dirty;

@@ -51,7 +51,7 @@ impl<S: Service> Reactor<S> {
             for publish in group {
                 self.frames.push(self.turn.batch.append(&publish.frame));
             }
-            Delivery::Batched(&self.frames)
+            Delivery::batched(&self.frames)
         } else {
             debug_assert_eq!(group.len(), 1);
             Delivery::Shared(&first.frame)
@@ -65,6 +65,10 @@ impl<S: Service> Reactor<S> {
                 continue;
             }
             entry.conn.deliver(delivery, &mut env);
+            if batched {
+                // Whatever becomes of the connection, the seal must find its ranges.
+                env.turn.batch.hold(key, &mut entry.conn.core.batch_holder);
+            }
             if !entry.conn.core.dirty {
                 entry.conn.core.dirty = true;
                 self.dirty.push(key);
