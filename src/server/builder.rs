@@ -11,6 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::handler::Service;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
+use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
 use crate::server::reactor::{Reactor, WAKER};
 use crate::server::shared::{Remote, Shared};
@@ -30,7 +31,7 @@ pub struct ServerBuilder {
 #[derive(Debug)]
 pub struct Server {
     handle: ServerHandle,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<Result<(), ReactorFailure>>>,
 }
 
 impl Server {
@@ -53,10 +54,25 @@ impl Server {
     }
 
     /// Blocks until every reactor has stopped (after [`ServerHandle::shutdown`]).
-    pub fn join(self) {
-        for thread in self.threads {
-            let _ = thread.join();
+    ///
+    /// # Errors
+    ///
+    /// The first [`ReactorFailure`] if any reactor stopped before a shutdown asked it
+    /// to (all of them are on [`ServerHandle::failures`]); converts into `io::Error`.
+    pub fn join(self) -> Result<(), ReactorFailure> {
+        let mut first = None;
+        for (reactor, thread) in self.threads.into_iter().enumerate() {
+            let outcome = thread.join().unwrap_or_else(|panic| {
+                Err(ReactorFailure {
+                    reactor,
+                    cause: panic_message(&*panic),
+                })
+            });
+            if let Err(failure) = outcome {
+                first.get_or_insert(failure);
+            }
         }
+        first.map_or(Ok(()), Err)
     }
 }
 
@@ -143,6 +159,7 @@ impl ServerBuilder {
             stats: Arc::new(Stats::default()),
             topic_counts: Arc::new(Mutex::new(Default::default())),
             remotes,
+            failures: Mutex::new(Vec::new()),
         });
         let service = Arc::new(service);
         let config = Arc::new(self.config);
@@ -155,7 +172,7 @@ impl ServerBuilder {
                 std::thread::Builder::new()
                     .name(format!("wavecore-reactor-{index}"))
                     .spawn(move || {
-                        Reactor::new(index, poll, listener, service, config, shared).run()
+                        Reactor::new(index, poll, listener, service, config, shared).run_reported()
                     })?,
             );
         }
@@ -166,9 +183,13 @@ impl ServerBuilder {
     }
 
     /// Binds, starts, and blocks until the server is shut down.
+    ///
+    /// # Errors
+    ///
+    /// Binding errors (e.g. `AddrInUse`), or a reactor's failure once every reactor
+    /// has stopped (see [`Server::join`]).
     pub fn run<S: Service>(self, service: S) -> io::Result<()> {
-        self.start(service)?.join();
-        Ok(())
+        Ok(self.start(service)?.join()?)
     }
 }
 

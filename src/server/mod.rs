@@ -9,6 +9,7 @@ pub(crate) mod batch;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod conn_api;
+pub(crate) mod failure;
 pub(crate) mod http;
 pub(crate) mod outbox;
 pub(crate) mod pubsub;
@@ -25,6 +26,7 @@ mod handle;
 
 pub use builder::{Server, ServerBuilder};
 pub use config::{BackpressurePolicy, ServerConfig};
+pub use failure::ReactorFailure;
 pub use handle::ServerHandle;
 pub use http::HttpResponse;
 pub use stats::StatsSnapshot;

@@ -36,6 +36,7 @@ macro_rules! env {
     };
 }
 
+mod containment;
 mod delivery;
 
 /// The listening socket's token.
@@ -123,7 +124,11 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Runs until a graceful shutdown completes.
-    pub fn run(mut self) {
+    ///
+    /// # Errors
+    ///
+    /// The event source's error, if polling fails.
+    fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -139,17 +144,18 @@ impl<S: Service> Reactor<S> {
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
-                return;
+                return Err(e);
             }
             self.turn.now = self.wheel.tick_of(Instant::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
-                    WAKER => self.drain_inbox(),
+                    WAKER => self.contained(None, Self::drain_inbox),
                     Token(key) => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.serve(key, readable, event.is_writable());
+                        let writable = event.is_writable();
+                        self.contained(Some(key), |r| r.serve(key, readable, writable));
                     }
                 }
             }
@@ -161,7 +167,7 @@ impl<S: Service> Reactor<S> {
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || Instant::now() >= deadline)
             {
-                return;
+                return Ok(());
             }
         }
     }
@@ -229,7 +235,7 @@ impl<S: Service> Reactor<S> {
             write_shut: false,
             counted: !over_capacity,
         });
-        self.after_io(key);
+        self.contained(Some(key), |r| r.after_io(key));
     }
 
     /// Handles readiness of connection `key`.
@@ -383,6 +389,8 @@ impl<S: Service> Reactor<S> {
     /// Commands from other threads: publishes and shutdown.
     fn drain_inbox(&mut self) {
         let (publishes, shutdown) = self.shared.remotes[self.index].take();
+        #[cfg(test)]
+        crate::server::testing::on_inbox(&publishes);
         self.deliver_local(&publishes);
         if shutdown && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
@@ -396,11 +404,13 @@ impl<S: Service> Reactor<S> {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let mut env = env!(self);
-            if let Some(entry) = self.conns.get_mut(key) {
-                entry.conn.shut_down(&mut env);
-            }
-            self.after_io(key);
+            self.contained(Some(key), |r| {
+                let mut env = env!(r);
+                if let Some(entry) = r.conns.get_mut(key) {
+                    entry.conn.shut_down(&mut env);
+                }
+                r.after_io(key);
+            });
         }
     }
 
@@ -412,7 +422,7 @@ impl<S: Service> Reactor<S> {
         for &key in &dirty {
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.conn.core.dirty = false;
-                self.after_io(key);
+                self.contained(Some(key), |r| r.after_io(key));
             }
         }
         // Connections delivered to while flushing are in `self.dirty` again, for the
@@ -432,6 +442,21 @@ impl<S: Service> Reactor<S> {
         dirty.clear();
         if self.dirty.is_empty() {
             self.dirty = dirty;
+        }
+    }
+
+    /// Connection `key`'s timer is due.
+    fn fire_timer(&mut self, key: usize) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut env = env!(self);
+        entry.conn.on_timer(&mut env);
+        self.after_io(key);
+        // A connection whose timer fires has been quiet (or is closing): give back
+        // the outbox allocation kept for busy subscribers.
+        if let Some(entry) = self.conns.get_mut(key) {
+            entry.conn.core.outbox.release();
         }
     }
 
@@ -460,14 +485,7 @@ impl<S: Service> Reactor<S> {
                 continue;
             }
             conn_entry.conn.core.timer_due = 0;
-            let mut env = env!(self);
-            conn_entry.conn.on_timer(&mut env);
-            self.after_io(entry.key);
-            // A connection whose timer fires has been quiet (or is closing): give back
-            // the outbox allocation kept for busy subscribers.
-            if let Some(conn_entry) = self.conns.get_mut(entry.key) {
-                conn_entry.conn.core.outbox.release();
-            }
+            self.contained(Some(entry.key), |r| r.fire_timer(entry.key));
         }
         self.fired = fired;
     }

@@ -6,6 +6,8 @@
 //! batch and each subscriber is visited once for the whole run, getting one range
 //! (see `batch.rs` and `outbox.rs`), instead of once per message.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use crate::handler::Service;
 use crate::server::outbox::Delivery;
 use crate::server::pubsub::Publish;
@@ -56,23 +58,44 @@ impl<S: Service> Reactor<S> {
             debug_assert_eq!(group.len(), 1);
             Delivery::Shared(&first.frame)
         };
-        let mut env = env!(self);
-        for &key in &self.targets {
-            let Some(entry) = self.conns.get_mut(key) else {
-                continue;
+        // A panic while delivering to one subscriber fails that subscriber only: the
+        // loop resumes after it, so the others still get the message.
+        let mut next = 0;
+        let mut failed = Vec::new();
+        while next < self.targets.len() {
+            let mut at = next;
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let mut env = env!(self);
+                for (i, &key) in self.targets.iter().enumerate().skip(next) {
+                    at = i;
+                    let Some(entry) = self.conns.get_mut(key) else {
+                        continue;
+                    };
+                    if first.exclude.is_some_and(|id| id == entry.conn.core.id) {
+                        continue;
+                    }
+                    #[cfg(test)]
+                    group.iter().for_each(crate::server::testing::on_delivery);
+                    entry.conn.deliver(delivery, &mut env);
+                    if batched {
+                        // Whatever becomes of the connection, the seal must find its
+                        // ranges.
+                        env.turn.batch.hold(key, &mut entry.conn.core.batch_holder);
+                    }
+                    if !entry.conn.core.dirty {
+                        entry.conn.core.dirty = true;
+                        self.dirty.push(key);
+                    }
+                }
+            }));
+            let Err(panic) = outcome else {
+                break;
             };
-            if first.exclude.is_some_and(|id| id == entry.conn.core.id) {
-                continue;
-            }
-            entry.conn.deliver(delivery, &mut env);
-            if batched {
-                // Whatever becomes of the connection, the seal must find its ranges.
-                env.turn.batch.hold(key, &mut entry.conn.core.batch_holder);
-            }
-            if !entry.conn.core.dirty {
-                entry.conn.core.dirty = true;
-                self.dirty.push(key);
-            }
+            failed.push((self.targets[at], panic));
+            next = at + 1;
+        }
+        for (key, panic) in failed {
+            self.fail_internal(key, &*panic);
         }
     }
 }
