@@ -9,6 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::handler::Service;
+use crate::server::batch::TurnBatch;
 use crate::server::outbox::Delivery;
 use crate::server::pubsub::Publish;
 use crate::server::reactor::Reactor;
@@ -17,20 +18,8 @@ impl<S: Service> Reactor<S> {
     /// Delivers `publishes`, in order, to this reactor's subscribers.
     pub(super) fn deliver_local(&mut self, publishes: &[Publish]) {
         let mut rest = publishes;
-        while let Some(first) = rest.first() {
-            let batched = self.turn.batch.takes(first.frame.len(), 0);
-            let mut run = 1;
-            if batched {
-                let mut pending = first.frame.len();
-                while let Some(next) = rest.get(run)
-                    && next.topic == first.topic
-                    && next.exclude == first.exclude
-                    && self.turn.batch.takes(next.frame.len(), pending)
-                {
-                    pending += next.frame.len();
-                    run += 1;
-                }
-            }
+        while !rest.is_empty() {
+            let (run, batched) = next_run(rest, &self.turn.batch);
             let (group, later) = rest.split_at(run);
             self.deliver_group(group, batched);
             rest = later;
@@ -99,3 +88,29 @@ impl<S: Service> Reactor<S> {
         }
     }
 }
+
+/// How many of `publishes` (at least one) go out in one pass over the subscribers, and
+/// whether through the turn `batch`: consecutive small frames to the same audience
+/// (topic and excluded connection) while the batch takes them, else one frame alone.
+pub(crate) fn next_run(publishes: &[Publish], batch: &TurnBatch) -> (usize, bool) {
+    let Some(first) = publishes.first() else {
+        return (0, false);
+    };
+    if !batch.takes(first.frame.len(), 0) {
+        return (1, false);
+    }
+    let mut pending = first.frame.len();
+    let mut run = 1;
+    while let Some(next) = publishes.get(run)
+        && next.topic == first.topic
+        && next.exclude == first.exclude
+        && batch.takes(next.frame.len(), pending)
+    {
+        pending += next.frame.len();
+        run += 1;
+    }
+    (run, true)
+}
+
+#[cfg(test)]
+mod tests;
