@@ -47,7 +47,11 @@ fn route(request: &Request<'_>) -> Upgrade<Role> {
 /// Message `seq` of `publisher`: mostly small (batched), every 97th larger than a
 /// batched frame may be.
 fn message(publisher: usize, seq: usize) -> String {
-    let filler = if seq % 97 == 0 { 5000 } else { seq % 200 };
+    let filler = if seq.is_multiple_of(97) {
+        5000
+    } else {
+        seq % 200
+    };
     format!("{publisher} {seq} {}", "x".repeat(filler))
 }
 
