@@ -18,8 +18,13 @@ impl Service for Site {
     type Handler = Echo;
 
     fn upgrade(&self, request: &Request<'_>) -> Upgrade<Echo> {
-        if request.path() == "/private" {
-            return Upgrade::refuse(403, "members only");
+        match request.path() {
+            "/private" => return Upgrade::refuse(403, "members only"),
+            "/whereami" => {
+                let authority = request.authority().unwrap_or("none").to_owned();
+                return Upgrade::refuse(403, format!("authority {authority}"));
+            }
+            _ => {}
         }
         Upgrade::accept(Echo {
             closes: self.closes.clone(),
@@ -189,5 +194,90 @@ fn slow_request_head_is_cut_off_by_the_handshake_timeout() {
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     assert!(read_to_end_or_reset(&mut stream));
     assert_eq!(server.handle.stats().handshake_timeouts, 1);
+    assert_eq!(server.handle.connections(), 0);
+}
+
+#[test]
+fn absolute_form_target_is_routed_by_its_path() {
+    let server = site();
+    // Routing sees the path: /private is refused by the service as usual.
+    let target = format!("ws://{}/private?x=1", server.addr);
+    let reply = http_exchange(server.addr, &upgrade_request(&target, &[], ""));
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.body_text(), "members only");
+
+    // Each accepted scheme, any case, upgrades and echoes.
+    for scheme in ["ws", "WSS", "http", "HTTPS"] {
+        let mut stream = tcp(server.addr);
+        let target = format!("{scheme}://{}/chat", server.addr);
+        stream
+            .write_all(upgrade_request(&target, &[], "").as_bytes())
+            .unwrap();
+        let reply = read_response_head(&mut stream);
+        assert_eq!(reply.status, 101, "{scheme}: {reply:?}");
+        write_frame(&mut stream, true, OP_TEXT, scheme.as_bytes());
+        assert_eq!(read_frame(&mut stream).unwrap().payload, scheme.as_bytes());
+    }
+
+    // An empty path is `/`: plain HTTP gets the page served on `/`.
+    let reply = http_exchange(
+        server.addr,
+        "GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body_text(), "<h1>wavecore</h1>");
+}
+
+#[test]
+fn absolute_form_authority_replaces_host() {
+    let server = site();
+    // The Host field says 127.0.0.1; the target's authority wins (RFC 9112 3.2.2).
+    let reply = http_exchange(
+        server.addr,
+        &upgrade_request("wss://chat.example:8443/whereami", &[], ""),
+    );
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.body_text(), "authority chat.example:8443");
+    // In origin-form, the Host field is the authority.
+    let reply = http_exchange(server.addr, &upgrade_request("/whereami", &[], ""));
+    assert_eq!(reply.body_text(), "authority 127.0.0.1");
+}
+
+#[test]
+fn other_target_forms_are_400_with_a_reason() {
+    let server = site();
+    for (target, reason) in [
+        (
+            "*",
+            "WebSocket upgrade requires an origin-form or absolute-form target",
+        ),
+        (
+            "127.0.0.1:9001",
+            "WebSocket upgrade requires an origin-form or absolute-form target",
+        ),
+        (
+            "ftp://127.0.0.1/chat",
+            "invalid request target: unsupported scheme",
+        ),
+        (
+            "ws://user@127.0.0.1/chat",
+            "invalid request target: userinfo not allowed",
+        ),
+        (
+            "ws:/chat",
+            "invalid request target: absolute-form without authority",
+        ),
+        ("chat", "invalid request target"),
+    ] {
+        let reply = http_exchange(server.addr, &upgrade_request(target, &[], ""));
+        assert_eq!(reply.status, 400, "{target}: {reply:?}");
+        assert_eq!(reply.body_text(), reason, "{target}");
+    }
+    let reply = http_exchange(server.addr, "GET * HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(
+        reply.body_text(),
+        "asterisk-form target is only for OPTIONS"
+    );
     assert_eq!(server.handle.connections(), 0);
 }

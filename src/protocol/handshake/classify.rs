@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::accept::{ACCEPT_KEY_LEN, accept_key_bytes};
 use super::refusal::Refusal;
 use super::request::RequestHead;
+use super::target::TargetForm;
 use super::tokens::has_token;
 
 /// Length of a valid `Sec-WebSocket-Key`: base64 of 16 bytes.
@@ -93,8 +94,11 @@ pub enum RequestKind {
 ///
 /// A request whose `Upgrade` list holds `websocket` (any case) is an upgrade,
 /// and must then, checked in this order: use `GET` (else `405` with
-/// `Allow: GET`); be HTTP/1.1 or later (`400`); carry exactly one `Host`
-/// (`400`); list `upgrade` in `Connection` (`400`); carry exactly one
+/// `Allow: GET`); be HTTP/1.1 or later (`400`); have an origin-form or
+/// absolute-form target (`400` for asterisk-form and authority-form, RFC 9112
+/// section 3.2); carry exactly one `Host` (`400`; with an absolute-form target
+/// its value is ignored for the target's authority, see
+/// [`RequestHead::authority`]); list `upgrade` in `Connection` (`400`); carry exactly one
 /// `Sec-WebSocket-Key` that is base64 of 16 bytes (`400`); and carry
 /// `Sec-WebSocket-Version: 13` (else `426` with `Sec-WebSocket-Version: 13`).
 ///
@@ -102,8 +106,10 @@ pub enum RequestKind {
 /// `Sec-WebSocket-Version`, or lists `upgrade` in `Connection` with no `Upgrade`
 /// field at all, is a broken upgrade: `426` with `Upgrade: websocket` and
 /// `Sec-WebSocket-Version: 13`. An upgrade to another protocol (`Upgrade: h2c`)
-/// is plain HTTP, which may ignore it (RFC 9110 section 7.8). Everything else is
-/// [`RequestKind::Http`].
+/// is plain HTTP, which may ignore it (RFC 9110 section 7.8). A plain request
+/// with an asterisk-form target that is not `OPTIONS`, or an authority-form
+/// target that is not `CONNECT`, is `400` (RFC 9112 sections 3.2.3 and 3.2.4).
+/// Everything else is [`RequestKind::Http`].
 pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
     let fields = Fields::gather(head);
     if !fields.upgrade_websocket {
@@ -116,6 +122,14 @@ pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
     }
     if head.version_minor() < 1 {
         return Err(Refusal::bad_request("WebSocket upgrade requires HTTP/1.1"));
+    }
+    if !matches!(
+        head.target_form(),
+        TargetForm::Origin | TargetForm::Absolute
+    ) {
+        return Err(Refusal::bad_request(
+            "WebSocket upgrade requires an origin-form or absolute-form target",
+        ));
     }
     match fields.hosts {
         0 => return Err(Refusal::bad_request("missing Host")),
@@ -152,7 +166,15 @@ fn classify_plain(head: &RequestHead, fields: &Fields<'_>) -> Result<RequestKind
         return Err(Refusal::upgrade_required("expected a WebSocket upgrade")
             .with_header("Upgrade", "websocket"));
     }
-    Ok(RequestKind::Http)
+    match (head.target_form(), head.method()) {
+        (TargetForm::Asterisk, method) if method != "OPTIONS" => Err(Refusal::bad_request(
+            "asterisk-form target is only for OPTIONS",
+        )),
+        (TargetForm::Authority, method) if method != "CONNECT" => Err(Refusal::bad_request(
+            "authority-form target is only for CONNECT",
+        )),
+        _ => Ok(RequestKind::Http),
+    }
 }
 
 /// What [`classify`] needs from the header fields, gathered in one pass.
@@ -377,6 +399,58 @@ mod tests {
                 "{line} {headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn absolute_form_upgrade_is_accepted() {
+        for line in [
+            "GET ws://example.com:9001/chat?room=a HTTP/1.1",
+            "GET WSS://example.com:9001/chat?room=a HTTP/1.1",
+            "GET http://example.com:9001/chat?room=a HTTP/1.1",
+            "GET HTTPS://example.com:9001/chat?room=a HTTP/1.1",
+        ] {
+            let h = head(line, &upgrade_with("", &[]));
+            assert!(
+                matches!(classify(&h), Ok(RequestKind::WebSocket { .. })),
+                "{line}"
+            );
+            assert_eq!(h.path(), "/chat");
+            assert_eq!(h.query(), Some("room=a"));
+            // The Host field (example.com) gives way to the target's authority.
+            assert_eq!(h.authority(), Some("example.com:9001"));
+        }
+    }
+
+    #[test]
+    fn other_target_forms_on_an_upgrade_are_400() {
+        for line in ["GET * HTTP/1.1", "GET example.com:9001 HTTP/1.1"] {
+            let r = refusal(line, &upgrade_with("", &[]));
+            assert_eq!(r.status, 400, "{line}");
+            assert!(r.reason.contains("origin-form or absolute-form"), "{r}");
+        }
+    }
+
+    #[test]
+    fn asterisk_and_authority_forms_only_with_their_methods() {
+        let plain = ["Host: a"];
+        assert_eq!(
+            classify(&head("OPTIONS * HTTP/1.1", &plain)),
+            Ok(RequestKind::Http)
+        );
+        assert_eq!(
+            classify(&head("CONNECT a:443 HTTP/1.1", &plain)),
+            Ok(RequestKind::Http)
+        );
+        let r = refusal("GET * HTTP/1.1", &plain);
+        assert_eq!(
+            (r.status, &*r.reason),
+            (400, "asterisk-form target is only for OPTIONS")
+        );
+        let r = refusal("GET a:443 HTTP/1.1", &plain);
+        assert_eq!(
+            (r.status, &*r.reason),
+            (400, "authority-form target is only for CONNECT")
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ mod request;
 mod response;
 mod response_reader;
 mod scan;
+mod target;
 mod tokens;
 
 pub use accept::{
@@ -79,3 +80,4 @@ pub use refusal::Refusal;
 pub use request::RequestHead;
 pub use response::{reason_phrase, write_http_response};
 pub use response_reader::ResponseReader;
+pub use target::TargetForm;
