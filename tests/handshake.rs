@@ -32,10 +32,10 @@ impl Service for Site {
     }
 
     fn http(&self, request: &Request<'_>) -> HttpResponse {
-        if request.path() == "/" {
-            HttpResponse::html("<h1>wavecore</h1>")
-        } else {
-            HttpResponse::not_found()
+        match request.path() {
+            "/" => HttpResponse::html("<h1>wavecore</h1>"),
+            "/socket-only" => HttpResponse::new(426, "use a WebSocket\n"),
+            _ => HttpResponse::not_found(),
         }
     }
 }
@@ -61,19 +61,62 @@ fn missing_key_is_400() {
     assert_eq!(server.handle.connections(), 0);
 }
 
+/// Whether `reply` lists `option` in its `Connection` field.
+fn connection_lists(reply: &HttpReply, option: &str) -> bool {
+    reply
+        .header("Connection")
+        .unwrap_or_default()
+        .split(',')
+        .any(|o| o.trim().eq_ignore_ascii_case(option))
+}
+
 #[test]
-fn unsupported_version_is_426_naming_13() {
+fn unsupported_version_is_426_naming_13_and_the_upgrade() {
     let server = site();
-    let reply = http_exchange(
-        server.addr,
-        &upgrade_request(
-            "/",
-            &["Sec-WebSocket-Version"],
-            "Sec-WebSocket-Version: 12\r\n",
-        ),
-    );
+    for version in [
+        "Sec-WebSocket-Version: 8\r\n",
+        "Sec-WebSocket-Version: 14\r\n",
+        "Sec-WebSocket-Version: abc\r\n",
+        "",
+    ] {
+        let reply = http_exchange(
+            server.addr,
+            &upgrade_request("/", &["Sec-WebSocket-Version"], version),
+        );
+        assert_eq!(reply.status, 426, "{version:?}: {reply:?}");
+        assert_eq!(reply.header("Sec-WebSocket-Version"), Some("13"));
+        // RFC 9110 section 15.5.22: a 426 names the protocol to upgrade to.
+        assert_eq!(reply.header("Upgrade"), Some("websocket"), "{reply:?}");
+        assert!(connection_lists(&reply, "upgrade"), "{reply:?}");
+        assert!(connection_lists(&reply, "close"), "{reply:?}");
+        let fields = |name: &str| {
+            reply
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .count()
+        };
+        assert_eq!(
+            (fields("Upgrade"), fields("Connection")),
+            (1, 1),
+            "{reply:?}"
+        );
+    }
+    // A broken upgrade (a key, but no Upgrade field) is answered the same way.
+    let reply = http_exchange(server.addr, &upgrade_request("/", &["Upgrade"], ""));
     assert_eq!(reply.status, 426, "{reply:?}");
-    assert_eq!(reply.header("Sec-WebSocket-Version"), Some("13"));
+    assert_eq!(reply.header("Upgrade"), Some("websocket"));
+    assert!(connection_lists(&reply, "upgrade"), "{reply:?}");
+}
+
+#[test]
+fn a_426_from_the_http_hook_carries_upgrade() {
+    let server = site();
+    let reply = http_exchange(server.addr, "GET /socket-only HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(reply.status, 426, "{reply:?}");
+    assert_eq!(reply.header("Upgrade"), Some("websocket"));
+    assert!(connection_lists(&reply, "upgrade"), "{reply:?}");
+    assert_eq!(reply.body_text(), "use a WebSocket\n");
 }
 
 #[test]

@@ -100,7 +100,9 @@ pub enum RequestKind {
 /// its value is ignored for the target's authority, see
 /// [`RequestHead::authority`]); list `upgrade` in `Connection` (`400`); carry exactly one
 /// `Sec-WebSocket-Key` that is base64 of 16 bytes (`400`); and carry
-/// `Sec-WebSocket-Version: 13` (else `426` with `Sec-WebSocket-Version: 13`).
+/// `Sec-WebSocket-Version: 13` (else `426` with `Upgrade: websocket`,
+/// `Connection: upgrade` and `Sec-WebSocket-Version: 13`, RFC 6455 section 4.4
+/// and RFC 9110 section 15.5.22).
 ///
 /// A `GET` that is not an upgrade but carries `Sec-WebSocket-Key` or
 /// `Sec-WebSocket-Version`, or lists `upgrade` in `Connection` with no `Upgrade`
@@ -163,8 +165,7 @@ fn classify_plain(head: &RequestHead, fields: &Fields<'_>) -> Result<RequestKind
             || fields.version.is_some()
             || (fields.connection_upgrade && !fields.upgrade));
     if broken_upgrade {
-        return Err(Refusal::upgrade_required("expected a WebSocket upgrade")
-            .with_header("Upgrade", "websocket"));
+        return Err(Refusal::upgrade_required("expected a WebSocket upgrade"));
     }
     match (head.target_form(), head.method()) {
         (TargetForm::Asterisk, method) if method != "OPTIONS" => Err(Refusal::bad_request(
@@ -351,6 +352,8 @@ mod tests {
         for headers in [
             upgrade_with("Sec-WebSocket-Version", &[]),
             upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: 8"]),
+            upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: 14"]),
+            upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: abc"]),
         ] {
             let r = refusal("GET / HTTP/1.1", &headers);
             assert_eq!(r.status, 426);
@@ -358,6 +361,7 @@ mod tests {
                 r.headers
                     .contains(&("Sec-WebSocket-Version", "13".to_owned()))
             );
+            assert!(r.headers.contains(&("Upgrade", "websocket".to_owned())));
         }
     }
 

@@ -78,6 +78,7 @@ pub use limits::HandshakeLimits;
 pub use reader::HeadReader;
 pub use refusal::Refusal;
 pub use request::RequestHead;
+pub(crate) use response::{closing_fields, is_upgrade_field};
 pub use response::{reason_phrase, write_http_response};
 pub use response_reader::ResponseReader;
 pub use target::TargetForm;
