@@ -324,3 +324,136 @@ fn other_target_forms_are_400_with_a_reason() {
     );
     assert_eq!(server.handle.connections(), 0);
 }
+
+/// Sends `request` and reads the whole response, then everything after it until the
+/// server ends the connection; returns the response and those trailing bytes.
+fn exchange_with_trailer(addr: std::net::SocketAddr, request: &[u8]) -> (HttpReply, Vec<u8>) {
+    let mut stream = tcp(addr);
+    stream.write_all(request).unwrap();
+    let mut reply = read_response_head(&mut stream);
+    let len: usize = reply.header("Content-Length").unwrap().parse().unwrap();
+    reply.body = vec![0; len];
+    stream.read_exact(&mut reply.body).expect("body");
+    let mut trailer = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => trailer.extend_from_slice(&buf[..n]),
+            Err(e) if is_timeout(&e) => panic!("the server did not close"),
+            Err(_) => break,
+        }
+    }
+    (reply, trailer)
+}
+
+#[test]
+fn an_upgrade_with_a_body_is_400_and_the_body_is_never_a_frame() {
+    let closes = Closes::default();
+    let server = TestServer::start(builder(), echo_service(&closes));
+    // The 14-byte body happens to be a masked text frame ("hello, world").
+    let frame = encode_frame(true, OP_TEXT, b"hello, world", true);
+    let mut chunk = format!("{:x}\r\n", frame.len()).into_bytes();
+    chunk.extend_from_slice(&frame);
+    chunk.extend_from_slice(b"\r\n0\r\n\r\n");
+    for (field, body) in [
+        (
+            format!("Content-Length: {}\r\n", frame.len()),
+            frame.clone(),
+        ),
+        ("Transfer-Encoding: chunked\r\n".to_owned(), chunk),
+        ("Transfer-Encoding: gzip\r\n".to_owned(), frame.clone()),
+    ] {
+        let mut request = upgrade_request("/", &[], &field).into_bytes();
+        request.extend_from_slice(&body);
+        let (reply, trailer) = exchange_with_trailer(server.addr, &request);
+        assert_eq!(reply.status, 400, "{field}: {reply:?}");
+        assert_eq!(reply.body_text(), "WebSocket upgrade must not have a body");
+        assert!(
+            trailer.is_empty(),
+            "{field}: bytes after the refusal: {trailer:?}"
+        );
+    }
+    assert_eq!(server.handle.stats().handshake_refusals, 3);
+    assert_eq!(server.handle.connections(), 0);
+    assert!(
+        closes.lock().unwrap().is_empty(),
+        "no connection was opened"
+    );
+}
+
+#[test]
+fn an_upgrade_with_content_length_0_is_accepted() {
+    let closes = Closes::default();
+    let server = TestServer::start(builder(), echo_service(&closes));
+    let mut stream = tcp(server.addr);
+    let request = upgrade_request("/", &[], "Content-Length: 0\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // The frame right behind the head is a frame, not a body.
+    write_frame(&mut stream, true, OP_TEXT, b"after an empty body");
+    assert_eq!(read_response_head(&mut stream).status, 101);
+    assert_eq!(
+        read_frame(&mut stream).unwrap().payload,
+        b"after an empty body"
+    );
+}
+
+#[test]
+fn ambiguous_body_framing_is_400() {
+    let server = site();
+    for (fields, reason) in [
+        ("Content-Length: abc\r\n", "invalid Content-Length"),
+        ("Content-Length: -1\r\n", "invalid Content-Length"),
+        ("Content-Length: 1, 1\r\n", "invalid Content-Length"),
+        (
+            "Content-Length: 99999999999999999999\r\n",
+            "invalid Content-Length",
+        ),
+        (
+            "Content-Length: 1\r\nContent-Length: 1\r\n",
+            "duplicate Content-Length",
+        ),
+        (
+            "Content-Length: 0\r\nContent-Length: 2\r\n",
+            "duplicate Content-Length",
+        ),
+        (
+            "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            "both Transfer-Encoding and Content-Length",
+        ),
+    ] {
+        for request in [
+            upgrade_request("/", &[], fields),
+            format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\nabc"),
+        ] {
+            let reply = http_exchange(server.addr, &request);
+            assert_eq!(reply.status, 400, "{request:?}: {reply:?}");
+            assert_eq!(reply.body_text(), reason, "{request:?}");
+        }
+    }
+    assert_eq!(server.handle.stats().http_requests, 0);
+}
+
+#[test]
+fn a_plain_request_with_a_body_is_413_and_never_reaches_the_hook() {
+    let server = site();
+    for request in [
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello",
+    ] {
+        let (reply, trailer) = exchange_with_trailer(server.addr, request.as_bytes());
+        assert_eq!(reply.status, 413, "{request:?}: {reply:?}");
+        assert_eq!(reply.body_text(), "request bodies are not accepted");
+        assert!(trailer.is_empty(), "{trailer:?}");
+    }
+    assert_eq!(server.handle.stats().http_requests, 0);
+    // An empty body is no body.
+    let reply = http_exchange(
+        server.addr,
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(server.handle.stats().http_requests, 1);
+}

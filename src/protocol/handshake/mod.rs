@@ -57,6 +57,7 @@
 //! ```
 
 mod accept;
+mod body;
 mod classify;
 mod client;
 mod limits;
@@ -72,6 +73,7 @@ mod tokens;
 pub use accept::{
     ACCEPT_KEY_LEN, WEBSOCKET_GUID, accept_key, accept_key_bytes, write_accept_response,
 };
+pub use body::{RequestBody, request_body};
 pub use classify::{RequestKind, WebSocketKey, classify};
 pub use client::{ClientHandshake, HandshakeError};
 pub use limits::HandshakeLimits;

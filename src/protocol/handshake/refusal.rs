@@ -67,6 +67,12 @@ impl Refusal {
         Self::new(405, reason).with_header("Allow", "GET")
     }
 
+    /// `413 Content Too Large` (RFC 9110 section 15.5.14), such as for a request
+    /// body where none is accepted.
+    pub fn content_too_large(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(413, reason)
+    }
+
     /// `431 Request Header Fields Too Large` (RFC 6585).
     pub fn too_large(reason: impl Into<Cow<'static, str>>) -> Self {
         Self::new(431, reason)
@@ -159,6 +165,7 @@ mod tests {
         assert_eq!(Refusal::not_found("p").status, 404);
         assert_eq!(Refusal::service_unavailable("busy").status, 503);
         assert_eq!(Refusal::too_large("big").status, 431);
+        assert_eq!(Refusal::content_too_large("body").status, 413);
         let r = Refusal::method_not_allowed("m");
         assert_eq!(
             (r.status, r.headers),
