@@ -233,7 +233,7 @@ pub trait Service: Send + Sync + 'static {
     ///
     /// Only requests without a body get here: one with `Content-Length` above 0 or
     /// any `Transfer-Encoding` is refused with 413 first (see
-    /// [`classify`](crate::protocol::handshake::classify)).
+    /// [`classify`](crate::protocol::handshake::classify())).
     fn http(&self, request: &Request<'_>) -> HttpResponse {
         let _ = request;
         HttpResponse::not_found()

@@ -140,7 +140,7 @@ impl RequestHead {
     /// For an absolute-form or authority-form target this is the target's
     /// authority, and the `Host` field is ignored, as RFC 9112 section 3.2.2
     /// requires of a server (the field must still be present, once, on a
-    /// WebSocket upgrade; [`classify`](super::classify) checks that). For an
+    /// WebSocket upgrade; [`classify`](super::classify()) checks that). For an
     /// origin-form or asterisk-form target it is the value of the first `Host`
     /// field, if any and UTF-8. Not checked against this server's own names or
     /// addresses.
