@@ -1,9 +1,10 @@
 //! The runtime: reactor threads, sockets and time.
 //!
-//! [`Server::builder`] configures a server; [`ServerBuilder::start`] binds one listening
-//! socket per worker (SO_REUSEPORT, so the kernel spreads connections), starts one
-//! reactor thread per worker, and returns a [`Server`] whose [`ServerHandle`] can be
-//! cloned and sent anywhere to query, publish to, or shut down the server.
+//! [`Server::builder`] configures a server; [`ServerBuilder::start`] binds the listening
+//! socket (one shared by every worker, or one `SO_REUSEPORT` socket per worker with
+//! [`ServerBuilder::reuse_port`]; see `listener.rs` for why), starts one reactor thread
+//! per worker, and returns a [`Server`] whose [`ServerHandle`] can be cloned and sent
+//! anywhere to query, publish to, or shut down the server.
 
 pub(crate) mod batch;
 pub(crate) mod config;
@@ -11,6 +12,7 @@ pub(crate) mod conn;
 pub(crate) mod conn_api;
 pub(crate) mod failure;
 pub(crate) mod http;
+pub(crate) mod listener;
 pub(crate) mod outbox;
 pub(crate) mod pubsub;
 pub(crate) mod reactor;

@@ -34,7 +34,9 @@ pub struct StatsSnapshot {
     pub refused_over_capacity: u64,
     /// Connections dropped because the request head did not arrive in time.
     pub handshake_timeouts: u64,
-    /// Upgrade requests refused (malformed, wrong version, refused by the service).
+    /// Requests refused with an HTTP error: malformed or over-limit heads, bad upgrades
+    /// (wrong version, a body, ...), upgrades the service refused, and plain HTTP
+    /// requests with a body (413). Not counted in `http_requests`.
     pub handshake_refusals: u64,
     /// Plain HTTP requests answered.
     pub http_requests: u64,
