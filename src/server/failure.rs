@@ -8,9 +8,9 @@ use std::io;
 /// A reactor thread that stopped before a shutdown asked it to: a panic in the server's
 /// own code outside any one connection, or its event source (epoll) failing.
 ///
-/// Its connections are closed (with 1011 where a close frame can still be written), its
-/// listening socket is closed so the kernel sends new connections to the other
-/// reactors, and the other reactors go on. Reported by [`crate::ServerHandle::failures`],
+/// Its connections are closed (with 1011 where a close frame can still be written), it
+/// stops accepting so new connections go to the other reactors, and the other reactors
+/// go on. Reported by [`crate::ServerHandle::failures`],
 /// by [`crate::Server::join`], and as an `error` event on the `tracing` facade.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactorFailure {

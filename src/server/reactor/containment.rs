@@ -5,9 +5,9 @@
 //! writing, a timer, a delivery) closes that connection (1011 where a close frame can
 //! still be written), counts it in `stats().internal_errors`, logs it at `error`, and
 //! the reactor goes on with every other connection. A failure that belongs to no one
-//! connection ends the reactor: it closes its connections the same way, closes its
-//! listening socket so the kernel sends new connections to the other reactors, and
-//! reports a [`ReactorFailure`] (on the handle, from `Server::join`, in the log).
+//! connection ends the reactor: it closes its connections the same way, stops
+//! accepting (closing its listening socket) so new connections go to the other
+//! reactors, and reports a [`ReactorFailure`] (on the handle, from `Server::join`, in the log).
 
 use std::any::Any;
 use std::io::Write;
@@ -103,7 +103,7 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Ends every connection of a failed reactor (see [`Reactor::fail`]) and closes
-    /// its listening socket.
+    /// its listening socket (its own, or its duplicate of the shared one).
     fn abandon(&mut self) {
         self.turn.cork.clear();
         if let Some(mut listener) = self.listener.take() {
