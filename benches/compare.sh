@@ -49,9 +49,10 @@ declare -A ROW_ARGS=(
   [pipe-500x16]="echo -c 500 -p 16 -s 32"
   [bcast-1000]="broadcast -c 1000 --publishers 1 -s 32 --window 32"
   [bcast-10000]="broadcast -c 10000 --publishers 1 -s 32 --window 8"
+  [bcast-10000x4]="broadcast -c 10000 --publishers 4 -s 32 --window 8"
   [idle-10000]="connect -c 10000"
 )
-ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 idle-10000"}
+ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 bcast-10000x4 idle-10000"}
 read -r -a SERVERS <<<"${SERVERS:-wavecore tokio-tungstenite fastwebsockets raw}"
 
 port=9400
@@ -101,6 +102,10 @@ for round in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((n - 1))); do
       name=${SERVERS[$(( (i + shift_by) % n ))]}
       if [[ $name == wavecore && $row == bcast-* && $have_broadcast == 0 ]]; then
+        continue
+      fi
+      # The raw fan-out takes exactly one publisher.
+      if [[ $name == raw && $row == bcast-*x* ]]; then
         continue
       fi
       args=${ROW_ARGS[$row]}

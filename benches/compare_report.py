@@ -18,6 +18,7 @@ ROW_TEXT = {
     "pipe-500x16": "echo, 500 conns x 16 in flight, 32 B",
     "bcast-1000": "broadcast to 1,000 subscribers, 32 B",
     "bcast-10000": "broadcast to 10,000 subscribers, 32 B",
+    "bcast-10000x4": "broadcast to 10,000 subscribers, 4 publishers, 32 B",
     "idle-10000": "10,000 idle connections",
 }
 
