@@ -2,7 +2,8 @@
 //!
 //! A load generator for WebSocket servers (and plain TCP echo/fan-out servers): many
 //! connections per thread on one mio poll each, framing by wavecore's protocol module
-//! (client role, every frame masked), latency in HDR-style log-linear histograms ([`hist`]), every payload checked.
+//! (client role, every frame masked), latency in HdrHistogram histograms ([`hist`]),
+//! every payload checked.
 //!
 //! * [`Config`]: what to run, parsed from the command line by [`Config::parse`].
 //! * [`run()`]: runs it and returns a [`Report`].
