@@ -5,7 +5,7 @@
 //! (client role, every frame masked), latency in HdrHistogram histograms ([`hist`]),
 //! every payload checked.
 //!
-//! * [`Config`]: what to run, parsed from the command line by [`Config::parse`].
+//! * [`Config`]: what to run; [`Cli`] parses it from the command line.
 //! * [`run()`]: runs it and returns a [`Report`].
 //!
 //! Workloads: `echo` (numbered payloads, echoes checked for content and order),
@@ -13,6 +13,7 @@
 //! checks each publisher's order) and `connect` (idle connections, for memory).
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod hist;
@@ -25,6 +26,7 @@ pub mod shared;
 pub mod tally;
 pub mod worker;
 
+pub use cli::Cli;
 pub use config::{Config, Mode};
 pub use report::Report;
 pub use run::run;
