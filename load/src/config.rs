@@ -90,6 +90,15 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Publishing connections: `publishers` in broadcast mode, none otherwise.
+    pub fn publishing(&self) -> usize {
+        if self.mode == Mode::Broadcast {
+            self.publishers
+        } else {
+            0
+        }
+    }
+
     /// Checks that the settings fit together.
     pub fn validate(&self) -> Result<(), String> {
         let min = match self.mode {

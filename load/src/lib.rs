@@ -18,11 +18,13 @@ pub mod config;
 pub mod conn;
 pub mod hist;
 pub mod payload;
+pub mod plan;
 pub mod procfs;
 pub mod report;
 pub mod role;
 pub mod run;
 pub mod shared;
+pub mod slots;
 pub mod tally;
 pub mod worker;
 

@@ -4,55 +4,53 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Mode};
+use crate::plan;
 use crate::procfs;
 use crate::report::Report;
-use crate::role::Role;
 use crate::shared::{Shared, Window};
+use crate::slots::Spec;
 use crate::tally::Tally;
-use crate::worker::{self, Spec};
+use crate::worker;
 
 /// Runs the workload `cfg` describes and reports on it.
 pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
-    let publishers = if cfg.mode == Mode::Broadcast {
-        cfg.publishers
-    } else {
-        0
-    };
-    let shared = Arc::new(Shared::new(publishers));
+    let shared = Arc::new(Shared::new(cfg.publishing()));
     let progress = cfg.progress || std::io::stderr().is_terminal();
     let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
+    let threads = spawn(&cfg, &shared, plan::per_thread(&cfg))?;
+    let setup = wait_ready(&cfg, &shared);
+    let window = open_window(&cfg, &shared);
+    let end = measure(&cfg, &shared, window, progress);
+    let tally = collect(threads);
+    Ok(Report {
+        cfg: (*cfg).clone(),
+        setup,
+        measured: if cfg.mode == Mode::Connect {
+            cfg.duration
+        } else {
+            end.measured
+        },
+        established: end.established,
+        tally,
+        server_cpu: end.server_cpu,
+        rss_before,
+        rss_after: end.rss_after,
+    })
+}
 
-    let mut per_thread: Vec<Vec<Spec>> = (0..cfg.threads).map(|_| Vec::new()).collect();
-    for index in 0..cfg.connections {
-        let role = match cfg.mode {
-            Mode::Echo => Role::Echo {
-                id: index as u32,
-                next_send: 0,
-                next_recv: 0,
-                sent_at: Default::default(),
-            },
-            Mode::Broadcast => Role::Subscriber {
-                next: vec![0; publishers],
-            },
-            Mode::Connect => Role::Idle,
-        };
-        per_thread[index % cfg.threads].push(Spec { index, role });
-    }
-    for p in 0..publishers {
-        let role = Role::Publisher {
-            index: p as u32,
-            seq: 0,
-            due: None,
-        };
-        let index = cfg.connections + p;
-        per_thread[p % cfg.threads].push(Spec { index, role });
-    }
-    let threads: Vec<_> = per_thread
+/// Starts one load thread per list of connections.
+fn spawn(
+    cfg: &Arc<Config>,
+    shared: &Arc<Shared>,
+    per_thread: Vec<Vec<Spec>>,
+) -> Result<Vec<JoinHandle<Tally>>, String> {
+    per_thread
         .into_iter()
         .enumerate()
         .map(|(i, specs)| {
@@ -62,9 +60,12 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 .spawn(move || worker::run(&cfg, &shared, specs))
                 .map_err(|e| format!("spawn: {e}"))
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
 
-    // Wait for every connection to open (or fail).
+/// Waits for every connection to open (or fail), or aborts the run when that takes
+/// too long; returns how long it took.
+fn wait_ready(cfg: &Config, shared: &Shared) -> Duration {
     let setup_start = Instant::now();
     let setup_limit = Duration::from_secs(30 + (cfg.connections / 1000) as u64);
     while shared.ready.load(Ordering::SeqCst) < cfg.threads {
@@ -74,7 +75,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let setup = setup_start.elapsed();
+    setup_start.elapsed()
+}
+
+/// Starts the workload now: the window opens after the warm-up.
+fn open_window(cfg: &Config, shared: &Shared) -> Window {
     let go = Instant::now();
     let window = Window {
         go,
@@ -82,11 +87,45 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         to: go + cfg.warmup + cfg.duration,
     };
     let _ = shared.window.set(window);
+    window
+}
 
+/// What the main thread measured over the window.
+struct End {
+    /// How long the window lasted (shorter when aborted).
+    measured: Duration,
+    /// Server CPU seconds spent in the window.
+    server_cpu: Option<f64>,
+    /// Server RSS in KiB when the window closed.
+    rss_after: Option<u64>,
+    /// Connections open when the window closed.
+    established: usize,
+}
+
+/// Sleeps through the warm-up, then watches the window, sampling the server's CPU
+/// time at both ends.
+fn measure(cfg: &Config, shared: &Shared, window: Window, progress: bool) -> End {
     sleep_until(window.from);
     let cpu_start = cfg.server_pid.and_then(procfs::cpu_seconds);
-    let received_start = shared.received.load(Ordering::Relaxed);
-    let mut last = (Instant::now(), received_start);
+    watch(shared, window, progress);
+    let measured = Instant::now().min(window.to) - window.from.min(Instant::now());
+    let cpu_end = cfg.server_pid.and_then(procfs::cpu_seconds);
+    let end = End {
+        measured,
+        server_cpu: cpu_start.zip(cpu_end).map(|(a, b)| b - a),
+        rss_after: cfg.server_pid.and_then(procfs::rss_kib),
+        established: shared.established.load(Ordering::Relaxed),
+    };
+    if progress {
+        eprintln!();
+    }
+    end
+}
+
+/// Wakes once a second until the window closes or the run is aborted, showing
+/// progress when asked to.
+fn watch(shared: &Shared, window: Window, progress: bool) {
+    let mut last = (Instant::now(), shared.received.load(Ordering::Relaxed));
     while Instant::now() < window.to && !shared.abort.load(Ordering::Relaxed) {
         sleep_until((last.0 + Duration::from_secs(1)).min(window.to));
         let now = Instant::now();
@@ -106,13 +145,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         // stealing the CPU the load threads share with this one.
         last = (now, received);
     }
-    let measured = Instant::now().min(window.to) - window.from.min(Instant::now());
-    let cpu_end = cfg.server_pid.and_then(procfs::cpu_seconds);
-    let rss_after = cfg.server_pid.and_then(procfs::rss_kib);
-    let established = shared.established.load(Ordering::Relaxed);
-    if progress {
-        eprintln!();
-    }
+}
+
+/// Joins the load threads and adds up their tallies.
+fn collect(threads: Vec<JoinHandle<Tally>>) -> Tally {
     let mut tally = Tally::default();
     for thread in threads {
         match thread.join() {
@@ -120,20 +156,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             Err(_) => tally.error(|| "a load thread panicked".into()),
         }
     }
-    Ok(Report {
-        cfg: (*cfg).clone(),
-        setup,
-        measured: if cfg.mode == Mode::Connect {
-            cfg.duration
-        } else {
-            measured
-        },
-        established,
-        tally,
-        server_cpu: cpu_start.zip(cpu_end).map(|(a, b)| b - a),
-        rss_before,
-        rss_after,
-    })
+    tally
 }
 
 fn sleep_until(t: Instant) {
