@@ -90,8 +90,8 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
-    /// Show live progress on stderr even when it is not a terminal (by default only on a
-    /// terminal)
+    /// Show progress on stderr even when it is not a terminal, as a line rewritten once a
+    /// second (on a terminal a live bar is always shown)
     #[arg(long)]
     pub progress: bool,
 }

@@ -20,6 +20,7 @@ pub mod hist;
 pub mod payload;
 pub mod plan;
 pub mod procfs;
+pub mod progress;
 pub mod report;
 pub mod role;
 pub mod run;

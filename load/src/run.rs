@@ -1,7 +1,7 @@
 //! A whole run: spread connections over threads, wait for them, open the window,
 //! measure the server, collect the tallies.
 
-use std::io::{IsTerminal, Write};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Mode};
 use crate::plan;
 use crate::procfs;
+use crate::progress::{Progress, Sample};
 use crate::report::Report;
 use crate::shared::{Shared, Window};
 use crate::slots::Spec;
@@ -21,12 +22,13 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
     let shared = Arc::new(Shared::new(cfg.publishing()));
-    let progress = cfg.progress || std::io::stderr().is_terminal();
+    let progress = Progress::new(cfg.progress, cfg.connections + cfg.publishing());
     let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
     let threads = spawn(&cfg, &shared, plan::per_thread(&cfg))?;
-    let setup = wait_ready(&cfg, &shared);
+    let setup = wait_ready(&cfg, &shared, &progress);
     let window = open_window(&cfg, &shared);
-    let end = measure(&cfg, &shared, window, progress);
+    progress.started(cfg.warmup, cfg.duration);
+    let end = measure(&cfg, &shared, window, &progress);
     let tally = collect(threads);
     Ok(Report {
         cfg: (*cfg).clone(),
@@ -65,10 +67,11 @@ fn spawn(
 
 /// Waits for every connection to open (or fail), or aborts the run when that takes
 /// too long; returns how long it took.
-fn wait_ready(cfg: &Config, shared: &Shared) -> Duration {
+fn wait_ready(cfg: &Config, shared: &Shared, progress: &Progress) -> Duration {
     let setup_start = Instant::now();
     let setup_limit = Duration::from_secs(30 + (cfg.connections / 1000) as u64);
     while shared.ready.load(Ordering::SeqCst) < cfg.threads {
+        progress.connecting(shared.established.load(Ordering::Relaxed));
         if setup_start.elapsed() > setup_limit {
             shared.abort.store(true, Ordering::SeqCst);
             break;
@@ -104,7 +107,7 @@ struct End {
 
 /// Sleeps through the warm-up, then watches the window, sampling the server's CPU
 /// time at both ends.
-fn measure(cfg: &Config, shared: &Shared, window: Window, progress: bool) -> End {
+fn measure(cfg: &Config, shared: &Shared, window: Window, progress: &Progress) -> End {
     sleep_until(window.from);
     let cpu_start = cfg.server_pid.and_then(procfs::cpu_seconds);
     watch(shared, window, progress);
@@ -116,34 +119,37 @@ fn measure(cfg: &Config, shared: &Shared, window: Window, progress: bool) -> End
         rss_after: cfg.server_pid.and_then(procfs::rss_kib),
         established: shared.established.load(Ordering::Relaxed),
     };
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     end
 }
 
-/// Wakes once a second until the window closes or the run is aborted, showing
-/// progress when asked to.
-fn watch(shared: &Shared, window: Window, progress: bool) {
-    let mut last = (Instant::now(), shared.received.load(Ordering::Relaxed));
+/// Wakes once a second (more often for a progress bar) until the window closes or
+/// the run is aborted, showing progress when asked to.
+fn watch(shared: &Shared, window: Window, progress: &Progress) {
+    let duration = window.to - window.from;
+    // Readings from the newest one at least a second old onwards: the rate is taken
+    // over that second (or since the window opened).
+    let mut readings = VecDeque::from([(Instant::now(), shared.received.load(Ordering::Relaxed))]);
+    let mut woke = readings[0].0;
     while Instant::now() < window.to && !shared.abort.load(Ordering::Relaxed) {
-        sleep_until((last.0 + Duration::from_secs(1)).min(window.to));
+        sleep_until((woke + progress.interval()).min(window.to));
         let now = Instant::now();
-        let received = shared.received.load(Ordering::Relaxed);
-        if progress {
-            let rate = (received - last.1) as f64 / (now - last.0).as_secs_f64();
-            eprint!(
-                "\r{:>5.1}s  {:>10.0} msg/s  conns {:>6}  errors {:<6}",
-                (now - window.from).as_secs_f64(),
-                rate,
-                shared.established.load(Ordering::Relaxed),
-                shared.errors.load(Ordering::Relaxed),
-            );
-            let _ = std::io::stderr().flush();
-        }
         // Always move on, or the loop would spin on the clock for the whole window,
         // stealing the CPU the load threads share with this one.
-        last = (now, received);
+        woke = now;
+        let received = shared.received.load(Ordering::Relaxed);
+        readings.push_back((now, received));
+        while now - readings[1].0 >= Duration::from_secs(1) {
+            readings.pop_front();
+        }
+        let (since, before) = readings[0];
+        let sample = Sample {
+            elapsed: now - window.from,
+            rate: (received - before) as f64 / (now - since).as_secs_f64(),
+            open: shared.established.load(Ordering::Relaxed),
+            errors: shared.errors.load(Ordering::Relaxed),
+        };
+        progress.measuring(&sample, duration);
     }
 }
 
