@@ -60,7 +60,8 @@ pub struct Config {
     pub server_pid: Option<u32>,
     /// Print one JSON object instead of the text summary.
     pub json: bool,
-    /// Print a progress line every second (default: when stderr is a terminal).
+    /// Show progress on stderr even when it is not a terminal (a bar is always shown
+    /// on a terminal).
     pub progress: bool,
 }
 
