@@ -80,6 +80,6 @@ fn main() -> std::io::Result<()> {
         "broadcast server listening on ws://{}/broadcast",
         server.local_addr()
     );
-    server.join();
+    server.join()?;
     Ok(())
 }

@@ -33,6 +33,6 @@ fn main() -> std::io::Result<()> {
     }
     let server = builder.start(wavecore::accept_all(|| Echo))?;
     println!("echo server listening on ws://{}", server.local_addr());
-    server.join();
+    server.join()?;
     Ok(())
 }

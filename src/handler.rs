@@ -230,6 +230,10 @@ pub trait Service: Send + Sync + 'static {
     fn upgrade(&self, request: &Request<'_>) -> Upgrade<Self::Handler>;
 
     /// Answers a request that is not a WebSocket upgrade. The default is 404.
+    ///
+    /// Only requests without a body get here: one with `Content-Length` above 0 or
+    /// any `Transfer-Encoding` is refused with 413 first (see
+    /// [`classify`](crate::protocol::handshake::classify())).
     fn http(&self, request: &Request<'_>) -> HttpResponse {
         let _ = request;
         HttpResponse::not_found()

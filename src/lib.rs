@@ -39,6 +39,6 @@ pub use handler::{
 };
 pub use protocol::CloseCode;
 pub use server::{
-    BackpressurePolicy, HttpResponse, Server, ServerBuilder, ServerConfig, ServerHandle,
-    StatsSnapshot,
+    BackpressurePolicy, HttpResponse, ReactorFailure, Server, ServerBuilder, ServerConfig,
+    ServerHandle, StatsSnapshot,
 };

@@ -56,7 +56,7 @@ fn echoes_text_binary_fragments_and_control_frames() {
     assert!(client.recv().is_err());
     drop(client);
     server.handle().shutdown();
-    server.join();
+    server.join().expect("no reactor failed");
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn many_messages_in_flight_come_back_in_order() {
     }
     drop(client);
     server.handle().shutdown();
-    server.join();
+    server.join().expect("no reactor failed");
 }
 
 #[test]

@@ -128,11 +128,15 @@ impl Drop for Running {
         server.handle().shutdown();
         let (done, stopped) = mpsc::channel();
         thread::spawn(move || {
-            server.join();
-            let _ = done.send(());
+            let _ = done.send(server.join());
         });
-        if stopped.recv_timeout(SHUTDOWN_LIMIT).is_err() && !thread::panicking() {
-            panic!("the interop server did not stop within {SHUTDOWN_LIMIT:?} of shutdown");
+        match stopped.recv_timeout(SHUTDOWN_LIMIT) {
+            _ if thread::panicking() => {}
+            Ok(Ok(())) => {}
+            Ok(Err(failure)) => panic!("{failure}"),
+            Err(_) => {
+                panic!("the interop server did not stop within {SHUTDOWN_LIMIT:?} of shutdown")
+            }
         }
     }
 }

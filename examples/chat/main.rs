@@ -94,6 +94,6 @@ fn main() -> std::io::Result<()> {
         "chat on http://{}/ (open it in a few browser tabs)",
         server.local_addr()
     );
-    server.join();
+    server.join()?;
     Ok(())
 }

@@ -58,5 +58,5 @@ fn every_subscriber_sees_every_message_in_order() {
         }
     }
     server.handle().shutdown();
-    server.join();
+    server.join().expect("no reactor failed");
 }

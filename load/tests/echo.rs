@@ -59,7 +59,7 @@ fn echo_payloads_come_back_intact() {
         assert!(report.json().contains("\"errors\":0"));
     }
     server.handle().shutdown();
-    server.join();
+    server.join().expect("no reactor failed");
 }
 
 #[test]
@@ -75,7 +75,7 @@ fn large_messages_and_deep_pipelines() {
     assert_eq!(report.tally.errors, 0, "{}", report.summary());
     assert!(report.tally.messages > 0);
     server.handle().shutdown();
-    server.join();
+    server.join().expect("no reactor failed");
 }
 
 #[test]

@@ -7,17 +7,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mio::{Poll, Waker};
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::handler::Service;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
+use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
+use crate::server::listener;
 use crate::server::reactor::{Reactor, WAKER};
 use crate::server::shared::{Remote, Shared};
 use crate::server::stats::Stats;
-
-/// Listen backlog of each reactor's socket.
-const BACKLOG: i32 = 4096;
 
 /// Builds a [`Server`]. Every setting has a documented default ([`ServerConfig`]).
 #[derive(Debug, Clone)]
@@ -30,7 +28,7 @@ pub struct ServerBuilder {
 #[derive(Debug)]
 pub struct Server {
     handle: ServerHandle,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<Result<(), ReactorFailure>>>,
 }
 
 impl Server {
@@ -53,10 +51,25 @@ impl Server {
     }
 
     /// Blocks until every reactor has stopped (after [`ServerHandle::shutdown`]).
-    pub fn join(self) {
-        for thread in self.threads {
-            let _ = thread.join();
+    ///
+    /// # Errors
+    ///
+    /// The first [`ReactorFailure`] if any reactor stopped before a shutdown asked it
+    /// to (all of them are on [`ServerHandle::failures`]); converts into `io::Error`.
+    pub fn join(self) -> Result<(), ReactorFailure> {
+        let mut first = None;
+        for (reactor, thread) in self.threads.into_iter().enumerate() {
+            let outcome = thread.join().unwrap_or_else(|panic| {
+                Err(ReactorFailure {
+                    reactor,
+                    cause: panic_message(&*panic),
+                })
+            });
+            if let Err(failure) = outcome {
+                first.get_or_insert(failure);
+            }
         }
+        first.map_or(Ok(()), Err)
     }
 }
 
@@ -114,9 +127,18 @@ impl ServerBuilder {
         shutdown_timeout: Duration;
         /// See [`ServerConfig::read_buffer_size`].
         read_buffer_size: usize;
+        /// Lets other servers share the port (default false). See
+        /// [`ServerConfig::reuse_port`].
+        reuse_port: bool;
     }
 
     /// Binds and starts the reactor threads; returns at once.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::AddrInUse` if something already listens on the address (unless it
+    /// and this server both set [`reuse_port`](Self::reuse_port)); any other error
+    /// from resolving the address, binding, or creating the polls and threads.
     pub fn start<S: Service>(self, service: S) -> io::Result<Server> {
         let workers = self.config.workers.max(1);
         let addr = self
@@ -124,13 +146,7 @@ impl ServerBuilder {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        // Bind the first socket, then the others to the port it got (port 0 case).
-        let first = bind_reuseport(addr)?;
-        let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..workers {
-            listeners.push(bind_reuseport(local_addr)?);
-        }
+        let (local_addr, listeners) = listener::bind(addr, workers, self.config.reuse_port)?;
         let mut polls = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -143,6 +159,7 @@ impl ServerBuilder {
             stats: Arc::new(Stats::default()),
             topic_counts: Arc::new(Mutex::new(Default::default())),
             remotes,
+            failures: Mutex::new(Vec::new()),
         });
         let service = Arc::new(service);
         let config = Arc::new(self.config);
@@ -155,7 +172,7 @@ impl ServerBuilder {
                 std::thread::Builder::new()
                     .name(format!("wavecore-reactor-{index}"))
                     .spawn(move || {
-                        Reactor::new(index, poll, listener, service, config, shared).run()
+                        Reactor::new(index, poll, listener, service, config, shared).run_reported()
                     })?,
             );
         }
@@ -166,20 +183,12 @@ impl ServerBuilder {
     }
 
     /// Binds, starts, and blocks until the server is shut down.
+    ///
+    /// # Errors
+    ///
+    /// Binding errors (e.g. `AddrInUse`), or a reactor's failure once every reactor
+    /// has stopped (see [`Server::join`]).
     pub fn run<S: Service>(self, service: S) -> io::Result<()> {
-        self.start(service)?.join();
-        Ok(())
+        Ok(self.start(service)?.join()?)
     }
-}
-
-/// A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT.
-fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    #[cfg(unix)]
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
 }

@@ -18,8 +18,10 @@ pub enum BackpressurePolicy {
 /// The server's limits and settings. Build one with [`crate::Server::builder`].
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Reactor threads, each with its own listening socket (SO_REUSEPORT).
-    /// Default: the number of available cores.
+    /// Reactor threads. They share the accepts: by default every reactor polls one
+    /// listening socket and whichever is free accepts; with `reuse_port`, each has its
+    /// own socket and the kernel spreads connections over them. Default: the number of
+    /// available cores.
     pub workers: usize,
     /// Largest message accepted (all fragments together); past it the connection is
     /// closed with 1009. Default 16 MiB.
@@ -57,6 +59,18 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Size of each reactor's read buffer. Default 64 KiB.
     pub read_buffer_size: usize,
+    /// Whether other sockets may listen on the same address and port (`SO_REUSEPORT`,
+    /// Unix only). Default false: starting a server on an address something already
+    /// listens on fails with `ErrorKind::AddrInUse`, so a second copy of a server can
+    /// never start silently and take a share of the clients.
+    ///
+    /// When true, each reactor binds its own `SO_REUSEPORT` socket, and any other
+    /// server of the same user that also sets it may join the port; the kernel then
+    /// spreads new connections over all of them. This is for zero-downtime restarts:
+    /// start the new server beside the old one, then shut the old one down. A server
+    /// without it on the same address fails with `AddrInUse`, and makes one with it
+    /// fail too.
+    pub reuse_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +90,7 @@ impl Default for ServerConfig {
             backpressure_policy: BackpressurePolicy::Close,
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 << 10,
+            reuse_port: false,
         }
     }
 }

@@ -180,6 +180,15 @@ impl<H: Handler> Connection<H> {
         self.phase = Phase::Done;
     }
 
+    /// The server's own code failed while serving this connection: the handler hears
+    /// 1011 (Internal Error, RFC 6455 §7.4.1) and the connection is done.
+    pub fn fail<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        if self.is_open() {
+            self.leave_open(CloseCode::INTERNAL_ERROR, "internal error", false, env);
+        }
+        self.phase = Phase::Done;
+    }
+
     /// The server shuts down: close open connections with 1001, drop the rest.
     pub fn shut_down<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
         match self.phase {
@@ -369,6 +378,10 @@ impl<H: Handler> Connection<H> {
                     return data.len();
                 }
             };
+            #[cfg(test)]
+            if let Event::Text(text) = &event {
+                crate::server::testing::on_read(text);
+            }
             let panicked = match event {
                 Event::Text(text) => guarded(|| handler.on_message(&mut conn, Message::Text(text))),
                 Event::Binary(bytes) => {
@@ -505,7 +518,12 @@ impl<H: Handler> Connection<H> {
             reason,
             by_peer,
         };
-        if guarded(|| handler.on_close(info)) {
+        // The handler is the application's to the end: a panic in its `Drop` is a
+        // handler panic too.
+        if guarded(move || {
+            handler.on_close(info);
+            drop(handler);
+        }) {
             Stats::bump(&env.turn.stats.handler_panics);
         }
         self.deadline = env.turn.now + ticks(env.config.close_timeout);

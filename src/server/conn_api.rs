@@ -59,6 +59,8 @@ pub(crate) struct ConnCore {
     pub ping_outstanding: bool,
     /// In the reactor's list of connections to flush at the end of the turn.
     pub dirty: bool,
+    /// Recorded as holding ranges of this turn's batch (see `batch.rs`).
+    pub batch_holder: bool,
     /// The tick this connection's timer entry is due at (0: none scheduled).
     pub timer_due: Tick,
 }
@@ -78,6 +80,7 @@ impl ConnCore {
             last_seen: now,
             ping_outstanding: false,
             dirty: false,
+            batch_holder: false,
             timer_due: 0,
         }
     }
@@ -119,23 +122,28 @@ impl ConnCore {
     pub fn deliver(&mut self, delivery: Delivery<'_>, config: &ServerConfig, stats: &Stats) {
         match delivery {
             // All of it fits: every message passes the limit on its own too.
-            Delivery::Batched(frames)
+            Delivery::Batched { span, .. }
                 if self.closing.is_none()
                     && self.outbox.len() + delivery.len() <= config.max_backpressure =>
             {
-                if let (Some(&(start, _)), Some(&(_, end))) = (frames.first(), frames.last()) {
-                    self.outbox.push_chunk(Chunk::Batched { start, end });
-                }
+                self.outbox.push_chunk(Chunk::Batched(span));
             }
-            Delivery::Batched(frames) => {
-                for &(start, end) in frames {
-                    self.deliver_one(Chunk::Batched { start, end }, config, stats);
+            Delivery::Batched { frames, .. } => {
+                for &frame in frames {
+                    self.deliver_one(Chunk::Batched(frame), config, stats);
                 }
             }
             Delivery::Shared(bytes) => {
                 self.deliver_one(Chunk::Shared(bytes.clone()), config, stats)
             }
         }
+    }
+
+    /// Ends the turn for this connection: ranges of the turn batch become slices of
+    /// `sealed` (see [`crate::server::batch::TurnBatch::seal`]).
+    pub fn settle(&mut self, sealed: &bytes::Bytes) {
+        self.outbox.settle(sealed);
+        self.batch_holder = false;
     }
 
     /// Queues one message, unless the connection is closing or the queue is past the

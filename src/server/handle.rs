@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::handler::Message;
+use crate::server::failure::ReactorFailure;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 use crate::server::stats::StatsSnapshot;
@@ -33,6 +34,12 @@ impl ServerHandle {
     /// The server's counters: connections, and how often each limit was reached.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// Reactors that stopped before a shutdown asked them to, in the order they failed
+    /// (empty while the server is healthy). Each failure is also logged at `error`.
+    pub fn failures(&self) -> Vec<ReactorFailure> {
+        self.shared.failures()
     }
 
     /// Subscribers of `topic`, all reactors together.

@@ -1,14 +1,18 @@
 //! Plain HTTP on the WebSocket port: the response type of [`crate::Service::http`].
 
 use crate::protocol::handshake::write_http_response;
+use crate::protocol::handshake::{closing_fields, is_upgrade_field};
 
 /// A complete HTTP response. The connection is closed after it is written
-/// (`Connection: close`); there is no keep-alive.
+/// (`Connection: close`); there is no keep-alive. A `426 Upgrade Required` always
+/// goes out with `Upgrade` (RFC 9110 section 15.5.22): `Upgrade: websocket` is added
+/// if the headers lack one, and `Connection` is then `upgrade, close`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code.
     pub status: u16,
-    /// Extra headers (`Content-Length` and `Connection` are added).
+    /// Extra headers (`Content-Length` and `Connection` are added; a `Connection`
+    /// given here is sent as well, so leave it out).
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
@@ -52,7 +56,8 @@ impl HttpResponse {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        headers.push(("Connection", "close"));
+        let has_upgrade = headers.iter().any(|(name, _)| is_upgrade_field(name));
+        headers.extend_from_slice(closing_fields(self.status, has_upgrade));
         write_http_response(out, self.status, &headers, &self.body);
     }
 }

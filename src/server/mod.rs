@@ -1,20 +1,25 @@
 //! The runtime: reactor threads, sockets and time.
 //!
-//! [`Server::builder`] configures a server; [`ServerBuilder::start`] binds one listening
-//! socket per worker (SO_REUSEPORT, so the kernel spreads connections), starts one
-//! reactor thread per worker, and returns a [`Server`] whose [`ServerHandle`] can be
-//! cloned and sent anywhere to query, publish to, or shut down the server.
+//! [`Server::builder`] configures a server; [`ServerBuilder::start`] binds the listening
+//! socket (one shared by every worker, or one `SO_REUSEPORT` socket per worker with
+//! [`ServerBuilder::reuse_port`]; see `listener.rs` for why), starts one reactor thread
+//! per worker, and returns a [`Server`] whose [`ServerHandle`] can be cloned and sent
+//! anywhere to query, publish to, or shut down the server.
 
 pub(crate) mod batch;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod conn_api;
+pub(crate) mod failure;
 pub(crate) mod http;
+pub(crate) mod listener;
 pub(crate) mod outbox;
 pub(crate) mod pubsub;
 pub(crate) mod reactor;
 pub(crate) mod shared;
 pub(crate) mod stats;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod timer;
 pub(crate) mod turn;
 
@@ -23,6 +28,7 @@ mod handle;
 
 pub use builder::{Server, ServerBuilder};
 pub use config::{BackpressurePolicy, ServerConfig};
+pub use failure::ReactorFailure;
 pub use handle::ServerHandle;
 pub use http::HttpResponse;
 pub use stats::StatsSnapshot;

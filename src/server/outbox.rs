@@ -15,6 +15,8 @@ use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes};
 
+use crate::server::batch::{BatchRange, TurnBatch};
+
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 32;
 
@@ -28,8 +30,8 @@ const KEEP_SLOTS: usize = 8;
 pub(crate) enum Chunk {
     /// Bytes of their own (possibly shared with other connections).
     Shared(Bytes),
-    /// The bytes `start..end` of this turn's batch; valid until the turn ends.
-    Batched { start: u32, end: u32 },
+    /// A range of this turn's batch; settled into `Shared` when the turn ends.
+    Batched(BatchRange),
 }
 
 impl Chunk {
@@ -37,22 +39,22 @@ impl Chunk {
     pub fn len(&self) -> usize {
         match self {
             Chunk::Shared(bytes) => bytes.len(),
-            Chunk::Batched { start, end } => (end - start) as usize,
+            Chunk::Batched(range) => range.len(),
         }
     }
 
     /// The chunk's bytes, `batch` being this turn's batch.
-    fn resolve<'a>(&'a self, batch: &'a [u8]) -> &'a [u8] {
+    fn resolve<'a>(&'a self, batch: &'a TurnBatch) -> &'a [u8] {
         match self {
             Chunk::Shared(bytes) => bytes,
-            Chunk::Batched { start, end } => &batch[*start as usize..*end as usize],
+            Chunk::Batched(range) => batch.resolve(*range),
         }
     }
 
     fn advance(&mut self, n: usize) {
         match self {
             Chunk::Shared(bytes) => bytes.advance(n),
-            Chunk::Batched { start, .. } => *start += n as u32,
+            Chunk::Batched(range) => range.advance(n),
         }
     }
 }
@@ -62,19 +64,33 @@ impl Chunk {
 pub(crate) enum Delivery<'a> {
     /// One frame in its own shared buffer.
     Shared(&'a Bytes),
-    /// Consecutive frames of the turn batch, end to end: each frame's range, in order.
-    Batched(&'a [(u32, u32)]),
+    /// Consecutive frames of the turn batch, end to end: `span` covers them all,
+    /// `frames` is each frame's range, in order.
+    Batched {
+        span: BatchRange,
+        frames: &'a [BatchRange],
+    },
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
+    /// Consecutive `frames` of the turn batch (each starting where the one before it
+    /// ends, as [`TurnBatch::append`] lays them).
+    pub fn batched(frames: &'a [BatchRange]) -> Self {
+        let span = frames.iter().fold(BatchRange::default(), |span, &frame| {
+            if span.is_empty() {
+                frame
+            } else {
+                span.joined(frame).expect("frames of a run are contiguous")
+            }
+        });
+        Delivery::Batched { span, frames }
+    }
+
     /// The bytes delivered.
     pub fn len(&self) -> usize {
         match self {
             Delivery::Shared(bytes) => bytes.len(),
-            Delivery::Batched(frames) => match (frames.first(), frames.last()) {
-                (Some(first), Some(last)) => (last.1 - first.0) as usize,
-                _ => 0,
-            },
+            Delivery::Batched { span, .. } => span.len(),
         }
     }
 }
@@ -84,7 +100,7 @@ impl Delivery<'_> {
 pub(crate) struct Outbox {
     queue: Queue,
     /// The newest bytes, after everything in `queue`: a range of this turn's batch
-    /// (empty when `start == end`). Kept here rather than in `queue` so the usual
+    /// (`0..0` when there is none). Kept here rather than in `queue` so the usual
     /// broadcast delivery touches no memory but the connection's own.
     tail: BatchRange,
     len: usize,
@@ -139,23 +155,6 @@ impl Queue {
     }
 }
 
-/// A range of the turn batch.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct BatchRange {
-    start: u32,
-    end: u32,
-}
-
-impl BatchRange {
-    fn is_empty(self) -> bool {
-        self.start == self.end
-    }
-
-    fn resolve(self, batch: &[u8]) -> &[u8] {
-        &batch[self.start as usize..self.end as usize]
-    }
-}
-
 /// How a flush ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flushed {
@@ -187,30 +186,37 @@ impl Outbox {
     }
 
     /// Queues `chunk` behind everything already waiting; a batch range that continues
-    /// the last one extends it.
+    /// the last one extends it. The caller records the connection as a holder of the
+    /// turn batch ([`TurnBatch::hold`]) when it queues a range.
     pub fn push_chunk(&mut self, chunk: Chunk) {
-        let (start, end) = match chunk {
+        let range = match chunk {
             Chunk::Shared(bytes) => return self.push(bytes),
-            Chunk::Batched { start, end } => (start, end),
+            Chunk::Batched(range) => range,
         };
-        if start == end {
+        if range.is_empty() {
             return;
         }
-        self.len += (end - start) as usize;
-        if !self.tail.is_empty() && self.tail.end == start {
-            self.tail.end = end;
+        self.len += range.len();
+        if let Some(joined) = self.tail.joined(range) {
+            self.tail = joined;
             return;
         }
         self.retire_tail();
-        self.tail = BatchRange { start, end };
+        self.tail = range;
     }
 
     /// Moves the tail range into the queue, before something is queued behind it.
     fn retire_tail(&mut self) {
         if !self.tail.is_empty() {
-            let BatchRange { start, end } = std::mem::take(&mut self.tail);
-            self.queue.push_back(Chunk::Batched { start, end });
+            self.queue
+                .push_back(Chunk::Batched(std::mem::take(&mut self.tail)));
         }
+    }
+
+    /// Whether anything waits in the queue proper (behind which the tail range sits).
+    #[cfg(test)]
+    pub fn queue_in_use(&self) -> bool {
+        !self.queue.is_empty()
     }
 
     /// Gives back the queue's memory if it is empty (for connections gone quiet).
@@ -221,18 +227,28 @@ impl Outbox {
     }
 
     /// Ends the turn for this queue: every range of the turn batch still waiting
-    /// becomes a slice of `sealed`, the batch frozen (no copy).
+    /// becomes a slice of `sealed`, the batch frozen (no copy). Called by
+    /// [`TurnBatch::seal`] for every connection given a range this turn.
     pub fn settle(&mut self, sealed: &Bytes) {
         for chunk in self.queue.iter_mut() {
-            if let Chunk::Batched { start, end } = *chunk {
-                *chunk = Chunk::Shared(sealed.slice(start as usize..end as usize));
+            if let Chunk::Batched(range) = *chunk {
+                *chunk = Chunk::Shared(range.slice_of(sealed));
             }
         }
         if !self.tail.is_empty() {
-            let BatchRange { start, end } = std::mem::take(&mut self.tail);
-            self.queue
-                .push_back(Chunk::Shared(sealed.slice(start as usize..end as usize)));
+            let range = std::mem::take(&mut self.tail);
+            self.queue.push_back(Chunk::Shared(range.slice_of(sealed)));
         }
+    }
+
+    /// Whether any range of the turn batch is queued (the invariant of `batch.rs`
+    /// says: never after the turn's seal).
+    pub fn holds_batch(&self) -> bool {
+        !self.tail.is_empty()
+            || self
+                .queue
+                .iter()
+                .any(|chunk| matches!(chunk, Chunk::Batched(_)))
     }
 
     /// Writes the queue, then `cork`, with as few syscalls as the socket allows (`batch`
@@ -243,14 +259,14 @@ impl Outbox {
         &mut self,
         socket: &mut W,
         cork: &mut Vec<u8>,
-        batch: &[u8],
+        batch: &TurnBatch,
     ) -> io::Result<Flushed> {
         let mut cork_written = 0;
         let result = if self.is_empty() {
             Self::write_one(socket, cork, &mut cork_written)
         } else if self.queue.is_empty() && cork.is_empty() {
             // A subscriber's broadcast frames of this turn, the usual case: one slice.
-            let tail = self.tail.resolve(batch);
+            let tail = batch.resolve(self.tail);
             let mut written = 0;
             let result = Self::write_one(socket, tail, &mut written);
             self.consume(written);
@@ -295,7 +311,7 @@ impl Outbox {
         &mut self,
         socket: &mut W,
         cork: &[u8],
-        batch: &[u8],
+        batch: &TurnBatch,
         cork_written: &mut usize,
     ) -> io::Result<Flushed> {
         loop {
@@ -309,7 +325,7 @@ impl Outbox {
                 count += 1;
             }
             // What follows the queue goes in only behind all of it, to keep the order.
-            let mut rest = [self.tail.resolve(batch), &cork[*cork_written..]].into_iter();
+            let mut rest = [batch.resolve(self.tail), &cork[*cork_written..]].into_iter();
             if count == self.queue.len() {
                 for bytes in rest.by_ref().filter(|b| !b.is_empty()) {
                     if count == MAX_IOVECS {
@@ -359,8 +375,8 @@ impl Outbox {
             n -= step;
             taken += step;
         }
-        let step = n.min((self.tail.end - self.tail.start) as usize);
-        self.tail.start += step as u32;
+        let step = n.min(self.tail.len());
+        self.tail.advance(step);
         taken += step;
         self.len -= taken;
         taken
@@ -368,177 +384,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A socket that takes at most `budget` bytes, then would block.
-    struct Limited {
-        taken: Vec<u8>,
-        budget: usize,
-        calls: usize,
-    }
-
-    impl Limited {
-        /// A socket that takes `budget` bytes.
-        fn new(budget: usize) -> Self {
-            Self {
-                taken: vec![],
-                budget,
-                calls: 0,
-            }
-        }
-    }
-
-    impl Write for Limited {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(buf)])
-        }
-
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.calls += 1;
-            if self.budget == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let mut n = 0;
-            for buf in bufs {
-                let take = buf.len().min(self.budget);
-                self.taken.extend_from_slice(&buf[..take]);
-                self.budget -= take;
-                n += take;
-            }
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn queue_then_cork_in_one_write() {
-        let mut outbox = Outbox::default();
-        outbox.push(Bytes::from_static(b"ab"));
-        outbox.push(Bytes::from_static(b"cd"));
-        let mut cork = b"ef".to_vec();
-        let mut socket = Limited::new(100);
-        assert_eq!(
-            outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
-            Flushed::All
-        );
-        assert_eq!(socket.taken, b"abcdef");
-        assert_eq!(socket.calls, 1);
-        assert!(outbox.is_empty() && cork.is_empty());
-        outbox.release();
-        assert!(outbox.queue.0.is_none(), "a released outbox owns no memory");
-    }
-
-    #[test]
-    fn partial_write_keeps_the_rest_in_order() {
-        let mut outbox = Outbox::default();
-        outbox.push(Bytes::from_static(b"abc"));
-        let mut cork = b"defgh".to_vec();
-        let mut socket = Limited::new(4);
-        assert_eq!(
-            outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
-            Flushed::Blocked
-        );
-        assert_eq!(outbox.len(), 4);
-        assert!(cork.is_empty());
-        socket.budget = 100;
-        let mut more = b"ij".to_vec();
-        assert_eq!(
-            outbox.flush(&mut socket, &mut more, &[]).unwrap(),
-            Flushed::All
-        );
-        assert_eq!(socket.taken, b"abcdefghij");
-    }
-
-    #[test]
-    fn blocked_socket_moves_the_cork_into_the_queue() {
-        let mut outbox = Outbox::default();
-        let mut cork = b"xyz".to_vec();
-        let mut socket = Limited::new(0);
-        assert_eq!(
-            outbox.flush(&mut socket, &mut cork, &[]).unwrap(),
-            Flushed::Blocked
-        );
-        assert_eq!(outbox.len(), 3);
-    }
-
-    #[test]
-    fn more_chunks_than_one_writev_takes() {
-        let mut outbox = Outbox::default();
-        for i in 0..200u8 {
-            outbox.push(Bytes::from(vec![i]));
-        }
-        let mut socket = Limited::new(1000);
-        assert_eq!(
-            outbox.flush(&mut socket, &mut Vec::new(), &[]).unwrap(),
-            Flushed::All
-        );
-        assert_eq!(socket.taken, (0..200u8).collect::<Vec<_>>());
-        assert!(socket.calls >= 4);
-    }
-
-    #[test]
-    fn contiguous_batch_ranges_merge_into_one_write() {
-        let batch = b"0123456789";
-        let mut outbox = Outbox::default();
-        outbox.push_chunk(Chunk::Batched { start: 2, end: 4 });
-        outbox.push_chunk(Chunk::Batched { start: 4, end: 7 });
-        assert_eq!(outbox.tail, BatchRange { start: 2, end: 7 }, "one range");
-        outbox.push_chunk(Chunk::Batched { start: 8, end: 9 });
-        assert_eq!(outbox.queue.len(), 1, "a gap starts a new range");
-        let mut socket = Limited::new(100);
-        let mut cork = b"!".to_vec();
-        assert_eq!(
-            outbox.flush(&mut socket, &mut cork, batch).unwrap(),
-            Flushed::All
-        );
-        assert_eq!(socket.taken, b"234568!");
-        assert_eq!(socket.calls, 1);
-    }
-
-    #[test]
-    fn settled_ranges_outlive_the_turn() {
-        let mut outbox = Outbox::default();
-        outbox.push(Bytes::from_static(b"<"));
-        outbox.push_chunk(Chunk::Batched { start: 1, end: 5 });
-        let mut socket = Limited::new(3);
-        let batch = b"abcdefg";
-        assert_eq!(
-            outbox.flush(&mut socket, &mut Vec::new(), batch).unwrap(),
-            Flushed::Blocked
-        );
-        assert_eq!(socket.taken, b"<bc");
-        // The turn ends: what is left refers to the sealed batch, not to offsets.
-        outbox.settle(&Bytes::from_static(batch));
-        socket.budget = 100;
-        assert_eq!(
-            outbox
-                .flush(&mut socket, &mut Vec::new(), b"another turn")
-                .unwrap(),
-            Flushed::All
-        );
-        assert_eq!(socket.taken, b"<bcde");
-        assert!(outbox.is_empty());
-    }
-
-    #[test]
-    fn a_long_queue_goes_out_before_the_tail_and_the_cork() {
-        let mut outbox = Outbox::default();
-        for i in 0..(MAX_IOVECS as u8 + 8) {
-            outbox.push(Bytes::from(vec![b'a' + i % 26]));
-        }
-        outbox.push_chunk(Chunk::Batched { start: 0, end: 2 });
-        let mut cork = b"!".to_vec();
-        let mut socket = Limited::new(1000);
-        assert_eq!(
-            outbox.flush(&mut socket, &mut cork, b"XY").unwrap(),
-            Flushed::All
-        );
-        let mut expected: Vec<u8> = (0..(MAX_IOVECS as u8 + 8)).map(|i| b'a' + i % 26).collect();
-        expected.extend_from_slice(b"XY!");
-        assert_eq!(socket.taken, expected);
-    }
-}
+mod tests;

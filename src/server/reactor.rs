@@ -13,6 +13,7 @@ use slab::Slab;
 
 use crate::handler::Service;
 use crate::protocol::handshake::Refusal;
+use crate::server::batch::BatchRange;
 use crate::server::config::ServerConfig;
 use crate::server::conn::Connection;
 use crate::server::conn_api::{ConnCore, ConnId};
@@ -35,6 +36,7 @@ macro_rules! env {
     };
 }
 
+mod containment;
 mod delivery;
 
 /// The listening socket's token.
@@ -68,14 +70,12 @@ pub(crate) struct Reactor<S: Service> {
     shared: Arc<Shared>,
     /// Connections with queued bytes to write at the end of the turn.
     dirty: Vec<usize>,
-    /// Scratch list of flushed connections with bytes left (to settle).
-    unsettled: Vec<usize>,
     /// Publishes to hand to the other reactors at the end of the turn.
     outgoing: Vec<Publish>,
     /// Scratch list of subscriber keys.
     targets: Vec<usize>,
     /// Scratch list of frame ranges in the turn batch.
-    frames: Vec<(u32, u32)>,
+    frames: Vec<BatchRange>,
     next_id: u64,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<timer::Tick>,
@@ -114,7 +114,6 @@ impl<S: Service> Reactor<S> {
             config,
             shared,
             dirty: Vec::new(),
-            unsettled: Vec::new(),
             outgoing: Vec::new(),
             targets: Vec::new(),
             frames: Vec::new(),
@@ -125,7 +124,11 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Runs until a graceful shutdown completes.
-    pub fn run(mut self) {
+    ///
+    /// # Errors
+    ///
+    /// The event source's error, if polling fails.
+    fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -141,17 +144,18 @@ impl<S: Service> Reactor<S> {
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
-                return;
+                return Err(e);
             }
             self.turn.now = self.wheel.tick_of(Instant::now());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
-                    WAKER => self.drain_inbox(),
+                    WAKER => self.contained(None, Self::drain_inbox),
                     Token(key) => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.serve(key, readable, event.is_writable());
+                        let writable = event.is_writable();
+                        self.contained(Some(key), |r| r.serve(key, readable, writable));
                     }
                 }
             }
@@ -163,7 +167,7 @@ impl<S: Service> Reactor<S> {
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || Instant::now() >= deadline)
             {
-                return;
+                return Ok(());
             }
         }
     }
@@ -231,7 +235,7 @@ impl<S: Service> Reactor<S> {
             write_shut: false,
             counted: !over_capacity,
         });
-        self.after_io(key);
+        self.contained(Some(key), |r| r.after_io(key));
     }
 
     /// Handles readiness of connection `key`.
@@ -295,11 +299,12 @@ impl<S: Service> Reactor<S> {
             }
             let had_queue = !entry.conn.core.outbox.is_empty();
             let turn = &mut self.turn;
-            match entry.conn.core.outbox.flush(
-                &mut entry.socket,
-                &mut turn.cork,
-                turn.batch.bytes(),
-            ) {
+            match entry
+                .conn
+                .core
+                .outbox
+                .flush(&mut entry.socket, &mut turn.cork, &turn.batch)
+            {
                 Ok(Flushed::All) => {
                     if !had_queue && !entry.conn.core.needs_drain {
                         return;
@@ -384,6 +389,8 @@ impl<S: Service> Reactor<S> {
     /// Commands from other threads: publishes and shutdown.
     fn drain_inbox(&mut self) {
         let (publishes, shutdown) = self.shared.remotes[self.index].take();
+        #[cfg(test)]
+        crate::server::testing::on_inbox(&publishes);
         self.deliver_local(&publishes);
         if shutdown && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
@@ -397,46 +404,59 @@ impl<S: Service> Reactor<S> {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            let mut env = env!(self);
-            if let Some(entry) = self.conns.get_mut(key) {
-                entry.conn.shut_down(&mut env);
-            }
-            self.after_io(key);
+            self.contained(Some(key), |r| {
+                let mut env = env!(r);
+                if let Some(entry) = r.conns.get_mut(key) {
+                    entry.conn.shut_down(&mut env);
+                }
+                r.after_io(key);
+            });
         }
     }
 
     /// Writes every connection that got broadcast frames this turn (all of them in one
-    /// write: usually one range of the turn batch), then ends the turn batch: what the
-    /// sockets did not take becomes slices of the sealed batch.
+    /// write: usually one range of the turn batch), then seals the turn batch: whatever
+    /// the sockets did not take becomes slices of the sealed batch (see `batch.rs`).
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        let mut unsettled = std::mem::take(&mut self.unsettled);
         for &key in &dirty {
             if let Some(entry) = self.conns.get_mut(key) {
                 entry.conn.core.dirty = false;
-                self.after_io(key);
-                if let Some(entry) = self.conns.get_mut(key)
-                    && !entry.conn.core.outbox.is_empty()
-                {
-                    unsettled.push(key);
-                }
+                self.contained(Some(key), |r| r.after_io(key));
             }
         }
-        if !self.turn.batch.is_empty() {
-            // Connections delivered to while flushing (they are in `self.dirty` again,
-            // for the next turn) hold ranges of this batch too.
-            let sealed = self.turn.batch.seal();
-            for &key in unsettled.iter().chain(&self.dirty) {
-                if let Some(entry) = self.conns.get_mut(key) {
-                    entry.conn.core.outbox.settle(&sealed);
-                }
+        // Connections delivered to while flushing are in `self.dirty` again, for the
+        // next turn; the seal settles them with every other holder.
+        let conns = &mut self.conns;
+        self.turn.batch.seal(|key, sealed| {
+            if let Some(entry) = conns.get_mut(key) {
+                entry.conn.core.settle(sealed);
             }
-        }
-        unsettled.clear();
-        self.unsettled = unsettled;
+        });
+        debug_assert!(
+            self.conns
+                .iter()
+                .all(|(_, entry)| !entry.conn.core.outbox.holds_batch()),
+            "a connection kept a range of the sealed turn batch"
+        );
         dirty.clear();
         if self.dirty.is_empty() {
             self.dirty = dirty;
+        }
+    }
+
+    /// Connection `key`'s timer is due.
+    fn fire_timer(&mut self, key: usize) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut env = env!(self);
+        entry.conn.on_timer(&mut env);
+        self.after_io(key);
+        // A connection whose timer fires has been quiet (or is closing): give back
+        // the outbox allocation kept for busy subscribers.
+        if let Some(entry) = self.conns.get_mut(key) {
+            entry.conn.core.outbox.release();
         }
     }
 
@@ -465,14 +485,7 @@ impl<S: Service> Reactor<S> {
                 continue;
             }
             conn_entry.conn.core.timer_due = 0;
-            let mut env = env!(self);
-            conn_entry.conn.on_timer(&mut env);
-            self.after_io(entry.key);
-            // A connection whose timer fires has been quiet (or is closing): give back
-            // the outbox allocation kept for busy subscribers.
-            if let Some(conn_entry) = self.conns.get_mut(entry.key) {
-                conn_entry.conn.core.outbox.release();
-            }
+            self.contained(Some(entry.key), |r| r.fire_timer(entry.key));
         }
         self.fired = fired;
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
+use crate::server::failure::ReactorFailure;
 use crate::server::pubsub::{Publish, TopicCounts};
 use crate::server::stats::Stats;
 
@@ -14,6 +15,8 @@ use crate::server::stats::Stats;
 struct Inbox {
     publishes: Vec<Publish>,
     shutdown: bool,
+    /// The reactor is gone (it failed): nothing more is queued for it.
+    closed: bool,
 }
 
 /// A reactor as other threads see it: an inbox and a waker.
@@ -40,6 +43,9 @@ impl Remote {
     /// wake-up is already on its way), so one wake-up carries a whole batch.
     pub fn send_publishes(&self, publishes: impl Iterator<Item = Publish>) {
         let mut inbox = self.lock();
+        if inbox.closed {
+            return;
+        }
         let was_empty = inbox.publishes.is_empty() && !inbox.shutdown;
         inbox.publishes.extend(publishes);
         drop(inbox);
@@ -52,6 +58,14 @@ impl Remote {
     pub fn send_shutdown(&self) {
         self.lock().shutdown = true;
         let _ = self.waker.wake();
+    }
+
+    /// Marks the reactor gone: what is queued is dropped and nothing more is queued, so
+    /// a failed reactor's inbox does not grow for ever.
+    pub fn close(&self) {
+        let mut inbox = self.lock();
+        inbox.closed = true;
+        inbox.publishes = Vec::new();
     }
 
     /// Takes everything queued: the publishes, and whether shutdown was asked.
@@ -68,4 +82,24 @@ pub(crate) struct Shared {
     pub stats: Arc<Stats>,
     pub topic_counts: TopicCounts,
     pub remotes: Vec<Remote>,
+    /// Reactors that stopped before a shutdown asked them to.
+    pub failures: Mutex<Vec<ReactorFailure>>,
+}
+
+impl Shared {
+    /// Records a reactor's failure (see [`ReactorFailure`]).
+    pub fn report_failure(&self, failure: ReactorFailure) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(failure);
+    }
+
+    /// The reactors' failures so far.
+    pub fn failures(&self) -> Vec<ReactorFailure> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }

@@ -20,6 +20,7 @@ pub(crate) struct Stats {
     pub dropped_messages: AtomicU64,
     pub idle_timeouts: AtomicU64,
     pub handler_panics: AtomicU64,
+    pub internal_errors: AtomicU64,
 }
 
 /// A snapshot of the server's counters.
@@ -33,7 +34,9 @@ pub struct StatsSnapshot {
     pub refused_over_capacity: u64,
     /// Connections dropped because the request head did not arrive in time.
     pub handshake_timeouts: u64,
-    /// Upgrade requests refused (malformed, wrong version, refused by the service).
+    /// Requests refused with an HTTP error: malformed or over-limit heads, bad upgrades
+    /// (wrong version, a body, ...), upgrades the service refused, and plain HTTP
+    /// requests with a body (413). Not counted in `http_requests`.
     pub handshake_refusals: u64,
     /// Plain HTTP requests answered.
     pub http_requests: u64,
@@ -47,6 +50,10 @@ pub struct StatsSnapshot {
     pub idle_timeouts: u64,
     /// Handler callbacks that panicked (each closed its connection with 1011).
     pub handler_panics: u64,
+    /// Connections closed (1011 where a close frame could still be written) because the
+    /// server's own code panicked while serving them: a bug in wavecore, contained to
+    /// the one connection and logged at `error` with the panic message.
+    pub internal_errors: u64,
 }
 
 impl Stats {
@@ -70,6 +77,7 @@ impl Stats {
             dropped_messages: get(&self.dropped_messages),
             idle_timeouts: get(&self.idle_timeouts),
             handler_panics: get(&self.handler_panics),
+            internal_errors: get(&self.internal_errors),
         }
     }
 }

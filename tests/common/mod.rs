@@ -57,23 +57,56 @@ impl TestServer {
         self.join()
     }
 
-    /// Waits (bounded) for `Server::join` without asking for a shutdown first.
+    /// Waits (bounded) for `Server::join` without asking for a shutdown first; returns
+    /// whether it returned. A reactor failure it reports fails the test.
     pub fn join(&mut self) -> bool {
         let Some(server) = self.server.take() else {
             return true;
         };
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
-            server.join();
-            let _ = tx.send(());
+            let _ = tx.send(server.join());
         });
-        rx.recv_timeout(JOIN_TIMEOUT).is_ok()
+        match rx.recv_timeout(JOIN_TIMEOUT) {
+            Ok(outcome) => {
+                if let Err(failure) = outcome {
+                    fail_unless_unwinding(&format!("{failure}"));
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Fails the test if the server's own code panicked while serving a connection
+    /// (contained to that connection, but a bug all the same) or a reactor failed.
+    pub fn check_health(&self) {
+        let internal = self.handle.stats().internal_errors;
+        if internal > 0 {
+            fail_unless_unwinding(&format!(
+                "{internal} connection(s) closed by a panic in wavecore's own code"
+            ));
+        }
+        if let Some(failure) = self.handle.failures().first() {
+            fail_unless_unwinding(&format!("{failure}"));
+        }
+    }
+}
+
+/// Panics with `message`, unless the thread is already unwinding from a failed
+/// assertion (a second panic would abort the test binary and hide the first).
+fn fail_unless_unwinding(message: &str) {
+    if !thread::panicking() {
+        panic!("{message}");
     }
 }
 
 impl Drop for TestServer {
+    /// Shuts down and joins; a reactor panic or a contained internal error during the
+    /// test fails it here, even if it happened after the test's last read (libtest
+    /// would otherwise hide the reactor thread's panic message in a passing test).
     fn drop(&mut self) {
-        // Never panic here: a failing test is already unwinding.
+        self.check_health();
         let _ = self.shutdown_and_join();
     }
 }
@@ -246,7 +279,13 @@ pub fn http_exchange(addr: SocketAddr, request: &str) -> HttpReply {
         .unwrap();
     reply.body = vec![0; len];
     stream.read_exact(&mut reply.body).expect("body");
-    assert_eq!(reply.header("Connection"), Some("close"));
+    let connection = reply.header("Connection").unwrap_or_default();
+    assert!(
+        connection
+            .split(',')
+            .any(|option| option.trim().eq_ignore_ascii_case("close")),
+        "Connection: {connection:?} lists close"
+    );
     assert!(read_to_end_or_reset(&mut stream), "server closes after it");
     reply
 }

@@ -8,8 +8,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::accept::{ACCEPT_KEY_LEN, accept_key_bytes};
+use super::body::{RequestBody, request_body};
 use super::refusal::Refusal;
 use super::request::RequestHead;
+use super::target::TargetForm;
 use super::tokens::has_token;
 
 /// Length of a valid `Sec-WebSocket-Key`: base64 of 16 bytes.
@@ -91,23 +93,40 @@ pub enum RequestKind {
 
 /// Classifies a request head.
 ///
+/// First, for every request, the body framing is read ([`request_body`]): an
+/// invalid or duplicated `Content-Length`, or one together with
+/// `Transfer-Encoding`, is `400`.
+///
 /// A request whose `Upgrade` list holds `websocket` (any case) is an upgrade,
 /// and must then, checked in this order: use `GET` (else `405` with
-/// `Allow: GET`); be HTTP/1.1 or later (`400`); carry exactly one `Host`
-/// (`400`); list `upgrade` in `Connection` (`400`); carry exactly one
-/// `Sec-WebSocket-Key` that is base64 of 16 bytes (`400`); and carry
-/// `Sec-WebSocket-Version: 13` (else `426` with `Sec-WebSocket-Version: 13`).
+/// `Allow: GET`); be HTTP/1.1 or later (`400`); have an origin-form or
+/// absolute-form target (`400` for asterisk-form and authority-form, RFC 9112
+/// section 3.2); have no body (`400` for `Content-Length` above 0 or any
+/// `Transfer-Encoding`, so body bytes are never read as frames); carry exactly
+/// one `Host` (`400`; with an absolute-form target its value gives way to the
+/// target's authority, see [`RequestHead::authority`]); list `upgrade` in
+/// `Connection` (`400`); carry exactly one `Sec-WebSocket-Key` that is base64
+/// of 16 bytes (`400`); and carry `Sec-WebSocket-Version: 13` (else `426`, RFC
+/// 6455 section 4.4).
 ///
 /// A `GET` that is not an upgrade but carries `Sec-WebSocket-Key` or
 /// `Sec-WebSocket-Version`, or lists `upgrade` in `Connection` with no `Upgrade`
-/// field at all, is a broken upgrade: `426` with `Upgrade: websocket` and
-/// `Sec-WebSocket-Version: 13`. An upgrade to another protocol (`Upgrade: h2c`)
-/// is plain HTTP, which may ignore it (RFC 9110 section 7.8). Everything else is
-/// [`RequestKind::Http`].
+/// field at all, is a broken upgrade: `426`. Every `426` carries
+/// `Upgrade: websocket` (RFC 9110 section 15.5.22), `Connection: upgrade, close`
+/// and `Sec-WebSocket-Version: 13`.
+///
+/// An upgrade to another protocol (`Upgrade: h2c`) is plain HTTP, which may
+/// ignore it (RFC 9110 section 7.8). A plain request with a body
+/// (`Content-Length` above 0 or any `Transfer-Encoding`) is `413`: the HTTP hook
+/// sees heads only, so bodies are refused rather than silently dropped. A plain
+/// request with an asterisk-form target that is not `OPTIONS`, or an
+/// authority-form target that is not `CONNECT`, is `400` (RFC 9112 sections
+/// 3.2.3 and 3.2.4). Everything else is [`RequestKind::Http`].
 pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
+    let body = request_body(head)?;
     let fields = Fields::gather(head);
     if !fields.upgrade_websocket {
-        return classify_plain(head, &fields);
+        return classify_plain(head, &fields, body);
     }
     if head.method() != "GET" {
         return Err(Refusal::method_not_allowed(
@@ -116,6 +135,19 @@ pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
     }
     if head.version_minor() < 1 {
         return Err(Refusal::bad_request("WebSocket upgrade requires HTTP/1.1"));
+    }
+    if !matches!(
+        head.target_form(),
+        TargetForm::Origin | TargetForm::Absolute
+    ) {
+        return Err(Refusal::bad_request(
+            "WebSocket upgrade requires an origin-form or absolute-form target",
+        ));
+    }
+    if body != RequestBody::Empty {
+        return Err(Refusal::bad_request(
+            "WebSocket upgrade must not have a body",
+        ));
     }
     match fields.hosts {
         0 => return Err(Refusal::bad_request("missing Host")),
@@ -143,16 +175,32 @@ pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
 }
 
 /// The non-upgrade half of [`classify`].
-fn classify_plain(head: &RequestHead, fields: &Fields<'_>) -> Result<RequestKind, Refusal> {
+fn classify_plain(
+    head: &RequestHead,
+    fields: &Fields<'_>,
+    body: RequestBody,
+) -> Result<RequestKind, Refusal> {
     let broken_upgrade = head.method() == "GET"
         && (fields.key.is_some()
             || fields.version.is_some()
             || (fields.connection_upgrade && !fields.upgrade));
     if broken_upgrade {
-        return Err(Refusal::upgrade_required("expected a WebSocket upgrade")
-            .with_header("Upgrade", "websocket"));
+        return Err(Refusal::upgrade_required("expected a WebSocket upgrade"));
     }
-    Ok(RequestKind::Http)
+    if body != RequestBody::Empty {
+        return Err(Refusal::content_too_large(
+            "request bodies are not accepted",
+        ));
+    }
+    match (head.target_form(), head.method()) {
+        (TargetForm::Asterisk, method) if method != "OPTIONS" => Err(Refusal::bad_request(
+            "asterisk-form target is only for OPTIONS",
+        )),
+        (TargetForm::Authority, method) if method != "CONNECT" => Err(Refusal::bad_request(
+            "authority-form target is only for CONNECT",
+        )),
+        _ => Ok(RequestKind::Http),
+    }
 }
 
 /// What [`classify`] needs from the header fields, gathered in one pass.
@@ -329,6 +377,8 @@ mod tests {
         for headers in [
             upgrade_with("Sec-WebSocket-Version", &[]),
             upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: 8"]),
+            upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: 14"]),
+            upgrade_with("Sec-WebSocket-Version", &["Sec-WebSocket-Version: abc"]),
         ] {
             let r = refusal("GET / HTTP/1.1", &headers);
             assert_eq!(r.status, 426);
@@ -336,6 +386,7 @@ mod tests {
                 r.headers
                     .contains(&("Sec-WebSocket-Version", "13".to_owned()))
             );
+            assert!(r.headers.contains(&("Upgrade", "websocket".to_owned())));
         }
     }
 
@@ -376,6 +427,92 @@ mod tests {
                 Ok(RequestKind::Http),
                 "{line} {headers:?}"
             );
+        }
+    }
+
+    #[test]
+    fn absolute_form_upgrade_is_accepted() {
+        for line in [
+            "GET ws://example.com:9001/chat?room=a HTTP/1.1",
+            "GET WSS://example.com:9001/chat?room=a HTTP/1.1",
+            "GET http://example.com:9001/chat?room=a HTTP/1.1",
+            "GET HTTPS://example.com:9001/chat?room=a HTTP/1.1",
+        ] {
+            let h = head(line, &upgrade_with("", &[]));
+            assert!(
+                matches!(classify(&h), Ok(RequestKind::WebSocket { .. })),
+                "{line}"
+            );
+            assert_eq!(h.path(), "/chat");
+            assert_eq!(h.query(), Some("room=a"));
+            // The Host field (example.com) gives way to the target's authority.
+            assert_eq!(h.authority(), Some("example.com:9001"));
+        }
+    }
+
+    #[test]
+    fn other_target_forms_on_an_upgrade_are_400() {
+        for line in ["GET * HTTP/1.1", "GET example.com:9001 HTTP/1.1"] {
+            let r = refusal(line, &upgrade_with("", &[]));
+            assert_eq!(r.status, 400, "{line}");
+            assert!(r.reason.contains("origin-form or absolute-form"), "{r}");
+        }
+    }
+
+    #[test]
+    fn asterisk_and_authority_forms_only_with_their_methods() {
+        let plain = ["Host: a"];
+        assert_eq!(
+            classify(&head("OPTIONS * HTTP/1.1", &plain)),
+            Ok(RequestKind::Http)
+        );
+        assert_eq!(
+            classify(&head("CONNECT a:443 HTTP/1.1", &plain)),
+            Ok(RequestKind::Http)
+        );
+        let r = refusal("GET * HTTP/1.1", &plain);
+        assert_eq!(
+            (r.status, &*r.reason),
+            (400, "asterisk-form target is only for OPTIONS")
+        );
+        let r = refusal("GET a:443 HTTP/1.1", &plain);
+        assert_eq!(
+            (r.status, &*r.reason),
+            (400, "authority-form target is only for CONNECT")
+        );
+    }
+
+    #[test]
+    fn an_upgrade_with_a_body_is_400() {
+        for body in ["Content-Length: 14", "Transfer-Encoding: chunked"] {
+            let r = refusal("GET / HTTP/1.1", &upgrade_with("", &[body]));
+            assert_eq!(
+                (r.status, &*r.reason),
+                (400, "WebSocket upgrade must not have a body"),
+                "{body}"
+            );
+        }
+        let h = head("GET / HTTP/1.1", &upgrade_with("", &["Content-Length: 0"]));
+        assert!(matches!(classify(&h), Ok(RequestKind::WebSocket { .. })));
+    }
+
+    #[test]
+    fn a_plain_request_with_a_body_is_413() {
+        for body in ["Content-Length: 1", "Transfer-Encoding: chunked"] {
+            let r = refusal("POST /api HTTP/1.1", &["Host: a", body]);
+            assert_eq!(r.status, 413, "{body}");
+        }
+        let h = head("POST /api HTTP/1.1", &["Host: a", "Content-Length: 0"]);
+        assert_eq!(classify(&h), Ok(RequestKind::Http));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_400_for_every_request() {
+        for line in ["GET / HTTP/1.1", "POST / HTTP/1.1"] {
+            let r = refusal(line, &upgrade_with("", &["Content-Length: 1, 1"]));
+            assert_eq!((r.status, &*r.reason), (400, "invalid Content-Length"));
+            let r = refusal(line, &["Host: a", "Content-Length: 1", "Content-Length: 1"]);
+            assert_eq!((r.status, &*r.reason), (400, "duplicate Content-Length"));
         }
     }
 

@@ -57,6 +57,7 @@
 //! ```
 
 mod accept;
+mod body;
 mod classify;
 mod client;
 mod limits;
@@ -66,16 +67,20 @@ mod request;
 mod response;
 mod response_reader;
 mod scan;
+mod target;
 mod tokens;
 
 pub use accept::{
     ACCEPT_KEY_LEN, WEBSOCKET_GUID, accept_key, accept_key_bytes, write_accept_response,
 };
+pub use body::{RequestBody, request_body};
 pub use classify::{RequestKind, WebSocketKey, classify};
 pub use client::{ClientHandshake, HandshakeError};
 pub use limits::HandshakeLimits;
 pub use reader::HeadReader;
 pub use refusal::Refusal;
 pub use request::RequestHead;
+pub(crate) use response::{closing_fields, is_upgrade_field};
 pub use response::{reason_phrase, write_http_response};
 pub use response_reader::ResponseReader;
+pub use target::TargetForm;

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use super::limits::HandshakeLimits;
 use super::refusal::Refusal;
+use super::target::{TargetForm, split_target};
 use super::tokens::str_items;
 
 /// Header slots kept on the stack while parsing; more need a heap buffer.
@@ -21,6 +22,20 @@ impl Span {
     fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
+
+    /// The span of `range`, a range of the part of the head that starts at `self`.
+    fn within(self, range: Range<usize>) -> Self {
+        // Ranges of a part lie inside it, and the head's length fits in u32.
+        let at = |i: usize| self.start + u32::try_from(i).unwrap_or(0);
+        Self {
+            start: at(range.start),
+            end: at(range.end),
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.start >= self.end
+    }
 }
 
 /// Where each part of a head lies in its bytes: the result of parsing, before
@@ -29,7 +44,10 @@ impl Span {
 pub(crate) struct Layout {
     method: Span,
     target: Span,
-    path_end: u32,
+    form: TargetForm,
+    authority: Option<Span>,
+    path: Span,
+    query: Option<Span>,
     version_minor: u8,
     headers: Vec<(Span, Span)>,
 }
@@ -49,7 +67,8 @@ impl RequestHead {
     /// Parses one complete head, `bytes` ending with its blank line.
     ///
     /// Over-long heads and too many header fields give `431`; anything
-    /// httparse rejects, or a head that does not end where `bytes` does, `400`.
+    /// httparse rejects, a head that does not end where `bytes` does, or a
+    /// request target that fits none of the forms of RFC 9112 section 3.2, `400`.
     pub(crate) fn parse(bytes: &[u8], limits: &HandshakeLimits) -> Result<Layout, Refusal> {
         if bytes.len() > limits.max_header_bytes || u32::try_from(bytes.len()).is_err() {
             return Err(Refusal::too_large("request head too large"));
@@ -88,29 +107,48 @@ impl RequestHead {
         self.text(self.layout.method)
     }
 
-    /// The request target as sent: path and, if any, `?` and query.
+    /// The request target exactly as sent: `/chat?room=a`, or in absolute-form
+    /// `ws://example.com/chat?room=a`.
     pub fn target(&self) -> &str {
         self.text(self.layout.target)
     }
 
-    /// The path part of the target, without the query.
+    /// The form of the request target (RFC 9112 section 3.2).
+    pub fn target_form(&self) -> TargetForm {
+        self.layout.form
+    }
+
+    /// The path of the target, without the query, whatever its form: `/chat` for
+    /// both `/chat?room=a` and `ws://example.com/chat?room=a`. An absolute-form
+    /// target with an empty path (`ws://example.com`) gives `/` (RFC 9112 section
+    /// 3.2.2); asterisk-form gives `*`, authority-form `""`.
     pub fn path(&self) -> &str {
-        let target = self.layout.target;
-        self.text(Span {
-            start: target.start,
-            end: self.layout.path_end,
-        })
+        let path = self.layout.path;
+        if path.is_empty() && self.layout.form == TargetForm::Absolute {
+            return "/";
+        }
+        self.text(path)
     }
 
     /// The query after the first `?` of the target, if there is a `?`.
     pub fn query(&self) -> Option<&str> {
-        let target = self.layout.target;
-        (self.layout.path_end < target.end).then(|| {
-            self.text(Span {
-                start: self.layout.path_end + 1,
-                end: target.end,
-            })
-        })
+        self.layout.query.map(|span| self.text(span))
+    }
+
+    /// The authority the request is for (RFC 9110 section 7.2), `host[:port]`.
+    ///
+    /// For an absolute-form or authority-form target this is the target's
+    /// authority, and the `Host` field is ignored, as RFC 9112 section 3.2.2
+    /// requires of a server (the field must still be present, once, on a
+    /// WebSocket upgrade; [`classify`](super::classify()) checks that). For an
+    /// origin-form or asterisk-form target it is the value of the first `Host`
+    /// field, if any and UTF-8. Not checked against this server's own names or
+    /// addresses.
+    pub fn authority(&self) -> Option<&str> {
+        match self.layout.authority {
+            Some(span) => Some(self.text(span)),
+            None => self.header_str("host"),
+        }
     }
 
     /// The minor HTTP version: 1 for `HTTP/1.1`, 0 for `HTTP/1.0`.
@@ -218,10 +256,9 @@ fn parse_into<'b>(
         }
     };
     let method = span(request.method.unwrap_or_default().as_bytes());
-    let target_text = request.path.unwrap_or_default();
-    let target = span(target_text.as_bytes());
-    let path_len = target_text.find('?').unwrap_or(target_text.len());
-    let path_end = target.start + u32::try_from(path_len).unwrap_or(0);
+    let target_bytes = request.path.unwrap_or_default().as_bytes();
+    let target = span(target_bytes);
+    let parts = split_target(target_bytes)?;
     let headers = request
         .headers
         .iter()
@@ -230,7 +267,10 @@ fn parse_into<'b>(
     Ok(Layout {
         method,
         target,
-        path_end,
+        form: parts.form,
+        authority: parts.authority.map(|range| target.within(range)),
+        path: target.within(parts.path),
+        query: parts.query.map(|range| target.within(range)),
         version_minor: request.version.unwrap_or(0),
         headers,
     })
@@ -269,6 +309,49 @@ mod tests {
         assert_eq!((h.method(), h.path(), h.query()), ("POST", "/a", None));
         assert_eq!(h.version_minor(), 0);
         assert_eq!(head("GET /? HTTP/1.1\r\n\r\n").query(), Some(""));
+    }
+
+    #[test]
+    fn absolute_form_gives_path_query_and_authority() {
+        let h = head("GET ws://example.com:9001/chat?room=a HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert_eq!(h.target(), "ws://example.com:9001/chat?room=a");
+        assert_eq!(h.target_form(), TargetForm::Absolute);
+        assert_eq!((h.path(), h.query()), ("/chat", Some("room=a")));
+        assert_eq!(h.authority(), Some("example.com:9001"));
+        let h = head("GET wss://example.com HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/", None));
+        assert_eq!(h.authority(), Some("example.com"));
+        let h = head("GET HTTP://example.com?x HTTP/1.1\r\n\r\n");
+        assert_eq!((h.path(), h.query()), ("/", Some("x")));
+    }
+
+    #[test]
+    fn other_forms_and_host() {
+        let h = head("GET /a HTTP/1.1\r\nHost: example.com:80\r\n\r\n");
+        assert_eq!(h.target_form(), TargetForm::Origin);
+        assert_eq!(h.authority(), Some("example.com:80"));
+        assert_eq!(head("GET /a HTTP/1.0\r\n\r\n").authority(), None);
+        let h = head("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            (h.target_form(), h.path(), h.authority()),
+            (TargetForm::Asterisk, "*", Some("a"))
+        );
+        let h = head("CONNECT b:443 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            (h.target_form(), h.path(), h.authority()),
+            (TargetForm::Authority, "", Some("b:443"))
+        );
+    }
+
+    #[test]
+    fn targets_fitting_no_form_are_400() {
+        let limits = HandshakeLimits::default();
+        for bad in ["ftp://a/", "ws:/chat", "ws://u@a/", "chat", "/a#b"] {
+            let text = format!("GET {bad} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let err = RequestHead::from_bytes(text.as_bytes(), &limits).unwrap_err();
+            assert_eq!(err.status, 400, "{bad}");
+            assert!(err.reason.starts_with("invalid request target"), "{err}");
+        }
     }
 
     #[test]

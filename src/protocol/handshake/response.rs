@@ -61,6 +61,27 @@ pub fn write_http_response(out: &mut Vec<u8>, status: u16, headers: &[(&str, &st
     out.extend_from_slice(body);
 }
 
+/// The fields that end a connection after a response with `status` whose other
+/// fields hold `Upgrade` or not: `Connection: close`, or `Connection: upgrade, close`
+/// when there is an `Upgrade` (RFC 9110 section 7.8: a sender of `Upgrade` must
+/// list `upgrade` in `Connection`). A `426 Upgrade Required` must carry `Upgrade`
+/// (RFC 9110 section 15.5.22); for one without, `Upgrade: websocket` comes first.
+pub(crate) fn closing_fields(
+    status: u16,
+    has_upgrade: bool,
+) -> &'static [(&'static str, &'static str)] {
+    match (status, has_upgrade) {
+        (426, false) => &[("Upgrade", "websocket"), ("Connection", "upgrade, close")],
+        (_, true) => &[("Connection", "upgrade, close")],
+        _ => &[("Connection", "close")],
+    }
+}
+
+/// Whether `name` is `Upgrade`, ASCII case-insensitively.
+pub(crate) fn is_upgrade_field(name: &str) -> bool {
+    name.eq_ignore_ascii_case("upgrade")
+}
+
 /// Appends `HTTP/1.1 <status> <reason>\r\n`.
 pub(crate) fn put_status_line(out: &mut Vec<u8>, status: u16) {
     let status = if (100..=999).contains(&status) {
@@ -140,6 +161,19 @@ mod tests {
         out.clear();
         put_status_line(&mut out, 7);
         assert_eq!(out, b"HTTP/1.1 500 Internal Server Error\r\n");
+    }
+
+    #[test]
+    fn closing_fields_name_upgrade_when_there_is_one() {
+        let close = ("Connection", "close");
+        let upgrade_close = ("Connection", "upgrade, close");
+        assert_eq!(closing_fields(404, false), [close]);
+        assert_eq!(closing_fields(400, true), [upgrade_close]);
+        assert_eq!(closing_fields(426, true), [upgrade_close]);
+        assert_eq!(
+            closing_fields(426, false),
+            [("Upgrade", "websocket"), upgrade_close]
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl Harness {
         self.conn
             .core
             .outbox
-            .flush(&mut sink, &mut cork, &[])
+            .flush(&mut sink, &mut cork, &self.turn.batch)
             .unwrap();
         sink.append(&mut out);
         sink

@@ -7,12 +7,21 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{ConnCore, ConnId};
+use crate::server::batch::{BatchRange, TurnBatch};
 use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::outbox::Delivery;
 use crate::server::stats::Stats;
 
 fn core() -> ConnCore {
     ConnCore::new(0, ConnId(1), SocketAddr::from((Ipv4Addr::LOCALHOST, 1)), 0)
+}
+
+/// Appends frames of `sizes` bytes to `batch`; returns their ranges.
+fn frames(batch: &mut TurnBatch, sizes: &[usize]) -> Vec<BatchRange> {
+    sizes
+        .iter()
+        .map(|&n| batch.append(&vec![b'x'; n]))
+        .collect()
 }
 
 fn config(limit: usize, policy: BackpressurePolicy) -> ServerConfig {
@@ -28,14 +37,18 @@ fn a_run_of_frames_under_the_limit_is_one_range() {
     let mut core = core();
     let stats = Stats::default();
     let config = config(100, BackpressurePolicy::Drop);
-    core.deliver(
-        Delivery::Batched(&[(0, 5), (5, 9), (9, 20)]),
-        &config,
-        &stats,
-    );
+    let mut batch = TurnBatch::default();
+    let run = frames(&mut batch, &[5, 4, 11]);
+    core.deliver(Delivery::batched(&run), &config, &stats);
     assert_eq!(core.outbox.len(), 20);
-    core.deliver(Delivery::Batched(&[(20, 30)]), &config, &stats);
+    assert!(!core.outbox.queue_in_use(), "one range, no queue entry");
+    let next = frames(&mut batch, &[10]);
+    core.deliver(Delivery::batched(&next), &config, &stats);
     assert_eq!(core.outbox.len(), 30);
+    assert!(
+        !core.outbox.queue_in_use(),
+        "the next run extends the range"
+    );
     assert_eq!(stats.dropped_messages.load(Ordering::Relaxed), 0);
 }
 
@@ -45,11 +58,9 @@ fn past_the_limit_each_message_is_judged_alone() {
     let stats = Stats::default();
     let config = config(10, BackpressurePolicy::Drop);
     // An empty queue takes the first message whatever its size, then the limit holds.
-    core.deliver(
-        Delivery::Batched(&[(0, 6), (6, 12), (12, 16)]),
-        &config,
-        &stats,
-    );
+    let mut batch = TurnBatch::default();
+    let run = frames(&mut batch, &[6, 6, 4]);
+    core.deliver(Delivery::batched(&run), &config, &stats);
     assert_eq!(
         core.outbox.len(),
         10,
@@ -71,11 +82,14 @@ fn the_close_policy_closes_once_and_queues_nothing_after() {
         &config,
         &stats,
     );
-    core.deliver(Delivery::Batched(&[(0, 4), (4, 8)]), &config, &stats);
+    let mut batch = TurnBatch::default();
+    let run = frames(&mut batch, &[4, 4]);
+    core.deliver(Delivery::batched(&run), &config, &stats);
     assert_eq!(stats.backpressure_closes.load(Ordering::Relaxed), 1);
     assert!(core.closing.is_some());
     let queued = core.outbox.len();
-    core.deliver(Delivery::Batched(&[(8, 9)]), &config, &stats);
+    let last = frames(&mut batch, &[1]);
+    core.deliver(Delivery::batched(&last), &config, &stats);
     assert_eq!(
         core.outbox.len(),
         queued,

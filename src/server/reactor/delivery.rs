@@ -6,7 +6,10 @@
 //! batch and each subscriber is visited once for the whole run, getting one range
 //! (see `batch.rs` and `outbox.rs`), instead of once per message.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use crate::handler::Service;
+use crate::server::batch::TurnBatch;
 use crate::server::outbox::Delivery;
 use crate::server::pubsub::Publish;
 use crate::server::reactor::Reactor;
@@ -15,20 +18,8 @@ impl<S: Service> Reactor<S> {
     /// Delivers `publishes`, in order, to this reactor's subscribers.
     pub(super) fn deliver_local(&mut self, publishes: &[Publish]) {
         let mut rest = publishes;
-        while let Some(first) = rest.first() {
-            let batched = self.turn.batch.takes(first.frame.len(), 0);
-            let mut run = 1;
-            if batched {
-                let mut pending = first.frame.len();
-                while let Some(next) = rest.get(run)
-                    && next.topic == first.topic
-                    && next.exclude == first.exclude
-                    && self.turn.batch.takes(next.frame.len(), pending)
-                {
-                    pending += next.frame.len();
-                    run += 1;
-                }
-            }
+        while !rest.is_empty() {
+            let (run, batched) = next_run(rest, &self.turn.batch);
             let (group, later) = rest.split_at(run);
             self.deliver_group(group, batched);
             rest = later;
@@ -51,24 +42,75 @@ impl<S: Service> Reactor<S> {
             for publish in group {
                 self.frames.push(self.turn.batch.append(&publish.frame));
             }
-            Delivery::Batched(&self.frames)
+            Delivery::batched(&self.frames)
         } else {
             debug_assert_eq!(group.len(), 1);
             Delivery::Shared(&first.frame)
         };
-        let mut env = env!(self);
-        for &key in &self.targets {
-            let Some(entry) = self.conns.get_mut(key) else {
-                continue;
+        // A panic while delivering to one subscriber fails that subscriber only: the
+        // loop resumes after it, so the others still get the message.
+        let mut next = 0;
+        let mut failed = Vec::new();
+        while next < self.targets.len() {
+            let mut at = next;
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let mut env = env!(self);
+                for (i, &key) in self.targets.iter().enumerate().skip(next) {
+                    at = i;
+                    let Some(entry) = self.conns.get_mut(key) else {
+                        continue;
+                    };
+                    if first.exclude.is_some_and(|id| id == entry.conn.core.id) {
+                        continue;
+                    }
+                    #[cfg(test)]
+                    group.iter().for_each(crate::server::testing::on_delivery);
+                    entry.conn.deliver(delivery, &mut env);
+                    if batched {
+                        // Whatever becomes of the connection, the seal must find its
+                        // ranges.
+                        env.turn.batch.hold(key, &mut entry.conn.core.batch_holder);
+                    }
+                    if !entry.conn.core.dirty {
+                        entry.conn.core.dirty = true;
+                        self.dirty.push(key);
+                    }
+                }
+            }));
+            let Err(panic) = outcome else {
+                break;
             };
-            if first.exclude.is_some_and(|id| id == entry.conn.core.id) {
-                continue;
-            }
-            entry.conn.deliver(delivery, &mut env);
-            if !entry.conn.core.dirty {
-                entry.conn.core.dirty = true;
-                self.dirty.push(key);
-            }
+            failed.push((self.targets[at], panic));
+            next = at + 1;
+        }
+        for (key, panic) in failed {
+            self.fail_internal(key, &*panic);
         }
     }
 }
+
+/// How many of `publishes` (at least one) go out in one pass over the subscribers, and
+/// whether through the turn `batch`: consecutive small frames to the same audience
+/// (topic and excluded connection) while the batch takes them, else one frame alone.
+pub(crate) fn next_run(publishes: &[Publish], batch: &TurnBatch) -> (usize, bool) {
+    let Some(first) = publishes.first() else {
+        return (0, false);
+    };
+    if !batch.takes(first.frame.len(), 0) {
+        return (1, false);
+    }
+    let mut pending = first.frame.len();
+    let mut run = 1;
+    while let Some(next) = publishes.get(run)
+        && next.topic == first.topic
+        && next.exclude == first.exclude
+        && batch.takes(next.frame.len(), pending)
+    {
+        pending += next.frame.len();
+        run += 1;
+    }
+    (run, true)
+}
+
+#[cfg(test)]
+mod tests;
