@@ -2,9 +2,10 @@
 //!
 //! A load generator for WebSocket servers (and plain TCP echo/fan-out servers): many
 //! connections per thread on one mio poll each, framing by wavecore's protocol module
-//! (client role, every frame masked), latency in HDR-style log-linear histograms ([`hist`]), every payload checked.
+//! (client role, every frame masked), latency in HdrHistogram histograms ([`hist`]),
+//! every payload checked.
 //!
-//! * [`Config`]: what to run, parsed from the command line by [`Config::parse`].
+//! * [`Config`]: what to run; [`Cli`] parses it from the command line.
 //! * [`run()`]: runs it and returns a [`Report`].
 //!
 //! Workloads: `echo` (numbered payloads, echoes checked for content and order),
@@ -12,18 +13,23 @@
 //! checks each publisher's order) and `connect` (idle connections, for memory).
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod hist;
 pub mod payload;
+pub mod plan;
 pub mod procfs;
+pub mod progress;
 pub mod report;
 pub mod role;
 pub mod run;
 pub mod shared;
+pub mod slots;
 pub mod tally;
 pub mod worker;
 
+pub use cli::Cli;
 pub use config::{Config, Mode};
 pub use report::Report;
 pub use run::run;

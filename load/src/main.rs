@@ -2,12 +2,17 @@
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser};
+use wavecore_load::Cli;
+
 fn main() -> ExitCode {
-    let cfg = match wavecore_load::Config::parse(std::env::args().skip(1)) {
+    // Usage errors and --help exit here (status 2 and 0).
+    let cfg = match Cli::parse().into_config() {
         Ok(cfg) => cfg,
         Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
+            Cli::command()
+                .error(clap::error::ErrorKind::ValueValidation, message)
+                .exit();
         }
     };
     match wavecore_load::run(&cfg) {

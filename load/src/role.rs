@@ -78,7 +78,7 @@ pub struct Unpublished {
 
 impl Ctx<'_> {
     /// Adds the counts gathered since the last call to the shared counters (which
-    /// publishers and the progress line read).
+    /// publishers and the progress display read).
     pub fn publish_counts(&mut self) {
         let counts = &mut *self.unpublished;
         if counts.received > 0 {

@@ -1,58 +1,58 @@
 //! A whole run: spread connections over threads, wait for them, open the window,
 //! measure the server, collect the tallies.
 
-use std::io::{IsTerminal, Write};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Mode};
+use crate::plan;
 use crate::procfs;
+use crate::progress::{Progress, Sample};
 use crate::report::Report;
-use crate::role::Role;
 use crate::shared::{Shared, Window};
+use crate::slots::Spec;
 use crate::tally::Tally;
-use crate::worker::{self, Spec};
+use crate::worker;
 
 /// Runs the workload `cfg` describes and reports on it.
 pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
-    let publishers = if cfg.mode == Mode::Broadcast {
-        cfg.publishers
-    } else {
-        0
-    };
-    let shared = Arc::new(Shared::new(publishers));
-    let progress = cfg.progress || std::io::stderr().is_terminal();
+    let shared = Arc::new(Shared::new(cfg.publishing()));
+    let progress = Progress::new(cfg.progress, cfg.connections + cfg.publishing());
     let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
+    let threads = spawn(&cfg, &shared, plan::per_thread(&cfg))?;
+    let setup = wait_ready(&cfg, &shared, &progress);
+    let window = open_window(&cfg, &shared);
+    progress.started(cfg.warmup, cfg.duration);
+    let end = measure(&cfg, &shared, window, &progress);
+    let tally = collect(threads);
+    Ok(Report {
+        cfg: (*cfg).clone(),
+        setup,
+        measured: if cfg.mode == Mode::Connect {
+            cfg.duration
+        } else {
+            end.measured
+        },
+        established: end.established,
+        tally,
+        server_cpu: end.server_cpu,
+        rss_before,
+        rss_after: end.rss_after,
+    })
+}
 
-    let mut per_thread: Vec<Vec<Spec>> = (0..cfg.threads).map(|_| Vec::new()).collect();
-    for index in 0..cfg.connections {
-        let role = match cfg.mode {
-            Mode::Echo => Role::Echo {
-                id: index as u32,
-                next_send: 0,
-                next_recv: 0,
-                sent_at: Default::default(),
-            },
-            Mode::Broadcast => Role::Subscriber {
-                next: vec![0; publishers],
-            },
-            Mode::Connect => Role::Idle,
-        };
-        per_thread[index % cfg.threads].push(Spec { index, role });
-    }
-    for p in 0..publishers {
-        let role = Role::Publisher {
-            index: p as u32,
-            seq: 0,
-            due: None,
-        };
-        let index = cfg.connections + p;
-        per_thread[p % cfg.threads].push(Spec { index, role });
-    }
-    let threads: Vec<_> = per_thread
+/// Starts one load thread per list of connections.
+fn spawn(
+    cfg: &Arc<Config>,
+    shared: &Arc<Shared>,
+    per_thread: Vec<Vec<Spec>>,
+) -> Result<Vec<JoinHandle<Tally>>, String> {
+    per_thread
         .into_iter()
         .enumerate()
         .map(|(i, specs)| {
@@ -62,19 +62,27 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
                 .spawn(move || worker::run(&cfg, &shared, specs))
                 .map_err(|e| format!("spawn: {e}"))
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
 
-    // Wait for every connection to open (or fail).
+/// Waits for every connection to open (or fail), or aborts the run when that takes
+/// too long; returns how long it took.
+fn wait_ready(cfg: &Config, shared: &Shared, progress: &Progress) -> Duration {
     let setup_start = Instant::now();
     let setup_limit = Duration::from_secs(30 + (cfg.connections / 1000) as u64);
     while shared.ready.load(Ordering::SeqCst) < cfg.threads {
+        progress.connecting(shared.established.load(Ordering::Relaxed));
         if setup_start.elapsed() > setup_limit {
             shared.abort.store(true, Ordering::SeqCst);
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let setup = setup_start.elapsed();
+    setup_start.elapsed()
+}
+
+/// Starts the workload now: the window opens after the warm-up.
+fn open_window(cfg: &Config, shared: &Shared) -> Window {
     let go = Instant::now();
     let window = Window {
         go,
@@ -82,37 +90,71 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         to: go + cfg.warmup + cfg.duration,
     };
     let _ = shared.window.set(window);
+    window
+}
 
+/// What the main thread measured over the window.
+struct End {
+    /// How long the window lasted (shorter when aborted).
+    measured: Duration,
+    /// Server CPU seconds spent in the window.
+    server_cpu: Option<f64>,
+    /// Server RSS in KiB when the window closed.
+    rss_after: Option<u64>,
+    /// Connections open when the window closed.
+    established: usize,
+}
+
+/// Sleeps through the warm-up, then watches the window, sampling the server's CPU
+/// time at both ends.
+fn measure(cfg: &Config, shared: &Shared, window: Window, progress: &Progress) -> End {
     sleep_until(window.from);
     let cpu_start = cfg.server_pid.and_then(procfs::cpu_seconds);
-    let received_start = shared.received.load(Ordering::Relaxed);
-    let mut last = (Instant::now(), received_start);
-    while Instant::now() < window.to && !shared.abort.load(Ordering::Relaxed) {
-        sleep_until((last.0 + Duration::from_secs(1)).min(window.to));
-        let now = Instant::now();
-        let received = shared.received.load(Ordering::Relaxed);
-        if progress {
-            let rate = (received - last.1) as f64 / (now - last.0).as_secs_f64();
-            eprint!(
-                "\r{:>5.1}s  {:>10.0} msg/s  conns {:>6}  errors {:<6}",
-                (now - window.from).as_secs_f64(),
-                rate,
-                shared.established.load(Ordering::Relaxed),
-                shared.errors.load(Ordering::Relaxed),
-            );
-            let _ = std::io::stderr().flush();
-        }
-        // Always move on, or the loop would spin on the clock for the whole window,
-        // stealing the CPU the load threads share with this one.
-        last = (now, received);
-    }
+    watch(shared, window, progress);
     let measured = Instant::now().min(window.to) - window.from.min(Instant::now());
     let cpu_end = cfg.server_pid.and_then(procfs::cpu_seconds);
-    let rss_after = cfg.server_pid.and_then(procfs::rss_kib);
-    let established = shared.established.load(Ordering::Relaxed);
-    if progress {
-        eprintln!();
+    let end = End {
+        measured,
+        server_cpu: cpu_start.zip(cpu_end).map(|(a, b)| b - a),
+        rss_after: cfg.server_pid.and_then(procfs::rss_kib),
+        established: shared.established.load(Ordering::Relaxed),
+    };
+    progress.finish();
+    end
+}
+
+/// Wakes once a second (more often for a progress bar) until the window closes or
+/// the run is aborted, showing progress when asked to.
+fn watch(shared: &Shared, window: Window, progress: &Progress) {
+    let duration = window.to - window.from;
+    // Readings from the newest one at least a second old onwards: the rate is taken
+    // over that second (or since the window opened).
+    let mut readings = VecDeque::from([(Instant::now(), shared.received.load(Ordering::Relaxed))]);
+    let mut woke = readings[0].0;
+    while Instant::now() < window.to && !shared.abort.load(Ordering::Relaxed) {
+        sleep_until((woke + progress.interval()).min(window.to));
+        let now = Instant::now();
+        // Always move on, or the loop would spin on the clock for the whole window,
+        // stealing the CPU the load threads share with this one.
+        woke = now;
+        let received = shared.received.load(Ordering::Relaxed);
+        readings.push_back((now, received));
+        while now - readings[1].0 >= Duration::from_secs(1) {
+            readings.pop_front();
+        }
+        let (since, before) = readings[0];
+        let sample = Sample {
+            elapsed: now - window.from,
+            rate: (received - before) as f64 / (now - since).as_secs_f64(),
+            open: shared.established.load(Ordering::Relaxed),
+            errors: shared.errors.load(Ordering::Relaxed),
+        };
+        progress.measuring(&sample, duration);
     }
+}
+
+/// Joins the load threads and adds up their tallies.
+fn collect(threads: Vec<JoinHandle<Tally>>) -> Tally {
     let mut tally = Tally::default();
     for thread in threads {
         match thread.join() {
@@ -120,20 +162,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             Err(_) => tally.error(|| "a load thread panicked".into()),
         }
     }
-    Ok(Report {
-        cfg: (*cfg).clone(),
-        setup,
-        measured: if cfg.mode == Mode::Connect {
-            cfg.duration
-        } else {
-            measured
-        },
-        established,
-        tally,
-        server_cpu: cpu_start.zip(cpu_end).map(|(a, b)| b - a),
-        rss_before,
-        rss_after,
-    })
+    tally
 }
 
 fn sleep_until(t: Instant) {

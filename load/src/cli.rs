@@ -1,0 +1,147 @@
+//! The command line, `wavecore-load MODE [ADDR] [options]`: parsed by clap and turned
+//! into a [`Config`]. The `--help` text is the doc comments below.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{Config, Mode};
+
+/// Shown after the options in `--help`.
+const AFTER_HELP: &str = "\
+Rates count one direction: an echo is one message, a broadcast one delivery per subscriber;
+MB/s is payload received. Latency is reported in microseconds (p50, p99, p99.9, max).
+Exit status: 0, 1 when any error was counted, 2 when the run could not start.
+
+Examples:
+  wavecore-load echo 127.0.0.1:9001 -c 100 -p 1 -s 32 -d 10
+  wavecore-load broadcast 127.0.0.1:9001 -c 1000 --publishers 4 --rate 100 -s 64
+  wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json";
+
+/// Load generator for WebSocket servers: echo, broadcast and idle-connection workloads,
+/// every payload checked.
+#[derive(Debug, Parser)]
+#[command(name = "wavecore-load", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The workload
+    #[arg(value_enum, value_name = "MODE")]
+    pub mode: Mode,
+
+    /// The server, as host:port (also sent as the Host header)
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    pub addr: String,
+
+    /// Connections; in broadcast mode, subscribers
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 1)]
+    pub connections: usize,
+
+    /// Echo: messages in flight per connection
+    #[arg(short = 'p', long, value_name = "N", default_value_t = 1)]
+    pub in_flight: usize,
+
+    /// Payload size in bytes (echo: at least 24; broadcast: at least 32)
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 32)]
+    pub size: usize,
+
+    /// Send binary messages instead of text
+    #[arg(long)]
+    pub binary: bool,
+
+    /// Measured window in seconds, fractions allowed (connect: how long connections are held)
+    #[arg(short = 'd', long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub duration: Duration,
+
+    /// Seconds the workload runs before the window opens
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = seconds)]
+    pub warmup: Duration,
+
+    /// Event-loop threads, each with its share of the connections
+    #[arg(short = 't', long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+
+    /// Broadcast: publishing connections (besides the subscribers)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub publishers: usize,
+
+    /// Broadcast: messages per second per publisher (msgs/s); 0 sends as fast as --window allows
+    #[arg(long, value_name = "MSGS_PER_S", default_value_t = 0.0)]
+    pub rate: f64,
+
+    /// Broadcast at --rate 0: messages per publisher not yet delivered to every subscriber
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub window: usize,
+
+    /// Request path [default: / (echo, connect), /broadcast (broadcast)]
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+
+    /// Plain TCP peer: no handshake, no framing; a message is --size raw bytes
+    /// (broadcast needs exactly one publisher)
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Report this process's CPU seconds (and microseconds per message) over the window,
+    /// and its resident memory (KiB) before and after
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Print one JSON object on stdout instead of the text summary
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show progress on stderr even when it is not a terminal, as a line rewritten once a
+    /// second (on a terminal a live bar is always shown)
+    #[arg(long)]
+    pub progress: bool,
+}
+
+/// Parses a number of seconds, fractions allowed.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {s:?}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl Cli {
+    /// The run these arguments describe: resolves the address, fills in the
+    /// mode-dependent path and checks that the settings fit together.
+    pub fn into_config(self) -> Result<Config, String> {
+        let addr = self
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| format!("{}: {e}", self.addr))?
+            .next()
+            .ok_or_else(|| format!("{}: no address", self.addr))?;
+        let default_path = match self.mode {
+            Mode::Broadcast => "/broadcast",
+            Mode::Echo | Mode::Connect => "/",
+        };
+        let cfg = Config {
+            mode: self.mode,
+            addr,
+            host: self.addr,
+            path: self.path.unwrap_or_else(|| default_path.into()),
+            connections: self.connections,
+            in_flight: self.in_flight,
+            size: self.size,
+            binary: self.binary,
+            duration: self.duration,
+            warmup: self.warmup,
+            threads: self.threads,
+            publishers: self.publishers,
+            rate: self.rate,
+            window: self.window,
+            raw: self.raw,
+            server_pid: self.server_pid,
+            json: self.json,
+            progress: self.progress,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests;
