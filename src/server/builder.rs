@@ -123,6 +123,8 @@ impl ServerBuilder {
         max_backpressure: usize;
         /// See [`ServerConfig::backpressure_policy`].
         backpressure_policy: BackpressurePolicy;
+        /// See [`ServerConfig::high_water_mark`].
+        high_water_mark: usize;
         /// See [`ServerConfig::shutdown_timeout`].
         shutdown_timeout: Duration;
         /// See [`ServerConfig::read_buffer_size`].

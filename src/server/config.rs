@@ -54,6 +54,17 @@ pub struct ServerConfig {
     pub max_backpressure: usize,
     /// What happens when a send would pass `max_backpressure`. Default: close (1008).
     pub backpressure_policy: BackpressurePolicy,
+    /// Read-side flow control, in bytes: while more than this many bytes wait in a
+    /// connection's outbox (its peer is not reading them), the server stops reading
+    /// from that connection, so TCP slows the peer's sending down instead of the
+    /// server buffering its replies; reading resumes once the outbox is down to half of
+    /// it. A client that sends but never reads then costs at most this much plus what
+    /// one read buffer of its input produces, instead of growing to
+    /// `max_backpressure` and being closed. While paused, the peer's frames (pongs and
+    /// close frames too) wait in TCP's buffers; a hang-up is still noticed at once.
+    /// Set it at or above `max_backpressure` to turn read-side flow control off.
+    /// Default 256 KiB.
+    pub high_water_mark: usize,
     /// How long a graceful shutdown waits for connections to finish their close
     /// handshake and flush, before dropping them. Default 5 s.
     pub shutdown_timeout: Duration,
@@ -88,6 +99,7 @@ impl Default for ServerConfig {
             max_connections: 100_000,
             max_backpressure: 1 << 20,
             backpressure_policy: BackpressurePolicy::Close,
+            high_water_mark: 256 << 10,
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 << 10,
             reuse_port: false,

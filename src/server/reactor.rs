@@ -44,6 +44,15 @@ const LISTENER: Token = Token(usize::MAX - 1);
 /// The waker's token: commands from other threads.
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 
+/// What an event says about a connection's socket.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// The peer shut down its side, or the connection failed (reset, error).
+    hung_up: bool,
+}
+
 /// A connection and its socket.
 struct Entry<H> {
     socket: TcpStream,
@@ -53,6 +62,15 @@ struct Entry<H> {
     /// Counted against `max_connections` (a connection refused with 503 is not, so
     /// refusals cannot keep the server full).
     counted: bool,
+    /// The peer hung up (or the connection failed): read on to EOF whatever a read
+    /// returns, even while paused (its FIN may wait behind the data of the same event,
+    /// and no later event will announce it).
+    hung_up: bool,
+    /// A short read does not prove the socket drained: read on until `EAGAIN`. Set when
+    /// reading resumes after a pause (the events of the pause were not acted on).
+    read_to_eagain: bool,
+    /// Reading is paused: more than `high_water_mark` bytes wait in the outbox.
+    reads_paused: bool,
 }
 
 /// One reactor: a thread's worth of connections.
@@ -152,10 +170,12 @@ impl<S: Service> Reactor<S> {
                     LISTENER => self.accept(),
                     WAKER => self.contained(None, Self::drain_inbox),
                     Token(key) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        let writable = event.is_writable();
-                        self.contained(Some(key), |r| r.serve(key, readable, writable));
+                        let readiness = Readiness {
+                            readable: event.is_readable(),
+                            writable: event.is_writable(),
+                            hung_up: event.is_read_closed() || event.is_error(),
+                        };
+                        self.contained(Some(key), |r| r.serve(key, readiness));
                     }
                 }
             }
@@ -234,27 +254,59 @@ impl<S: Service> Reactor<S> {
             conn,
             write_shut: false,
             counted: !over_capacity,
+            hung_up: false,
+            read_to_eagain: false,
+            reads_paused: false,
         });
         self.contained(Some(key), |r| r.after_io(key));
     }
 
     /// Handles readiness of connection `key`.
-    fn serve(&mut self, key: usize, readable: bool, writable: bool) {
-        if writable {
+    fn serve(&mut self, key: usize, readiness: Readiness) {
+        if readiness.writable {
             self.write(key);
         }
-        if readable {
+        if readiness.hung_up
+            && let Some(entry) = self.conns.get_mut(key)
+        {
+            entry.hung_up = true;
+        }
+        if readiness.readable || readiness.hung_up {
             self.read(key);
         }
         self.after_io(key);
     }
 
-    /// Reads until the socket is drained (or the connection is done), feeding bytes to
-    /// the connection.
+    /// Reads until the socket is drained (or the connection is done, or its reading is
+    /// paused for flow control), feeding bytes to the connection. What one read's
+    /// messages produced is written before the next read, so the cork holds at most one
+    /// read's replies and flow control sees what the socket refused.
+    ///
+    /// Platform assumptions (epoll, edge-triggered through mio): new bytes or a FIN
+    /// arriving after a read that returned less than asked raise a new event; a FIN
+    /// that arrived together with data is reported on the same event (`EPOLLRDHUP`),
+    /// which is why a hang-up makes the loop read on to EOF instead of trusting a short
+    /// read; an error or reset is reported as `EPOLLERR`/`EPOLLHUP` and also read to
+    /// its end; a socket that refused bytes raises a writable event once it has room
+    /// (which is what resumes a paused connection).
     fn read(&mut self, key: usize) {
+        while self.read_once(key) {
+            self.write(key);
+        }
+    }
+
+    /// One `read` (retried on `EINTR`); returns whether to read again.
+    fn read_once(&mut self, key: usize) -> bool {
         let Some(entry) = self.conns.get_mut(key) else {
-            return;
+            return false;
         };
+        // Read-side flow control: while the peer does not take what we send, stop
+        // taking what it sends; TCP then slows it down. A hang-up is still read, so a
+        // dead peer is noticed.
+        if entry.conn.core.outbox.len() > self.config.high_water_mark && !entry.hung_up {
+            entry.reads_paused = true;
+            return false;
+        }
         let mut env = env!(self);
         loop {
             let held = entry.conn.take_pending(&mut self.read_buf);
@@ -262,29 +314,46 @@ impl<S: Service> Reactor<S> {
             match entry.socket.read(&mut self.read_buf[held..]) {
                 Ok(0) => {
                     entry.conn.eof(&mut env);
-                    return;
+                    return false;
                 }
                 Ok(n) => {
                     entry.conn.receive(&mut self.read_buf[..held + n], &mut env);
                     // With edge-triggered readiness a short read means the socket is
                     // drained for now: new bytes will raise a new event.
-                    if n < space || entry.conn.is_done() {
-                        return;
-                    }
+                    let more = n == space || entry.read_to_eagain || entry.hung_up;
+                    return more && !entry.conn.is_done();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     entry.conn.restore_pending(&self.read_buf[..held]);
-                    return;
+                    entry.read_to_eagain = false;
+                    return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     entry.conn.restore_pending(&self.read_buf[..held]);
                 }
                 Err(_) => {
                     entry.conn.eof(&mut env);
-                    return;
+                    return false;
                 }
             }
         }
+    }
+
+    /// Resumes reading a connection paused for flow control once its outbox is down to
+    /// half the high-water mark (hysteresis, so it does not flap), then writes what
+    /// the read produced.
+    fn resume_reading(&mut self, key: usize) {
+        let low_water = self.config.high_water_mark / 2;
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !entry.reads_paused || entry.conn.core.outbox.len() > low_water {
+            return;
+        }
+        entry.reads_paused = false;
+        entry.read_to_eagain = true;
+        self.read(key);
+        self.write(key);
     }
 
     /// Writes the cork and the connection's queue; tells the handler when it drained.
@@ -329,6 +398,7 @@ impl<S: Service> Reactor<S> {
     /// done, and keep its timer armed.
     fn after_io(&mut self, key: usize) {
         self.write(key);
+        self.resume_reading(key);
         self.deliver_publishes();
         let Some(entry) = self.conns.get_mut(key) else {
             return;
