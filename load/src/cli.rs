@@ -17,7 +17,9 @@ Exit status: 0, 1 when any error was counted, 2 when the run could not start.
 Examples:
   wavecore-load echo 127.0.0.1:9001 -c 100 -p 1 -s 32 -d 10
   wavecore-load broadcast 127.0.0.1:9001 -c 1000 --publishers 4 --rate 100 -s 64
-  wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json";
+  wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json
+  wavecore-load soak 127.0.0.1:9001 -c 12000 --publishers 4 --rate 20 --echo 4000 \\
+      --slow 1000 --churn 100 -t 2 -d 600 --server-pid 1234";
 
 /// Load generator for WebSocket servers: echo, broadcast and idle-connection workloads,
 /// every payload checked.
@@ -94,6 +96,18 @@ pub struct Cli {
     /// second (on a terminal a live bar is always shown)
     #[arg(long)]
     pub progress: bool,
+
+    /// Soak: echo connections (one message in flight each) beside the subscribers
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub echo: usize,
+
+    /// Soak: slow consumers, subscribers on /broadcast that never read
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub slow: usize,
+
+    /// Soak: connections per second opened on /broadcast, held a second and closed
+    #[arg(long, value_name = "N_PER_S", default_value_t = 0)]
+    pub churn: usize,
 }
 
 /// Parses a number of seconds, fractions allowed.
@@ -115,7 +129,7 @@ impl Cli {
             .next()
             .ok_or_else(|| format!("{}: no address", self.addr))?;
         let default_path = match self.mode {
-            Mode::Broadcast => "/broadcast",
+            Mode::Broadcast | Mode::Soak => "/broadcast",
             Mode::Echo | Mode::Connect => "/",
         };
         let cfg = Config {
@@ -137,6 +151,10 @@ impl Cli {
             server_pid: self.server_pid,
             json: self.json,
             progress: self.progress,
+            echo: self.echo,
+            slow: self.slow,
+            churn: self.churn,
+            stall: false,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -21,6 +21,13 @@ pub enum Mode {
     /// Opens --connections connections and holds them idle for --duration seconds; with
     /// --server-pid, reports the server's memory per connection
     Connect,
+    /// All at once against a server like examples/broadcast, for --duration seconds:
+    /// --connections broadcast subscribers and --publishers publishers (checked for
+    /// loss and order), --echo echo connections (every reply checked), --slow slow
+    /// consumers on /broadcast that never read, and --churn connections per second
+    /// opened and closed; with --server-pid, the server's memory before, at its
+    /// highest, and after the clients left
+    Soak,
 }
 
 /// A complete run description.
@@ -63,6 +70,14 @@ pub struct Config {
     /// Show progress on stderr even when it is not a terminal (a bar is always shown
     /// on a terminal).
     pub progress: bool,
+    /// Soak: echo connections beside the broadcast subscribers.
+    pub echo: usize,
+    /// Soak: slow consumers (subscribers that never read).
+    pub slow: usize,
+    /// Soak: connections opened and closed per second.
+    pub churn: usize,
+    /// Stop reading once a connection is open (the soak's slow consumers).
+    pub stall: bool,
 }
 
 impl Default for Config {
@@ -86,6 +101,10 @@ impl Default for Config {
             server_pid: None,
             json: false,
             progress: false,
+            echo: 0,
+            slow: 0,
+            churn: 0,
+            stall: false,
         }
     }
 }
@@ -93,7 +112,7 @@ impl Default for Config {
 impl Config {
     /// Publishing connections: `publishers` in broadcast mode, none otherwise.
     pub fn publishing(&self) -> usize {
-        if self.mode == Mode::Broadcast {
+        if matches!(self.mode, Mode::Broadcast | Mode::Soak) {
             self.publishers
         } else {
             0
@@ -104,7 +123,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         let min = match self.mode {
             Mode::Echo => ECHO_HEADER,
-            Mode::Broadcast => BROADCAST_HEADER,
+            Mode::Broadcast | Mode::Soak => BROADCAST_HEADER,
             Mode::Connect => 0,
         };
         if self.size < min {
@@ -114,6 +133,9 @@ impl Config {
             return Err(
                 "--threads, --in-flight, --publishers and --window must be positive".into(),
             );
+        }
+        if self.mode == Mode::Soak && self.raw {
+            return Err("--raw does not apply to a soak".into());
         }
         if self.mode == Mode::Broadcast && self.raw && self.publishers != 1 {
             // A raw fan-out server forwards whatever bytes it reads, so messages of two

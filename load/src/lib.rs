@@ -10,7 +10,8 @@
 //!
 //! Workloads: `echo` (numbered payloads, echoes checked for content and order),
 //! `broadcast` (publishers send numbered, timestamped payloads; every subscriber
-//! checks each publisher's order) and `connect` (idle connections, for memory).
+//! checks each publisher's order), `connect` (idle connections, for memory) and `soak`
+//! (all of them at once, with slow consumers and churn, for minutes: [`soak`]).
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod role;
 pub mod run;
 pub mod shared;
 pub mod slots;
+pub mod soak;
 pub mod tally;
 pub mod worker;
 

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
                 .exit();
         }
     };
+    if cfg.mode == wavecore_load::Mode::Soak {
+        return soak(&cfg);
+    }
     match wavecore_load::run(&cfg) {
         Ok(report) => {
             if cfg.json {
@@ -23,6 +26,24 @@ fn main() -> ExitCode {
                 print!("{}", report.summary());
             }
             if report.tally.errors > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(message) => {
+            eprintln!("wavecore-load: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The soak mode: several runs at once (see `wavecore_load::soak`).
+fn soak(cfg: &wavecore_load::Config) -> ExitCode {
+    match wavecore_load::soak::run(cfg) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            if report.errors() > 0 {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -37,7 +37,8 @@ fn role(mode: Mode, index: usize, publishers: usize) -> Role {
         Mode::Broadcast => Role::Subscriber {
             next: vec![0; publishers],
         },
-        Mode::Connect => Role::Idle,
+        // A soak is made of runs of the other modes (see `soak.rs`).
+        Mode::Connect | Mode::Soak => Role::Idle,
     }
 }
 

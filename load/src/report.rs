@@ -54,6 +54,7 @@ impl Report {
             Mode::Echo => "echo",
             Mode::Broadcast => "broadcast",
             Mode::Connect => "connect",
+            Mode::Soak => "soak",
         }
     }
 

@@ -204,7 +204,8 @@ fn drive(
         }
     }
     slot.conn.flush().map_err(|e| format!("write: {e}"))?;
-    if !readable {
+    // A slow consumer (soak) reads its handshake, then nothing more.
+    if !readable || (ctx.cfg.stall && slot.conn.is_open()) {
         return Ok(());
     }
     let role = &mut slot.role;

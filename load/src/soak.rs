@@ -1,0 +1,246 @@
+//! The soak: the loads users bring, at once, for a long time. Healthy broadcast
+//! subscribers checked for loss, echo connections checked for every reply, slow
+//! consumers that never read, and churn (connections opened and closed every second),
+//! all against one server, with its memory sampled before, during and after.
+//!
+//! Each part is an ordinary run of this crate's other modes ([`crate::run()`]) on its
+//! own thread, so every message is checked exactly as in those modes.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, Mode};
+use crate::procfs;
+use crate::report::Report;
+
+/// How long the server gets, after every client left, before its memory is read.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// What a soak measured.
+#[derive(Debug)]
+pub struct SoakReport {
+    /// The settings it ran with.
+    pub cfg: Config,
+    /// The healthy broadcast subscribers and publishers.
+    pub broadcast: Report,
+    /// The echo connections.
+    pub echo: Report,
+    /// The slow consumers (idle, never reading).
+    pub slow: Report,
+    /// Connections opened and closed by the churn, and how many of its rounds failed.
+    pub churned: u64,
+    /// Churn rounds with an error.
+    pub churn_errors: u64,
+    /// How long the churn ran.
+    pub churn_time: Duration,
+    /// Server RSS in KiB before any connection, at its highest while loaded, and after
+    /// every client left (and [`SETTLE`] passed).
+    pub rss: Option<(u64, u64, u64)>,
+}
+
+/// The parts of a soak, as runs of the other modes.
+fn parts(cfg: &Config) -> (Config, Config, Config, Config) {
+    let base = Config {
+        progress: false,
+        json: false,
+        server_pid: None,
+        ..cfg.clone()
+    };
+    let broadcast = Config {
+        mode: Mode::Broadcast,
+        path: "/broadcast".into(),
+        connections: cfg.connections,
+        ..base.clone()
+    };
+    let echo = Config {
+        mode: Mode::Echo,
+        path: "/".into(),
+        connections: cfg.echo,
+        in_flight: 1,
+        size: cfg.size.max(crate::payload::ECHO_HEADER),
+        publishers: 1,
+        ..base.clone()
+    };
+    let slow = Config {
+        mode: Mode::Connect,
+        path: "/broadcast".into(),
+        connections: cfg.slow,
+        stall: true,
+        publishers: 1,
+        ..base.clone()
+    };
+    let churn = Config {
+        mode: Mode::Connect,
+        path: "/broadcast".into(),
+        connections: cfg.churn,
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        threads: 1,
+        publishers: 1,
+        ..base
+    };
+    (broadcast, echo, slow, churn)
+}
+
+/// Runs the soak `cfg` describes (`cfg.mode` is [`Mode::Soak`]).
+pub fn run(cfg: &Config) -> Result<SoakReport, String> {
+    cfg.validate()?;
+    let (broadcast, echo, slow, churn) = parts(cfg);
+    let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
+    let done = Arc::new(AtomicBool::new(false));
+    let rss_peak = Arc::new(AtomicU64::new(rss_before.unwrap_or(0)));
+    let sampler = cfg.server_pid.map(|pid| {
+        let (done, peak) = (done.clone(), rss_peak.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(rss) = procfs::rss_kib(pid) {
+                    peak.fetch_max(rss, Ordering::Relaxed);
+                }
+                thread::sleep(Duration::from_millis(500));
+            }
+        })
+    });
+    // The slow consumers first, so every broadcast of the run is theirs to refuse.
+    let slow = spawn_part("soak-slow", slow)?;
+    thread::sleep(Duration::from_millis(500));
+    let echo = spawn_part("soak-echo", echo)?;
+    let broadcast = spawn_part("soak-broadcast", broadcast)?;
+    let churn_until = Instant::now() + cfg.warmup + cfg.duration;
+    let churner = thread::Builder::new()
+        .name("soak-churn".into())
+        .spawn(move || churn_until_deadline(&churn, churn_until))
+        .map_err(|e| format!("spawn: {e}"))?;
+    let broadcast = join_part(broadcast)?;
+    let echo = join_part(echo)?;
+    let (churned, churn_errors, churn_time) = churner
+        .join()
+        .map_err(|_| "the churn thread panicked".to_string())?;
+    let slow = join_part(slow)?;
+    thread::sleep(SETTLE);
+    done.store(true, Ordering::Relaxed);
+    if let Some(sampler) = sampler {
+        let _ = sampler.join();
+    }
+    let rss_after = cfg.server_pid.and_then(procfs::rss_kib);
+    let rss = rss_before
+        .zip(rss_after)
+        .map(|(before, after)| (before, rss_peak.load(Ordering::Relaxed), after));
+    Ok(SoakReport {
+        cfg: cfg.clone(),
+        broadcast,
+        echo,
+        slow,
+        churned,
+        churn_errors,
+        churn_time,
+        rss,
+    })
+}
+
+type Part = thread::JoinHandle<Result<Report, String>>;
+
+fn spawn_part(name: &str, cfg: Config) -> Result<Part, String> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(move || crate::run(&cfg))
+        .map_err(|e| format!("spawn: {e}"))
+}
+
+fn join_part(part: Part) -> Result<Report, String> {
+    part.join()
+        .map_err(|_| "a soak part panicked".to_string())?
+}
+
+/// Opens `cfg.connections` connections, holds them a second, closes them, again and
+/// again until `until`; returns the connections churned, the rounds with an error, and
+/// how long it ran.
+fn churn_until_deadline(cfg: &Config, until: Instant) -> (u64, u64, Duration) {
+    let start = Instant::now();
+    let (mut churned, mut errors) = (0, 0);
+    while cfg.connections > 0 && Instant::now() < until {
+        match crate::run(cfg) {
+            Ok(report) => {
+                churned += report.established as u64;
+                if report.tally.errors > 0 || report.established < cfg.connections {
+                    errors += 1;
+                }
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (churned, errors, start.elapsed())
+}
+
+impl SoakReport {
+    /// Errors that count against the server: anything the healthy parts saw (a lost
+    /// or out-of-order delivery, a wrong or missing echo, a refused connection) and
+    /// failed churn rounds. What happens to slow consumers is the server's policy.
+    pub fn errors(&self) -> u64 {
+        self.broadcast.tally.errors + self.echo.tally.errors + self.churn_errors
+    }
+
+    /// A human-readable summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let held = self.broadcast.established + self.echo.established + self.slow.established;
+        let _ = writeln!(
+            s,
+            "soak {} | {:.0}s | {} connections held at the end ({} subscribers + {} publishers, {} echo, {} slow)",
+            self.cfg.host,
+            self.broadcast.measured.as_secs_f64(),
+            held,
+            self.cfg.connections,
+            self.cfg.publishers,
+            self.cfg.echo,
+            self.cfg.slow,
+        );
+        let b = &self.broadcast;
+        let _ = writeln!(
+            s,
+            "  broadcast: {} deliveries ({:.0}/s), p99 {:.1} us, lost {}, out of order {}, errors {}",
+            b.tally.messages,
+            b.rate(),
+            b.latency_us(0.99),
+            b.tally.lost,
+            b.tally.out_of_order,
+            b.tally.errors
+        );
+        let e = &self.echo;
+        let _ = writeln!(
+            s,
+            "  echo: {} messages ({:.0}/s), p99 {:.1} us, errors {}",
+            e.tally.messages,
+            e.rate(),
+            e.latency_us(0.99),
+            e.tally.errors
+        );
+        let _ = writeln!(
+            s,
+            "  slow consumers: {} opened, {} still open at the end (they never read)",
+            self.cfg.slow, self.slow.established
+        );
+        let _ = writeln!(
+            s,
+            "  churn: {} connections opened and closed ({:.1}/s), {} failed rounds",
+            self.churned,
+            self.churned as f64 / self.churn_time.as_secs_f64().max(1e-9),
+            self.churn_errors
+        );
+        if let Some((before, peak, after)) = self.rss {
+            let _ = writeln!(
+                s,
+                "  server RSS: {before} KiB before, {peak} KiB at most, {after} KiB after the clients left ({:+.1} % of before)",
+                (after as f64 - before as f64) * 100.0 / before.max(1) as f64
+            );
+        }
+        for (part, report) in [("broadcast", b), ("echo", e)] {
+            if let Some(first) = &report.tally.first_error {
+                let _ = writeln!(s, "  first {part} error: {first}");
+            }
+        }
+        s
+    }
+}
