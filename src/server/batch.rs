@@ -154,6 +154,14 @@ impl TurnBatch {
         &self.buf[range.start as usize..range.end as usize]
     }
 
+    /// Gives back the buffer's memory if nothing is batched (a reactor gone idle).
+    pub fn release(&mut self) {
+        if self.buf.is_empty() && self.holders.is_empty() {
+            self.buf = BytesMut::new();
+            self.holders = Vec::new();
+        }
+    }
+
     /// Ends the turn: freezes the batched frames into one shared buffer and calls
     /// `settle(key, &sealed)` for every holder (a key may come more than once), which
     /// must replace its ranges with slices of `sealed` and clear its holding flag. The

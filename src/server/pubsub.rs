@@ -118,6 +118,14 @@ impl Topics {
         }
     }
 
+    /// Gives back the registry's memory once no topic is left.
+    pub fn release_idle_memory(&mut self) {
+        if self.topics.is_empty() {
+            self.topics = Slab::new();
+            self.by_name = HashMap::new();
+        }
+    }
+
     /// The name of a subscription's topic.
     pub fn name(&self, sub: Subscription) -> Option<&Arc<str>> {
         self.topics.get(sub.topic as usize).map(|t| &t.name)

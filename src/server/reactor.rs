@@ -39,6 +39,10 @@ macro_rules! env {
 mod containment;
 mod delivery;
 
+/// A reactor whose slab grew past this many slots gives its memory back when its last
+/// connection leaves (see [`Reactor::release_idle_memory`]).
+const KEEP_IDLE_SLOTS: usize = 1024;
+
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
 /// The waker's token: commands from other threads.
@@ -427,6 +431,23 @@ impl<S: Service> Reactor<S> {
         if entry.counted {
             self.shared.stats.tcp.fetch_sub(1, Ordering::Relaxed);
         }
+        if self.conns.is_empty() && self.conns.capacity() > KEEP_IDLE_SLOTS {
+            self.release_idle_memory();
+        }
+    }
+
+    /// Gives back what a crowd of connections left behind once the reactor has none
+    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), so
+    /// a server's memory returns to its idle size after a burst. Cheap, and rare: only
+    /// when the last of more than [`KEEP_IDLE_SLOTS`] connections leaves.
+    fn release_idle_memory(&mut self) {
+        self.conns = Slab::new();
+        self.wheel.clear();
+        self.dirty = Vec::new();
+        self.targets = Vec::new();
+        self.frames = Vec::new();
+        self.fired = Vec::new();
+        self.turn.release_idle_memory();
     }
 
     /// Delivers publishes made by handlers to local subscribers, and keeps them for the

@@ -69,6 +69,15 @@ impl TimerWheel {
         self.len += 1;
     }
 
+    /// Drops every entry and gives back the slots' memory (for a reactor left with no
+    /// connection, whose entries all belong to connections gone).
+    pub fn clear(&mut self) {
+        for slot in &mut self.slots {
+            *slot = Vec::new();
+        }
+        self.len = 0;
+    }
+
     /// Whether no entry is scheduled.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -106,6 +115,21 @@ impl TimerWheel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_drops_every_entry_and_the_slots_memory() {
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        for key in 0..5000 {
+            wheel.schedule(key, key as u64, (key % 300) as Tick);
+        }
+        wheel.clear();
+        assert!(wheel.is_empty());
+        assert!(wheel.slots.iter().all(|slot| slot.capacity() == 0));
+        let mut fired = Vec::new();
+        wheel.advance(origin + Duration::from_secs(60), &mut fired);
+        assert!(fired.is_empty(), "nothing cleared fires later");
+    }
 
     #[test]
     fn fires_when_due_and_not_before() {

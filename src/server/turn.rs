@@ -42,6 +42,16 @@ impl Turn {
     }
 }
 
+impl Turn {
+    /// Gives back scratch memory grown by a crowd of connections, once none is left.
+    pub fn release_idle_memory(&mut self) {
+        self.cork = Vec::with_capacity(64 << 10);
+        self.publishes = Vec::new();
+        self.batch.release();
+        self.topics.release_idle_memory();
+    }
+}
+
 /// Appends an unmasked server frame to `out`.
 pub(crate) fn encode_into(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     let mut header = [0u8; MAX_HEADER_LEN];
