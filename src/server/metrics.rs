@@ -270,12 +270,10 @@ impl Collector for ServerCollector {
         )?;
         for (index, counters) in shared.counters.iter().enumerate() {
             let reading = counters.turns.read();
-            let mut buckets: Vec<(f64, u64)> = TURN_BOUNDS_NS
-                .iter()
-                .zip(reading.cumulative)
-                .map(|(&ns, n)| (ns as f64 / 1e9, n))
-                .collect();
-            buckets.push((f64::INFINITY, reading.count));
+            // Per-bucket counts: the encoder accumulates them.
+            let bounds = TURN_BOUNDS_NS.iter().map(|&ns| ns as f64 / 1e9);
+            let buckets: Vec<(f64, u64)> =
+                bounds.chain([f64::INFINITY]).zip(reading.buckets).collect();
             let labels = [("reactor", index.to_string())];
             metric
                 .encode_family(&labels)?

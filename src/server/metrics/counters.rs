@@ -152,8 +152,9 @@ pub(crate) struct TurnHistogram {
 /// A reading of a [`TurnHistogram`].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct TurnReading {
-    /// Cumulative counts: turns at or under each bound of [`TURN_BOUNDS_NS`].
-    pub cumulative: [u64; TURN_BOUNDS_NS.len()],
+    /// Turns per bucket (not cumulative): above the previous bound of
+    /// [`TURN_BOUNDS_NS`] and at or under this one; the last is above every bound.
+    pub buckets: [u64; TURN_BOUNDS_NS.len() + 1],
     /// All turns.
     pub count: u64,
     /// Their total duration in seconds.
@@ -175,14 +176,10 @@ impl TurnHistogram {
     /// The counts so far.
     pub fn read(&self) -> TurnReading {
         let mut reading = TurnReading::default();
-        let mut running = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            running += bucket.get();
-            if let Some(slot) = reading.cumulative.get_mut(i) {
-                *slot = running;
-            }
+        for (slot, bucket) in reading.buckets.iter_mut().zip(&self.buckets) {
+            *slot = bucket.get();
         }
-        reading.count = running;
+        reading.count = reading.buckets.iter().sum();
         reading.sum_seconds = self.sum_ns.get() as f64 / 1e9;
         reading
     }
@@ -291,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn the_histogram_is_cumulative() {
+    fn the_histogram_counts_each_bucket() {
         let histogram = TurnHistogram::default();
         histogram.observe(Duration::from_micros(5));
         histogram.observe(Duration::from_micros(10));
@@ -299,10 +296,10 @@ mod tests {
         histogram.observe(Duration::from_secs(2));
         let reading = histogram.read();
         assert_eq!(reading.count, 4);
-        assert_eq!(reading.cumulative[0], 2, "10 µs is in the first bucket");
-        assert_eq!(reading.cumulative[6], 2, "3 ms is above 2.5 ms");
-        assert_eq!(reading.cumulative[7], 3);
-        assert_eq!(reading.cumulative[13], 3, "2 s is above every bound");
+        assert_eq!(reading.buckets[0], 2, "10 µs is in the first bucket");
+        assert_eq!(reading.buckets[6], 0, "3 ms is above 2.5 ms");
+        assert_eq!(reading.buckets[7], 1);
+        assert_eq!(reading.buckets[14], 1, "2 s is above every bound");
         assert!((reading.sum_seconds - 2.003015).abs() < 1e-9);
     }
 }
