@@ -1,10 +1,9 @@
 //! The server's counters in the Prometheus text exposition format (version 0.0.4) or
 //! OpenMetrics 1.0 text, rendered with the `prometheus-client` crate at scrape time.
 //!
-//! Nothing here runs on the hot path: reactors count into their own
-//! [`ReactorCounters`](counters::ReactorCounters) (single-writer, no lock, no atomic
-//! read-modify-write) and the shared [`Stats`](crate::server::stats::Stats); a scrape
-//! reads and sums them. Serve them on the WebSocket port from
+//! Nothing here runs on the hot path: reactors count into their own counters
+//! (`metrics/counters.rs`: single-writer, no lock, no atomic read-modify-write) and
+//! the shared ones (`stats.rs`); a scrape reads and sums them. Serve them on the WebSocket port from
 //! [`Service::http`](crate::Service::http) with one line:
 //!
 //! ```no_run
