@@ -6,7 +6,11 @@
 //! ```
 //!
 //! One reactor per core (`WORKERS=n` to override); room for 20,000 connections.
+//!
+//! Logs go to stdout (`RUST_LOG`, default `info`); Ctrl-C or `SIGTERM` stops
+//! gracefully: every client gets close 1001 after what was queued for it.
 
+use tracing_subscriber::EnvFilter;
 use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
 
 const TOPIC: &str = "broadcast";
@@ -64,11 +68,17 @@ fn route(request: &Request<'_>) -> Upgrade<Route> {
 }
 
 fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());
     let mut builder = Server::builder()
         .bind(addr)
+        .shutdown_on_signals(true)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
         .max_connections(20_000);
@@ -76,10 +86,7 @@ fn main() -> std::io::Result<()> {
         builder = builder.workers(workers);
     }
     let server = builder.start(route)?;
-    println!(
-        "broadcast server listening on ws://{}/broadcast",
-        server.local_addr()
-    );
+    tracing::info!("broadcast server on ws://{}/broadcast", server.local_addr());
     server.join()?;
     Ok(())
 }

@@ -7,7 +7,11 @@
 //! Sized for conformance suites and load tests: 64 MiB messages, 20,000 connections
 //! (the open-files limit on our machines), one reactor per core (`WORKERS=n` to
 //! override).
+//!
+//! Logs go to stdout (`RUST_LOG`, default `info`); Ctrl-C or `SIGTERM` stops
+//! gracefully: every client gets close 1001 after what was queued for it.
 
+use tracing_subscriber::EnvFilter;
 use wavecore::{Conn, Handler, Message, Server};
 
 struct Echo;
@@ -19,11 +23,17 @@ impl Handler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());
     let mut builder = Server::builder()
         .bind(addr)
+        .shutdown_on_signals(true)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
         .max_backpressure(128 << 20)
@@ -32,7 +42,7 @@ fn main() -> std::io::Result<()> {
         builder = builder.workers(workers);
     }
     let server = builder.start(wavecore::accept_all(|| Echo))?;
-    println!("echo server listening on ws://{}", server.local_addr());
+    tracing::info!("echo server on ws://{}", server.local_addr());
     server.join()?;
     Ok(())
 }

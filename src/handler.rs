@@ -31,6 +31,7 @@ use std::ops::Deref;
 
 use crate::protocol::CloseCode;
 use crate::protocol::handshake::{Refusal, RequestHead};
+use crate::server::ServerHandle;
 use crate::server::http::HttpResponse;
 
 pub use crate::server::conn_api::{Conn, ConnId, SendStatus};
@@ -137,16 +138,42 @@ pub trait Handler: 'static {
 
 /// An HTTP request seen by [`Service::upgrade`] or [`Service::http`]: the parsed head
 /// (path, query, headers, Origin, offered subprotocols and extensions; all of
-/// [`RequestHead`] through `Deref`) and the peer's address.
+/// [`RequestHead`] through `Deref`), the body of a plain HTTP request, the peer's
+/// address, and the server it arrived at.
 #[derive(Debug)]
 pub struct Request<'a> {
     head: &'a RequestHead,
+    body: &'a [u8],
     peer: SocketAddr,
+    server: &'a ServerHandle,
 }
 
 impl<'a> Request<'a> {
-    pub(crate) fn new(head: &'a RequestHead, peer: SocketAddr) -> Self {
-        Self { head, peer }
+    pub(crate) fn new(
+        head: &'a RequestHead,
+        body: &'a [u8],
+        peer: SocketAddr,
+        server: &'a ServerHandle,
+    ) -> Self {
+        Self {
+            head,
+            body,
+            peer,
+            server,
+        }
+    }
+
+    /// The request body: the `Content-Length` bytes after the head, read whole
+    /// (at most [`crate::ServerConfig::max_http_body_size`]). Empty for an upgrade
+    /// (which may not have one) and for a request without a body.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The server this request arrived at: its counters
+    /// ([`ServerHandle::metrics_text`], [`ServerHandle::stats`]), `publish`, and so on.
+    pub fn server(&self) -> &'a ServerHandle {
+        self.server
     }
 
     /// The peer's address.
@@ -231,9 +258,15 @@ pub trait Service: Send + Sync + 'static {
 
     /// Answers a request that is not a WebSocket upgrade. The default is 404.
     ///
-    /// Only requests without a body get here: one with `Content-Length` above 0 or
-    /// any `Transfer-Encoding` is refused with 413 first (see
-    /// [`classify`](crate::protocol::handshake::classify())).
+    /// A body announced with `Content-Length` is read whole first and handed over as
+    /// [`Request::body`]; one larger than
+    /// [`max_http_body_size`](crate::ServerConfig::max_http_body_size) is refused with
+    /// 413 before this is called, and a chunked one with 411 (see
+    /// [`classify`](crate::protocol::handshake::classify())). A `HEAD` request is
+    /// answered with the head of the response this returns, without its body. The
+    /// connection is kept alive for the next request (HTTP/1.1, unless the request
+    /// or the response says `Connection: close`). A panic here is answered 500,
+    /// logged at `error` and counted in `handler_panics`.
     fn http(&self, request: &Request<'_>) -> HttpResponse {
         let _ = request;
         HttpResponse::not_found()

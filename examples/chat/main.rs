@@ -9,7 +9,12 @@
 //! `/` joins room `lobby`; `/?room=NAME` joins room NAME (the WebSocket connects to
 //! `/chat/NAME`). Each message is published once to the room's topic and shared by every
 //! member, on every reactor.
+//!
+//! `/metrics` serves the server's counters to Prometheus; Ctrl-C (or `SIGTERM`) stops
+//! gracefully, closing every browser with 1001; `RUST_LOG=debug` shows refusals and
+//! protocol closes.
 
+use tracing_subscriber::EnvFilter;
 use wavecore::{Conn, Handler, HttpResponse, Message, Request, Server, Service, Upgrade};
 
 const PAGE: &str = include_str!("page.html");
@@ -77,21 +82,28 @@ impl Service for Chat {
         match request.path() {
             "/" | "/index.html" => HttpResponse::html(PAGE),
             "/health" => HttpResponse::text("ok\n"),
+            "/metrics" => HttpResponse::metrics(request),
             _ => HttpResponse::not_found(),
         }
     }
 }
 
 fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());
     let server = Server::builder()
         .bind(addr)
         .max_message_size(MAX_LINE)
+        .shutdown_on_signals(true)
         .start(Chat)?;
-    println!(
-        "chat on http://{}/ (open it in a few browser tabs)",
+    tracing::info!(
+        "chat on http://{}/ (open it in a few browser tabs; metrics at /metrics)",
         server.local_addr()
     );
     server.join()?;

@@ -15,6 +15,7 @@ use crate::server::handle::ServerHandle;
 use crate::server::listener;
 use crate::server::reactor::{Reactor, WAKER};
 use crate::server::shared::{Remote, Shared};
+use crate::server::signals::{self, SignalGuard};
 use crate::server::stats::Stats;
 
 /// Builds a [`Server`]. Every setting has a documented default ([`ServerConfig`]).
@@ -29,6 +30,8 @@ pub struct ServerBuilder {
 pub struct Server {
     handle: ServerHandle,
     threads: Vec<JoinHandle<Result<(), ReactorFailure>>>,
+    /// With `shutdown_on_signals`: tells the signal thread when the server stopped.
+    signals: Option<SignalGuard>,
 }
 
 impl Server {
@@ -69,6 +72,10 @@ impl Server {
                 first.get_or_insert(failure);
             }
         }
+        if let Some(signals) = &self.signals {
+            signals.server_stopped();
+        }
+        tracing::info!(address = %self.handle.local_addr(), "wavecore server stopped");
         first.map_or(Ok(()), Err)
     }
 }
@@ -127,6 +134,13 @@ impl ServerBuilder {
         high_water_mark: usize;
         /// See [`ServerConfig::shutdown_timeout`].
         shutdown_timeout: Duration;
+        /// See [`ServerConfig::max_http_body_size`].
+        max_http_body_size: usize;
+        /// See [`ServerConfig::keep_alive_timeout`].
+        keep_alive_timeout: Duration;
+        /// Stop gracefully on `SIGINT`/`SIGTERM` (default false). See
+        /// [`ServerConfig::shutdown_on_signals`].
+        shutdown_on_signals: bool;
         /// See [`ServerConfig::read_buffer_size`].
         read_buffer_size: usize;
         /// Lets other servers share the port (default false). See
@@ -162,7 +176,15 @@ impl ServerBuilder {
             topic_counts: Arc::new(Mutex::new(Default::default())),
             remotes,
             failures: Mutex::new(Vec::new()),
+            counters: (0..workers).map(|_| Arc::default()).collect(),
         });
+        let signals = if self.config.shutdown_on_signals {
+            Some(signals::shutdown_on_signals(ServerHandle::new(
+                shared.clone(),
+            ))?)
+        } else {
+            None
+        };
         let service = Arc::new(service);
         let config = Arc::new(self.config);
         let mut threads = Vec::with_capacity(workers);
@@ -178,9 +200,11 @@ impl ServerBuilder {
                     })?,
             );
         }
+        log_start(local_addr, workers, &config);
         Ok(Server {
             handle: ServerHandle::new(shared),
             threads,
+            signals,
         })
     }
 
@@ -193,4 +217,25 @@ impl ServerBuilder {
     pub fn run<S: Service>(self, service: S) -> io::Result<()> {
         Ok(self.start(service)?.join()?)
     }
+}
+
+/// The one line a server logs when it starts (at `info`): where, how, and its limits.
+fn log_start(addr: SocketAddr, workers: usize, config: &ServerConfig) {
+    tracing::info!(
+        address = %addr,
+        reactors = workers,
+        backend = "epoll (mio)",
+        reuse_port = config.reuse_port,
+        max_connections = config.max_connections,
+        max_message_size = config.max_message_size,
+        max_frame_size = config.max_frame_size,
+        max_backpressure = config.max_backpressure,
+        backpressure_policy = ?config.backpressure_policy,
+        max_http_body_size = config.max_http_body_size,
+        handshake_timeout = ?config.handshake_timeout,
+        keep_alive_timeout = ?config.keep_alive_timeout,
+        ping_interval = ?config.ping_interval,
+        shutdown_timeout = ?config.shutdown_timeout,
+        "wavecore server listening"
+    );
 }

@@ -65,6 +65,23 @@ pub struct ServerConfig {
     /// Set it at or above `max_backpressure` to turn read-side flow control off.
     /// Default 256 KiB.
     pub high_water_mark: usize,
+    /// Largest request body (`Content-Length`) a plain HTTP request may carry; it is
+    /// read whole and handed to [`crate::Service::http`] as [`crate::Request::body`].
+    /// Past it the request is answered `413 Content Too Large` and the connection
+    /// closed. Chunked bodies (no `Content-Length`) are refused with `411 Length
+    /// Required`. Default 64 KiB.
+    pub max_http_body_size: usize,
+    /// How long a kept-alive HTTP connection may wait, after a response, for the
+    /// first byte of its next request; then it is closed
+    /// (`stats().http_idle_timeouts`). Once a request begins, it must be complete
+    /// within `handshake_timeout`, like the first. Default 5 s.
+    pub keep_alive_timeout: Duration,
+    /// Stop gracefully on `SIGINT` or `SIGTERM` (Unix): stop accepting, close every
+    /// connection with 1001 after what is queued for it, and end within
+    /// `shutdown_timeout`, as [`crate::ServerHandle::shutdown`] does. A second signal
+    /// ends the process at once, as the signal's default action would. Default false
+    /// (a library does not take the process's signals unless asked).
+    pub shutdown_on_signals: bool,
     /// How long a graceful shutdown waits for connections to finish their close
     /// handshake and flush, before dropping them. Default 5 s.
     pub shutdown_timeout: Duration,
@@ -100,6 +117,9 @@ impl Default for ServerConfig {
             max_backpressure: 1 << 20,
             backpressure_policy: BackpressurePolicy::Close,
             high_water_mark: 256 << 10,
+            max_http_body_size: 64 << 10,
+            keep_alive_timeout: Duration::from_secs(5),
+            shutdown_on_signals: false,
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 << 10,
             reuse_port: false,

@@ -2,10 +2,15 @@
 //!
 //! ```text
 //! Handshake --101--> Open --we send Close--> Closing --peer's Close--> Finishing --> Done
-//!     |                |  \--peer's Close / protocol error---------->  Finishing
-//!     |                \--EOF, idle timeout---------------------------------------> Done
-//!     \--HTTP response, refusal--> Finishing;  timeout, EOF --> Done
+//!   |  ^               |  \--peer's Close / protocol error---------->  Finishing
+//!   |  |               \--EOF, idle timeout---------------------------------------> Done
+//!   |  +--bytes-- KeepAlive <--HTTP response (keep-alive)-- Body <--HTTP head + body--+
+//!   \--HTTP response (close), refusal--> Finishing;  timeout, EOF --> Done
 //! ```
+//!
+//! Plain HTTP (`conn/http.rs`): a request's body is read whole (`Body`), the
+//! response written, and a kept-alive connection waits (`KeepAlive`, no buffer) for
+//! the next request head.
 //!
 //! The reactor feeds received bytes to [`Connection::receive`], writes out what the
 //! connection queued (the reactor's cork buffer, then the outbox), and drops the socket
@@ -13,6 +18,7 @@
 //! connection and waits (bounded by `close_timeout`) for the peer's EOF, so the last
 //! frame is never lost to a reset.
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::handler::{CloseInfo, Handler, Message, Request, Service};
@@ -24,6 +30,7 @@ use crate::protocol::handshake::{
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
 use crate::server::conn_api::{Conn, ConnCore};
+use crate::server::metrics::counters::RefusalReason;
 use crate::server::outbox::Delivery;
 use crate::server::stats::Stats;
 use crate::server::timer::{TICK, Tick};
@@ -42,6 +49,11 @@ pub(crate) enum Phase<H> {
     /// Reading the HTTP request head (boxed: only connections in their handshake pay
     /// for it).
     Handshake(Box<HeadReader>),
+    /// Reading the body of a plain HTTP request (see `conn/http.rs`).
+    Body(Box<http::BodyReader>),
+    /// A kept-alive HTTP connection between requests: holds nothing, waits (bounded
+    /// by `keep_alive_timeout`) for the next request's first byte.
+    KeepAlive,
     /// Upgraded: frames go to the handler.
     Open { decoder: Decoder, handler: H },
     /// We sent a close frame; reading (and discarding) until the peer's close frame.
@@ -153,10 +165,18 @@ impl<H: Handler> Connection<H> {
                     Ok(None) => return,
                     Ok(Some((head, used))) => {
                         pos += used;
-                        self.upgrade(&head, env);
+                        pos += self.upgrade(head, &data[pos..], env);
                     }
                     Err(refusal) => return self.refuse(&refusal, env),
                 },
+                Phase::Body(_) => {
+                    pos += self.receive_body(rest, env);
+                    if matches!(self.phase, Phase::Body(_)) {
+                        return;
+                    }
+                }
+                Phase::KeepAlive if rest.is_empty() => return,
+                Phase::KeepAlive => self.next_request(env),
                 Phase::Open { .. } => {
                     pos += self.receive_frames(rest, env);
                     if self.is_open() {
@@ -177,7 +197,14 @@ impl<H: Handler> Connection<H> {
         if self.is_open() {
             self.leave_open(CloseCode::ABNORMAL, "", false, env);
         }
-        self.phase = Phase::Done;
+        self.phase = match self.phase {
+            // A client that half-closed after its request still gets the response.
+            Phase::KeepAlive if self.owes_bytes(env) => {
+                self.deadline = env.turn.now + ticks(env.config.close_timeout);
+                Phase::Finishing { linger: false }
+            }
+            _ => Phase::Done,
+        };
     }
 
     /// The server's own code failed while serving this connection: the handler hears
@@ -197,7 +224,11 @@ impl<H: Handler> Connection<H> {
                     .start_close(CloseCode::GOING_AWAY, "server shutting down", None);
                 self.after_callbacks(env);
             }
-            Phase::Handshake(_) => self.phase = Phase::Done,
+            Phase::Handshake(_) | Phase::Body(_) => self.phase = Phase::Done,
+            Phase::KeepAlive if self.owes_bytes(env) => {
+                self.phase = Phase::Finishing { linger: false };
+            }
+            Phase::KeepAlive => self.phase = Phase::Done,
             _ => {}
         }
     }
@@ -229,9 +260,11 @@ impl<H: Handler> Connection<H> {
     /// The tick at which [`Connection::on_timer`] has something to do, if any.
     pub fn next_due(&self, config: &ServerConfig) -> Option<Tick> {
         match &self.phase {
-            Phase::Handshake(_) | Phase::Closing { .. } | Phase::Finishing { .. } => {
-                Some(self.deadline)
-            }
+            Phase::Handshake(_)
+            | Phase::Body(_)
+            | Phase::KeepAlive
+            | Phase::Closing { .. }
+            | Phase::Finishing { .. } => Some(self.deadline),
             Phase::Open { .. } => {
                 let interval = config.ping_interval?;
                 Some(if self.core.ping_outstanding {
@@ -248,8 +281,12 @@ impl<H: Handler> Connection<H> {
     pub fn on_timer<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
         let now = env.turn.now;
         match &self.phase {
-            Phase::Handshake(_) if now >= self.deadline => {
+            Phase::Handshake(_) | Phase::Body(_) if now >= self.deadline => {
                 Stats::bump(&env.turn.stats.handshake_timeouts);
+                self.phase = Phase::Done;
+            }
+            Phase::KeepAlive if now >= self.deadline => {
+                Stats::bump(&env.turn.stats.http_idle_timeouts);
                 self.phase = Phase::Done;
             }
             Phase::Closing { .. } | Phase::Finishing { .. } if now >= self.deadline => {
@@ -274,32 +311,40 @@ impl<H: Handler> Connection<H> {
         }
     }
 
-    /// A complete request head arrived: answer it.
-    fn upgrade<S: Service<Handler = H>>(&mut self, head: &RequestHead, env: &mut Env<'_, S>) {
-        let request = Request::new(head, self.core.peer);
-        let key = match classify(head) {
-            Err(refusal) => return self.refuse(&refusal, env),
-            Ok(RequestKind::Http) => {
-                Stats::bump(&env.turn.stats.http_requests);
-                let response = catch_unwind(AssertUnwindSafe(|| env.service.http(&request)))
-                    .unwrap_or_else(|_| {
-                        Stats::bump(&env.turn.stats.handler_panics);
-                        crate::HttpResponse::new(500, "internal error\n")
-                    });
-                response.write(&mut env.turn.cork);
-                return self.finish(env);
+    /// A complete request head arrived, `rest` the bytes after it: answer it. Returns
+    /// how many bytes of `rest` it took (a plain request's body).
+    fn upgrade<S: Service<Handler = H>>(
+        &mut self,
+        head: RequestHead,
+        rest: &[u8],
+        env: &mut Env<'_, S>,
+    ) -> usize {
+        let key = match classify(&head) {
+            Err(refusal) => {
+                self.refuse(&refusal, env);
+                return 0;
             }
+            Ok(RequestKind::Http) => return self.http_request(head, rest, env),
             Ok(RequestKind::WebSocket { key }) => key,
         };
+        let request = Request::new(&head, &[], self.core.peer, &env.turn.server);
         let upgrade = catch_unwind(AssertUnwindSafe(|| env.service.upgrade(&request)));
         let accepted = match upgrade {
             Ok(upgrade) => match upgrade.outcome {
                 Ok(accepted) => accepted,
-                Err(refusal) => return self.refuse(&refusal, env),
+                Err(refusal) => {
+                    self.refuse_for(&refusal, RefusalReason::Service, env);
+                    return 0;
+                }
             },
-            Err(_) => {
-                Stats::bump(&env.turn.stats.handler_panics);
-                return self.refuse(&Refusal::new(500, "internal error"), env);
+            Err(panic) => {
+                report::service_panic(env.turn, &self.core, "upgrade", &*panic);
+                self.refuse_for(
+                    &Refusal::new(500, "internal error"),
+                    RefusalReason::Service,
+                    env,
+                );
+                return 0;
             }
         };
         let headers: Vec<(&str, &str)> = accepted
@@ -330,12 +375,26 @@ impl<H: Handler> Connection<H> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.call(env, |handler, conn| handler.on_open(conn));
         self.after_callbacks(env);
+        0
     }
 
+    /// Refuses a request that failed the server's own checks.
     fn refuse<S>(&mut self, refusal: &Refusal, env: &mut Env<'_, S>) {
+        self.refuse_for(refusal, RefusalReason::of_status(refusal.status), env);
+    }
+
+    /// Sends `refusal` and ends the connection.
+    fn refuse_for<S>(&mut self, refusal: &Refusal, reason: RefusalReason, env: &mut Env<'_, S>) {
         Stats::bump(&env.turn.stats.handshake_refusals);
+        env.turn.counters.refused(reason);
+        report::refusal(&self.core, refusal, reason);
         refusal.write(&mut env.turn.cork);
         self.finish(env);
+    }
+
+    /// Whether bytes for this connection wait to be written (this turn's or queued).
+    fn owes_bytes<S>(&self, env: &Env<'_, S>) -> bool {
+        !self.core.outbox.is_empty() || !env.turn.cork.is_empty()
     }
 
     fn finish<S>(&mut self, env: &mut Env<'_, S>) {
@@ -371,6 +430,7 @@ impl<H: Handler> Connection<H> {
                 Err(error) => {
                     Stats::bump(&env.turn.stats.protocol_errors);
                     let code = error.close_code();
+                    report::protocol_close(&self.core, code, error.reason());
                     self.core
                         .start_close(code, error.reason(), Some(&mut env.turn.cork));
                     self.leave_open(code, error.reason(), false, env);
@@ -382,17 +442,31 @@ impl<H: Handler> Connection<H> {
             if let Event::Text(text) = &event {
                 crate::server::testing::on_read(text);
             }
-            let panicked = match event {
-                Event::Text(text) => guarded(|| handler.on_message(&mut conn, Message::Text(text))),
+            let (callback, outcome) = match event {
+                Event::Text(text) => {
+                    conn.turn.counters.received(text.len());
+                    let message = Message::Text(text);
+                    (
+                        "on_message",
+                        guarded(|| handler.on_message(&mut conn, message)),
+                    )
+                }
                 Event::Binary(bytes) => {
-                    guarded(|| handler.on_message(&mut conn, Message::Binary(bytes)))
+                    conn.turn.counters.received(bytes.len());
+                    let message = Message::Binary(bytes);
+                    (
+                        "on_message",
+                        guarded(|| handler.on_message(&mut conn, message)),
+                    )
                 }
                 Event::Ping(payload) => {
                     conn.core
                         .queue_control(OpCode::Pong, payload, Some(&mut conn.turn.cork));
-                    guarded(|| handler.on_ping(&mut conn, payload))
+                    ("on_ping", guarded(|| handler.on_ping(&mut conn, payload)))
                 }
-                Event::Pong(payload) => guarded(|| handler.on_pong(&mut conn, payload)),
+                Event::Pong(payload) => {
+                    ("on_pong", guarded(|| handler.on_pong(&mut conn, payload)))
+                }
                 Event::Close(frame) => {
                     let (code, reason) = match frame {
                         Some(CloseFrame { code, reason }) => (code, reason.to_owned()),
@@ -405,8 +479,8 @@ impl<H: Handler> Connection<H> {
                     return data.len();
                 }
             };
-            if panicked {
-                Stats::bump(&env.turn.stats.handler_panics);
+            if let Err(panic) = outcome {
+                report::handler_panic(env.turn, &self.core, callback, &*panic);
                 self.core.start_close(
                     CloseCode::INTERNAL_ERROR,
                     "internal error",
@@ -463,8 +537,8 @@ impl<H: Handler> Connection<H> {
             turn: env.turn,
             config: env.config,
         };
-        if guarded(|| callback(handler, &mut conn)) {
-            Stats::bump(&env.turn.stats.handler_panics);
+        if let Err(panic) = guarded(|| callback(handler, &mut conn)) {
+            report::handler_panic(env.turn, &self.core, "a callback", &*panic);
             self.core.start_close(
                 CloseCode::INTERNAL_ERROR,
                 "internal error",
@@ -513,6 +587,7 @@ impl<H: Handler> Connection<H> {
             .stats
             .open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        env.turn.counters.closed(code);
         let info = CloseInfo {
             code,
             reason,
@@ -520,21 +595,24 @@ impl<H: Handler> Connection<H> {
         };
         // The handler is the application's to the end: a panic in its `Drop` is a
         // handler panic too.
-        if guarded(move || {
+        if let Err(panic) = guarded(move || {
             handler.on_close(info);
             drop(handler);
         }) {
-            Stats::bump(&env.turn.stats.handler_panics);
+            report::handler_panic(env.turn, &self.core, "on_close", &*panic);
         }
         self.deadline = env.turn.now + ticks(env.config.close_timeout);
         Some(decoder)
     }
 }
 
-/// Runs `f`, reporting whether it panicked.
-fn guarded(f: impl FnOnce()) -> bool {
-    catch_unwind(AssertUnwindSafe(f)).is_err()
+/// Runs `f`, catching a panic.
+fn guarded(f: impl FnOnce()) -> Result<(), Box<dyn Any + Send>> {
+    catch_unwind(AssertUnwindSafe(f))
 }
+
+mod http;
+mod report;
 
 #[cfg(test)]
 mod tests;

@@ -301,6 +301,7 @@ impl Conn<'_> {
         message: Message<'_>,
         exclude: Option<ConnId>,
     ) {
+        self.turn.counters.publishes.add(1);
         self.turn
             .publishes
             .push(Publish::new(topic.map(Into::into), message, exclude));
@@ -317,12 +318,14 @@ impl Conn<'_> {
                 .over_limit(self.config, &self.turn.stats, Some(&mut self.turn.cork));
             return SendStatus::Dropped;
         }
+        self.turn.counters.sent(payload.len());
         if self.core.outbox.is_empty() {
             encode_into(&mut self.turn.cork, opcode, payload);
             SendStatus::Success
         } else {
             self.core.outbox.push(encode_shared(opcode, payload));
             self.core.needs_drain = true;
+            self.turn.counters.backpressure_events.add(1);
             SendStatus::Backpressure
         }
     }

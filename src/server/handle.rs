@@ -6,9 +6,10 @@ use std::sync::atomic::Ordering;
 
 use crate::handler::Message;
 use crate::server::failure::ReactorFailure;
+use crate::server::metrics;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
-use crate::server::stats::StatsSnapshot;
+use crate::server::stats::{Stats, StatsSnapshot};
 
 /// A cloneable, `Send + Sync` handle to a running server.
 #[derive(Debug, Clone)]
@@ -33,7 +34,20 @@ impl ServerHandle {
 
     /// The server's counters: connections, and how often each limit was reached.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.stats()
+    }
+
+    /// Every counter in the Prometheus text exposition format, version 0.0.4 (the
+    /// list is in [`crate::server::metrics`]). Rendered now, from counters the
+    /// reactors keep without locks; costs a few microseconds per call.
+    pub fn metrics_text(&self) -> String {
+        metrics::render(&self.shared, metrics::Format::Prometheus)
+    }
+
+    /// Every counter in OpenMetrics 1.0 text (ending with `# EOF`); see
+    /// [`ServerHandle::metrics_text`].
+    pub fn metrics_openmetrics(&self) -> String {
+        metrics::render(&self.shared, metrics::Format::OpenMetrics)
     }
 
     /// Reactors that stopped before a shutdown asked them to, in the order they failed
@@ -54,11 +68,7 @@ impl ServerHandle {
 
     /// Topics with at least one subscriber.
     pub fn topic_count(&self) -> usize {
-        self.shared
-            .topic_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.shared.topic_count()
     }
 
     /// Publishes `message` to every subscriber of `topic`, on every reactor. Encoded
@@ -74,6 +84,7 @@ impl ServerHandle {
     }
 
     fn send(&self, topic: Option<Arc<str>>, message: Message<'_>) {
+        Stats::bump(&self.shared.stats.handle_publishes);
         let publish = Publish::new(topic, message, None);
         for remote in &self.shared.remotes {
             remote.send_publishes(std::iter::once(publish.clone()));
@@ -84,6 +95,11 @@ impl ServerHandle {
     /// connection, flush, wait up to `shutdown_timeout`, then the reactors return
     /// (and [`crate::Server::join`] with them).
     pub fn shutdown(&self) {
+        tracing::info!(
+            address = %self.shared.local_addr,
+            connections = self.connections(),
+            "wavecore server shutting down: closing connections with 1001"
+        );
         for remote in &self.shared.remotes {
             remote.send_shutdown();
         }

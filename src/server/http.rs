@@ -1,12 +1,19 @@
 //! Plain HTTP on the WebSocket port: the response type of [`crate::Service::http`].
 
-use crate::protocol::handshake::write_http_response;
-use crate::protocol::handshake::{closing_fields, is_upgrade_field};
+use crate::protocol::handshake::{
+    closing_fields, has_token, is_upgrade_field, write_http_head, write_http_response,
+};
 
-/// A complete HTTP response. The connection is closed after it is written
-/// (`Connection: close`); there is no keep-alive. A `426 Upgrade Required` always
-/// goes out with `Upgrade` (RFC 9110 section 15.5.22): `Upgrade: websocket` is added
-/// if the headers lack one, and `Connection` is then `upgrade, close`.
+/// A complete HTTP response.
+///
+/// The connection stays open for the client's next request (HTTP/1.1 keep-alive)
+/// unless the request asked `Connection: close`, the request was HTTP/1.0, the
+/// response carries `Connection: close` itself or `Upgrade`, or responses the
+/// client has not read pile up past `max_backpressure`; then it goes out with
+/// `Connection: close` and the connection ends after it. A `426 Upgrade Required`
+/// always goes out with `Upgrade` (RFC 9110 section 15.5.22): `Upgrade: websocket`
+/// is added if the headers lack one, `Connection` is then `upgrade, close`, and the
+/// connection ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code.
@@ -49,15 +56,35 @@ impl HttpResponse {
         self
     }
 
-    /// Appends the response's bytes to `out`.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+    /// Whether this response ends its connection whatever the request asked: a
+    /// `426`, an `Upgrade` header, or a `Connection` header listing `close`.
+    pub(crate) fn closes(&self) -> bool {
+        self.status == 426
+            || self.headers.iter().any(|(name, value)| {
+                is_upgrade_field(name)
+                    || (name.eq_ignore_ascii_case("connection")
+                        && has_token(value.as_bytes(), "close"))
+            })
+    }
+
+    /// Appends the response's bytes to `out`: only its head (with the body's
+    /// `Content-Length`) when `head_only` (a `HEAD` request); `Connection: close`
+    /// unless `keep_alive` (then no `Connection` field: HTTP/1.1 connections
+    /// persist by default, RFC 9112 section 9.3).
+    pub(crate) fn write(&self, out: &mut Vec<u8>, head_only: bool, keep_alive: bool) {
         let mut headers: Vec<(&str, &str)> = self
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let has_upgrade = headers.iter().any(|(name, _)| is_upgrade_field(name));
-        headers.extend_from_slice(closing_fields(self.status, has_upgrade));
-        write_http_response(out, self.status, &headers, &self.body);
+        if !keep_alive {
+            let has_upgrade = headers.iter().any(|(name, _)| is_upgrade_field(name));
+            headers.extend_from_slice(closing_fields(self.status, has_upgrade));
+        }
+        if head_only {
+            write_http_head(out, self.status, &headers, self.body.len());
+        } else {
+            write_http_response(out, self.status, &headers, &self.body);
+        }
     }
 }

@@ -13,10 +13,12 @@ pub(crate) mod conn_api;
 pub(crate) mod failure;
 pub(crate) mod http;
 pub(crate) mod listener;
+pub mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod pubsub;
 pub(crate) mod reactor;
 pub(crate) mod shared;
+pub(crate) mod signals;
 pub(crate) mod stats;
 #[cfg(test)]
 pub(crate) mod testing;

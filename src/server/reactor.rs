@@ -38,6 +38,7 @@ macro_rules! env {
 
 mod containment;
 mod delivery;
+mod report;
 
 /// A reactor whose slab grew past this many slots gives its memory back when its last
 /// connection leaves (see [`Reactor::release_idle_memory`]).
@@ -129,7 +130,7 @@ impl<S: Service> Reactor<S> {
             listener: Some(listener),
             conns: Slab::new(),
             read_buf: vec![0; config.read_buffer_size.max(1024) + 256],
-            turn: Turn::new(shared.stats.clone(), shared.topic_counts.clone()),
+            turn: Turn::for_reactor(&shared, index),
             wheel: TimerWheel::new(origin),
             fired: Vec::new(),
             service,
@@ -168,7 +169,8 @@ impl<S: Service> Reactor<S> {
             {
                 return Err(e);
             }
-            self.turn.now = self.wheel.tick_of(Instant::now());
+            let woke = Instant::now();
+            self.turn.now = self.wheel.tick_of(woke);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -188,9 +190,11 @@ impl<S: Service> Reactor<S> {
             self.run_timers();
             self.forward_publishes();
             self.flush_dirty();
+            self.turn.counters.turns.observe(woke.elapsed());
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || Instant::now() >= deadline)
             {
+                self.log_stop();
                 return Ok(());
             }
         }
@@ -206,7 +210,9 @@ impl<S: Service> Reactor<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(_) => {
+                Err(error) => {
+                    Stats::bump(&self.shared.stats.accept_errors);
+                    tracing::error!(reactor = self.index, %error, "accept failed; pausing accepts for 100 ms");
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick
                     // rather than spin on a listener that stays readable.
                     self.accept_paused_until = Some(self.turn.now + 1);
@@ -489,6 +495,11 @@ impl<S: Service> Reactor<S> {
     }
 
     fn begin_shutdown(&mut self) {
+        tracing::debug!(
+            reactor = self.index,
+            connections = self.conns.len(),
+            "reactor shutting down"
+        );
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);

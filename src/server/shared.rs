@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::Waker;
 
 use crate::server::failure::ReactorFailure;
+use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, TopicCounts};
-use crate::server::stats::Stats;
+use crate::server::stats::{Stats, StatsSnapshot};
 
 /// Commands waiting for one reactor.
 #[derive(Debug, Default)]
@@ -84,9 +85,48 @@ pub(crate) struct Shared {
     pub remotes: Vec<Remote>,
     /// Reactors that stopped before a shutdown asked them to.
     pub failures: Mutex<Vec<ReactorFailure>>,
+    /// Each reactor's own counters, by reactor index.
+    pub counters: Vec<Arc<ReactorCounters>>,
 }
 
 impl Shared {
+    /// State for a turn outside any server (unit tests of a connection): no
+    /// reactors to reach, one set of counters.
+    #[cfg(test)]
+    pub fn detached(stats: Arc<Stats>, topic_counts: TopicCounts) -> Self {
+        Self {
+            local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stats,
+            topic_counts,
+            remotes: Vec::new(),
+            failures: Mutex::new(Vec::new()),
+            counters: vec![Arc::default()],
+        }
+    }
+
+    /// Every counter: the shared ones and the sums of the reactors' own.
+    pub fn stats(&self) -> StatsSnapshot {
+        let mut snapshot = self.stats.snapshot();
+        for c in &self.counters {
+            snapshot.messages_received += c.messages_received.get();
+            snapshot.message_bytes_received += c.bytes_received.get();
+            snapshot.messages_sent += c.messages_sent.get();
+            snapshot.message_bytes_sent += c.bytes_sent.get();
+            snapshot.backpressure_events += c.backpressure_events.get();
+            snapshot.publishes += c.publishes.get();
+            snapshot.deliveries += c.deliveries.get();
+        }
+        snapshot
+    }
+
+    /// Topics with at least one subscriber, all reactors together.
+    pub fn topic_count(&self) -> usize {
+        self.topic_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// Records a reactor's failure (see [`ReactorFailure`]).
     pub fn report_failure(&self, failure: ReactorFailure) {
         self.failures

@@ -1,5 +1,7 @@
 //! Counters every reactor updates and the server handle reads: how often each limit
-//! was reached, so an application can see it.
+//! was reached, so an application can see it. These are shared atomics, bumped on
+//! events that happen at most once or twice per connection; per-message counts are
+//! each reactor's own (`metrics/counters.rs`) and are summed into the snapshot.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -21,6 +23,11 @@ pub(crate) struct Stats {
     pub idle_timeouts: AtomicU64,
     pub handler_panics: AtomicU64,
     pub internal_errors: AtomicU64,
+    /// Publishes made through a `ServerHandle` (those made by handlers are counted
+    /// per reactor).
+    pub handle_publishes: AtomicU64,
+    pub accept_errors: AtomicU64,
+    pub http_idle_timeouts: AtomicU64,
 }
 
 /// A snapshot of the server's counters.
@@ -54,6 +61,32 @@ pub struct StatsSnapshot {
     /// server's own code panicked while serving them: a bug in wavecore, contained to
     /// the one connection and logged at `error` with the panic message.
     pub internal_errors: u64,
+    /// Failed `accept` calls other than the harmless ones (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`...); each pauses accepting for one timer tick (100 ms) and is
+    /// logged at `error`.
+    pub accept_errors: u64,
+    /// Kept-alive HTTP connections closed because no new request began within
+    /// `keep_alive_timeout`.
+    pub http_idle_timeouts: u64,
+    /// Data messages received and handed to `on_message`.
+    pub messages_received: u64,
+    /// Payload bytes of those messages.
+    pub message_bytes_received: u64,
+    /// Data messages handlers sent with `Conn::send`, `send_text` or `send_binary`
+    /// (not counting those dropped; publishes are counted in `publishes` and
+    /// `deliveries`).
+    pub messages_sent: u64,
+    /// Payload bytes of those messages.
+    pub message_bytes_sent: u64,
+    /// Sends that were queued behind bytes the socket had not yet taken
+    /// (`SendStatus::Backpressure`).
+    pub backpressure_events: u64,
+    /// Messages published (`Conn::publish*`, `Conn::broadcast`, `ServerHandle::publish`,
+    /// `ServerHandle::broadcast`).
+    pub publishes: u64,
+    /// Published messages handed to a subscriber's connection: one per subscriber
+    /// per message.
+    pub deliveries: u64,
 }
 
 impl Stats {
@@ -62,7 +95,8 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A snapshot of every counter.
+    /// A snapshot of the shared counters (the per-reactor ones are added by
+    /// [`crate::server::shared::Shared::stats`]).
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
@@ -78,6 +112,10 @@ impl Stats {
             idle_timeouts: get(&self.idle_timeouts),
             handler_panics: get(&self.handler_panics),
             internal_errors: get(&self.internal_errors),
+            accept_errors: get(&self.accept_errors),
+            http_idle_timeouts: get(&self.http_idle_timeouts),
+            publishes: get(&self.handle_publishes),
+            ..StatsSnapshot::default()
         }
     }
 }

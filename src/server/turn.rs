@@ -7,7 +7,10 @@ use bytes::Bytes;
 
 use crate::protocol::frame::{MAX_HEADER_LEN, OpCode, encode_header};
 use crate::server::batch::TurnBatch;
-use crate::server::pubsub::{Publish, TopicCounts, Topics};
+use crate::server::handle::ServerHandle;
+use crate::server::metrics::counters::ReactorCounters;
+use crate::server::pubsub::{Publish, Topics};
+use crate::server::shared::Shared;
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
 
@@ -26,19 +29,31 @@ pub(crate) struct Turn {
     pub now: Tick,
     /// Counters shared with the server handle.
     pub stats: Arc<Stats>,
+    /// This reactor's own counters (written by this thread only).
+    pub counters: Arc<ReactorCounters>,
+    /// The server, as [`crate::Request::server`] shows it to a service.
+    pub server: ServerHandle,
 }
 
 impl Turn {
-    /// A turn state reporting to `stats` and `counts`.
-    pub fn new(stats: Arc<Stats>, counts: TopicCounts) -> Self {
+    /// The turn state of reactor `index` of the server `shared`.
+    pub fn for_reactor(shared: &Arc<Shared>, index: usize) -> Self {
         Self {
             cork: Vec::with_capacity(64 << 10),
             publishes: Vec::new(),
             batch: TurnBatch::default(),
-            topics: Topics::new(counts),
+            topics: Topics::new(shared.topic_counts.clone()),
             now: 0,
-            stats,
+            stats: shared.stats.clone(),
+            counters: shared.counters[index].clone(),
+            server: ServerHandle::new(shared.clone()),
         }
+    }
+
+    /// A turn state outside any server (unit tests), reporting to `stats` and `counts`.
+    #[cfg(test)]
+    pub fn new(stats: Arc<Stats>, counts: crate::server::pubsub::TopicCounts) -> Self {
+        Self::for_reactor(&Arc::new(Shared::detached(stats, counts)), 0)
     }
 }
 

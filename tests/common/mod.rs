@@ -222,6 +222,15 @@ impl HttpReply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the `Connection` field lists `close`.
+    pub fn closes(&self) -> bool {
+        self.header("Connection").is_some_and(|connection| {
+            connection
+                .split(',')
+                .any(|option| option.trim().eq_ignore_ascii_case("close"))
+        })
+    }
+
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -267,11 +276,23 @@ pub fn read_response_head(stream: &mut TcpStream) -> HttpReply {
 }
 
 /// Sends `request` on a fresh connection and reads the whole response: head, then the
-/// body up to `Content-Length`, then checks the server closes the connection.
+/// body up to `Content-Length`; then checks the connection ends: at once when the
+/// response says `Connection: close`, else (a kept-alive connection) once the client
+/// has shut down its side.
 pub fn http_exchange(addr: SocketAddr, request: &str) -> HttpReply {
     let mut stream = tcp(addr);
     stream.write_all(request.as_bytes()).unwrap();
-    let mut reply = read_response_head(&mut stream);
+    let reply = read_response(&mut stream);
+    if !reply.closes() {
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    assert!(read_to_end_or_reset(&mut stream), "server closes after it");
+    reply
+}
+
+/// Reads one whole response (head and `Content-Length` body) off `stream`.
+pub fn read_response(stream: &mut TcpStream) -> HttpReply {
+    let mut reply = read_response_head(stream);
     let len: usize = reply
         .header("Content-Length")
         .expect("Content-Length")
@@ -279,14 +300,6 @@ pub fn http_exchange(addr: SocketAddr, request: &str) -> HttpReply {
         .unwrap();
     reply.body = vec![0; len];
     stream.read_exact(&mut reply.body).expect("body");
-    let connection = reply.header("Connection").unwrap_or_default();
-    assert!(
-        connection
-            .split(',')
-            .any(|option| option.trim().eq_ignore_ascii_case("close")),
-        "Connection: {connection:?} lists close"
-    );
-    assert!(read_to_end_or_reset(&mut stream), "server closes after it");
     reply
 }
 

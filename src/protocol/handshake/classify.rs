@@ -12,7 +12,7 @@ use super::body::{RequestBody, request_body};
 use super::refusal::Refusal;
 use super::request::RequestHead;
 use super::target::TargetForm;
-use super::tokens::has_token;
+use super::tokens::{has_token, list_items};
 
 /// Length of a valid `Sec-WebSocket-Key`: base64 of 16 bytes.
 const KEY_LEN: usize = 24;
@@ -116,12 +116,16 @@ pub enum RequestKind {
 /// and `Sec-WebSocket-Version: 13`.
 ///
 /// An upgrade to another protocol (`Upgrade: h2c`) is plain HTTP, which may
-/// ignore it (RFC 9110 section 7.8). A plain request with a body
-/// (`Content-Length` above 0 or any `Transfer-Encoding`) is `413`: the HTTP hook
-/// sees heads only, so bodies are refused rather than silently dropped. A plain
-/// request with an asterisk-form target that is not `OPTIONS`, or an
-/// authority-form target that is not `CONNECT`, is `400` (RFC 9112 sections
-/// 3.2.3 and 3.2.4). Everything else is [`RequestKind::Http`].
+/// ignore it (RFC 9110 section 7.8). A plain request may carry a body announced
+/// by `Content-Length`: it is [`RequestKind::Http`], and the caller reads the
+/// body (see [`request_body`]). A plain request with `Transfer-Encoding` is
+/// refused: `411 Length Required` when `chunked` is the final coding (chunked
+/// bodies are not decoded; RFC 9112 section 6.3 lets a server ask for a
+/// `Content-Length` instead), `400` otherwise (RFC 9112 section 6.3: without
+/// `chunked` last the length cannot be known). A plain request with an
+/// asterisk-form target that is not `OPTIONS`, or an authority-form target
+/// that is not `CONNECT`, is `400` (RFC 9112 sections 3.2.3 and 3.2.4).
+/// Everything else is [`RequestKind::Http`].
 pub fn classify(head: &RequestHead) -> Result<RequestKind, Refusal> {
     let body = request_body(head)?;
     let fields = Fields::gather(head);
@@ -187,10 +191,8 @@ fn classify_plain(
     if broken_upgrade {
         return Err(Refusal::upgrade_required("expected a WebSocket upgrade"));
     }
-    if body != RequestBody::Empty {
-        return Err(Refusal::content_too_large(
-            "request bodies are not accepted",
-        ));
+    if body == RequestBody::Encoded {
+        return Err(refuse_transfer_coding(head));
     }
     match (head.target_form(), head.method()) {
         (TargetForm::Asterisk, method) if method != "OPTIONS" => Err(Refusal::bad_request(
@@ -200,6 +202,21 @@ fn classify_plain(
             "authority-form target is only for CONNECT",
         )),
         _ => Ok(RequestKind::Http),
+    }
+}
+
+/// The refusal of a plain request with `Transfer-Encoding` (see [`classify`]).
+fn refuse_transfer_coding(head: &RequestHead) -> Refusal {
+    let last = head
+        .header_values("transfer-encoding")
+        .flat_map(list_items)
+        .last();
+    match last {
+        Some(coding) if coding.eq_ignore_ascii_case(b"chunked") => Refusal::new(
+            411,
+            "chunked request bodies are not supported: send Content-Length",
+        ),
+        _ => Refusal::bad_request("Transfer-Encoding without chunked as the final coding"),
     }
 }
 
@@ -497,13 +514,21 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_request_with_a_body_is_413() {
-        for body in ["Content-Length: 1", "Transfer-Encoding: chunked"] {
-            let r = refusal("POST /api HTTP/1.1", &["Host: a", body]);
-            assert_eq!(r.status, 413, "{body}");
+    fn a_plain_request_with_a_length_is_http_and_a_transfer_coding_is_refused() {
+        for body in ["Content-Length: 1", "Content-Length: 0"] {
+            let h = head("POST /api HTTP/1.1", &["Host: a", body]);
+            assert_eq!(classify(&h), Ok(RequestKind::Http), "{body}");
         }
-        let h = head("POST /api HTTP/1.1", &["Host: a", "Content-Length: 0"]);
-        assert_eq!(classify(&h), Ok(RequestKind::Http));
+        for (coding, status) in [
+            ("chunked", 411),
+            ("gzip, Chunked", 411),
+            ("gzip", 400),
+            ("chunked, gzip", 400),
+        ] {
+            let field = format!("Transfer-Encoding: {coding}");
+            let r = refusal("POST /api HTTP/1.1", &["Host: a", &field]);
+            assert_eq!(r.status, status, "{coding}: {r}");
+        }
     }
 
     #[test]

@@ -51,14 +51,26 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// written as 500.
 pub fn write_http_response(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], body: &[u8]) {
     out.reserve(64 + body.len());
+    write_http_head(out, status, headers, body.len());
+    out.extend_from_slice(body);
+}
+
+/// Appends the head of the response [`write_http_response`] would write for a body
+/// of `content_length` bytes, without the body: the answer to a `HEAD` request
+/// (RFC 9110 section 9.3.2).
+pub(crate) fn write_http_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    content_length: usize,
+) {
     put_status_line(out, status);
     for (name, value) in headers {
         put_header(out, name, value.as_bytes());
     }
     out.extend_from_slice(b"Content-Length: ");
-    put_decimal(out, body.len());
+    put_decimal(out, content_length);
     out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
 }
 
 /// The fields that end a connection after a response with `status` whose other

@@ -257,7 +257,10 @@ fn plain_http_gets_404_and_broken_upgrades_are_refused() {
         "{}",
         String::from_utf8_lossy(&out)
     );
-    assert!(h.conn.is_finishing());
+    assert!(
+        matches!(h.conn.phase, Phase::KeepAlive),
+        "HTTP/1.1 keeps the connection"
+    );
     let mut h = Harness::new();
     let out = h.feed(
         b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -51,6 +51,7 @@ impl<S: Service> Reactor<S> {
         // loop resumes after it, so the others still get the message.
         let mut next = 0;
         let mut failed = Vec::new();
+        let mut delivered = 0u64;
         while next < self.targets.len() {
             let mut at = next;
             let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -66,6 +67,7 @@ impl<S: Service> Reactor<S> {
                     #[cfg(test)]
                     group.iter().for_each(crate::server::testing::on_delivery);
                     entry.conn.deliver(delivery, &mut env);
+                    delivered += 1;
                     if batched {
                         // Whatever becomes of the connection, the seal must find its
                         // ranges.
@@ -83,6 +85,10 @@ impl<S: Service> Reactor<S> {
             failed.push((self.targets[at], panic));
             next = at + 1;
         }
+        self.turn
+            .counters
+            .deliveries
+            .add(delivered * group.len() as u64);
         for (key, panic) in failed {
             self.fail_internal(key, &*panic);
         }

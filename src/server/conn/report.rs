@@ -1,0 +1,73 @@
+//! What a connection tells the log (through `tracing`): handler panics at `error`,
+//! refused requests and protocol closes at `debug`. Each happens at most once per
+//! connection or request, never per message.
+
+use std::any::Any;
+
+use crate::protocol::CloseCode;
+use crate::protocol::handshake::Refusal;
+use crate::server::conn_api::ConnCore;
+use crate::server::failure::panic_message;
+use crate::server::metrics::counters::RefusalReason;
+use crate::server::stats::Stats;
+use crate::server::turn::Turn;
+
+/// A handler callback panicked: counted in `handler_panics`, logged at `error` with
+/// the panic message and the connection; the caller closes with 1011.
+pub(super) fn handler_panic(
+    turn: &Turn,
+    core: &ConnCore,
+    callback: &'static str,
+    panic: &(dyn Any + Send),
+) {
+    Stats::bump(&turn.stats.handler_panics);
+    tracing::error!(
+        conn = core.id.0,
+        peer = %core.peer,
+        callback,
+        "handler panicked in {callback}: {}; closing the connection with 1011",
+        panic_message(panic)
+    );
+}
+
+/// `Service::upgrade` or `Service::http` panicked: counted in `handler_panics`,
+/// logged at `error`; the caller answers 500.
+pub(super) fn service_panic(
+    turn: &Turn,
+    core: &ConnCore,
+    method: &'static str,
+    panic: &(dyn Any + Send),
+) {
+    Stats::bump(&turn.stats.handler_panics);
+    tracing::error!(
+        conn = core.id.0,
+        peer = %core.peer,
+        callback = method,
+        "Service::{method} panicked: {}; answering 500",
+        panic_message(panic)
+    );
+}
+
+/// A request was refused with an HTTP error (`debug`).
+pub(super) fn refusal(core: &ConnCore, refusal: &Refusal, reason: RefusalReason) {
+    tracing::debug!(
+        conn = core.id.0,
+        peer = %core.peer,
+        status = refusal.status,
+        reason = reason.label(),
+        "request refused: {} {}",
+        refusal.status,
+        refusal.reason
+    );
+}
+
+/// The peer broke the protocol or a size limit; we close with `code` (`debug`).
+pub(super) fn protocol_close(core: &ConnCore, code: CloseCode, reason: &str) {
+    tracing::debug!(
+        conn = core.id.0,
+        peer = %core.peer,
+        code = code.0,
+        "closing with {}: {reason}",
+        code.0
+    );
+}

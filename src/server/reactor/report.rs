@@ -1,0 +1,21 @@
+//! What a reactor tells the log about its own life (failures are in `containment.rs`).
+
+use crate::handler::Service;
+use crate::server::reactor::Reactor;
+
+impl<S: Service> Reactor<S> {
+    /// The reactor returns after a graceful shutdown: `debug` when every connection
+    /// finished its close, `warn` with the count when `shutdown_timeout` cut some off.
+    pub(super) fn log_stop(&self) {
+        let left = self.conns.len();
+        if left == 0 {
+            tracing::debug!(reactor = self.index, "reactor stopped");
+        } else {
+            tracing::warn!(
+                reactor = self.index,
+                connections = left,
+                "shutdown_timeout passed: dropping {left} connection(s) that did not finish closing"
+            );
+        }
+    }
+}
