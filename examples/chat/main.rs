@@ -206,7 +206,7 @@ impl Service for Chat {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            Session::Refused("room names are 1 to 32 letters a-z, digits, - or _")
+            Session::Refused("room names are 1 to 32 letters (A-Z, a-z), digits, - or _")
         } else if name.is_empty()
             || name.chars().count() > MAX_NAME
             || name.chars().any(char::is_control)
