@@ -248,7 +248,95 @@ impl<H> Upgrade<H> {
 
 /// The server's application: decides upgrades and answers plain HTTP requests.
 ///
-/// Shared by every reactor thread, so it must be `Send + Sync`.
+/// Shared by every reactor thread, so it must be `Send + Sync`. A closure
+/// `Fn(&Request) -> Upgrade<H>` is a `Service` too, and [`accept_all`] makes one that
+/// accepts everything.
+///
+/// [`upgrade`](Service::upgrade) sees only requests that passed the RFC 6455 checks
+/// (RFC 6455 section 4.2.1; otherwise the server answered 400, 405, 426 or 431 itself).
+/// What it returns goes out as the `101 Switching Protocols` response, or as an HTTP
+/// refusal: the status and the reason as a `text/plain` body, then the TCP connection
+/// is closed. A browser's script sees neither (its `WebSocket` reports close code
+/// 1006); to tell a page why, accept and close at once with a code and reason instead
+/// (the chat demo does so with 1008).
+///
+/// # Example: routing by path, checking Origin, choosing a subprotocol, refusing
+///
+/// One `Handler` type serves every route, so each route is a variant.
+///
+/// ```no_run
+/// use wavecore::{CloseCode, Conn, Handler, HttpResponse, Message, Request, Server};
+/// use wavecore::{Service, Upgrade};
+///
+/// enum Session {
+///     Echo,
+///     Prices,
+/// }
+///
+/// impl Handler for Session {
+///     fn on_open(&mut self, conn: &mut Conn<'_>) {
+///         if let Session::Prices = self {
+///             conn.subscribe("prices"); // fed by ServerHandle::publish from another thread
+///         }
+///     }
+///
+///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+///         match self {
+///             Session::Echo => {
+///                 conn.send(message);
+///             }
+///             Session::Prices => conn.close(CloseCode::POLICY_VIOLATION, "the feed is read-only"),
+///         }
+///     }
+/// }
+///
+/// struct App {
+///     /// The site whose pages may connect, e.g. "https://example.com".
+///     origin: &'static str,
+/// }
+///
+/// impl Service for App {
+///     type Handler = Session;
+///
+///     fn upgrade(&self, request: &Request<'_>) -> Upgrade<Session> {
+///         // Browsers always send Origin, and a page of any other site could open a
+///         // WebSocket to this server with the user's cookies (cross-site WebSocket
+///         // hijacking): refuse other origins. Clients that are not browsers may send
+///         // none.
+///         if request.origin().is_some_and(|origin| origin != self.origin) {
+///             return Upgrade::refuse(403, "origin not allowed");
+///         }
+///         match request.path() {
+///             "/echo" => Upgrade::accept(Session::Echo),
+///             "/prices" => {
+///                 // The client lists the subprotocols it speaks, preferred first; pick
+///                 // the first one we speak too (RFC 6455 section 4.2.2).
+///                 let Some(protocol) =
+///                     request.protocols().find(|p| matches!(*p, "prices.v2" | "prices.v1"))
+///                 else {
+///                     return Upgrade::refuse(400, "offer the subprotocol prices.v2 or prices.v1");
+///                 };
+///                 let protocol = protocol.to_owned();
+///                 Upgrade::accept(Session::Prices).with_protocol(protocol)
+///             }
+///             _ => Upgrade::refuse(404, "no WebSocket endpoint here"),
+///         }
+///     }
+///
+///     fn http(&self, request: &Request<'_>) -> HttpResponse {
+///         match request.path() {
+///             "/health" => HttpResponse::text("ok\n"),
+///             _ => HttpResponse::not_found(),
+///         }
+///     }
+/// }
+///
+/// fn main() -> std::io::Result<()> {
+///     Server::builder()
+///         .bind("127.0.0.1:9001")
+///         .run(App { origin: "https://example.com" })
+/// }
+/// ```
 pub trait Service: Send + Sync + 'static {
     /// The per-connection handler this service creates.
     type Handler: Handler;

@@ -1,16 +1,24 @@
 //! # wavecore
 //!
-//! A high-performance WebSocket (RFC 6455) server framework: one event loop per core
-//! (mio), zero-copy frame parsing in the reactor's read buffer, SIMD unmasking and
-//! UTF-8 validation, and cheap broadcast (encode once, share the bytes).
+//! A WebSocket (RFC 6455) server framework: one event loop per core (mio), zero-copy
+//! frame parsing in the reactor's read buffer, SIMD unmasking and UTF-8 validation, and
+//! cheap broadcast (a message published to a topic is encoded once and the same bytes
+//! go to every subscriber).
 //!
-//! * [`Server`]: configure, start, run; [`ServerHandle`] to query, publish and shut
-//!   down from any thread.
-//! * [`Service`] and [`Handler`]: what an application implements; [`Conn`]: what a
-//!   callback can do to its connection.
-//! * [`protocol`]: RFC 6455 without I/O: frame headers, SIMD unmasking, streaming
-//!   UTF-8 validation, close codes, message reassembly and the opening handshake.
-//! * [`client`]: a small blocking client (tests, tools, the load generator's checks).
+//! An application implements two traits and starts a server:
+//!
+//! * [`Service`]: shared by every reactor thread; decides each upgrade request (path,
+//!   query, headers, Origin, subprotocols: accept with a handler, or refuse with an
+//!   HTTP status) and answers plain HTTP requests on the same port.
+//! * [`Handler`]: one connection's state and callbacks (`on_open`, `on_message`,
+//!   `on_close`, ...), called on the reactor thread that owns the connection.
+//! * [`Conn`]: what a callback can do to its connection: send, ping, close, subscribe
+//!   to topics, publish to them, see its backpressure.
+//! * [`Message`]: a complete text (`&str`) or binary (`&[u8]`) message, borrowed from
+//!   the read buffer when it arrived whole.
+//! * [`Server`]: configure with [`Server::builder`] (every limit has a safe default,
+//!   [`ServerConfig`]), start, join; [`ServerHandle`] queries, publishes and shuts down
+//!   from any thread.
 //!
 //! ```no_run
 //! use wavecore::{Conn, Handler, Message, Server};
@@ -26,18 +34,31 @@
 //! Server::builder().bind("127.0.0.1:9001").run(wavecore::accept_all(|| Echo)).unwrap();
 //! ```
 //!
-//! See `docs/architecture.md` for how the pieces fit.
+//! [`Service`] shows routing by path, checking Origin, choosing a subprotocol and
+//! refusing with a status. Then:
+//!
+//! * [the guide](docs::guide): from zero to the chat demo in steps, backpressure,
+//!   broadcast ordering, limits as a security page, deployment;
+//! * [the architecture](docs::architecture): threads, one turn of a reactor, the life
+//!   of a message and of a connection;
+//! * [`protocol`]: RFC 6455 without I/O (frame headers, SIMD unmasking, streaming
+//!   UTF-8 validation, close codes, message reassembly, the opening handshake);
+//! * [`client`]: a small blocking client (tests, tools, the load generator's checks).
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod docs;
 pub mod handler;
 pub mod protocol;
 pub mod server;
 
+#[doc(inline)]
 pub use handler::{
     CloseInfo, Conn, ConnId, Handler, Message, Request, SendStatus, Service, Upgrade, accept_all,
 };
+#[doc(inline)]
 pub use protocol::CloseCode;
+#[doc(inline)]
 pub use server::{
     BackpressurePolicy, HttpResponse, ReactorFailure, Server, ServerBuilder, ServerConfig,
     ServerHandle, StatsSnapshot,

@@ -1,81 +1,230 @@
-//! A chat server: serves its web page over HTTP on the same port and relays messages
-//! between the browsers in the same room.
+//! The wavecore demo: chat rooms with chosen names, who is online, join and leave
+//! notices and timestamps, served with its web page on one port.
 //!
 //! ```text
-//! cargo run --release --example chat -- [ADDR]     # default 127.0.0.1:9001
+//! cargo run --release --example chat -- [ADDR]     # default 127.0.0.1:9001; Ctrl-C stops it
 //! ```
 //!
-//! Open `http://127.0.0.1:9001/` in a few browser tabs. Rooms are topics: the page at
-//! `/` joins room `lobby`; `/?room=NAME` joins room NAME (the WebSocket connects to
-//! `/chat/NAME`). Each message is published once to the room's topic and shared by every
-//! member, on every reactor.
+//! Open `http://127.0.0.1:9001/` in a few tabs (`/?room=NAME` for another room). The
+//! page connects to `/chat/ROOM?name=NAME` and sends each line as a text message.
 //!
-//! `/metrics` serves the server's counters to Prometheus; Ctrl-C (or `SIGTERM`) stops
-//! gracefully, closing every browser with 1001; `RUST_LOG=debug` shows refusals and
-//! protocol closes.
+//! * **Rooms are topics.** A line is published once to the topic `room:ROOM`: encoded
+//!   once, the same bytes reach every member on every reactor, and no handler runs
+//!   for them.
+//! * **Presence.** [`Rooms`] keeps who is in which room, under a mutex taken on join
+//!   and leave only, never per message. Joins and leaves go out on the room's topic,
+//!   numbered by one counter under that mutex; a newcomer subscribes first, then gets
+//!   the member list and the current number in its welcome, and the page skips the
+//!   events that number already counts.
+//! * **Refusals a person can read.** A browser sees neither the status nor the body of
+//!   a refused upgrade (it reports 1006), so a bad room or name is accepted and closed
+//!   at once with 1008 and the reason, which the page shows.
+//! * **Limits.** A line is at most [`MAX_LINE`] bytes of UTF-8 (not characters); the
+//!   page counts bytes before sending, and the server closes with 1009 past it.
+//! * **Graceful stop.** Ctrl-C or SIGTERM: every page gets Close 1001 and reconnects
+//!   (with backoff) when the server is back (`ServerBuilder::shutdown_on_signals`).
+//! * **Operations.** `/metrics` serves the server's counters to Prometheus;
+//!   `RUST_LOG=debug` shows refusals and protocol closes.
+//!
+//! What the server sends, one JSON object per text message (`at`: milliseconds since
+//! the Unix epoch, the server's clock; `seq`: the presence counter):
+//!
+//! ```text
+//! {"type":"welcome","you":7,"name":"Ana","room":"lobby","limit":4096,"seq":12,"at":..,
+//!  "members":[{"id":3,"name":"Bo"},{"id":7,"name":"Ana"}]}
+//! {"type":"join","seq":13,"id":9,"name":"Cy","at":..}      (and "leave", the same)
+//! {"type":"message","id":3,"name":"Bo","text":"hi","at":..}
+//! {"type":"error","reason":"empty lines are not sent"}
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::EnvFilter;
-use wavecore::{Conn, Handler, HttpResponse, Message, Request, Server, Service, Upgrade};
+use wavecore::{
+    CloseCode, CloseInfo, Conn, ConnId, Handler, HttpResponse, Message, Request, Server,
+    ServerHandle, Service, Upgrade,
+};
 
 const PAGE: &str = include_str!("page.html");
 
-/// Longest accepted chat line, in bytes.
+/// Longest chat line, in bytes of UTF-8: the server's `max_message_size` (past it the
+/// connection is closed with 1009) and the page's limit (sent in the welcome).
 const MAX_LINE: usize = 4096;
 
-/// One browser in one room.
+/// Longest name, in characters.
+const MAX_NAME: usize = 24;
+
+/// Longest room name, in characters (ASCII letters, digits, `-`, `_`).
+const MAX_ROOM: usize = 32;
+
+/// Who is in which room. Shared by the service and every member.
+#[derive(Default)]
+struct Rooms {
+    /// Set once the server started; presence events are published through it, since
+    /// `on_close` has no `Conn` to publish with.
+    server: OnceLock<ServerHandle>,
+    presence: Mutex<Presence>,
+}
+
+#[derive(Default)]
+struct Presence {
+    /// Numbers every join and leave, in every room, in the order they happened.
+    seq: u64,
+    rooms: HashMap<String, BTreeMap<ConnId, String>>,
+}
+
+impl Rooms {
+    /// Adds `member` to its room, tells the room, and returns the member's welcome.
+    /// The event is published under the lock, so every reactor's inbox gets the events
+    /// in `seq` order.
+    fn join(&self, member: &Member) -> String {
+        let mut presence = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        presence.seq += 1;
+        let seq = presence.seq;
+        let room = presence.rooms.entry(member.room.clone()).or_default();
+        room.insert(member.id, member.name.clone());
+        let mut members = String::new();
+        for (id, name) in room.iter() {
+            let comma = if members.is_empty() { "" } else { "," };
+            let _ = write!(members, r#"{comma}{{"id":{id},"name":{}}}"#, json(name));
+        }
+        self.publish_presence("join", seq, member);
+        format!(
+            r#"{{"type":"welcome","you":{},"name":{},"room":{},"limit":{MAX_LINE},"seq":{seq},"at":{},"members":[{members}]}}"#,
+            member.id,
+            json(&member.name),
+            json(&member.room),
+            now_ms(),
+        )
+    }
+
+    /// Removes `member` from its room and tells the room.
+    fn leave(&self, member: &Member) {
+        let mut presence = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        presence.seq += 1;
+        let seq = presence.seq;
+        if let Some(room) = presence.rooms.get_mut(&member.room) {
+            room.remove(&member.id);
+            if room.is_empty() {
+                presence.rooms.remove(&member.room);
+            }
+        }
+        self.publish_presence("leave", seq, member);
+    }
+
+    fn publish_presence(&self, kind: &str, seq: u64, member: &Member) {
+        let event = format!(
+            r#"{{"type":"{kind}","seq":{seq},"id":{},"name":{},"at":{}}}"#,
+            member.id,
+            json(&member.name),
+            now_ms()
+        );
+        if let Some(server) = self.server.get() {
+            server.publish(&member.topic, Message::Text(&event));
+        }
+    }
+}
+
+/// One page in one room.
 struct Member {
+    rooms: Arc<Rooms>,
+    id: ConnId,
     room: String,
     topic: String,
     name: String,
 }
 
-impl Handler for Member {
+/// A connection's handler: a member, or an upgrade to refuse with a reason once open.
+enum Session {
+    Member(Member),
+    Refused(&'static str),
+}
+
+impl Handler for Session {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
-        conn.subscribe(&self.topic);
-        conn.send_text(&format!("* you are {} in {}", self.name, self.room));
-        conn.publish_to_others(
-            &self.topic,
-            Message::Text(&format!("* {} joined", self.name)),
-        );
+        match self {
+            Session::Refused(reason) => conn.close(CloseCode::POLICY_VIOLATION, reason),
+            Session::Member(member) => {
+                member.id = conn.id();
+                // Subscribe before joining: no event after the welcome's `seq` is missed.
+                conn.subscribe(&member.topic);
+                let welcome = member.rooms.join(member);
+                conn.send_text(&welcome);
+            }
+        }
     }
 
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        let Session::Member(member) = self else {
+            return;
+        };
         let Message::Text(text) = message else {
+            conn.close(CloseCode::UNSUPPORTED_DATA, "the chat takes text messages");
             return;
         };
         let text = text.trim();
-        if !text.is_empty() {
-            conn.publish(
-                &self.topic,
-                Message::Text(&format!("{}: {}", self.name, text)),
-            );
+        if text.is_empty() {
+            conn.send_text(r#"{"type":"error","reason":"empty lines are not sent"}"#);
+            return;
+        }
+        let line = format!(
+            r#"{{"type":"message","id":{},"name":{},"text":{},"at":{}}}"#,
+            member.id,
+            json(&member.name),
+            json(text),
+            now_ms()
+        );
+        conn.publish(&member.topic, Message::Text(&line));
+    }
+
+    fn on_close(&mut self, _: CloseInfo<'_>) {
+        if let Session::Member(member) = self {
+            member.rooms.leave(member);
         }
     }
 }
 
-struct Chat;
+struct Chat {
+    rooms: Arc<Rooms>,
+}
 
 impl Service for Chat {
-    type Handler = Member;
+    type Handler = Session;
 
-    fn upgrade(&self, request: &Request<'_>) -> Upgrade<Member> {
+    fn upgrade(&self, request: &Request<'_>) -> Upgrade<Session> {
         let Some(room) = request.path().strip_prefix("/chat/") else {
-            return Upgrade::refuse(404, "chat rooms live under /chat/NAME");
+            return Upgrade::refuse(404, "chat rooms live under /chat/ROOM");
         };
-        let valid = !room.is_empty()
-            && room.len() <= 32
-            && room
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
-            return Upgrade::refuse(400, "room names are 1-32 letters, digits, - or _");
+        if self.rooms.server.get().is_none() {
+            return Upgrade::refuse(503, "starting, try again");
         }
-        let name = format!("guest-{}", request.peer_addr().port());
-        Upgrade::accept(Member {
-            room: room.to_owned(),
-            topic: format!("room:{room}"),
-            name,
-        })
+        let name = request.query().and_then(|query| query_value(query, "name"));
+        let name = name.as_deref().map(str::trim).unwrap_or_default();
+        let session = if room.is_empty()
+            || room.len() > MAX_ROOM
+            || !room
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            Session::Refused("room names are 1 to 32 letters (A-Z, a-z), digits, - or _")
+        } else if name.is_empty()
+            || name.chars().count() > MAX_NAME
+            || name.chars().any(char::is_control)
+        {
+            Session::Refused("names are 1 to 24 characters, without control characters")
+        } else {
+            Session::Member(Member {
+                rooms: self.rooms.clone(),
+                id: ConnId(0),
+                room: room.to_owned(),
+                topic: format!("room:{room}"),
+                name: name.to_owned(),
+            })
+        };
+        Upgrade::accept(session)
     }
 
     fn http(&self, request: &Request<'_>) -> HttpResponse {
@@ -89,23 +238,76 @@ impl Service for Chat {
 }
 
 fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let rooms = Arc::new(Rooms::default());
+    // Ctrl-C or SIGTERM: no new connections, Close 1001 to every page after what is
+    // queued for it, then `join` returns. A second signal exits at once.
     let server = Server::builder()
         .bind(addr)
         .max_message_size(MAX_LINE)
         .shutdown_on_signals(true)
-        .start(Chat)?;
-    tracing::info!(
-        "chat on http://{}/ (open it in a few browser tabs; metrics at /metrics)",
+        .start(Chat {
+            rooms: rooms.clone(),
+        })?;
+    let _ = rooms.server.set(server.handle());
+    println!(
+        "chat on http://{}/ (open it in a few browser tabs; Ctrl-C stops)",
         server.local_addr()
     );
     server.join()?;
+    println!("stopped");
     Ok(())
+}
+
+/// `text` as a JSON string literal.
+fn json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The value of `key` in a query string, percent-decoded (`+` is a space); `None`
+/// when absent, badly escaped or not UTF-8.
+fn query_value(query: &str, key: &str) -> Option<String> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.bytes();
+    while let Some(byte) = rest.next() {
+        bytes.push(match byte {
+            b'+' => b' ',
+            b'%' => {
+                let hex = [rest.next()?, rest.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            byte => byte,
+        });
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis())
 }

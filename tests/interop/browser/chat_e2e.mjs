@@ -1,0 +1,241 @@
+#!/usr/bin/env node
+// End to end: the chat demo (examples/chat) as people use it, in Debian's headless
+// Chromium: two rooms, presence, a multi-byte line at the limit and past it, a refused
+// room, Ctrl-C (SIGINT: every page gets 1001) and reconnecting after a restart.
+//
+// usage: node tests/interop/browser/chat_e2e.mjs PATH/TO/target/debug/examples/chat
+//
+// Starts the chat binary on 127.0.0.1:0 (and again on the same address after the
+// SIGINT), prints one line per check, `ok NAME` or `FAIL NAME: WHY`, then a summary,
+// and exits 0 only if every check passed. Uses `playwright-core` from tests/interop/node
+// (install with .ci/install-interop.sh); never downloads a browser.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const require = createRequire(new URL('../node/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const CHROMIUM = process.env.WAVECORE_CHROMIUM || '/usr/bin/chromium';
+const WAIT_MS = 10_000; // one condition on a page
+const RECONNECT_MS = 20_000; // the page's backoff after a restart is at most ~12 s
+const HARD_TIMEOUT_MS = 100_000; // everything, whatever happens
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const LIMIT = 4096; // bytes: MAX_LINE in examples/chat/main.rs
+
+let passed = 0;
+let failed = 0;
+function ok(name) { passed += 1; console.log(`ok ${name}`); }
+function fail(name, why) { failed += 1; console.log(`FAIL ${name}: ${why}`); }
+async function check(name, body) {
+  try { await body(); ok(name); } catch (e) { fail(name, String(e?.message ?? e).split('\n')[0]); }
+}
+function expect(cond, what) { if (!cond) throw new Error(what); }
+
+// --- the server process -------------------------------------------------------------
+
+function startChat(bin, addr) {
+  const child = spawn(bin, [addr], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const listening = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "chat on http://..." line within ${WAIT_MS} ms`)), WAIT_MS);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = /chat on http:\/\/(\S+)\//.exec(out);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    exited.then(({ code }) => { clearTimeout(timer); reject(new Error(`chat exited with ${code} before listening`)); });
+  });
+  child.stderr.on('data', (chunk) => process.stderr.write(`[chat] ${chunk}`));
+  return { child, exited, listening, output: () => out };
+}
+
+// --- reading and driving a page -----------------------------------------------------
+
+async function open(context, base, query) {
+  const page = await context.newPage();
+  page.on('console', (msg) => console.error(`[page ${query} console.${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => console.error(`[page ${query} error] ${err.message}`));
+  const response = await page.goto(`${base}/?${query}`, { waitUntil: 'load', timeout: WAIT_MS });
+  expect(response && response.status() === 200, `GET /?${query} answered ${response?.status()}`);
+  return page;
+}
+
+const view = (page) => page.evaluate(() => ({
+  state: document.getElementById('status').dataset.state,
+  status: document.getElementById('status').textContent,
+  members: [...document.querySelectorAll('#members li')].map((li) => li.textContent),
+  notes: [...document.querySelectorAll('#log .note')].map((d) => d.lastChild.textContent),
+  messages: [...document.querySelectorAll('#log .msg')].map((d) => ({
+    own: d.classList.contains('own'),
+    name: d.querySelector('b').textContent,
+    text: d.lastChild.textContent,
+    time: d.querySelector('time').textContent,
+  })),
+  limit: document.getElementById('limit').textContent,
+  over: document.getElementById('limit').classList.contains('over'),
+  sendDisabled: document.querySelector('#send button').disabled,
+  input: document.getElementById('text').value,
+  refusal: document.getElementById('refusal').textContent,
+}));
+
+// Waits until `test(view)` holds; the error says what the page showed last.
+async function until(page, what, test, timeout = WAIT_MS) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await view(page);
+    if (test(last)) return last;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeout} ms; page shows ${JSON.stringify(summary(last))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const summary = (v) => ({ ...v, messages: v.messages.map((m) => `${m.name}:${m.text.slice(0, 20)}`), input: v.input.slice(0, 20) });
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const hasMessage = (v, name, text, own) => v.messages.some((m) => m.name === name && m.text === text && m.own === own);
+
+async function say(page, text) {
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+}
+
+// --- the checks ---------------------------------------------------------------------
+
+async function run(bin) {
+  let server = startChat(bin, '127.0.0.1:0');
+  const addr = await server.listening;
+  const base = `http://${addr}`;
+  console.error(`[chat] listening on ${addr}`);
+  const userDataDir = mkdtempSync(join(tmpdir(), 'wavecore-chat-chromium-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30_000,
+    });
+    const ana = await open(context, base, 'room=red&name=Ana');
+    await until(ana, 'Ana connected', (v) => v.state === 'open');
+    const bo = await open(context, base, 'room=red&name=Bo');
+    const cy = await open(context, base, 'room=blue&name=Cy');
+
+    await check('presence: who is online, join notices', async () => {
+      await until(ana, 'Ana sees Bo', (v) => same(v.members, ['Ana (you)', 'Bo']) && v.notes.includes('Bo joined'));
+      await until(bo, 'Bo sees Ana', (v) => same(v.members, ['Ana', 'Bo (you)']));
+      await until(cy, 'Cy alone in blue', (v) => v.state === 'open' && same(v.members, ['Cy (you)']));
+    });
+
+    await check('two rooms: a line reaches its room only, own lines marked, timestamps', async () => {
+      await say(ana, 'hello red');
+      const b = await until(bo, 'Bo gets the line', (v) => hasMessage(v, 'Ana', 'hello red', false));
+      await until(ana, 'Ana sees her own line as own', (v) => hasMessage(v, 'Ana', 'hello red', true));
+      expect(b.messages.every((m) => /^\d{1,2}:\d{2}/.test(m.time)), `times ${JSON.stringify(b.messages.map((m) => m.time))}`);
+      await say(cy, 'hello blue');
+      await until(cy, 'Cy sees her own line', (v) => hasMessage(v, 'Cy', 'hello blue', true));
+      await say(bo, 'marker');
+      const a = await until(ana, 'Ana gets the marker', (v) => hasMessage(v, 'Bo', 'marker', false));
+      const c = await view(cy);
+      expect(!a.messages.some((m) => m.text === 'hello blue'), 'red got the blue line');
+      expect(!c.messages.some((m) => m.text === 'hello red' || m.text === 'marker'), 'blue got a red line');
+    });
+
+    await check('a multi-byte line of exactly the limit is sent whole', async () => {
+      const line = '界'.repeat(1365) + 'a'; // 1365 × 3 + 1 = 4096 bytes of UTF-8
+      expect(Buffer.byteLength(line) === LIMIT, 'test line is not 4096 bytes');
+      await ana.fill('#text', line);
+      const before = await view(ana);
+      expect(!before.over && !before.sendDisabled, `at the limit the page refuses: ${before.limit}`);
+      await ana.press('#text', 'Enter');
+      await until(bo, 'Bo gets the 4096-byte line', (v) => hasMessage(v, 'Ana', line, false));
+      const after = await view(ana);
+      expect(after.state === 'open' && after.input === '', `after sending: ${after.state}, input ${after.input.length}`);
+    });
+
+    await check('past the limit: a clear message in bytes, nothing sent, nothing lost', async () => {
+      const paste = '界'.repeat(4000); // 12,000 bytes
+      await ana.fill('#text', paste);
+      const v = await until(ana, 'the page explains', (x) => x.over);
+      expect(v.limit.includes('12,000 bytes') && v.limit.includes('4,096'), `message: ${v.limit}`);
+      expect(v.sendDisabled, 'Send is enabled past the limit');
+      await ana.press('#text', 'Enter');
+      await say(bo, 'marker 2');
+      const a = await until(ana, 'Ana still connected gets marker 2', (x) => hasMessage(x, 'Bo', 'marker 2', false));
+      expect(a.state === 'open', `state ${a.state}`);
+      expect(a.input === paste, 'the typed text was cleared');
+      expect(!(await view(bo)).messages.some((m) => m.text === paste), 'the long line was sent');
+      await ana.fill('#text', '');
+    });
+
+    await check('a refused room is explained on the page', async () => {
+      const dee = await open(context, base, 'room=my%20room&name=Dee');
+      const v = await until(dee, 'refusal shown', (x) => x.state === 'refused');
+      expect(/my room/.test(v.refusal) && /1 to 32 letters/.test(v.refusal), `refusal: ${v.refusal}`);
+      await dee.close();
+    });
+
+    await check('leave notices and presence', async () => {
+      await bo.close();
+      await until(ana, 'Ana sees Bo leave', (v) => v.notes.includes('Bo left') && same(v.members, ['Ana (you)']));
+    });
+
+    await check('Ctrl-C: the server stops gracefully and pages see 1001', async () => {
+      server.child.kill('SIGINT');
+      const timer = new Promise((r) => setTimeout(() => r(null), WAIT_MS));
+      const exit = await Promise.race([server.exited, timer]);
+      expect(exit, `the server did not exit within ${WAIT_MS} ms of SIGINT`);
+      expect(exit.code === 0, `the server exited with ${JSON.stringify(exit)}`);
+      expect(server.output().includes('stopped'), 'no "stopped" line');
+      for (const page of [ana, cy]) {
+        await until(page, 'waiting to reconnect after 1001', (v) => v.state === 'waiting' && v.status.includes('1001'));
+      }
+    });
+
+    await check('while disconnected, Send keeps the text', async () => {
+      await ana.fill('#text', 'typed while away');
+      await ana.press('#text', 'Enter');
+      const v = await view(ana);
+      expect(v.sendDisabled && v.input === 'typed while away', `disabled ${v.sendDisabled}, input ${v.input}`);
+    });
+
+    await check('after a restart the pages reconnect by themselves', async () => {
+      server = startChat(bin, addr);
+      await server.listening;
+      await until(ana, 'Ana reconnected', (v) => v.state === 'open' && same(v.members, ['Ana (you)']), RECONNECT_MS);
+      await until(cy, 'Cy reconnected', (v) => v.state === 'open', RECONNECT_MS);
+      await ana.press('#text', 'Enter');
+      await until(ana, 'the kept line went out', (v) => hasMessage(v, 'Ana', 'typed while away', true));
+      const eve = await open(context, base, 'room=red&name=Eve');
+      await until(eve, 'Eve sees Ana', (v) => same(v.members, ['Ana', 'Eve (you)']));
+      await until(ana, 'Ana sees Eve', (v) => v.notes.includes('Eve joined') && same(v.members, ['Ana (you)', 'Eve']));
+    });
+  } finally {
+    if (context) await context.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+    server.child.kill('SIGKILL');
+  }
+}
+
+async function main() {
+  const bin = process.argv[2];
+  if (process.argv.length !== 3) {
+    console.error('usage: node chat_e2e.mjs PATH/TO/examples/chat');
+    return 2;
+  }
+  const hard = setTimeout(() => {
+    console.log(`FAIL chat_e2e: gave up after ${HARD_TIMEOUT_MS / 1000}s`);
+    process.exit(1);
+  }, HARD_TIMEOUT_MS);
+  try {
+    await run(bin);
+  } catch (e) {
+    fail('chat_e2e', String(e?.message ?? e).split('\n')[0]);
+  }
+  clearTimeout(hard);
+  console.log(`chat-e2e: ${passed} passed, ${failed} failed`);
+  return failed === 0 && passed > 0 ? 0 : 1;
+}
+
+process.exit(await main());
