@@ -98,11 +98,13 @@ impl Service for Gate {
     type Handler = Held;
 
     fn upgrade(&self, _request: &Request<'_>) -> Upgrade<Held> {
+        // Take the hold before telling the test: told first, the test could open the
+        // second connection, whose upgrade on the other reactor could take the hold
+        // while this thread is preempted between the two steps.
+        let hold = self.hold.lock().unwrap().take();
         let thread = std::thread::current().name().unwrap_or("?").to_owned();
         let _ = self.opened.lock().unwrap().send(thread);
-        Upgrade::accept(Held {
-            hold: self.hold.lock().unwrap().take(),
-        })
+        Upgrade::accept(Held { hold })
     }
 }
 

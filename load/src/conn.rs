@@ -82,10 +82,18 @@ pub struct Conn {
 }
 
 /// Opens a non-blocking TCP connection to `addr`, from `source` when given.
-pub fn open_socket(addr: SocketAddr, source: Option<Ipv4Addr>) -> io::Result<TcpStream> {
+pub fn open_socket(
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    recv_buffer: Option<usize>,
+) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    if let Some(bytes) = recv_buffer {
+        // Before connecting, so the window the peer sees is small from the start.
+        socket.set_recv_buffer_size(bytes)?;
+    }
     if let Some(ip) = source {
         socket.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
     }

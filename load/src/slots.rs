@@ -21,6 +21,9 @@ const MAX_CONNECTING: usize = 100;
 /// Above this many connections, sources spread over 127.0.0.2, .3, ... (each source
 /// address has about 28,000 ephemeral ports).
 const SPREAD_ABOVE: usize = 28_000;
+/// The receive buffer of a slow consumer (soak), in bytes (the kernel doubles it).
+pub const STALLED_RECV_BUFFER: usize = 4096;
+
 /// Connections per source address once spread.
 const PER_SOURCE: usize = 25_000;
 
@@ -102,7 +105,10 @@ impl Slots {
     /// Starts connecting the next slot's socket and registers it.
     fn open_one(&mut self, cfg: &Config, source: Option<Ipv4Addr>) -> io::Result<Conn> {
         let token = Token(self.slots.len());
-        let mut stream = conn::open_socket(cfg.addr, source)?;
+        // A slow consumer also has a small receive window, like a slow mobile link, so
+        // what it does not read piles up at the server, not in its own kernel buffer.
+        let recv_buffer = cfg.stall.then_some(STALLED_RECV_BUFFER);
+        let mut stream = conn::open_socket(cfg.addr, source, recv_buffer)?;
         self.poll.registry().register(
             &mut stream,
             token,

@@ -39,6 +39,10 @@ pub struct SoakReport {
     /// Server RSS in KiB before any connection, at its highest while loaded, and after
     /// every client left (and [`SETTLE`] passed).
     pub rss: Option<(u64, u64, u64)>,
+    /// Server file descriptors a second before the window closed, every part still
+    /// running: fewer than the connections the client held means the server closed
+    /// slow consumers (its backpressure policy).
+    pub server_fds: Option<usize>,
 }
 
 /// The parts of a soak, as runs of the other modes.
@@ -70,6 +74,8 @@ fn parts(cfg: &Config) -> (Config, Config, Config, Config) {
         connections: cfg.slow,
         stall: true,
         publishers: 1,
+        // Held past the end of the others, so they are still open when counted.
+        duration: cfg.duration + Duration::from_secs(2),
         ..base.clone()
     };
     let churn = Config {
@@ -113,6 +119,12 @@ pub fn run(cfg: &Config) -> Result<SoakReport, String> {
         .name("soak-churn".into())
         .spawn(move || churn_until_deadline(&churn, churn_until))
         .map_err(|e| format!("spawn: {e}"))?;
+    // The server's descriptors a second before the window closes, every part still on.
+    let count_at = churn_until.checked_sub(Duration::from_secs(1));
+    if let Some(at) = count_at {
+        thread::sleep(at.saturating_duration_since(Instant::now()));
+    }
+    let server_fds = cfg.server_pid.and_then(procfs::open_fds);
     let broadcast = join_part(broadcast)?;
     let echo = join_part(echo)?;
     let (churned, churn_errors, churn_time) = churner
@@ -137,6 +149,7 @@ pub fn run(cfg: &Config) -> Result<SoakReport, String> {
         churn_errors,
         churn_time,
         rss,
+        server_fds,
     })
 }
 
@@ -217,11 +230,21 @@ impl SoakReport {
             e.latency_us(0.99),
             e.tally.errors
         );
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "  slow consumers: {} opened, {} still open at the end (they never read)",
-            self.cfg.slow, self.slow.established
+            "  slow consumers: {} opened (never reading, {} B receive buffer)",
+            self.cfg.slow,
+            crate::slots::STALLED_RECV_BUFFER
         );
+        if let Some(fds) = self.server_fds {
+            let _ = write!(
+                s,
+                "; a second before the end the server held {fds} descriptors (sockets and a few others), the client {} healthy and {} slow connections, and the churn its share",
+                self.broadcast.established + self.echo.established,
+                self.slow.established
+            );
+        }
+        s.push('\n');
         let _ = writeln!(
             s,
             "  churn: {} connections opened and closed ({:.1}/s), {} failed rounds",
