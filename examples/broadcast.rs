@@ -2,12 +2,16 @@
 //! on `/broadcast` (the sender included); any other path echoes.
 //!
 //! ```text
-//! cargo run --release --example broadcast -- [ADDR]     # default 127.0.0.1:9001
+//! cargo run --release --example broadcast -- [ADDR] [--redis URL]     # default 127.0.0.1:9001
 //! ```
+//!
+//! With `--redis redis://127.0.0.1:6379`, `/broadcast` is shared with every other
+//! broadcast server on that Redis: start two on two ports and a message sent to one
+//! reaches the `/broadcast` connections of both.
 //!
 //! One reactor per core (`WORKERS=n` to override); room for 20,000 connections.
 
-use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
+use wavecore::{Conn, Handler, Message, RedisBridge, Request, Server, Upgrade};
 
 const TOPIC: &str = "broadcast";
 
@@ -63,10 +67,25 @@ fn route(request: &Request<'_>) -> Upgrade<Route> {
     }
 }
 
+/// The command line: `[ADDR] [--redis URL]`.
+fn args() -> std::io::Result<(String, Option<String>)> {
+    let (mut addr, mut redis) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--redis" {
+            let url = args.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "--redis needs a URL")
+            })?;
+            redis = Some(url);
+        } else {
+            addr = Some(arg);
+        }
+    }
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:9001".into()), redis))
+}
+
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let (addr, redis) = args()?;
     let mut builder = Server::builder()
         .bind(addr)
         .max_message_size(64 << 20)
@@ -74,6 +93,9 @@ fn main() -> std::io::Result<()> {
         .max_connections(20_000);
     if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
         builder = builder.workers(workers);
+    }
+    if let Some(url) = redis {
+        builder = builder.bridge(RedisBridge::new(&url)?);
     }
     let server = builder.start(route)?;
     println!(

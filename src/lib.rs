@@ -10,6 +10,8 @@
 //!   callback can do to its connection.
 //! * [`protocol`]: RFC 6455 without I/O: frame headers, SIMD unmasking, streaming
 //!   UTF-8 validation, close codes, message reassembly and the opening handshake.
+//! * [`server::bridge`]: topics across server processes ([`RedisBridge`]: Redis
+//!   Pub/Sub), with [`ServerBuilder::bridge`].
 //! * [`client`]: a small blocking client (tests, tools, the load generator's checks).
 //!
 //! ```no_run
@@ -39,6 +41,6 @@ pub use handler::{
 };
 pub use protocol::CloseCode;
 pub use server::{
-    BackpressurePolicy, HttpResponse, ReactorFailure, Server, ServerBuilder, ServerConfig,
-    ServerHandle, StatsSnapshot,
+    BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,
+    ServerBuilder, ServerConfig, ServerHandle, StatsSnapshot,
 };

@@ -2,15 +2,20 @@
 //! between the browsers in the same room.
 //!
 //! ```text
-//! cargo run --release --example chat -- [ADDR]     # default 127.0.0.1:9001
+//! cargo run --release --example chat -- [ADDR] [--redis URL]     # default 127.0.0.1:9001
 //! ```
+//!
+//! With `--redis redis://127.0.0.1:6379`, rooms are shared with every other chat
+//! server on that Redis (two processes on two ports, behind a load balancer or not).
 //!
 //! Open `http://127.0.0.1:9001/` in a few browser tabs. Rooms are topics: the page at
 //! `/` joins room `lobby`; `/?room=NAME` joins room NAME (the WebSocket connects to
 //! `/chat/NAME`). Each message is published once to the room's topic and shared by every
 //! member, on every reactor.
 
-use wavecore::{Conn, Handler, HttpResponse, Message, Request, Server, Service, Upgrade};
+use wavecore::{
+    Conn, Handler, HttpResponse, Message, RedisBridge, Request, Server, Service, Upgrade,
+};
 
 const PAGE: &str = include_str!("page.html");
 
@@ -82,14 +87,30 @@ impl Service for Chat {
     }
 }
 
+/// The command line: `[ADDR] [--redis URL]`.
+fn args() -> std::io::Result<(String, Option<String>)> {
+    let (mut addr, mut redis) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--redis" {
+            let url = args.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "--redis needs a URL")
+            })?;
+            redis = Some(url);
+        } else {
+            addr = Some(arg);
+        }
+    }
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:9001".into()), redis))
+}
+
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let server = Server::builder()
-        .bind(addr)
-        .max_message_size(MAX_LINE)
-        .start(Chat)?;
+    let (addr, redis) = args()?;
+    let mut builder = Server::builder().bind(addr).max_message_size(MAX_LINE);
+    if let Some(url) = redis {
+        builder = builder.bridge(RedisBridge::new(&url)?.channel_prefix("chat:"));
+    }
+    let server = builder.start(Chat)?;
     println!(
         "chat on http://{}/ (open it in a few browser tabs)",
         server.local_addr()

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
+use crate::server::bridge::Core as Bridge;
 use crate::server::failure::ReactorFailure;
 use crate::server::pubsub::{Publish, TopicCounts};
 use crate::server::stats::Stats;
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     pub stats: Arc<Stats>,
     pub topic_counts: TopicCounts,
     pub remotes: Vec<Remote>,
+    /// The bridge to other servers, if one is set.
+    pub bridge: Option<Arc<Bridge>>,
     /// Reactors that stopped before a shutdown asked them to.
     pub failures: Mutex<Vec<ReactorFailure>>,
 }

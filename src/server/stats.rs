@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::server::bridge::BridgeStats;
+
 /// Server-wide counters. Read a snapshot with [`crate::ServerHandle::stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -54,6 +56,9 @@ pub struct StatsSnapshot {
     /// server's own code panicked while serving them: a bug in wavecore, contained to
     /// the one connection and logged at `error` with the panic message.
     pub internal_errors: u64,
+    /// The bridge's state and counters, if the server has a bridge
+    /// ([`crate::ServerBuilder::bridge`]).
+    pub bridge: Option<BridgeStats>,
 }
 
 impl Stats {
@@ -78,6 +83,7 @@ impl Stats {
             idle_timeouts: get(&self.idle_timeouts),
             handler_panics: get(&self.handler_panics),
             internal_errors: get(&self.internal_errors),
+            bridge: None,
         }
     }
 }
