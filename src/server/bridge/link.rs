@@ -422,12 +422,13 @@ impl BridgeLink {
             frame,
             exclude: None,
         };
-        for remote in &shared.remotes {
-            remote.send_publishes(std::iter::once(publish.clone()));
-        }
+        // Counted first: whoever sees the message delivered sees it counted.
         core.counters
             .lag(now_micros().saturating_sub(header.sent_at));
         Counters::add(&core.counters.messages_in, 1);
+        for remote in &shared.remotes {
+            remote.send_publishes(std::iter::once(publish.clone()));
+        }
     }
 
     fn invalid(&self, topic: &str, why: envelope::Invalid) {
