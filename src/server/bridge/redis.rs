@@ -1,12 +1,12 @@
 //! The Redis bridge: Redis Pub/Sub through the `redis` crate, on two threads of its own.
 //!
-//! * `wavecore-bridge-pub` takes batches from the bridge's buffer and sends each as
+//! * `wc-bridge-pub` takes batches from the bridge's buffer and sends each as
 //!   one pipeline of `PUBLISH {prefix}{topic} {envelope}` on its connection: one write
 //!   and one wait for the replies per batch, however many messages (what arrives
 //!   while it waits makes the next batch). Redis runs commands of one connection in
 //!   order and forwards them to subscribers in order, which keeps each publisher's
 //!   order across servers.
-//! * `wavecore-bridge-sub` holds a subscriber connection, `SUBSCRIBE`d to
+//! * `wc-bridge-sub` holds a subscriber connection, `SUBSCRIBE`d to
 //!   `{prefix}{topic}` for exactly the topics this server has subscribers for
 //!   (followed within [`POLL`] of a change), and hands every message to the server.
 //!
@@ -165,11 +165,11 @@ impl Bridge for RedisBridge {
     fn start(&self, link: BridgeLink) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
         let (config, out) = (self.clone(), link.clone());
         let publisher = std::thread::Builder::new()
-            .name("wavecore-bridge-pub".into())
+            .name("wc-bridge-pub".into())
             .spawn(move || publisher::run(&config, &out))?;
         let config = self.clone();
         let subscriber = std::thread::Builder::new()
-            .name("wavecore-bridge-sub".into())
+            .name("wc-bridge-sub".into())
             .spawn(move || subscriber::run(&config, &link))?;
         Ok(vec![publisher, subscriber])
     }
