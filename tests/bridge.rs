@@ -10,7 +10,7 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::redis_server::{self, Redis, RedisServer};
+use common::redis_server::{self, RedisServer};
 use common::{TestServer, ws_connect_path, ws_read_data};
 use tungstenite::{Message as WsMessage, WebSocket};
 use wavecore::server::bridge::{BridgeState, BridgeStats};

@@ -19,7 +19,7 @@ use crate::server::bridge::BridgeLimits;
 use crate::server::bridge::envelope::{self, Header};
 use crate::server::bridge::queue::{Outgoing, Queue};
 use crate::server::bridge::sequence::{Numbering, Seen, Tracker};
-use crate::server::bridge::stats::{BridgeStats, Channel, Counters};
+use crate::server::bridge::stats::{BridgeStats, Counters, Direction};
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 
@@ -440,17 +440,17 @@ impl BridgeLink {
     }
 
     /// Reports that `channel` connected.
-    pub fn connected(&self, channel: Channel) {
+    pub fn connected(&self, channel: Direction) {
         self.core.counters.set_up(channel, true);
         tracing::info!(?channel, "wavecore bridge: connected");
     }
 
     /// Reports that `channel`'s connection failed after it was established
     /// (`error` says how); the transport reconnects.
-    pub fn disconnected(&self, channel: Channel, error: &dyn fmt::Display) {
+    pub fn disconnected(&self, channel: Direction, error: &dyn fmt::Display) {
         let counters = &self.core.counters;
         counters.set_up(channel, false);
-        if channel == Channel::Subscribe {
+        if channel == Direction::Subscribe {
             self.set_subscribed(0);
         }
         Counters::add(&counters.disconnects, 1);
@@ -458,7 +458,7 @@ impl BridgeLink {
     }
 
     /// Reports a failed attempt to connect `channel`, and when the next one is.
-    pub fn connect_failed(&self, channel: Channel, error: &dyn fmt::Display, retry_in: Duration) {
+    pub fn connect_failed(&self, channel: Direction, error: &dyn fmt::Display, retry_in: Duration) {
         Counters::add(&self.core.counters.connect_failures, 1);
         tracing::warn!(
             ?channel,

@@ -57,7 +57,7 @@ pub use self::redis::RedisBridge;
 pub use backoff::Backoff;
 pub use link::BridgeLink;
 pub use queue::Outgoing;
-pub use stats::{BridgeState, BridgeStats, Channel};
+pub use stats::{BridgeState, BridgeStats, Direction};
 
 /// Limits the server applies on a bridge's behalf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -76,9 +76,10 @@ pub struct BridgeStats {
     pub lag_max: Duration,
 }
 
-/// Which of a transport's connections a report is about.
+/// Which of a transport's connections a report is about: the one that sends or the
+/// one that receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
+pub enum Direction {
     /// The connection that sends this server's messages.
     Publish,
     /// The connection that receives the other servers' messages.
@@ -124,10 +125,10 @@ impl Counters {
     }
 
     /// Records whether `channel` is connected now.
-    pub fn set_up(&self, channel: Channel, up: bool) {
+    pub fn set_up(&self, channel: Direction, up: bool) {
         let flag = match channel {
-            Channel::Publish => &self.publish_up,
-            Channel::Subscribe => &self.subscribe_up,
+            Direction::Publish => &self.publish_up,
+            Direction::Subscribe => &self.subscribe_up,
         };
         flag.store(up, Ordering::Relaxed);
         if up {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ::redis::{Connection, Pipeline, RedisError};
 
 use crate::server::bridge::redis::{ChannelName, Envelope, RedisBridge};
-use crate::server::bridge::{Backoff, BridgeLink, Channel};
+use crate::server::bridge::{Backoff, BridgeLink, Direction};
 
 /// Most envelope bytes in one pipeline (a batch holds at least one message).
 const MAX_BATCH_BYTES: usize = 256 << 10;
@@ -27,7 +27,7 @@ pub(super) fn run(config: &RedisBridge, link: &BridgeLink) {
                     return;
                 }
                 let delay = backoff.next_delay();
-                link.connect_failed(Channel::Publish, &error, delay);
+                link.connect_failed(Direction::Publish, &error, delay);
                 if !link.sleep(delay) {
                     link.abandon();
                     return;
@@ -36,10 +36,10 @@ pub(super) fn run(config: &RedisBridge, link: &BridgeLink) {
             }
         };
         backoff.reset();
-        link.connected(Channel::Publish);
+        link.connected(Direction::Publish);
         match send_until_failure(config, link, &mut con) {
             None => return,
-            Some(error) => link.disconnected(Channel::Publish, &error),
+            Some(error) => link.disconnected(Direction::Publish, &error),
         }
     }
 }

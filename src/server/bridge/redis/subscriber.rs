@@ -9,7 +9,7 @@ use ::redis::{PubSub, RedisError, RedisResult};
 use bytes::Bytes;
 
 use crate::server::bridge::redis::{PING_AFTER, POLL, RedisBridge};
-use crate::server::bridge::{Backoff, BridgeLink, Channel};
+use crate::server::bridge::{Backoff, BridgeLink, Direction};
 
 /// Runs until the bridge is stopped.
 pub(super) fn run(config: &RedisBridge, link: &BridgeLink) {
@@ -20,7 +20,7 @@ pub(super) fn run(config: &RedisBridge, link: &BridgeLink) {
             Ok(con) => con,
             Err(error) => {
                 let delay = backoff.next_delay();
-                link.connect_failed(Channel::Subscribe, &error, delay);
+                link.connect_failed(Direction::Subscribe, &error, delay);
                 if !link.sleep(delay) {
                     return;
                 }
@@ -33,7 +33,7 @@ pub(super) fn run(config: &RedisBridge, link: &BridgeLink) {
         if let Err(error) = change(config, &mut pubsub, &topics, true) {
             // Connected, then failed at once: count it as a failed attempt.
             let delay = backoff.next_delay();
-            link.connect_failed(Channel::Subscribe, &error, delay);
+            link.connect_failed(Direction::Subscribe, &error, delay);
             drop(pubsub);
             if !link.sleep(delay) {
                 return;
@@ -43,13 +43,13 @@ pub(super) fn run(config: &RedisBridge, link: &BridgeLink) {
         subscribed.extend(topics);
         link.set_subscribed(subscribed.len());
         if let Err(error) = pubsub.set_read_timeout(Some(POLL)) {
-            link.disconnected(Channel::Subscribe, &error);
+            link.disconnected(Direction::Subscribe, &error);
             continue;
         }
         backoff.reset();
-        link.connected(Channel::Subscribe);
+        link.connected(Direction::Subscribe);
         if let Some(error) = listen(config, link, &mut pubsub, &mut subscribed) {
-            link.disconnected(Channel::Subscribe, &error);
+            link.disconnected(Direction::Subscribe, &error);
         }
     }
 }
