@@ -47,7 +47,9 @@ pub(crate) const PING_AFTER: Duration = Duration::from_secs(1);
 /// ```no_run
 /// use wavecore::{RedisBridge, Server};
 /// # struct Chat;
-/// # impl wavecore::Handler for Chat {}
+/// # impl wavecore::Handler for Chat {
+/// #     fn on_message(&mut self, _: &mut wavecore::Conn<'_>, _: wavecore::Message<'_>) {}
+/// # }
 /// let bridge = RedisBridge::new("redis://127.0.0.1:6379")?.channel_prefix("chat:");
 /// let server = Server::builder()
 ///     .bind("0.0.0.0:9001")
