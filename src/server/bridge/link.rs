@@ -431,40 +431,54 @@ impl BridgeLink {
         }
     }
 
+    /// Counts an invalid message; logs the 1st, 2nd, 4th, 8th... so a stream of them
+    /// cannot flood the log.
     fn invalid(&self, topic: &str, why: envelope::Invalid) {
-        Counters::add(&self.core.counters.invalid, 1);
-        tracing::warn!(
-            topic,
-            "wavecore bridge: dropped a message on topic {topic:?}: {why}"
-        );
+        let n = self.core.counters.invalid.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                topic,
+                invalid = n,
+                "wavecore bridge: dropped a message on topic {topic:?}: {why}"
+            );
+        }
     }
 
-    /// Reports that `channel` connected.
-    pub fn connected(&self, channel: Direction) {
-        self.core.counters.set_up(channel, true);
-        tracing::info!(?channel, "wavecore bridge: connected");
+    /// Reports that the `direction` connection connected.
+    pub fn connected(&self, direction: Direction) {
+        self.core.counters.set_up(direction, true);
+        tracing::info!(?direction, "wavecore bridge: connected");
     }
 
-    /// Reports that `channel`'s connection failed after it was established
+    /// Reports that the `direction` connection failed after it was established
     /// (`error` says how); the transport reconnects.
-    pub fn disconnected(&self, channel: Direction, error: &dyn fmt::Display) {
+    pub fn disconnected(&self, direction: Direction, error: &dyn fmt::Display) {
         let counters = &self.core.counters;
-        counters.set_up(channel, false);
-        if channel == Direction::Subscribe {
+        counters.set_up(direction, false);
+        if direction == Direction::Subscribe {
             self.set_subscribed(0);
         }
         Counters::add(&counters.disconnects, 1);
-        tracing::warn!(?channel, %error, "wavecore bridge: connection lost; reconnecting");
+        tracing::warn!(?direction, %error, "wavecore bridge: connection lost; reconnecting");
     }
 
-    /// Reports a failed attempt to connect `channel`, and when the next one is.
-    pub fn connect_failed(&self, channel: Direction, error: &dyn fmt::Display, retry_in: Duration) {
+    /// Reports a failed attempt to connect the `direction` connection, and when the
+    /// next one is.
+    pub fn connect_failed(
+        &self,
+        direction: Direction,
+        error: &dyn fmt::Display,
+        retry_in: Duration,
+    ) {
         Counters::add(&self.core.counters.connect_failures, 1);
         tracing::warn!(
-            ?channel,
+            ?direction,
             %error,
             retry_in_ms = retry_in.as_millis() as u64,
             "wavecore bridge: cannot connect; retrying"
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -124,9 +124,9 @@ impl Counters {
         self.lag_max.fetch_max(micros, Ordering::Relaxed);
     }
 
-    /// Records whether `channel` is connected now.
-    pub fn set_up(&self, channel: Direction, up: bool) {
-        let flag = match channel {
+    /// Records whether the `direction` connection is connected now.
+    pub fn set_up(&self, direction: Direction, up: bool) {
+        let flag = match direction {
             Direction::Publish => &self.publish_up,
             Direction::Subscribe => &self.subscribe_up,
         };
