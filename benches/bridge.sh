@@ -2,7 +2,8 @@
 # The Redis bridge (issue 15): broadcast to 1,000 subscribers with the publisher on the
 # same server, then with the publisher on a second server sharing the topic through
 # Redis; then messages/s through one Redis between two servers, with the CPU each
-# thread spent (where the bottleneck is). docs/benchmarks.md section 3 has the results.
+# thread spent (where the bottleneck is). Between them, one subscriber at 1,000 and
+# 10,000 msgs/s: the latency the bridge itself adds. docs/benchmarks.md section 3 has the results.
 #
 #   cargo build --release --example broadcast --bin wavecore-load
 #   bash benches/bridge.sh            # RATES="100 500" DUR=10 WIN=500 by default
@@ -33,6 +34,13 @@ for rate in $RATES; do
   $LOAD broadcast 127.0.0.1:9103 -c 1000 --rate "$rate" -s 64 -d "$DUR" --server-pid $C
   echo "### the same across two servers and Redis"
   $LOAD broadcast 127.0.0.1:9101 --publish-to 127.0.0.1:9102 -c 1000 --rate "$rate" -s 64 -d "$DUR" --server-pid $A
+done
+
+for rate in 1000 10000; do
+  echo "### 1 subscriber, 1 publisher at $rate msgs/s (the bridge's own latency): one server"
+  $LOAD broadcast 127.0.0.1:9103 -c 1 --rate "$rate" -s 64 -d "$DUR"
+  echo "### the same across two servers and Redis"
+  $LOAD broadcast 127.0.0.1:9101 --publish-to 127.0.0.1:9102 -c 1 --rate "$rate" -s 64 -d "$DUR"
 done
 
 echo "### messages/s through Redis: 1 publisher on B, 1 subscriber on A, window $WIN"
