@@ -40,6 +40,7 @@ pub use handler::{
     CloseInfo, Conn, ConnId, Handler, Message, Request, SendStatus, Service, Upgrade, accept_all,
 };
 pub use protocol::CloseCode;
+pub use server::bridge::{BridgeState, BridgeStats};
 pub use server::{
     BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,
     ServerBuilder, ServerConfig, ServerHandle, StatsSnapshot,
