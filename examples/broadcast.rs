@@ -2,8 +2,12 @@
 //! on `/broadcast` (the sender included); any other path echoes.
 //!
 //! ```text
-//! cargo run --release --example broadcast -- [ADDR]     # default 127.0.0.1:9001
+//! cargo run --release --example broadcast -- [ADDR] [--redis URL]     # default 127.0.0.1:9001
 //! ```
+//!
+//! With `--redis redis://127.0.0.1:6379`, `/broadcast` is shared with every other
+//! broadcast server on that Redis: start two on two ports and a message sent to one
+//! reaches the `/broadcast` connections of both.
 //!
 //! One reactor per core (`WORKERS=n` to override); room for 20,000 connections.
 //!
@@ -11,7 +15,7 @@
 //! gracefully: every client gets close 1001 after what was queued for it.
 
 use tracing_subscriber::EnvFilter;
-use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
+use wavecore::{Conn, Handler, Message, RedisBridge, Request, Server, Upgrade};
 
 const TOPIC: &str = "broadcast";
 
@@ -67,15 +71,30 @@ fn route(request: &Request<'_>) -> Upgrade<Route> {
     }
 }
 
+/// The command line: `[ADDR] [--redis URL]`.
+fn args() -> std::io::Result<(String, Option<String>)> {
+    let (mut addr, mut redis) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--redis" {
+            let url = args.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "--redis needs a URL")
+            })?;
+            redis = Some(url);
+        } else {
+            addr = Some(arg);
+        }
+    }
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:9001".into()), redis))
+}
+
 fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let (addr, redis) = args()?;
     let mut builder = Server::builder()
         .bind(addr)
         .shutdown_on_signals(true)
@@ -84,6 +103,9 @@ fn main() -> std::io::Result<()> {
         .max_connections(20_000);
     if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
         builder = builder.workers(workers);
+    }
+    if let Some(url) = redis {
+        builder = builder.bridge(RedisBridge::new(&url)?);
     }
     let server = builder.start(route)?;
     tracing::info!("broadcast server on ws://{}/broadcast", server.local_addr());

@@ -19,6 +19,8 @@
 //! * [`Server`]: configure with [`Server::builder`] (every limit has a safe default,
 //!   [`ServerConfig`]), start, join; [`ServerHandle`] queries, publishes and shuts down
 //!   from any thread.
+//! * [`server::bridge`]: topics across server processes ([`RedisBridge`]: Redis
+//!   Pub/Sub), with [`ServerBuilder::bridge`].
 //!
 //! ```no_run
 //! use wavecore::{Conn, Handler, Message, Server};
@@ -58,8 +60,9 @@ pub use handler::{
 };
 #[doc(inline)]
 pub use protocol::CloseCode;
+pub use server::bridge::{BridgeState, BridgeStats};
 #[doc(inline)]
 pub use server::{
-    BackpressurePolicy, HttpResponse, ReactorFailure, Server, ServerBuilder, ServerConfig,
-    ServerHandle, StatsSnapshot,
+    BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,
+    ServerBuilder, ServerConfig, ServerHandle, StatsSnapshot,
 };

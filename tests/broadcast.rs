@@ -33,7 +33,9 @@ impl Handler for Role {
 
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
         match (self, message) {
-            (Role::Publisher, message) => conn.publish(TOPIC, message),
+            (Role::Publisher, message) => {
+                conn.publish(TOPIC, message);
+            }
             (Role::Subscriber, Message::Text("unsub")) => {
                 conn.unsubscribe(TOPIC);
                 conn.send_text("unsubscribed");

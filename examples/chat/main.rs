@@ -2,8 +2,13 @@
 //! notices and timestamps, served with its web page on one port.
 //!
 //! ```text
-//! cargo run --release --example chat -- [ADDR]     # default 127.0.0.1:9001; Ctrl-C stops it
+//! cargo run --release --example chat -- [ADDR] [--redis URL]  # default 127.0.0.1:9001; Ctrl-C stops it
 //! ```
+//!
+//! With `--redis redis://127.0.0.1:6379`, rooms are shared with every other chat
+//! server on that Redis (two processes on two ports, behind a load balancer or not):
+//! lines and join/leave notices cross; the member list in a welcome is the local
+//! server's (presence is kept per process).
 //!
 //! Open `http://127.0.0.1:9001/` in a few tabs (`/?room=NAME` for another room). The
 //! page connects to `/chat/ROOM?name=NAME` and sends each line as a text message.
@@ -44,8 +49,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::EnvFilter;
 use wavecore::{
-    CloseCode, CloseInfo, Conn, ConnId, Handler, HttpResponse, Message, Request, Server,
-    ServerHandle, Service, Upgrade,
+    CloseCode, CloseInfo, Conn, ConnId, Handler, HttpResponse, Message, RedisBridge, Request,
+    Server, ServerHandle, Service, Upgrade,
 };
 
 const PAGE: &str = include_str!("page.html");
@@ -237,10 +242,25 @@ impl Service for Chat {
     }
 }
 
+/// The command line: `[ADDR] [--redis URL]`.
+fn args() -> std::io::Result<(String, Option<String>)> {
+    let (mut addr, mut redis) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--redis" {
+            let url = args.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "--redis needs a URL")
+            })?;
+            redis = Some(url);
+        } else {
+            addr = Some(arg);
+        }
+    }
+    Ok((addr.unwrap_or_else(|| "127.0.0.1:9001".into()), redis))
+}
+
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let (addr, redis) = args()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -249,13 +269,16 @@ fn main() -> std::io::Result<()> {
     let rooms = Arc::new(Rooms::default());
     // Ctrl-C or SIGTERM: no new connections, Close 1001 to every page after what is
     // queued for it, then `join` returns. A second signal exits at once.
-    let server = Server::builder()
+    let mut builder = Server::builder()
         .bind(addr)
         .max_message_size(MAX_LINE)
-        .shutdown_on_signals(true)
-        .start(Chat {
-            rooms: rooms.clone(),
-        })?;
+        .shutdown_on_signals(true);
+    if let Some(url) = redis {
+        builder = builder.bridge(RedisBridge::new(&url)?.channel_prefix("chat:"));
+    }
+    let server = builder.start(Chat {
+        rooms: rooms.clone(),
+    })?;
     let _ = rooms.server.set(server.handle());
     println!(
         "chat on http://{}/ (open it in a few browser tabs; Ctrl-C stops)",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Target};
 
 /// Shown after the options in `--help`.
 const AFTER_HELP: &str = "\
@@ -17,6 +17,7 @@ Exit status: 0, 1 when any error was counted, 2 when the run could not start.
 Examples:
   wavecore-load echo 127.0.0.1:9001 -c 100 -p 1 -s 32 -d 10
   wavecore-load broadcast 127.0.0.1:9001 -c 1000 --publishers 4 --rate 100 -s 64
+  wavecore-load broadcast 127.0.0.1:9001 --publish-to 127.0.0.1:9002 -c 1000 --rate 1000
   wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json
   wavecore-load soak 127.0.0.1:9001 -c 12000 --publishers 4 --rate 20 --echo 4000 \\
       --slow 1000 --churn 100 -t 2 -d 600 --server-pid 1234";
@@ -83,6 +84,13 @@ pub struct Cli {
     #[arg(long)]
     pub raw: bool,
 
+    /// Broadcast across servers: the publishers connect to this server (host:port), the
+    /// subscribers to ADDR; the servers must share the topic through a bridge (e.g.
+    /// `broadcast --redis URL`). The workload starts 250 ms after the last connection
+    /// opened, so the subscribers' server has subscribed on the broker
+    #[arg(long, value_name = "ADDR")]
+    pub publish_to: Option<String>,
+
     /// Report this process's CPU seconds (and microseconds per message) over the window,
     /// and its resident memory (KiB) before and after
     #[arg(long, value_name = "PID")]
@@ -132,6 +140,17 @@ impl Cli {
             Mode::Broadcast | Mode::Soak => "/broadcast",
             Mode::Echo | Mode::Connect => "/",
         };
+        let publish_to = match self.publish_to {
+            None => None,
+            Some(host) => {
+                let addr = host
+                    .to_socket_addrs()
+                    .map_err(|e| format!("{host}: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("{host}: no address"))?;
+                Some(Target { addr, host })
+            }
+        };
         let cfg = Config {
             mode: self.mode,
             addr,
@@ -148,6 +167,7 @@ impl Cli {
             rate: self.rate,
             window: self.window,
             raw: self.raw,
+            publish_to,
             server_pid: self.server_pid,
             json: self.json,
             progress: self.progress,

@@ -63,6 +63,9 @@ pub struct Config {
     pub window: usize,
     /// Plain TCP: no handshake and no framing; messages are `size` raw bytes.
     pub raw: bool,
+    /// Cross-node broadcast: the publishers connect to this server, the subscribers to
+    /// `addr`; the two servers share the topic through a bridge (Redis, say).
+    pub publish_to: Option<Target>,
     /// The server process whose CPU time and memory are reported.
     pub server_pid: Option<u32>,
     /// Print one JSON object instead of the text summary.
@@ -98,6 +101,7 @@ impl Default for Config {
             rate: 0.0,
             window: 32,
             raw: false,
+            publish_to: None,
             server_pid: None,
             json: false,
             progress: false,
@@ -116,6 +120,14 @@ impl Config {
             self.publishers
         } else {
             0
+        }
+    }
+
+    /// Where the publishers connect: `publish_to` (cross-node broadcast), else `addr`.
+    pub fn publisher_target(&self) -> (SocketAddr, &str) {
+        match &self.publish_to {
+            Some(target) => (target.addr, &target.host),
+            None => (self.addr, &self.host),
         }
     }
 
@@ -142,6 +154,18 @@ impl Config {
             // publishers could interleave mid-message.
             return Err("--raw broadcast supports exactly one publisher".into());
         }
+        if self.publish_to.is_some() && (self.mode != Mode::Broadcast || self.raw) {
+            return Err("--publish-to is for broadcast mode over WebSocket".into());
+        }
         Ok(())
     }
+}
+
+/// Another server, for cross-node broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The `Host` header value (the address as given).
+    pub host: String,
 }

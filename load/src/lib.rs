@@ -32,6 +32,6 @@ pub mod tally;
 pub mod worker;
 
 pub use cli::Cli;
-pub use config::{Config, Mode};
+pub use config::{Config, Mode, Target};
 pub use report::Report;
 pub use run::run;

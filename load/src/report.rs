@@ -64,10 +64,13 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} {}{} | {} connections ({} open) | {} B {} | setup {:.2}s, window {:.2}s",
+            "{} {}{}{} | {} connections ({} open) | {} B {} | setup {:.2}s, window {:.2}s",
             self.mode(),
             c.host,
             if c.raw { " (raw TCP)" } else { "" },
+            c.publish_to
+                .as_ref()
+                .map_or(String::new(), |t| format!(" (publishers on {})", t.host)),
             c.connections,
             self.established,
             c.size,
@@ -153,7 +156,8 @@ impl Report {
         let lat = |q| format!("{:.2}", self.latency_us(q));
         format!(
             concat!(
-                "{{\"mode\":\"{}\",\"addr\":\"{}\",\"raw\":{},\"connections\":{},",
+                "{{\"mode\":\"{}\",\"addr\":\"{}\",\"publish_to\":{},\"raw\":{},",
+                "\"connections\":{},",
                 "\"established\":{},\"in_flight\":{},\"size\":{},\"binary\":{},",
                 "\"publishers\":{},\"rate\":{},\"setup_s\":{:.3},\"duration_s\":{:.3},",
                 "\"messages\":{},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},",
@@ -164,6 +168,9 @@ impl Report {
             ),
             self.mode(),
             c.host,
+            c.publish_to
+                .as_ref()
+                .map_or("null".to_owned(), |t| format!("\"{}\"", t.host)),
             c.raw,
             c.connections,
             self.established,

@@ -17,6 +17,10 @@ use crate::slots::Spec;
 use crate::tally::Tally;
 use crate::worker;
 
+/// Cross-node broadcast: the pause between the last connection opening and the first
+/// publish.
+const BRIDGE_SETTLE: Duration = Duration::from_millis(250);
+
 /// Runs the workload `cfg` describes and reports on it.
 pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
@@ -26,6 +30,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
     let threads = spawn(&cfg, &shared, plan::per_thread(&cfg))?;
     let setup = wait_ready(&cfg, &shared, &progress);
+    if cfg.publish_to.is_some() {
+        // Cross-node: the subscribers' server subscribes on the broker when its first
+        // subscriber arrives; give it that long before anything is published.
+        std::thread::sleep(BRIDGE_SETTLE);
+    }
     let window = open_window(&cfg, &shared);
     progress.started(cfg.warmup, cfg.duration);
     let end = measure(&cfg, &shared, window, &progress);

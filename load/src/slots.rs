@@ -86,7 +86,8 @@ impl Slots {
             let Some(spec) = self.todo.next() else { break };
             let source = (all > SPREAD_ABOVE)
                 .then(|| Ipv4Addr::new(127, 0, 0, 2 + (spec.index / PER_SOURCE) as u8));
-            match self.open_one(cfg, source) {
+            let publisher = matches!(spec.role, Role::Publisher { .. });
+            match self.open_one(cfg, source, publisher) {
                 Ok(conn) => self.slots.push(Some(Slot {
                     conn,
                     role: spec.role,
@@ -102,20 +103,31 @@ impl Slots {
         }
     }
 
-    /// Starts connecting the next slot's socket and registers it.
-    fn open_one(&mut self, cfg: &Config, source: Option<Ipv4Addr>) -> io::Result<Conn> {
+    /// Starts connecting the next slot's socket (a publisher's to
+    /// [`Config::publisher_target`]) and registers it.
+    fn open_one(
+        &mut self,
+        cfg: &Config,
+        source: Option<Ipv4Addr>,
+        publisher: bool,
+    ) -> io::Result<Conn> {
         let token = Token(self.slots.len());
+        let (addr, host) = if publisher {
+            cfg.publisher_target()
+        } else {
+            (cfg.addr, cfg.host.as_str())
+        };
         // A slow consumer also has a small receive window, like a slow mobile link, so
         // what it does not read piles up at the server, not in its own kernel buffer.
         let recv_buffer = cfg.stall.then_some(STALLED_RECV_BUFFER);
-        let mut stream = conn::open_socket(cfg.addr, source, recv_buffer)?;
+        let mut stream = conn::open_socket(addr, source, recv_buffer)?;
         self.poll.registry().register(
             &mut stream,
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let raw = cfg.raw.then_some(cfg.size.max(1));
-        Ok(Conn::new(stream, &cfg.host, &cfg.path, raw, cfg.binary))
+        Ok(Conn::new(stream, host, &cfg.path, raw, cfg.binary))
     }
 
     /// Waits up to `timeout` for readiness events (an interrupted wait returns none).

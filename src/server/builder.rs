@@ -9,10 +9,12 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 
 use crate::handler::Service;
+use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
 use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
 use crate::server::listener;
+use crate::server::pubsub::Interest;
 use crate::server::reactor::{Reactor, WAKER};
 use crate::server::shared::{Remote, Shared};
 use crate::server::signals::{self, SignalGuard};
@@ -23,6 +25,7 @@ use crate::server::stats::Stats;
 pub struct ServerBuilder {
     addr: String,
     config: ServerConfig,
+    bridge: Option<Arc<dyn Bridge>>,
 }
 
 /// A running server: reactor threads and a handle to them.
@@ -32,6 +35,8 @@ pub struct Server {
     threads: Vec<JoinHandle<Result<(), ReactorFailure>>>,
     /// With `shutdown_on_signals`: tells the signal thread when the server stopped.
     signals: Option<SignalGuard>,
+    /// The bridge and its transport's threads, stopped once the reactors have.
+    bridge: Option<(Arc<BridgeCore>, Vec<JoinHandle<()>>)>,
 }
 
 impl Server {
@@ -40,6 +45,7 @@ impl Server {
         ServerBuilder {
             addr: "127.0.0.1:9001".into(),
             config: ServerConfig::default(),
+            bridge: None,
         }
     }
 
@@ -53,7 +59,9 @@ impl Server {
         self.handle.local_addr()
     }
 
-    /// Blocks until every reactor has stopped (after [`ServerHandle::shutdown`]).
+    /// Blocks until every reactor has stopped (after [`ServerHandle::shutdown`]), then
+    /// stops the bridge, if any (it sends what it has buffered if it is connected,
+    /// within its I/O timeout) and waits for its threads.
     ///
     /// # Errors
     ///
@@ -70,6 +78,12 @@ impl Server {
             });
             if let Err(failure) = outcome {
                 first.get_or_insert(failure);
+            }
+        }
+        if let Some((bridge, threads)) = self.bridge {
+            bridge.stop();
+            for thread in threads {
+                let _ = thread.join();
             }
         }
         if let Some(signals) = &self.signals {
@@ -96,6 +110,16 @@ impl ServerBuilder {
     /// The address to listen on, e.g. `"0.0.0.0:9001"`; port 0 picks a free port.
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.addr = addr.into();
+        self
+    }
+
+    /// Shares this server's topics with other servers through `bridge` (for example
+    /// a [`crate::RedisBridge`]): topic publishes made here also go to the other
+    /// servers, and theirs are published here. See [`crate::server::bridge`]. The
+    /// server starts whether or not the broker is reachable; the bridge connects (and
+    /// reconnects) on its own threads.
+    pub fn bridge(mut self, bridge: impl Bridge) -> Self {
+        self.bridge = Some(Arc::new(bridge));
         self
     }
 
@@ -170,11 +194,16 @@ impl ServerBuilder {
             remotes.push(Remote::new(Waker::new(poll.registry(), WAKER)?));
             polls.push(poll);
         }
+        let bridge = self
+            .bridge
+            .as_ref()
+            .map(|bridge| Arc::new(BridgeCore::new(bridge.limits())));
         let shared = Arc::new(Shared {
             local_addr,
             stats: Arc::new(Stats::default()),
-            topic_counts: Arc::new(Mutex::new(Default::default())),
+            topic_counts: Arc::new(Interest::new(bridge.clone())),
             remotes,
+            bridge: bridge.clone(),
             failures: Mutex::new(Vec::new()),
             counters: (0..workers).map(|_| Arc::default()).collect(),
         });
@@ -186,7 +215,7 @@ impl ServerBuilder {
             None
         };
         let service = Arc::new(service);
-        let config = Arc::new(self.config);
+        let config = Arc::new(self.config.clone());
         let mut threads = Vec::with_capacity(workers);
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
             let mut listener = mio::net::TcpListener::from_std(listener);
@@ -200,11 +229,26 @@ impl ServerBuilder {
                     })?,
             );
         }
+        let handle = ServerHandle::new(shared.clone());
+        let bridge = match (self.bridge, bridge) {
+            (Some(transport), Some(core)) => {
+                core.attach(Arc::downgrade(&shared));
+                match transport.start(BridgeLink::new(core.clone())) {
+                    Ok(threads) => Some((core, threads)),
+                    Err(e) => {
+                        handle.shutdown();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         log_start(local_addr, workers, &config);
         Ok(Server {
-            handle: ServerHandle::new(shared),
+            handle,
             threads,
             signals,
+            bridge,
         })
     }
 

@@ -8,6 +8,7 @@ use crate::handler::Message;
 use crate::protocol::CloseCode;
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::frame::{OpCode, header_len};
+use crate::server::bridge::PublishStatus;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::outbox::{Chunk, Delivery, Outbox};
 use crate::server::pubsub::{Publish, Subscription};
@@ -279,18 +280,23 @@ impl Conn<'_> {
     }
 
     /// Publishes `message` to every subscriber of `topic` on every reactor, this
-    /// connection included if it subscribes. Encoded once; delivered after this callback
-    /// returns, in publish order.
-    pub fn publish(&mut self, topic: &str, message: Message<'_>) {
-        self.publish_frame(Some(topic), message, None);
+    /// connection included if it subscribes, and through the bridge (if one is set)
+    /// on every other server. Encoded once; delivered after this callback returns, in
+    /// publish order.
+    ///
+    /// Returns [`PublishStatus::TooLarge`] (and delivers it nowhere) if a bridge is
+    /// set and the message is over its `max_message_size`.
+    pub fn publish(&mut self, topic: &str, message: Message<'_>) -> PublishStatus {
+        self.publish_frame(Some(topic), message, None)
     }
 
     /// Like [`Conn::publish`], but this connection does not receive its own message.
-    pub fn publish_to_others(&mut self, topic: &str, message: Message<'_>) {
-        self.publish_frame(Some(topic), message, Some(self.core.id));
+    pub fn publish_to_others(&mut self, topic: &str, message: Message<'_>) -> PublishStatus {
+        self.publish_frame(Some(topic), message, Some(self.core.id))
     }
 
-    /// Sends `message` to every open connection on every reactor, this one included.
+    /// Sends `message` to every open connection on every reactor of this server, this
+    /// one included (not through the bridge).
     pub fn broadcast(&mut self, message: Message<'_>) {
         self.publish_frame(None, message, None);
     }
@@ -300,11 +306,22 @@ impl Conn<'_> {
         topic: Option<&str>,
         message: Message<'_>,
         exclude: Option<ConnId>,
-    ) {
+    ) -> PublishStatus {
+        if topic.is_some()
+            && let Some(bridge) = self.turn.topics.bridge()
+            && message.len() > bridge.max_message_size()
+        {
+            bridge.refused();
+            return PublishStatus::TooLarge {
+                size: message.len(),
+                limit: bridge.max_message_size(),
+            };
+        }
         self.turn.counters.publishes.add(1);
         self.turn
             .publishes
             .push(Publish::new(topic.map(Into::into), message, exclude));
+        PublishStatus::Published
     }
 
     fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {

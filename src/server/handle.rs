@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::handler::Message;
+use crate::server::bridge::PublishStatus;
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics;
 use crate::server::pubsub::Publish;
@@ -58,11 +59,7 @@ impl ServerHandle {
 
     /// Subscribers of `topic`, all reactors together.
     pub fn subscribers(&self, topic: &str) -> usize {
-        let counts = self
-            .shared
-            .topic_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let counts = self.shared.topic_counts.lock();
         counts.get(topic).copied().unwrap_or(0)
     }
 
@@ -71,24 +68,43 @@ impl ServerHandle {
         self.shared.topic_count()
     }
 
-    /// Publishes `message` to every subscriber of `topic`, on every reactor. Encoded
-    /// once; each reactor gets the same bytes. Messages published from one thread
-    /// arrive at each subscriber in the order they were published.
-    pub fn publish(&self, topic: &str, message: Message<'_>) {
-        self.send(Some(topic.into()), message);
+    /// Publishes `message` to every subscriber of `topic`, on every reactor, and
+    /// through the bridge (if one is set) on every other server. Encoded once; each
+    /// reactor gets the same bytes. Messages published from one thread arrive at each
+    /// subscriber in the order they were published.
+    ///
+    /// Returns [`PublishStatus::TooLarge`] (and delivers it nowhere) if a bridge is
+    /// set and the message is over its `max_message_size`.
+    pub fn publish(&self, topic: &str, message: Message<'_>) -> PublishStatus {
+        if let Some(bridge) = &self.shared.bridge
+            && message.len() > bridge.max_message_size()
+        {
+            bridge.refused();
+            return PublishStatus::TooLarge {
+                size: message.len(),
+                limit: bridge.max_message_size(),
+            };
+        }
+        let publish = self.send(Some(topic.into()), message);
+        if let Some(bridge) = &self.shared.bridge {
+            bridge.send(std::slice::from_ref(&publish));
+        }
+        PublishStatus::Published
     }
 
-    /// Sends `message` to every open connection.
+    /// Sends `message` to every open connection of this server (not through the
+    /// bridge: other servers have connections of their own).
     pub fn broadcast(&self, message: Message<'_>) {
         self.send(None, message);
     }
 
-    fn send(&self, topic: Option<Arc<str>>, message: Message<'_>) {
+    fn send(&self, topic: Option<Arc<str>>, message: Message<'_>) -> Publish {
         Stats::bump(&self.shared.stats.handle_publishes);
         let publish = Publish::new(topic, message, None);
         for remote in &self.shared.remotes {
             remote.send_publishes(std::iter::once(publish.clone()));
         }
+        publish
     }
 
     /// Starts a graceful shutdown: stop accepting, send Close 1001 to every open

@@ -7,6 +7,7 @@
 //! anywhere to query, publish to, or shut down the server.
 
 pub(crate) mod batch;
+pub mod bridge;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod conn_api;
@@ -28,6 +29,7 @@ pub(crate) mod turn;
 mod builder;
 mod handle;
 
+pub use bridge::{PublishStatus, RedisBridge};
 pub use builder::{Server, ServerBuilder};
 pub use config::{BackpressurePolicy, ServerConfig};
 pub use failure::ReactorFailure;

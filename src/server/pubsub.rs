@@ -7,12 +7,13 @@
 //! batch or a clone of the `Bytes` (see `reactor/delivery.rs`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use slab::Slab;
 
 use crate::handler::Message;
+use crate::server::bridge::Core as Bridge;
 use crate::server::conn_api::ConnId;
 use crate::server::turn::encode_shared;
 
@@ -52,9 +53,37 @@ struct Topic {
     subscribers: Slab<usize>,
 }
 
-/// Subscriber counts per topic over all reactors, for the server handle. Updated on
-/// subscribe and unsubscribe only, never on the publish path.
-pub(crate) type TopicCounts = Arc<Mutex<HashMap<Arc<str>, usize>>>;
+/// Subscriber counts per topic over all reactors, for the server handle and the
+/// bridge. Updated on subscribe and unsubscribe only, never on the publish path.
+pub(crate) type TopicCounts = Arc<Interest>;
+
+/// Which topics have subscribers on this server, and how many; the bridge (if any) is
+/// told when a topic gets its first subscriber or loses its last.
+#[derive(Debug, Default)]
+pub(crate) struct Interest {
+    counts: Mutex<HashMap<Arc<str>, usize>>,
+    bridge: Option<Arc<Bridge>>,
+}
+
+impl Interest {
+    /// Counts that report to `bridge`.
+    pub fn new(bridge: Option<Arc<Bridge>>) -> Self {
+        Self {
+            counts: Mutex::new(HashMap::new()),
+            bridge,
+        }
+    }
+
+    /// The counts (a poisoned lock is taken over: counts stay consistent).
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, usize>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server's bridge, if it has one.
+    pub fn bridge(&self) -> Option<&Arc<Bridge>> {
+        self.bridge.as_ref()
+    }
+}
 
 /// One reactor's topics.
 #[derive(Debug, Default)]
@@ -90,8 +119,14 @@ impl Topics {
         };
         let entry = &mut self.topics[topic as usize];
         let slot = entry.subscribers.insert(key) as u32;
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *counts.entry(entry.name.clone()).or_insert(0) += 1;
+        let mut counts = self.counts.lock();
+        let count = counts.entry(entry.name.clone()).or_insert(0);
+        *count += 1;
+        if *count == 1
+            && let Some(bridge) = self.counts.bridge()
+        {
+            bridge.interest_changed(&entry.name);
+        }
         Subscription { topic, slot }
     }
 
@@ -104,11 +139,14 @@ impl Topics {
             return;
         }
         {
-            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counts = self.counts.lock();
             if let Some(count) = counts.get_mut(&topic.name) {
                 *count -= 1;
                 if *count == 0 {
                     counts.remove(&topic.name);
+                    if let Some(bridge) = self.counts.bridge() {
+                        bridge.interest_changed(&topic.name);
+                    }
                 }
             }
         }
@@ -124,6 +162,11 @@ impl Topics {
             self.topics = Slab::new();
             self.by_name = HashMap::new();
         }
+    }
+
+    /// The server's bridge, if it has one.
+    pub fn bridge(&self) -> Option<&Arc<Bridge>> {
+        self.counts.bridge()
     }
 
     /// The name of a subscription's topic.
@@ -174,7 +217,7 @@ mod tests {
         let b = topics.subscribe("room", 2);
         let c = topics.subscribe("other", 1);
         assert_eq!(topics.count("room"), 2);
-        assert_eq!(topics.counts.lock().unwrap()["room"], 2);
+        assert_eq!(topics.counts.lock()["room"], 2);
         assert!(topics.is_topic(a, "room") && !topics.is_topic(c, "room"));
         let mut keys = Vec::new();
         topics.subscribers_into("room", &mut keys);
@@ -185,6 +228,6 @@ mod tests {
         topics.unsubscribe(c);
         assert_eq!(topics.len(), 0);
         assert!(topics.by_name.is_empty());
-        assert!(topics.counts.lock().unwrap().is_empty());
+        assert!(topics.counts.lock().is_empty());
     }
 }

@@ -464,16 +464,19 @@ impl<S: Service> Reactor<S> {
         }
         let publishes = std::mem::take(&mut self.turn.publishes);
         self.deliver_local(&publishes);
-        if self.shared.remotes.len() > 1 {
+        if self.shared.remotes.len() > 1 || self.shared.bridge.is_some() {
             self.outgoing.extend(publishes);
         }
     }
 
-    /// Hands this turn's publishes to every other reactor: one lock and at most one
-    /// wake-up per reactor per turn, however many messages.
+    /// Hands this turn's publishes to every other reactor, and to the bridge (if any):
+    /// one lock and at most one wake-up each per turn, however many messages.
     fn forward_publishes(&mut self) {
         if self.outgoing.is_empty() {
             return;
+        }
+        if let Some(bridge) = &self.shared.bridge {
+            bridge.send(&self.outgoing);
         }
         for (i, remote) in self.shared.remotes.iter().enumerate() {
             if i != self.index {

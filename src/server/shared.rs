@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
+use crate::server::bridge::Core as Bridge;
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, TopicCounts};
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     pub stats: Arc<Stats>,
     pub topic_counts: TopicCounts,
     pub remotes: Vec<Remote>,
+    /// The bridge to other servers, if one is set.
+    pub bridge: Option<Arc<Bridge>>,
     /// Reactors that stopped before a shutdown asked them to.
     pub failures: Mutex<Vec<ReactorFailure>>,
     /// Each reactor's own counters, by reactor index.
@@ -99,6 +102,7 @@ impl Shared {
             stats,
             topic_counts,
             remotes: Vec::new(),
+            bridge: None,
             failures: Mutex::new(Vec::new()),
             counters: vec![Arc::default()],
         }
@@ -116,15 +120,13 @@ impl Shared {
             snapshot.publishes += c.publishes.get();
             snapshot.deliveries += c.deliveries.get();
         }
+        snapshot.bridge = self.bridge.as_ref().map(|bridge| bridge.stats());
         snapshot
     }
 
     /// Topics with at least one subscriber, all reactors together.
     pub fn topic_count(&self) -> usize {
-        self.topic_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.topic_counts.lock().len()
     }
 
     /// Records a reactor's failure (see [`ReactorFailure`]).

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::server::bridge::BridgeStats;
+
 /// Server-wide counters. Read a snapshot with [`crate::ServerHandle::stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -87,6 +89,9 @@ pub struct StatsSnapshot {
     /// Published messages handed to a subscriber's connection: one per subscriber
     /// per message.
     pub deliveries: u64,
+    /// The bridge's state and counters, if the server has a bridge
+    /// ([`crate::ServerBuilder::bridge`]).
+    pub bridge: Option<BridgeStats>,
 }
 
 impl Stats {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod redis_server;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;

@@ -133,3 +133,20 @@ fn help_documents_every_mode_and_unit() {
         );
     }
 }
+
+#[test]
+fn publish_to_sends_the_publishers_to_another_server() {
+    let c = parse("broadcast 127.0.0.1:9001 --publish-to 127.0.0.1:9002").unwrap();
+    let target = c.publish_to.as_ref().expect("a target");
+    assert_eq!(
+        (target.addr.port(), target.host.as_str()),
+        (9002, "127.0.0.1:9002")
+    );
+    assert_eq!(c.publisher_target().0.port(), 9002);
+    assert_eq!(
+        parse("broadcast").unwrap().publisher_target().0.port(),
+        9001
+    );
+    assert!(parse("echo --publish-to 127.0.0.1:9002").is_err());
+    assert!(parse("broadcast --raw --publish-to 127.0.0.1:9002").is_err());
+}

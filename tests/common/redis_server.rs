@@ -1,0 +1,162 @@
+//! Real `redis-server` processes for the bridge tests.
+//!
+//! `.ci/run` starts one and exports its URL as `WAVECORE_REDIS_URL`; tests that only
+//! need *a* Redis use it (each with its own channel prefix). Tests that stop and start
+//! Redis run their own `redis-server` on another loopback port. Without the variable
+//! and without `redis-server` installed, a test skips with a message locally, and fails
+//! under CI (`CI` set).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+/// A `redis-server` this test started; killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+/// Where the shared Redis is, or a server of the test's own.
+pub enum Redis {
+    /// `WAVECORE_REDIS_URL`.
+    Shared(String),
+    /// Started for this test.
+    Own(RedisServer),
+}
+
+impl Redis {
+    /// The URL to give a bridge.
+    pub fn url(&self) -> String {
+        match self {
+            Redis::Shared(url) => url.clone(),
+            Redis::Own(server) => server.url(),
+        }
+    }
+}
+
+/// Whether `redis-server` can be run here.
+pub fn installed() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Returns whether the test can go on: `redis-server` is installed; otherwise skips
+/// with a message (fails under CI).
+pub fn require(test: &str) -> bool {
+    if installed() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: redis-server is not installed (CI must install it: .ci/run)"
+    );
+    eprintln!("{test}: skipped: redis-server is not installed (apt-get install redis-server)");
+    false
+}
+
+/// The shared Redis (`WAVECORE_REDIS_URL`) or, without it, one of the test's own;
+/// `None` (after a message) when neither is possible outside CI.
+pub fn shared(test: &str) -> Option<Redis> {
+    if let Ok(url) = std::env::var("WAVECORE_REDIS_URL") {
+        return Some(Redis::Shared(url));
+    }
+    require(test).then(|| Redis::Own(RedisServer::start()))
+}
+
+/// A loopback port nothing listens on (as far as can be told).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl RedisServer {
+    /// Starts `redis-server` on a free loopback port.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts `redis-server` on `port` (no persistence) and waits until it answers.
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let server = Self {
+            child: Some(child),
+            port,
+        };
+        assert!(
+            server.answers(),
+            "redis-server on port {port} did not answer PING"
+        );
+        server
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits (bounded) until a PING gets a PONG.
+    fn answers(&self) -> bool {
+        for _ in 0..500 {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return true;
+                }
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// Kills the server (SIGKILL: as abrupt as a crash) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a frozen server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("server running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
+        self.kill();
+    }
+}
