@@ -17,6 +17,9 @@
 use tracing_subscriber::EnvFilter;
 use wavecore::{Conn, Handler, Message, RedisBridge, Request, Server, Upgrade};
 
+#[path = "common/cli.rs"]
+mod cli;
+
 const TOPIC: &str = "broadcast";
 
 /// A connection on `/broadcast`: subscribes on open, publishes what it receives.
@@ -71,30 +74,13 @@ fn route(request: &Request<'_>) -> Upgrade<Route> {
     }
 }
 
-/// The command line: `[ADDR] [--redis URL]`.
-fn args() -> std::io::Result<(String, Option<String>)> {
-    let (mut addr, mut redis) = (None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--redis" {
-            let url = args.next().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "--redis needs a URL")
-            })?;
-            redis = Some(url);
-        } else {
-            addr = Some(arg);
-        }
-    }
-    Ok((addr.unwrap_or_else(|| "127.0.0.1:9001".into()), redis))
-}
-
 fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let (addr, redis) = args()?;
+    let (addr, redis) = cli::addr_and_redis()?;
     let mut builder = Server::builder()
         .bind(addr)
         .shutdown_on_signals(true)

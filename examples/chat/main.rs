@@ -53,6 +53,9 @@ use wavecore::{
     Server, ServerHandle, Service, Upgrade,
 };
 
+#[path = "../common/cli.rs"]
+mod cli;
+
 const PAGE: &str = include_str!("page.html");
 
 /// Longest chat line, in bytes of UTF-8: the server's `max_message_size` (past it the
@@ -242,25 +245,8 @@ impl Service for Chat {
     }
 }
 
-/// The command line: `[ADDR] [--redis URL]`.
-fn args() -> std::io::Result<(String, Option<String>)> {
-    let (mut addr, mut redis) = (None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--redis" {
-            let url = args.next().ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "--redis needs a URL")
-            })?;
-            redis = Some(url);
-        } else {
-            addr = Some(arg);
-        }
-    }
-    Ok((addr.unwrap_or_else(|| "127.0.0.1:9001".into()), redis))
-}
-
 fn main() -> std::io::Result<()> {
-    let (addr, redis) = args()?;
+    let (addr, redis) = cli::addr_and_redis()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

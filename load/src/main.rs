@@ -15,35 +15,23 @@ fn main() -> ExitCode {
                 .exit();
         }
     };
-    if cfg.mode == wavecore_load::Mode::Soak {
-        return soak(&cfg);
-    }
-    match wavecore_load::run(&cfg) {
-        Ok(report) => {
-            if cfg.json {
-                println!("{}", report.json());
+    // What to print, and the errors counted.
+    let outcome = if cfg.mode == wavecore_load::Mode::Soak {
+        wavecore_load::soak::run(&cfg).map(|report| (report.summary(), report.errors()))
+    } else {
+        wavecore_load::run(&cfg).map(|report| {
+            let text = if cfg.json {
+                format!("{}\n", report.json())
             } else {
-                print!("{}", report.summary());
-            }
-            if report.tally.errors > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(message) => {
-            eprintln!("wavecore-load: {message}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The soak mode: several runs at once (see `wavecore_load::soak`).
-fn soak(cfg: &wavecore_load::Config) -> ExitCode {
-    match wavecore_load::soak::run(cfg) {
-        Ok(report) => {
-            print!("{}", report.summary());
-            if report.errors() > 0 {
+                report.summary()
+            };
+            (text, report.tally.errors)
+        })
+    };
+    match outcome {
+        Ok((text, errors)) => {
+            print!("{text}");
+            if errors > 0 {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
