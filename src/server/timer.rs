@@ -4,6 +4,14 @@
 //! connection is scheduled at most once at a time, and an entry whose connection has
 //! since moved its deadline is simply dropped when its slot comes up (the connection
 //! re-arms itself). So refreshing a deadline on every message costs nothing here.
+//!
+//! Memory follows the entries held: a slot whose entries fired gives back the room
+//! they took, so the wheel holds at most about four times its entries (Vec doubling,
+//! and its smallest allocation of 4 entries), whatever bursts came before. An entry of
+//! a closed connection stays until its slot comes up, so the entries held are bounded
+//! by the connections opened within the longest timeout (`handshake_timeout`,
+//! `ping_interval` plus `pong_timeout`, `close_timeout`), not by the connections
+//! ever opened.
 
 use std::time::{Duration, Instant};
 
@@ -103,6 +111,14 @@ impl TimerWheel {
                     i += 1;
                 }
             }
+            // A slot keeps room for what it still holds (usually nothing), not for the
+            // largest crowd it ever held: otherwise a burst of connections, whose
+            // deadlines share a slot, would leave its size behind in every slot it
+            // visits as it moves round the wheel, and the wheel would grow with every
+            // burst, up to `SLOTS` times the largest one.
+            if slot.capacity() > 4 * slot.len() {
+                slot.shrink_to(2 * slot.len());
+            }
             self.next += 1;
             if self.len == 0 {
                 self.next = self.next.max(now + 1);
@@ -129,6 +145,47 @@ mod tests {
         let mut fired = Vec::new();
         wheel.advance(origin + Duration::from_secs(60), &mut fired);
         assert!(fired.is_empty(), "nothing cleared fires later");
+    }
+
+    /// Entries held and the memory the slots keep for them, in entries.
+    fn held(wheel: &TimerWheel) -> (usize, usize) {
+        let capacity = wheel.slots.iter().map(Vec::capacity).sum();
+        (wheel.len, capacity)
+    }
+
+    #[test]
+    fn memory_follows_the_entries_held_not_the_bursts_of_the_past() {
+        // A churn that opens 100 connections at once about every 1.1 s: each burst's
+        // handshake deadlines share one slot, and the burst slot moves round the
+        // wheel. Before the fix every slot kept room for the largest burst it had
+        // ever held (128 entries, 3 KiB), so the wheel grew for as long as the churn
+        // lasted, until every slot had met a burst.
+        let origin = Instant::now();
+        let mut wheel = TimerWheel::new(origin);
+        let mut fired = Vec::new();
+        let (burst, every, timeout) = (100, 11, 101);
+        for round in 0..2 * SLOTS as Tick {
+            let now = round * every;
+            wheel.advance(origin + TICK * now, &mut fired);
+            fired.clear();
+            for key in 0..burst {
+                wheel.schedule(key, u64::from(round), now + timeout);
+            }
+        }
+        let (len, capacity) = held(&wheel);
+        // Entries live until their deadline: the bursts of the last `timeout` ticks.
+        assert!(
+            len <= burst * (timeout / every + 1) as usize,
+            "{len} entries held"
+        );
+        // Vec doubling and its smallest allocation (4 entries) at most 4x.
+        assert!(
+            capacity <= 4 * len,
+            "the slots keep room for {capacity} entries while holding {len}"
+        );
+        // Once everything fired, nothing is kept.
+        wheel.advance(origin + TICK * (3 * SLOTS as Tick * every), &mut fired);
+        assert_eq!(held(&wheel), (0, 0));
     }
 
     #[test]
