@@ -12,6 +12,8 @@
 //! `broadcast` (publishers send numbered, timestamped payloads; every subscriber
 //! checks each publisher's order) and `connect` (idle connections, for memory).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod cli;
 pub mod config;
