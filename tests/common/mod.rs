@@ -111,6 +111,32 @@ impl Drop for TestServer {
     }
 }
 
+/// Raises this process's soft limit on open files to at least `needed` (a test that
+/// opens both ends of ~1,000 connections needs over 2,000 descriptors; a common default
+/// soft limit is 1,024). Panics, saying what to change, if the hard limit is lower.
+pub fn ensure_open_files(needed: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    if limit.current.is_none_or(|soft| soft >= needed) {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= needed,
+        "this test needs {needed} open files, but the hard limit is {hard}: \
+         raise it (`ulimit -Hn {needed}` as root, or LimitNOFILE in a service unit)"
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(needed),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap_or_else(|e| panic!("raising the open-files soft limit to {needed}: {e}"));
+}
+
 /// Waits until `cond` holds, checking every millisecond up to `IO_TIMEOUT`; returns
 /// whether it held. (A bound against hanging, not a timing assertion.)
 pub fn wait_until(cond: impl FnMut() -> bool) -> bool {
