@@ -78,6 +78,31 @@ fn server_initiated_close_reaches_the_client() {
 }
 
 #[test]
+fn close_timeout_drops_a_peer_that_never_answers_our_close() {
+    let closes = Closes::default();
+    let service = {
+        let closes = closes.clone();
+        move |_: &Request<'_>| {
+            Upgrade::accept(Closer {
+                closes: closes.clone(),
+            })
+        }
+    };
+    // Nothing else can end the connection: no pings, no shutdown.
+    let builder = builder()
+        .ping_interval(None)
+        .close_timeout(std::time::Duration::from_millis(200));
+    let server = TestServer::start(builder, service);
+    let mut stream = raw_upgrade(server.addr);
+    write_frame(&mut stream, true, OP_TEXT, b"close me");
+    assert_eq!(read_frame(&mut stream).expect("close").close_code(), 4001);
+    assert_eq!(wait_closes(&closes, 1), [(4001, "x".to_owned(), false)]);
+    // Never answer: at the close timeout the server drops the TCP connection (a
+    // broken timeout leaves this read to time out, which fails the test).
+    assert_eq!(read_frame(&mut stream), None);
+}
+
+#[test]
 fn eof_without_close_frame_is_1006() {
     let closes = Closes::default();
     let server = TestServer::start(builder(), echo_service(&closes));

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use tungstenite::WebSocket;
 use wavecore::{
-    CloseInfo, Conn, Handler, Message, SendStatus, Server, ServerBuilder, ServerHandle, Service,
+    CloseInfo, Conn, Handler, Message, ReactorFailure, SendStatus, Server, ServerBuilder,
+    ServerHandle, Service,
 };
 
 /// How long any single blocking read or write may wait.
@@ -76,6 +77,17 @@ impl TestServer {
             }
             Err(_) => false,
         }
+    }
+
+    /// Starts `Server::join` on another thread without asking for a shutdown; the
+    /// receiver gets its outcome. For tests that check the server is still waiting.
+    pub fn join_in_background(&mut self) -> mpsc::Receiver<Result<(), ReactorFailure>> {
+        let server = self.server.take().expect("not joined yet");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(server.join());
+        });
+        rx
     }
 
     /// Fails the test if the server's own code panicked while serving a connection
