@@ -159,6 +159,31 @@ fn oversized_message_is_1009() {
 }
 
 #[test]
+fn max_frame_size_from_the_builder_limits_each_frame_not_the_message() {
+    let closes = Closes::default();
+    let server = TestServer::start(
+        builder().max_frame_size(1000).max_message_size(1 << 20),
+        echo_service(&closes),
+    );
+    // Frames of exactly the limit make a message three times its size: echoed whole.
+    let mut stream = raw_upgrade(server.addr);
+    let part = vec![b'f'; 1000];
+    write_frame(&mut stream, false, OP_BINARY, &part);
+    write_frame(&mut stream, false, OP_CONT, &part);
+    write_frame(&mut stream, true, OP_CONT, &part);
+    let echo = read_frame(&mut stream).expect("the echo");
+    assert_eq!((echo.opcode, echo.payload.len()), (OP_BINARY, 3000));
+    // One byte more in a single frame: 1009, before its payload is even sent.
+    let frame = encode_frame(true, OP_BINARY, &[b'f'; 1001], true);
+    stream.write_all(&frame[..8]).unwrap();
+    assert_eq!(read_close_code(&mut stream), 1009);
+    assert!(read_to_end_or_reset(&mut stream), "the server ends it");
+    let seen = wait_closes(&closes, 1);
+    assert_eq!((seen[0].0, seen[0].2), (1009, false), "{seen:?}");
+    assert_eq!(server.handle.stats().protocol_errors, 1);
+}
+
+#[test]
 fn invalid_utf8_is_1007() {
     assert_eq!(
         close_code_after(&[encode_frame(true, OP_TEXT, b"ok \xff\xfe", true)]),
