@@ -77,6 +77,8 @@ fn wait_until(what: &str, check: impl FnMut() -> bool) {
 
 #[test]
 fn fan_out_to_1000_subscribers_over_two_reactors_exactly_once_in_order() {
+    // Both ends of every connection live in this process.
+    common::ensure_open_files(4096);
     let server = start(common::builder().workers(2));
     let (handle, addr) = (server.handle.clone(), server.addr);
     let mut subscribers: Vec<Client> = (0..1000).map(|_| connect(addr, "/sub")).collect();

@@ -1,5 +1,8 @@
 //! The blocking client against an in-process echo server.
 
+use std::io::ErrorKind;
+use std::net::TcpListener;
+
 use wavecore::client::{Client, ClientMessage};
 use wavecore::{Conn, Handler, Message, Server};
 
@@ -79,7 +82,40 @@ fn many_messages_in_flight_come_back_in_order() {
 }
 
 #[test]
-fn refuses_non_websocket_urls() {
-    assert!(Client::connect("http://127.0.0.1:1/").is_err());
-    assert!(Client::connect("ws://127.0.0.1:1/").is_err());
+fn refuses_non_websocket_urls_without_connecting() {
+    // A live server, so that a refusal can only come from the URL, not the network.
+    let server = server();
+    let addr = server.local_addr();
+    for url in [
+        format!("http://{addr}/"),
+        format!("wss://{addr}/"),
+        "ws:///no-host".to_owned(),
+    ] {
+        let error = Client::connect(&url).expect_err(&url);
+        assert_eq!(error.kind(), ErrorKind::InvalidData, "{url}: {error}");
+    }
+    // The same server, with a ws:// URL, works; and it saw only that one connection
+    // (the listener accepts in arrival order, so an earlier connect would be counted
+    // by the time this echo comes back).
+    let mut client = Client::connect(&format!("ws://{addr}/")).unwrap();
+    client.send_text("only me").unwrap();
+    assert_eq!(
+        client.recv().unwrap(),
+        ClientMessage::Text("only me".into())
+    );
+    assert_eq!(server.handle().stats().accepted, 1);
+    drop(client);
+    server.handle().shutdown();
+    server.join().expect("no reactor failed");
+}
+
+#[test]
+fn a_port_nobody_listens_on_is_connection_refused() {
+    // Bind and drop a listener to find a port that is free right now.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let error = Client::connect(&format!("ws://{free}/")).expect_err("nobody listens");
+    assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
 }

@@ -78,6 +78,31 @@ fn server_initiated_close_reaches_the_client() {
 }
 
 #[test]
+fn close_timeout_drops_a_peer_that_never_answers_our_close() {
+    let closes = Closes::default();
+    let service = {
+        let closes = closes.clone();
+        move |_: &Request<'_>| {
+            Upgrade::accept(Closer {
+                closes: closes.clone(),
+            })
+        }
+    };
+    // Nothing else can end the connection: no pings, no shutdown.
+    let builder = builder()
+        .ping_interval(None)
+        .close_timeout(std::time::Duration::from_millis(200));
+    let server = TestServer::start(builder, service);
+    let mut stream = raw_upgrade(server.addr);
+    write_frame(&mut stream, true, OP_TEXT, b"close me");
+    assert_eq!(read_frame(&mut stream).expect("close").close_code(), 4001);
+    assert_eq!(wait_closes(&closes, 1), [(4001, "x".to_owned(), false)]);
+    // Never answer: at the close timeout the server drops the TCP connection (a
+    // broken timeout leaves this read to time out, which fails the test).
+    assert_eq!(read_frame(&mut stream), None);
+}
+
+#[test]
 fn eof_without_close_frame_is_1006() {
     let closes = Closes::default();
     let server = TestServer::start(builder(), echo_service(&closes));
@@ -131,6 +156,31 @@ fn oversized_message_is_1009() {
         ]),
         1009
     );
+}
+
+#[test]
+fn max_frame_size_from_the_builder_limits_each_frame_not_the_message() {
+    let closes = Closes::default();
+    let server = TestServer::start(
+        builder().max_frame_size(1000).max_message_size(1 << 20),
+        echo_service(&closes),
+    );
+    // Frames of exactly the limit make a message three times its size: echoed whole.
+    let mut stream = raw_upgrade(server.addr);
+    let part = vec![b'f'; 1000];
+    write_frame(&mut stream, false, OP_BINARY, &part);
+    write_frame(&mut stream, false, OP_CONT, &part);
+    write_frame(&mut stream, true, OP_CONT, &part);
+    let echo = read_frame(&mut stream).expect("the echo");
+    assert_eq!((echo.opcode, echo.payload.len()), (OP_BINARY, 3000));
+    // One byte more in a single frame: 1009, before its payload is even sent.
+    let frame = encode_frame(true, OP_BINARY, &[b'f'; 1001], true);
+    stream.write_all(&frame[..8]).unwrap();
+    assert_eq!(read_close_code(&mut stream), 1009);
+    assert!(read_to_end_or_reset(&mut stream), "the server ends it");
+    let seen = wait_closes(&closes, 1);
+    assert_eq!((seen[0].0, seen[0].2), (1009, false), "{seen:?}");
+    assert_eq!(server.handle.stats().protocol_errors, 1);
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Limits that end (or spare) a connection over time: automatic pings and the idle
-//! timeout, and the backpressure limit under both policies.
+//! timeout, and the backpressure limit under both policies. Each asserts what happens
+//! (frames, counts, close codes), never how fast: every timeout a test does not
+//! exercise is far longer than the test.
 
 mod common;
 
@@ -41,22 +43,63 @@ fn unanswered_ping_drops_the_connection_as_1006() {
     assert_eq!(server.handle.connections(), 0);
 }
 
+/// Echoes, and counts the pongs that reach `on_pong`.
+#[derive(Clone, Default)]
+struct PongCounter {
+    pongs: Arc<AtomicUsize>,
+    closes: Closes,
+}
+
+impl Handler for PongCounter {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        conn.send(message);
+    }
+
+    fn on_pong(&mut self, _conn: &mut Conn<'_>, payload: &[u8]) {
+        assert!(payload.is_empty(), "automatic pings carry nothing");
+        self.pongs.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn on_close(&mut self, close: CloseInfo<'_>) {
+        record_close(&self.closes, close);
+    }
+}
+
 #[test]
 fn answered_pings_keep_the_connection_open() {
-    let closes = Closes::default();
-    let server = pinging_server(&closes);
+    // Pings after 50 ms of silence, but waits a minute for each answer: what happens
+    // depends on the answers, never on how fast the client gives them.
+    let counter = PongCounter::default();
+    let make = counter.clone();
+    let server = TestServer::start(
+        builder()
+            .ping_interval(Some(Duration::from_millis(50)))
+            .pong_timeout(Duration::from_secs(60)),
+        move |_: &Request<'_>| Upgrade::accept(make.clone()),
+    );
     let mut ws = ws_connect(server.addr);
-    // tungstenite answers each ping with a pong on its next read.
-    for _ in 0..5 {
+    // While a ping waits for its answer the server sends no other, so a sixth ping
+    // proves the first five answers were taken. tungstenite answers each ping with
+    // a pong on its next read.
+    for i in 0..6 {
         match ws.read().expect("connection stays up") {
-            WsMessage::Ping(payload) => assert!(payload.is_empty()),
-            other => panic!("expected a ping, got {other:?}"),
+            WsMessage::Ping(payload) => assert!(payload.is_empty(), "ping {i}"),
+            other => panic!("expected ping {i}, got {other:?}"),
         }
     }
+    assert!(
+        wait_until(|| counter.pongs.load(Ordering::SeqCst) >= 5),
+        "on_pong for every answered ping, saw {}",
+        counter.pongs.load(Ordering::SeqCst)
+    );
     ws.send(WsMessage::text("still here")).unwrap();
     assert_eq!(ws_read_data(&mut ws), WsMessage::text("still here"));
+    assert!(
+        wait_until(|| counter.pongs.load(Ordering::SeqCst) >= 6),
+        "the sixth answer reached on_pong too"
+    );
     assert_eq!(server.handle.stats().idle_timeouts, 0);
-    assert!(closes.lock().unwrap().is_empty());
+    assert!(counter.closes.lock().unwrap().is_empty());
     assert_eq!(server.handle.connections(), 1);
 }
 

@@ -35,6 +35,8 @@ impl Handler for Counted {
 
 #[test]
 fn thousand_concurrent_connections_on_two_workers() {
+    // Both ends of every connection live in this process.
+    ensure_open_files(4096);
     let closes = Closes::default();
     let per_reactor: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let service = {

@@ -13,6 +13,8 @@
 //! checks each publisher's order), `connect` (idle connections, for memory) and `soak`
 //! (all of them at once, with slow consumers and churn, for minutes: [`soak`]).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod cli;
 pub mod config;

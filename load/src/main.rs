@@ -1,4 +1,6 @@
 //! `wavecore-load`: see `wavecore-load --help`.
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use std::process::ExitCode;
 

@@ -1,5 +1,7 @@
 //! Broadcast mode against a small in-process wavecore topic server: every
-//! subscriber must see every publisher's messages, in order, with none lost.
+//! subscriber must see every publisher's messages, in order, with none lost. It
+//! asserts counts and order, never rates: a slow machine delivers fewer messages,
+//! not wrong ones.
 
 use std::time::Duration;
 
@@ -49,12 +51,22 @@ fn every_subscriber_sees_every_message_in_order() {
         assert_eq!(t.errors, 0, "{}", report.summary());
         assert_eq!((t.lost, t.out_of_order), (0, 0), "{}", report.summary());
         assert_eq!(report.established, 50 + publishers);
-        assert!(t.messages > 50, "{}", report.summary());
+        // Something was delivered, or the checks above would hold vacuously.
+        assert!(t.messages > 0, "{}", report.summary());
         if rate > 0.0 {
-            // 2 publishers x 500/s x 50 subscribers over one second, give or take.
-            let expected = 2.0 * 500.0 * 50.0;
-            let got = t.messages as f64;
-            assert!((0.8 * expected..1.2 * expected).contains(&got), "{got}");
+            // The pacer never runs ahead of its rate: a publisher sends at most
+            // rate x (time since the workload started) + 1 messages, so a subscriber
+            // cannot receive more, however fast or slow the machine is. (How close the
+            // count comes to the rate is a benchmark's business, not a test's.)
+            let sending = (cfg.warmup + cfg.duration).as_secs_f64();
+            let most_sent = (rate * sending).floor() as u64 + 1;
+            let most = publishers as u64 * most_sent * cfg.connections as u64;
+            assert!(
+                t.messages <= most,
+                "{} > {most}: {}",
+                t.messages,
+                report.summary()
+            );
         }
     }
     server.handle().shutdown();

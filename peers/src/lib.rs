@@ -3,6 +3,8 @@
 //! This crate holds only what the binaries in `src/bin/` share: command-line
 //! parsing, runtime construction and a few constants. It is a workspace member
 //! that the default `cargo test` does not build, and it is never published.
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod args;
 

@@ -253,7 +253,15 @@ mod tests {
         assert_eq!(h.opcode, OpCode::Text);
         assert_eq!(h.payload_len, 5);
         assert_eq!(h.header_len, 2);
-        assert_eq!(&frame[2..], b"Hello");
+        // The payload is where the header says it is, and it is the RFC's "Hello".
+        let start = usize::from(h.header_len);
+        let payload = &frame[start..start + h.payload_len as usize];
+        assert_eq!(payload, b"Hello");
+        assert_eq!(
+            start + payload.len(),
+            frame.len(),
+            "nothing after the payload"
+        );
     }
 
     /// RFC 6455 section 5.7: a single-frame masked text message "Hello".

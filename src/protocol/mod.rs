@@ -16,6 +16,8 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+#[cfg(test)]
+pub(crate) mod simd_testing;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use tungstenite::WebSocket;
 use wavecore::{
-    CloseInfo, Conn, Handler, Message, SendStatus, Server, ServerBuilder, ServerHandle, Service,
+    CloseInfo, Conn, Handler, Message, ReactorFailure, SendStatus, Server, ServerBuilder,
+    ServerHandle, Service,
 };
 
 /// How long any single blocking read or write may wait.
@@ -80,6 +81,17 @@ impl TestServer {
         }
     }
 
+    /// Starts `Server::join` on another thread without asking for a shutdown; the
+    /// receiver gets its outcome. For tests that check the server is still waiting.
+    pub fn join_in_background(&mut self) -> mpsc::Receiver<Result<(), ReactorFailure>> {
+        let server = self.server.take().expect("not joined yet");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(server.join());
+        });
+        rx
+    }
+
     /// Fails the test if the server's own code panicked while serving a connection
     /// (contained to that connection, but a bug all the same) or a reactor failed.
     pub fn check_health(&self) {
@@ -111,6 +123,32 @@ impl Drop for TestServer {
         self.check_health();
         let _ = self.shutdown_and_join();
     }
+}
+
+/// Raises this process's soft limit on open files to at least `needed` (a test that
+/// opens both ends of ~1,000 connections needs over 2,000 descriptors; a common default
+/// soft limit is 1,024). Panics, saying what to change, if the hard limit is lower.
+pub fn ensure_open_files(needed: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    if limit.current.is_none_or(|soft| soft >= needed) {
+        return;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= needed,
+        "this test needs {needed} open files, but the hard limit is {hard}: \
+         raise it (`ulimit -Hn {needed}` as root, or LimitNOFILE in a service unit)"
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(needed),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap_or_else(|e| panic!("raising the open-files soft limit to {needed}: {e}"));
 }
 
 /// Waits until `cond` holds, checking every millisecond up to `IO_TIMEOUT`; returns

@@ -1,5 +1,7 @@
 //! WebSocket peer built on fastwebsockets, served through hyper 1 the way the
 //! library's own examples do: echo on every path, broadcast on `/broadcast`.
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use bytes::Bytes;
 use fastwebsockets::upgrade::{self, UpgradeFut};

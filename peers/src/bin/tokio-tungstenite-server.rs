@@ -1,5 +1,7 @@
 //! WebSocket peer built on tokio-tungstenite: echo on every path, broadcast on
 //! `/broadcast`. One task per connection.
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -11,7 +11,7 @@ fn paths() -> Vec<(&'static str, MaskFn)> {
     for (name, f) in simd_paths() {
         match f {
             Some(f) => all.push((name, f)),
-            None => eprintln!("mask: this CPU lacks {name}, skipping it"),
+            None => crate::protocol::simd_testing::missing("mask", name),
         }
     }
     all

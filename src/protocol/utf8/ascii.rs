@@ -57,19 +57,24 @@ mod x86 {
 
     /// The widest scanner this CPU supports, if any.
     pub(super) fn best() -> Option<ScanFn> {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-            return Some(|bytes| {
-                // SAFETY: the CPU supports AVX-512F and AVX-512BW (checked above).
-                unsafe { prefix_len_avx512(bytes) }
-            });
-        }
-        if is_x86_feature_detected!("avx2") {
-            return Some(|bytes| {
-                // SAFETY: the CPU supports AVX2 (checked above).
-                unsafe { prefix_len_avx2(bytes) }
-            });
-        }
-        None
+        paths().into_iter().find_map(|(_, scan)| scan)
+    }
+
+    /// The wide scanners, widest first, each `None` where this CPU cannot run it.
+    pub(super) fn paths() -> [(&'static str, Option<ScanFn>); 2] {
+        let avx512: Option<ScanFn> = (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw"))
+        .then_some(|bytes| {
+            // SAFETY: handed out only after the CPU was found to support AVX-512F and
+            // AVX-512BW (just above).
+            unsafe { prefix_len_avx512(bytes) }
+        });
+        let avx2: Option<ScanFn> = is_x86_feature_detected!("avx2").then_some(|bytes| {
+            // SAFETY: handed out only after the CPU was found to support AVX2 (just
+            // above).
+            unsafe { prefix_len_avx2(bytes) }
+        });
+        [("avx512bw", avx512), ("avx2", avx2)]
     }
 
     /// 256 bytes a step in four 64-byte vectors from the first 64-byte-aligned address
@@ -129,12 +134,19 @@ mod x86 {
 
     #[cfg(test)]
     mod tests {
+        use crate::protocol::simd_testing;
+
         #[test]
         fn wide_scans_find_nearly_all_of_the_ascii_prefix() {
-            let Some(scan) = super::best() else {
-                eprintln!("no AVX2 here: skipped");
-                return;
-            };
+            for (name, scan) in super::paths() {
+                match scan {
+                    Some(scan) => check_scan(name, scan),
+                    None => simd_testing::missing("utf8 ascii scan", name),
+                }
+            }
+        }
+
+        fn check_scan(name: &str, scan: super::ScanFn) {
             let buffer = vec![b'a'; 2200];
             for start in [0, 1, 17, 63] {
                 for len in [0, 63, 64, 200, 511, 512, 700, 1100, 2100] {
@@ -161,7 +173,7 @@ mod x86 {
                         let found = scan(slice);
                         assert!(
                             found <= longest && found + 63 >= longest,
-                            "start {start}, len {len}, bad {bad:?}: {found} of {longest}"
+                            "{name}: start {start}, len {len}, bad {bad:?}: {found} of {longest}"
                         );
                     }
                 }

@@ -1,6 +1,8 @@
 //! Raw TCP peer: the ceiling no WebSocket server can pass. It speaks no HTTP
 //! and no framing; `--mode echo` writes bytes back, `--mode fanout` writes them
 //! to every other connection. Plain mio, one 64 KiB read buffer per loop.
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 mod conn;
 mod echo;

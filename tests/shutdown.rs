@@ -1,0 +1,139 @@
+//! Graceful shutdown over real sockets: what was queued goes out before Close 1001,
+//! the server waits for the close handshake, and `shutdown_timeout` bounds that wait.
+
+mod common;
+
+use std::io::Write;
+use std::sync::mpsc::TryRecvError;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use wavecore::{CloseInfo, Conn, Handler, Message, Request, ServerBuilder, Upgrade};
+
+const CHUNK: usize = 64 << 10;
+/// 32 MiB: far more than a loopback connection's socket buffers hold, so most of it
+/// waits in the server's outbox while the client does not read.
+const CHUNKS: usize = 512;
+
+/// On "go", sends `CHUNKS` binary messages of `CHUNK` bytes, message `i` filled with
+/// byte `i % 256`; on "check", records `buffered_amount()`. Records `on_close`.
+#[derive(Clone, Default)]
+struct Backlog {
+    buffered: Arc<Mutex<Vec<usize>>>,
+    closes: Closes,
+}
+
+impl Handler for Backlog {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        match message {
+            Message::Text("go") => {
+                for i in 0..CHUNKS {
+                    conn.send_binary(&[i as u8; CHUNK]);
+                }
+            }
+            Message::Text("check") => self.buffered.lock().unwrap().push(conn.buffered_amount()),
+            _ => {}
+        }
+    }
+
+    fn on_close(&mut self, close: CloseInfo<'_>) {
+        record_close(&self.closes, close);
+    }
+}
+
+fn start(builder: ServerBuilder) -> (TestServer, Backlog) {
+    let backlog = Backlog::default();
+    let make = backlog.clone();
+    let server = TestServer::start(
+        builder
+            .max_backpressure(64 << 20)
+            .ping_interval(None)
+            // Longer than any bounded wait of these tests: only what a test sets
+            // shorter can end a connection.
+            .close_timeout(Duration::from_secs(60)),
+        move |_: &Request<'_>| Upgrade::accept(make.clone()),
+    );
+    (server, backlog)
+}
+
+/// Asks for the 32 MiB backlog without reading it, and waits until the server holds
+/// some of it queued.
+fn build_backlog(stream: &mut std::net::TcpStream, backlog: &Backlog) {
+    stream
+        .write_all(&encode_frame(true, OP_TEXT, b"go", true))
+        .unwrap();
+    stream
+        .write_all(&encode_frame(true, OP_TEXT, b"check", true))
+        .unwrap();
+    assert!(wait_until(|| !backlog.buffered.lock().unwrap().is_empty()));
+    let buffered = backlog.buffered.lock().unwrap()[0];
+    assert!(buffered > 0, "part of the backlog waits in the outbox");
+}
+
+#[test]
+fn queued_messages_go_out_before_close_1001_and_the_server_waits_for_the_answer() {
+    let (mut server, backlog) = start(builder().shutdown_timeout(Duration::from_secs(60)));
+    let mut stream = raw_upgrade(server.addr);
+    build_backlog(&mut stream, &backlog);
+
+    server.handle.shutdown();
+    let joined = server.join_in_background();
+    for i in 0..CHUNKS {
+        let frame = read_frame(&mut stream).expect("a queued message, before the close");
+        assert_eq!(frame.opcode, OP_BINARY, "message {i}");
+        assert_eq!(frame.payload.len(), CHUNK, "message {i}");
+        assert!(frame.payload.iter().all(|&b| b == i as u8), "message {i}");
+    }
+    let close = read_frame(&mut stream).expect("the close frame after the backlog");
+    assert_eq!(close.close_code(), 1001);
+    // Both timeouts are a minute away: the server is waiting for our close frame.
+    assert_eq!(joined.try_recv(), Err(TryRecvError::Empty), "join waits");
+    write_frame(&mut stream, true, OP_CLOSE, &close_payload(1001, ""));
+    assert_eq!(
+        read_frame(&mut stream),
+        None,
+        "EOF after the close handshake"
+    );
+    let outcome = joined
+        .recv_timeout(JOIN_TIMEOUT)
+        .expect("join returns once the handshake is done");
+    assert_eq!(outcome, Ok(()));
+    assert_eq!(
+        wait_closes(&backlog.closes, 1),
+        [(1001, "server shutting down".to_owned(), false)]
+    );
+}
+
+#[test]
+fn shutdown_timeout_ends_connections_that_never_answer() {
+    // A silent peer never answers the close; a backlogged one never reads. With the
+    // close timeout at a minute, only the shutdown timeout can let `join` return
+    // within its bound (15 s).
+    let (mut server, backlog) = start(builder().shutdown_timeout(Duration::from_millis(300)));
+    let mut silent = raw_upgrade(server.addr);
+    let mut backlogged = raw_upgrade(server.addr);
+    build_backlog(&mut backlogged, &backlog);
+
+    assert!(
+        server.shutdown_and_join(),
+        "join returns at the shutdown timeout"
+    );
+    assert_eq!(read_frame(&mut silent).expect("close").close_code(), 1001);
+    assert_eq!(
+        read_frame(&mut silent),
+        None,
+        "then the connection is dropped"
+    );
+    assert!(
+        read_to_end_or_reset(&mut backlogged),
+        "the backlogged connection is dropped too"
+    );
+    let closes = wait_closes(&backlog.closes, 2);
+    assert!(
+        closes
+            .iter()
+            .all(|c| *c == (1001, "server shutting down".to_owned(), false)),
+        "{closes:?}"
+    );
+}
