@@ -48,6 +48,9 @@ fn start(builder: ServerBuilder) -> (TestServer, Backlog) {
     let server = TestServer::start(
         builder
             .max_backpressure(64 << 20)
+            // The backlog is built by a client that does not read: read-side flow
+            // control would (rightly) stop reading its "check" behind 32 MiB queued.
+            .high_water_mark(usize::MAX)
             .ping_interval(None)
             // Longer than any bounded wait of these tests: only what a test sets
             // shorter can end a connection.
