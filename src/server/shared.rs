@@ -95,7 +95,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// State for a turn outside any server (unit tests of a connection): no
     /// reactors to reach, one set of counters.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn detached(stats: Arc<Stats>, topic_counts: TopicCounts) -> Self {
         Self {
             local_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -51,7 +51,7 @@ impl Turn {
     }
 
     /// A turn state outside any server (unit tests), reporting to `stats` and `counts`.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn new(stats: Arc<Stats>, counts: crate::server::pubsub::TopicCounts) -> Self {
         Self::for_reactor(&Arc::new(Shared::detached(stats, counts)), 0)
     }
