@@ -144,28 +144,53 @@ fn flush(conn: &mut Connection<Echo>, turn: &mut Turn, wire: &mut Vec<u8>) {
     wire.extend_from_slice(&cork);
 }
 
-/// The output is nothing, or one HTTP response; after a 101, valid unmasked server
-/// frames, and nothing after a close frame.
+/// The output is nothing, or HTTP responses: each whole (its body as long as its
+/// `Content-Length`, or none for a `HEAD`), more only while the connection is kept
+/// alive, nothing after one that says `Connection: close`; after a 101, valid unmasked
+/// server frames, and nothing after a close frame.
 fn check_output(wire: &[u8]) {
-    if wire.is_empty() {
-        return;
+    let mut rest = wire;
+    while !rest.is_empty() {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut fields);
+        let Ok(httparse::Status::Complete(head_len)) = response.parse(rest) else {
+            panic!("output does not continue with a response head");
+        };
+        if response.code == Some(101) {
+            return check_frames(&rest[head_len..]);
+        }
+        let header = |name: &str| {
+            response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+        };
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .expect("a response has a Content-Length");
+        let closes = header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+        });
+        let is_next = |at: usize| at == rest.len() || rest[at..].starts_with(b"HTTP/1.1 ");
+        let next = if rest.len() >= head_len + length && is_next(head_len + length) {
+            head_len + length
+        } else if is_next(head_len) {
+            head_len // the answer to a HEAD: the length, no body
+        } else {
+            panic!("a response body does not match its Content-Length");
+        };
+        if closes {
+            assert_eq!(next, rest.len(), "nothing after a response that closes");
+        }
+        rest = &rest[next..];
     }
-    let mut fields = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut fields);
-    let Ok(httparse::Status::Complete(head_len)) = response.parse(wire) else {
-        panic!("output does not start with a response head");
-    };
-    if response.code != Some(101) {
-        let length = response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse::<usize>().ok())
-            .expect("a refusal has a Content-Length");
-        assert_eq!(wire.len(), head_len + length, "nothing after a refusal");
-        return;
-    }
-    let mut frames = wire[head_len..].to_vec();
+}
+
+/// Valid unmasked server frames, and nothing after a close frame.
+fn check_frames(wire: &[u8]) {
+    let mut frames = wire.to_vec();
     let mut decoder = Decoder::new(DecoderConfig {
         role: Role::Client,
         ..DecoderConfig::default()
