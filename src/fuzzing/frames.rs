@@ -1,5 +1,6 @@
 //! The frame decoder, fed whole and in reads.
 
+use crate::protocol::owned_event::OwnedEvent as Owned;
 use crate::protocol::{Decoder, DecoderConfig, Event, ProtocolError, Role};
 
 use super::Input;
@@ -7,16 +8,6 @@ use super::Input;
 /// The most bytes the decoder may leave with its caller between reads: a partial
 /// header (14 bytes) or a partial control frame (131 bytes).
 const MAX_LEFTOVER: usize = 131;
-
-/// An event, owned, to compare two decodings.
-#[derive(Debug, PartialEq, Eq)]
-enum Owned {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
 
 /// Decodes the stream of `data` in `role`, once in one read and once in the reads
 /// its first byte asks for, and checks both give the same events and outcome.

@@ -16,6 +16,8 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod owned_event;
 #[cfg(test)]
 pub(crate) mod simd_testing;
 pub mod utf8;

@@ -1,31 +1,10 @@
 use super::*;
 use crate::protocol::close::CloseCode;
 use crate::protocol::frame::encode_frame;
+use crate::protocol::owned_event::OwnedEvent as Owned;
 use proptest::prelude::*;
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-/// An owned copy of an event, so tests can collect them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Owned {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-impl From<Event<'_>> for Owned {
-    fn from(event: Event<'_>) -> Self {
-        match event {
-            Event::Text(t) => Owned::Text(t.to_owned()),
-            Event::Binary(b) => Owned::Binary(b.to_vec()),
-            Event::Ping(p) => Owned::Ping(p.to_vec()),
-            Event::Pong(p) => Owned::Pong(p.to_vec()),
-            Event::Close(c) => Owned::Close(c.map(|c| (c.code.0, c.reason.to_owned()))),
-        }
-    }
-}
 
 fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
