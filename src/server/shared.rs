@@ -1,16 +1,28 @@
 //! What the reactors and server handles share: counters, topic counts, and each
 //! reactor's inbox with the waker that rouses it.
 
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use mio::Waker;
 
 use crate::server::bridge::Core as Bridge;
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, TopicCounts};
 use crate::server::stats::{Stats, StatsSnapshot};
+
+/// Rouses a reactor blocked in its event source, from any thread (the driver's:
+/// a mio `Waker` for epoll, an eventfd for io_uring).
+pub(crate) trait Wake: Send + Sync {
+    /// Wakes the reactor; several wake-ups before it looks may count as one.
+    ///
+    /// # Errors
+    ///
+    /// The system call's error (the wake-up is then lost: the caller logs nothing,
+    /// since a reactor that cannot be woken has failed in its own loop too).
+    fn wake(&self) -> io::Result<()>;
+}
 
 /// Commands waiting for one reactor.
 #[derive(Debug, Default)]
@@ -22,15 +34,22 @@ struct Inbox {
 }
 
 /// A reactor as other threads see it: an inbox and a waker.
-#[derive(Debug)]
 pub(crate) struct Remote {
-    waker: Waker,
+    waker: Box<dyn Wake>,
     inbox: Mutex<Inbox>,
 }
 
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Remote {
-    /// A remote for the reactor whose poll made `waker`.
-    pub fn new(waker: Waker) -> Self {
+    /// A remote for the reactor that `waker` rouses.
+    pub fn new(waker: Box<dyn Wake>) -> Self {
         Self {
             waker,
             inbox: Mutex::new(Inbox::default()),
