@@ -19,7 +19,7 @@ use crate::server::conn::Connection;
 use crate::server::conn_api::{ConnCore, ConnId};
 use crate::server::outbox::Flushed;
 use crate::server::pubsub::Publish;
-use crate::server::shared::Shared;
+use crate::server::shared::{Shared, ShutdownPhase};
 use crate::server::stats::Stats;
 use crate::server::timer::{self, TimerWheel};
 use crate::server::turn::Turn;
@@ -102,7 +102,11 @@ pub(crate) struct Reactor<S: Service> {
     next_id: u64,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<timer::Tick>,
-    /// When a graceful shutdown must end.
+    /// A shutdown was seen this turn: settle at its end (see `shared.rs`).
+    settle_due: bool,
+    /// This reactor has settled for a shutdown (or failed): it counted itself once.
+    settled: bool,
+    /// When a graceful shutdown must end (set when the connections start closing).
     shutdown_deadline: Option<Instant>,
 }
 
@@ -142,6 +146,8 @@ impl<S: Service> Reactor<S> {
             frames: Vec::new(),
             next_id: 1,
             accept_paused_until: None,
+            settle_due: false,
+            settled: false,
             shutdown_deadline: None,
         }
     }
@@ -189,6 +195,11 @@ impl<S: Service> Reactor<S> {
             // a turn may wait for the next event to be written.
             self.run_timers();
             self.forward_publishes();
+            if std::mem::take(&mut self.settle_due) {
+                // Every publish accepted before the shutdown is in the other reactors'
+                // inboxes now, ahead of the `Closing` that the last settle sends.
+                self.settle();
+            }
             self.flush_dirty();
             self.turn.counters.turns.observe(woke.elapsed());
             if let Some(deadline) = self.shutdown_deadline
@@ -486,14 +497,35 @@ impl<S: Service> Reactor<S> {
         self.outgoing.clear();
     }
 
-    /// Commands from other threads: publishes and shutdown.
+    /// Commands from other threads: publishes and shutdown. Publishes queued before a
+    /// shutdown's `Closing` are delivered before the connections start closing.
     fn drain_inbox(&mut self) {
         let (publishes, shutdown) = self.shared.remotes[self.index].take();
         #[cfg(test)]
         crate::server::testing::on_inbox(&publishes);
         self.deliver_local(&publishes);
-        if shutdown && self.shutdown_deadline.is_none() {
+        if shutdown >= ShutdownPhase::Settling && !self.settled {
+            self.stop_accepting();
+            self.settle_due = true;
+        }
+        if shutdown == ShutdownPhase::Closing && self.shutdown_deadline.is_none() {
             self.begin_shutdown();
+        }
+    }
+
+    /// Counts this reactor as settled for a shutdown, once (see `shared.rs`).
+    fn settle(&mut self) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.shared.settle();
+        }
+    }
+
+    /// Closes the listening socket: new connections go to no one (a shutdown) or to
+    /// the other reactors (a failure).
+    fn stop_accepting(&mut self) {
+        self.accept_paused_until = None;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
         }
     }
 
@@ -504,9 +536,7 @@ impl<S: Service> Reactor<S> {
             "reactor shutting down"
         );
         self.shutdown_deadline = Some(Instant::now() + self.config.shutdown_timeout);
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
+        self.stop_accepting();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.contained(Some(key), |r| {

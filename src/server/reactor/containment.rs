@@ -42,6 +42,8 @@ impl<S: Service> Reactor<S> {
         );
         self.shared.remotes[self.index].close();
         self.shared.report_failure(failure.clone());
+        // It hands on nothing more: a shutdown need not wait for it.
+        self.settle();
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.abandon())) {
             tracing::error!(
                 reactor = self.index,
@@ -106,9 +108,7 @@ impl<S: Service> Reactor<S> {
     /// its listening socket (its own, or its duplicate of the shared one).
     fn abandon(&mut self) {
         self.turn.cork.clear();
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
+        self.stop_accepting();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.fail(key);
