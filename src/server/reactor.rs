@@ -454,9 +454,10 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Gives back what a crowd of connections left behind once the reactor has none
-    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), so
-    /// a server's memory returns to its idle size after a burst. Cheap, and rare: only
-    /// when the last of more than [`KEEP_IDLE_SLOTS`] connections leaves.
+    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), and
+    /// asks the allocator to return the freed pages to the system, so a server's
+    /// memory returns to its idle size after a burst. Rare: only when the last of more
+    /// than [`KEEP_IDLE_SLOTS`] connections leaves.
     fn release_idle_memory(&mut self) {
         self.conns = Slab::new();
         self.wheel.clear();
@@ -465,6 +466,8 @@ impl<S: Service> Reactor<S> {
         self.frames = Vec::new();
         self.fired = Vec::new();
         self.turn.release_idle_memory();
+        let released = crate::server::allocator::release_free_memory();
+        tracing::debug!(reactor = self.index, released, "reactor idle: memory released");
     }
 
     /// Delivers publishes made by handlers to local subscribers, and keeps them for the
