@@ -467,7 +467,11 @@ impl<S: Service> Reactor<S> {
         self.fired = Vec::new();
         self.turn.release_idle_memory();
         let released = crate::server::allocator::release_free_memory();
-        tracing::debug!(reactor = self.index, released, "reactor idle: memory released");
+        tracing::debug!(
+            reactor = self.index,
+            released,
+            "reactor idle: memory released"
+        );
     }
 
     /// Delivers publishes made by handlers to local subscribers, and keeps them for the
