@@ -6,6 +6,10 @@
 #   ROUNDS=1 DUR=2 benches/compare.sh  # quicker
 #   ROWS="echo-100 bcast-1000" benches/compare.sh   # a subset of rows
 #   SERVERS="wavecore raw" benches/compare.sh        # a subset of servers
+#   BASE=/tmp/old SERVERS="wavecore wavecore-base" benches/compare.sh
+#                                      # against another build of wavecore: the release
+#                                      # examples of the checkout at BASE (built there
+#                                      # first), same load generator, rounds interleaved
 #
 # Writes target/bench/results.jsonl (every run, also copied beside the report as
 # docs/bench-results.jsonl), docs/bench-results.md (medians and min-max per row and
@@ -64,11 +68,13 @@ start_server() {
   port=$((port + 1))
   local addr=127.0.0.1:$port
   case "$name" in
-    wavecore)
+    wavecore | wavecore-base)
+      local examples=$BIN/examples
+      [ "$name" = wavecore-base ] && examples=${BASE:?BASE names the checkout of wavecore-base}/target/release/examples
       if [[ $row == bcast-* ]]; then
-        WORKERS=1 taskset -c "$SERVER_CPU" $BIN/examples/broadcast "$addr" >/dev/null 2>&1 &
+        WORKERS=1 taskset -c "$SERVER_CPU" "$examples/broadcast" "$addr" >/dev/null 2>&1 &
       else
-        WORKERS=1 taskset -c "$SERVER_CPU" $BIN/examples/echo "$addr" >/dev/null 2>&1 &
+        WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" >/dev/null 2>&1 &
       fi ;;
     tokio-tungstenite) taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c "$SERVER_CPU" $BIN/fastwebsockets-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
@@ -101,7 +107,7 @@ for round in $(seq "$ROUNDS"); do
     shift_by=$(( (round + $(echo "$row" | cksum | cut -c1-3)) % n ))
     for i in $(seq 0 $((n - 1))); do
       name=${SERVERS[$(( (i + shift_by) % n ))]}
-      if [[ $name == wavecore && $row == bcast-* && $have_broadcast == 0 ]]; then
+      if [[ $name == wavecore* && $row == bcast-* && $have_broadcast == 0 ]]; then
         continue
       fi
       # The raw fan-out takes exactly one publisher.

@@ -8,7 +8,9 @@ import sys
 from collections import defaultdict
 
 results_path, md_path, svg_path, note = sys.argv[1:5]
-SERVERS = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw"]
+# The usual columns, in this order; any other server in the results (another build of
+# wavecore, e.g. wavecore-base) comes after them.
+KNOWN = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw"]
 ROW_TEXT = {
     "echo-1": "echo, 1 conn x 1 in flight, 32 B",
     "echo-100": "echo, 100 conns x 1, 32 B",
@@ -29,6 +31,8 @@ for line in open(results_path):
     if rec["row"] not in rows:
         rows.append(rec["row"])
     runs[(rec["row"], rec["server"])].append(rec["result"])
+seen = sorted({server for _, server in runs})
+SERVERS = [s for s in KNOWN if s in seen] + [s for s in seen if s not in KNOWN]
 
 
 def values(row, server, key):
@@ -127,6 +131,8 @@ open(md_path, "w").write("\n".join(md))
 
 # Chart: per workload, one bar per server, length relative to the row's best median.
 colors = {"wavecore": "#2b6cb0", "tokio-tungstenite": "#dd6b20", "fastwebsockets": "#38a169", "raw": "#718096"}
+for extra, color in zip([s for s in SERVERS if s not in colors], ["#805ad5", "#d53f8c", "#319795"]):
+    colors[extra] = color
 bar, gap, label_w, plot_w = 14, 12, 300, 420
 height = 60 + len(load_rows) * (len(SERVERS) * bar + gap)
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 160}" height="{height}" '

@@ -96,10 +96,13 @@ pub struct WsUrl {
 }
 
 impl WsUrl {
-    /// Parses `ws://host[:port][/path]`; the port defaults to 80.
+    /// Parses `ws://host[:port][/path]` (the scheme in any case, RFC 3986 section
+    /// 3.1); the port defaults to 80.
     pub fn parse(url: &str) -> io::Result<Self> {
         let rest = url
-            .strip_prefix("ws://")
+            .get(..5)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("ws://"))
+            .map(|_| &url[5..])
             .ok_or_else(|| invalid("only ws:// URLs are supported"))?;
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -340,6 +343,7 @@ mod tests {
         let u = WsUrl::parse("ws://127.0.0.1:9001/echo?x=1").unwrap();
         assert_eq!(u.authority, "127.0.0.1:9001");
         assert_eq!(u.path, "/echo?x=1");
+        assert_eq!(WsUrl::parse("WS://127.0.0.1:9001/echo?x=1").unwrap(), u);
         let u = WsUrl::parse("ws://localhost").unwrap();
         assert_eq!(
             (u.authority.as_str(), u.path.as_str()),

@@ -48,7 +48,8 @@
 //! * [`client`]: a small blocking client (tests, tools, the load generator's checks).
 #![warn(missing_docs)]
 // `unsafe` lives only in `protocol` (SIMD unmasking and UTF-8 scans, each block with a
-// SAFETY comment); everywhere else the compiler refuses it.
+// SAFETY comment) and in one FFI call, `server/allocator.rs` (glibc's `malloc_trim`);
+// everywhere else the compiler refuses it.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 

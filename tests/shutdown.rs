@@ -140,3 +140,77 @@ fn shutdown_timeout_ends_connections_that_never_answer() {
         "{closes:?}"
     );
 }
+
+/// The reactors' count in the cross-reactor test: subscribers spread over them.
+const REACTORS: usize = 4;
+/// Subscribers in the cross-reactor test (enough that some sit on other reactors than
+/// the publisher's, whichever reactor accepts each).
+const SUBSCRIBERS: usize = 16;
+/// Publishes made before the shutdown in the cross-reactor test.
+const PUBLISHED: usize = 200;
+
+/// `/sub` subscribes to "t"; `/pub`, on "go", publishes `PUBLISHED` messages to "t",
+/// asks the server to shut down, and only then lets its turn end (a sleep, so that
+/// the other reactors see the shutdown before this turn hands its publishes on).
+struct PublishThenShutdown {
+    handle: Arc<std::sync::OnceLock<wavecore::ServerHandle>>,
+    subscriber: bool,
+}
+
+impl Handler for PublishThenShutdown {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        if self.subscriber {
+            assert!(conn.subscribe("t"));
+        }
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        if message == Message::Text("go") {
+            for i in 0..PUBLISHED {
+                let _ = conn.publish("t", Message::Text(&i.to_string()));
+            }
+            self.handle.get().expect("handle set").shutdown();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn publishes_accepted_before_a_shutdown_reach_subscribers_on_every_reactor_before_1001() {
+    let handle = Arc::new(std::sync::OnceLock::new());
+    let make = handle.clone();
+    let server = TestServer::start(
+        builder()
+            .workers(REACTORS)
+            .ping_interval(None)
+            .shutdown_timeout(Duration::from_secs(10)),
+        move |request: &Request<'_>| {
+            Upgrade::accept(PublishThenShutdown {
+                handle: make.clone(),
+                subscriber: request.path() == "/sub",
+            })
+        },
+    );
+    handle.set(server.handle.clone()).expect("set once");
+    let mut subscribers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| ws_connect_path(server.addr, "/sub"))
+        .collect();
+    assert!(wait_until(|| server.handle.subscribers("t") == SUBSCRIBERS));
+    let mut publisher = ws_connect_path(server.addr, "/pub");
+    publisher
+        .send(tungstenite::Message::text("go"))
+        .expect("send go");
+
+    for (n, subscriber) in subscribers.iter_mut().enumerate() {
+        for i in 0..PUBLISHED {
+            let message = ws_read_data(subscriber);
+            assert_eq!(
+                message,
+                tungstenite::Message::text(i.to_string()),
+                "subscriber {n}, message {i}: every publish accepted before the shutdown, in order, before the 1001"
+            );
+        }
+        assert_eq!(ws_read_close(subscriber).0, 1001, "subscriber {n}");
+    }
+    assert_eq!(ws_read_close(&mut publisher).0, 1001);
+}

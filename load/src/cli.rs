@@ -116,6 +116,11 @@ pub struct Cli {
     /// Soak: connections per second opened on /broadcast, held a second and closed
     #[arg(long, value_name = "N_PER_S", default_value_t = 0)]
     pub churn: usize,
+
+    /// Soak: end with SIGTERM to --server-pid under load; every healthy connection
+    /// must then get Close 1001 after every message it was owed
+    #[arg(long)]
+    pub shutdown: bool,
 }
 
 /// Parses a number of seconds, fractions allowed.
@@ -175,7 +180,12 @@ impl Cli {
             slow: self.slow,
             churn: self.churn,
             stall: false,
+            shutdown: self.shutdown,
+            signal_pid: None,
         };
+        if cfg.shutdown && (cfg.mode != Mode::Soak || cfg.server_pid.is_none()) {
+            return Err("--shutdown is for a soak with --server-pid".into());
+        }
         cfg.validate()?;
         Ok(cfg)
     }

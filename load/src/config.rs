@@ -81,6 +81,13 @@ pub struct Config {
     pub churn: usize,
     /// Stop reading once a connection is open (the soak's slow consumers).
     pub stall: bool,
+    /// Soak: end with a graceful shutdown of the server (`SIGTERM` to `server_pid`)
+    /// under load, and check that every healthy connection gets Close 1001 after every
+    /// message it was owed (see [`crate::shutdown`]).
+    pub shutdown: bool,
+    /// Send the shutdown's signal to this process at the end of this run's window (the
+    /// soak sets it on its broadcast part).
+    pub signal_pid: Option<u32>,
 }
 
 impl Default for Config {
@@ -109,6 +116,8 @@ impl Default for Config {
             slow: 0,
             churn: 0,
             stall: false,
+            shutdown: false,
+            signal_pid: None,
         }
     }
 }

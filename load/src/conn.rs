@@ -65,6 +65,23 @@ pub enum Input<'a> {
     Opened,
     /// One data message.
     Message(&'a [u8]),
+    /// The server's close frame, with its code (1005 when it carried none). Returning
+    /// `Ok` accepts it as the connection's end: the close is answered and the
+    /// connection ends with [`Flow::Closed`]; an `Err` makes it an error.
+    Closed(u16),
+}
+
+/// Whether a connection goes on after a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// It is open.
+    Open,
+    /// The server closed it and the role accepted that (see [`Input::Closed`]); the
+    /// close has been answered.
+    Closed,
+    /// The server ended the TCP connection (EOF) without a close frame read first:
+    /// an error, except for a slow consumer being checked at the end of a soak.
+    Eof,
 }
 
 /// A client connection on a mio stream.
@@ -79,6 +96,12 @@ pub struct Conn {
     raw_size: Option<usize>,
     /// The sending half.
     pub out: Out,
+    /// The server's close was accepted (see [`Input::Closed`]).
+    closed: bool,
+    /// Read on until `EAGAIN` rather than stopping at a short read, so an EOF queued
+    /// behind the data is seen without another readiness event (which none will
+    /// announce). Off by default: one read per event is what the load costs.
+    pub read_to_eagain: bool,
 }
 
 /// Opens a non-blocking TCP connection to `addr`, from `source` when given.
@@ -141,6 +164,8 @@ impl Conn {
             inbuf: Vec::new(),
             raw_size: raw,
             out,
+            closed: false,
+            read_to_eagain: false,
         }
     }
 
@@ -167,29 +192,38 @@ impl Conn {
     }
 
     /// Reads until the socket is empty, handing each message (and the end of the
-    /// handshake) to `f`, then writes what is queued. An error ends the connection.
+    /// handshake, and the server's close) to `f`, then writes what is queued. An error
+    /// ends the connection.
     pub fn on_readable(
         &mut self,
         scratch: &mut [u8],
         f: &mut dyn FnMut(&mut Out, Input<'_>) -> Result<(), String>,
-    ) -> Result<(), String> {
+    ) -> Result<Flow, String> {
         loop {
             match self.stream.read(scratch) {
-                Ok(0) => return Err("server closed the connection".into()),
+                Ok(0) => return Ok(Flow::Eof),
                 Ok(n) => {
                     self.ingest(&mut scratch[..n], f)?;
+                    if self.closed {
+                        // The answer to the close goes out if it can; the socket is
+                        // dropped next either way.
+                        let _ = self.flush();
+                        return Ok(Flow::Closed);
+                    }
                     // Readiness is edge-triggered: a short read drained the socket, and
                     // new bytes raise a new event. No second read just to see EAGAIN.
-                    if n < scratch.len() {
+                    if n < scratch.len() && !self.read_to_eagain {
                         break;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(Flow::Eof),
                 Err(e) => return Err(format!("read: {e}")),
             }
         }
-        self.flush().map_err(|e| format!("write: {e}"))
+        self.flush().map_err(|e| format!("write: {e}"))?;
+        Ok(Flow::Open)
     }
 
     /// Handles one chunk of received bytes.
@@ -247,7 +281,15 @@ impl Conn {
                 Ok(Some(Event::Pong(_))) => {}
                 Ok(Some(Event::Close(frame))) => {
                     let code = frame.map_or(1005, |c| c.code.0);
-                    return Err(format!("server sent close {code}"));
+                    f(&mut self.out, Input::Closed(code))?;
+                    let answer = if code == 1005 {
+                        Vec::new()
+                    } else {
+                        code.to_be_bytes().to_vec()
+                    };
+                    self.out.frame(OpCode::Close, &answer);
+                    self.closed = true;
+                    return Ok(pos);
                 }
                 Err(e) => return Err(format!("protocol error: {e:?}")),
             }

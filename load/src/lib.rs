@@ -28,6 +28,7 @@ pub mod report;
 pub mod role;
 pub mod run;
 pub mod shared;
+pub mod shutdown;
 pub mod slots;
 pub mod soak;
 pub mod tally;

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::conn::Out;
 use crate::payload;
 use crate::shared::{Shared, Window};
+use crate::shutdown;
 use crate::tally::Tally;
 
 /// A publisher stops queueing while this much is unwritten on its socket.
@@ -74,6 +75,8 @@ pub struct Unpublished {
     received: u64,
     /// Deliveries counted, per publisher.
     delivered: Vec<u64>,
+    /// Per publisher, the highest sequence number received, plus one.
+    seen: Vec<u64>,
 }
 
 impl Ctx<'_> {
@@ -91,6 +94,18 @@ impl Ctx<'_> {
                 shared.fetch_add(std::mem::take(n), Ordering::Relaxed);
             }
         }
+        for (shared, &seen) in self.shared.max_seen.iter().zip(&counts.seen) {
+            shared.fetch_max(seen, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that a subscriber received `seq` from `publisher`.
+    fn saw(&mut self, publisher: usize, seq: u64) {
+        let seen = &mut self.unpublished.seen;
+        if seen.len() <= publisher {
+            seen.resize(publisher + 1, 0);
+        }
+        seen[publisher] = seen[publisher].max(seq + 1);
     }
 
     /// Counts `n` deliveries from `publisher`.
@@ -114,9 +129,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether messages may still be sent.
+    /// Whether messages may still be sent: inside the window, or, when the soak ends
+    /// with a shutdown, until the server closes the connection.
     fn sending(&self) -> bool {
-        self.window.is_some_and(|w| self.now < w.to)
+        let drain = if self.cfg.shutdown {
+            shutdown::DRAIN
+        } else {
+            Duration::ZERO
+        };
+        self.window.is_some_and(|w| self.now < w.to + drain)
     }
 }
 
@@ -202,12 +223,33 @@ impl Role {
                 }
                 *expected = seq + 1;
                 ctx.delivered(publisher as usize, 1);
+                ctx.saw(publisher as usize, seq);
                 let latency = ctx.now_ns.saturating_sub(sent_ns);
                 ctx.count(data.len(), Duration::from_nanos(latency));
                 Ok(())
             }
             Role::Publisher { .. } | Role::Idle => Ok(()),
         }
+    }
+
+    /// Handles the server's close frame: an error, except Close 1001 after the soak's
+    /// shutdown signal, where a subscriber must have received everything it was owed
+    /// (each delivery short of the floor counts as lost).
+    pub fn on_close(&mut self, code: u16, ctx: &mut Ctx<'_>) -> Result<(), String> {
+        if !(ctx.cfg.shutdown && code == 1001 && shutdown::begun()) {
+            return Err(format!("server sent close {code}"));
+        }
+        if let Role::Subscriber { next } = self {
+            let missing = shutdown::missing(next);
+            if missing > 0 {
+                ctx.tally.lost += missing;
+                return Err(format!(
+                    "close 1001 before {missing} deliveries published before the shutdown"
+                ));
+            }
+        }
+        ctx.tally.closed_1001 += 1;
+        Ok(())
     }
 
     /// Lets a publisher send what is due; returns when it next wants to run.

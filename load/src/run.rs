@@ -38,6 +38,18 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let window = open_window(&cfg, &shared);
     progress.started(cfg.warmup, cfg.duration);
     let end = measure(&cfg, &shared, window, &progress);
+    if let Some(pid) = cfg.signal_pid {
+        let floor = shared
+            .max_seen
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        if let Err(e) = crate::shutdown::begin(floor, pid) {
+            shared.abort.store(true, Ordering::SeqCst);
+            let _ = collect(threads);
+            return Err(e);
+        }
+    }
     let tally = collect(threads);
     Ok(Report {
         cfg: (*cfg).clone(),

@@ -35,6 +35,9 @@ pub struct Shared {
     /// Per publisher: deliveries seen (or known lost) by all subscribers together,
     /// which paces publishers that run without a fixed rate.
     pub delivered: Vec<AtomicU64>,
+    /// Per publisher: the highest sequence number any subscriber has received, plus
+    /// one (the soak's shutdown floor, [`crate::shutdown`]).
+    pub max_seen: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -49,6 +52,7 @@ impl Shared {
             received: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             delivered: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            max_seen: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 

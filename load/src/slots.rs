@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
-use crate::conn::{self, Conn, Input};
+use crate::conn::{self, Conn, Flow, Input};
 use crate::role::{Ctx, Role};
 use crate::shared::Shared;
 use crate::tally::Tally;
@@ -53,6 +53,12 @@ pub struct Slots {
     open: usize,
     /// Connections that failed (to open or later).
     failed: usize,
+    /// Connections that ended without an error (closed by the server at a shutdown,
+    /// or a slow consumer found closed).
+    ended: usize,
+    /// Slow consumers read again, to see whether the server closed them (the end of
+    /// their run).
+    draining: bool,
     /// Tokens of the publishers, once the roles have started.
     publishers: Vec<usize>,
     /// Where each read lands.
@@ -69,6 +75,8 @@ impl Slots {
             todo: specs.into_iter(),
             open: 0,
             failed: 0,
+            ended: 0,
+            draining: false,
             publishers: Vec::new(),
             read_buf: vec![0u8; 256 << 10],
         }
@@ -76,7 +84,33 @@ impl Slots {
 
     /// Whether every connection is open or has failed.
     pub fn settled(&self) -> bool {
-        self.open + self.failed == self.total
+        self.open + self.failed + self.ended == self.total
+    }
+
+    /// Whether every connection has ended (failed or closed).
+    pub fn all_ended(&self) -> bool {
+        self.failed + self.ended == self.total
+    }
+
+    /// Counts every connection still open as an error: `what` did not happen to it.
+    pub fn fail_open(&mut self, tally: &mut Tally, what: &str) {
+        let open = self.slots.iter().filter(|s| s.is_some()).count();
+        for _ in 0..open {
+            tally.error(|| what.to_string());
+        }
+    }
+
+    /// Starts reading the slow consumers again, each at once to the end of what its
+    /// socket holds (their readiness events went unanswered): each one found closed
+    /// by the server (a close frame, EOF or reset) counts in [`Tally::server_closed`].
+    pub fn drain_stalled(&mut self, ctx: &mut Ctx<'_>) {
+        self.draining = true;
+        for index in 0..self.slots.len() {
+            if let Some(slot) = self.slots[index].as_mut() {
+                slot.conn.read_to_eagain = true;
+                self.on_event(index, true, ctx);
+            }
+        }
     }
 
     /// Opens more connections while few are in progress.
@@ -151,22 +185,35 @@ impl Slots {
             return;
         };
         let was_open = slot.connected && slot.conn.is_open();
-        let result = drive(slot, readable, &mut self.read_buf, ctx);
+        let result = drive(slot, readable, self.draining, &mut self.read_buf, ctx);
         if !was_open && result.is_ok() && slot.connected && slot.conn.is_open() {
             self.open += 1;
             ctx.shared.established.fetch_add(1, Ordering::Relaxed);
         }
-        if let Err(e) = result {
-            ctx.tally.error(|| e);
-            ctx.shared.error();
-            if was_open {
-                self.open -= 1;
-                ctx.shared.established.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(Flow::Open) => return,
+            Ok(Flow::Closed | Flow::Eof) if self.draining && ctx.cfg.stall => {
+                ctx.tally.server_closed += 1;
+                self.ended += 1;
             }
-            self.failed += 1;
-            if let Some(mut slot) = self.slots[index].take() {
-                let _ = self.poll.registry().deregister(&mut slot.conn.stream);
+            Ok(Flow::Closed) => self.ended += 1,
+            Ok(Flow::Eof) => {
+                ctx.tally.error(|| "server closed the connection".into());
+                ctx.shared.error();
+                self.failed += 1;
             }
+            Err(e) => {
+                ctx.tally.error(|| e);
+                ctx.shared.error();
+                self.failed += 1;
+            }
+        }
+        if was_open {
+            self.open -= 1;
+            ctx.shared.established.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(mut slot) = self.slots[index].take() {
+            let _ = self.poll.registry().deregister(&mut slot.conn.stream);
         }
     }
 
@@ -203,13 +250,14 @@ impl Slots {
     }
 }
 
-/// Handles one readiness event for a slot.
+/// Handles one readiness event for a slot (`draining`: slow consumers read again).
 fn drive(
     slot: &mut Slot,
     readable: bool,
+    draining: bool,
     read_buf: &mut [u8],
     ctx: &mut Ctx<'_>,
-) -> Result<(), String> {
+) -> Result<Flow, String> {
     let started = ctx.window.is_some();
     if !slot.connected {
         if let Ok(Some(e)) | Err(e) = slot.conn.stream.take_error() {
@@ -217,19 +265,23 @@ fn drive(
         }
         match slot.conn.stream.peer_addr() {
             Ok(_) => slot.connected = true,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(Flow::Open),
             Err(e) => return Err(format!("connect: {e}")),
         }
     }
     slot.conn.flush().map_err(|e| format!("write: {e}"))?;
-    // A slow consumer (soak) reads its handshake, then nothing more.
-    if !readable || (ctx.cfg.stall && slot.conn.is_open()) {
-        return Ok(());
+    // A slow consumer (soak) reads its handshake, then nothing more until its run
+    // ends and it looks for the server's close.
+    if !readable || (ctx.cfg.stall && slot.conn.is_open() && !draining) {
+        return Ok(Flow::Open);
     }
     let role = &mut slot.role;
     slot.conn
         .on_readable(read_buf, &mut |out, input| match input {
             Input::Opened => Ok(()),
+            Input::Closed(_) if draining && ctx.cfg.stall => Ok(()),
+            Input::Closed(code) if started => role.on_close(code, ctx),
+            Input::Closed(code) => Err(format!("server sent close {code}")),
             Input::Message(data) if started => role.on_message(out, data, ctx),
             Input::Message(_) => match role {
                 Role::Publisher { .. } | Role::Idle => Ok(()),

@@ -57,6 +57,9 @@ fn parts(cfg: &Config) -> (Config, Config, Config, Config) {
         mode: Mode::Broadcast,
         path: "/broadcast".into(),
         connections: cfg.connections,
+        // The shutdown's signal goes out when its window closes; the echo part sends
+        // on until the server closes its connections too.
+        signal_pid: cfg.server_pid.filter(|_| cfg.shutdown),
         ..base.clone()
     };
     let echo = Config {
@@ -76,6 +79,7 @@ fn parts(cfg: &Config) -> (Config, Config, Config, Config) {
         publishers: 1,
         // Held past the end of the others, so they are still open when counted.
         duration: cfg.duration + Duration::from_secs(2),
+        shutdown: false,
         ..base.clone()
     };
     let churn = Config {
@@ -86,6 +90,7 @@ fn parts(cfg: &Config) -> (Config, Config, Config, Config) {
         warmup: Duration::ZERO,
         threads: 1,
         publishers: 1,
+        shutdown: false,
         ..base
     };
     (broadcast, echo, slow, churn)
@@ -114,7 +119,12 @@ pub fn run(cfg: &Config) -> Result<SoakReport, String> {
     thread::sleep(Duration::from_millis(500));
     let echo = spawn_part("soak-echo", echo)?;
     let broadcast = spawn_part("soak-broadcast", broadcast)?;
-    let churn_until = Instant::now() + cfg.warmup + cfg.duration;
+    let mut churn_until = Instant::now() + cfg.warmup + cfg.duration;
+    if cfg.shutdown {
+        // Done before the signal: connections refused by a stopping server are not
+        // the churn's failures.
+        churn_until -= Duration::from_secs(2).min(cfg.duration);
+    }
     let churner = thread::Builder::new()
         .name("soak-churn".into())
         .spawn(move || churn_until_deadline(&churn, churn_until))
@@ -232,9 +242,10 @@ impl SoakReport {
         );
         let _ = write!(
             s,
-            "  slow consumers: {} opened (never reading, {} B receive buffer)",
+            "  slow consumers: {} opened (never reading, {} B receive buffer), {} found closed by the server at the end",
             self.cfg.slow,
-            crate::slots::STALLED_RECV_BUFFER
+            crate::slots::STALLED_RECV_BUFFER,
+            self.slow.tally.server_closed
         );
         if let Some(fds) = self.server_fds {
             let _ = write!(
@@ -252,6 +263,13 @@ impl SoakReport {
             self.churned as f64 / self.churn_time.as_secs_f64().max(1e-9),
             self.churn_errors
         );
+        if self.cfg.shutdown {
+            let _ = writeln!(
+                s,
+                "  shutdown (SIGTERM at the end of the window, load still on): {} subscribers and publishers and {} echo connections closed with 1001 after every message owed; lost deliveries, in the run or short at a 1001: {}",
+                b.tally.closed_1001, e.tally.closed_1001, b.tally.lost
+            );
+        }
         if let Some((before, peak, after)) = self.rss {
             let _ = writeln!(
                 s,

@@ -17,6 +17,12 @@ pub struct Tally {
     pub lost: u64,
     /// Broadcast deliveries that arrived behind a later one.
     pub out_of_order: u64,
+    /// Connections the server closed with 1001 after the soak's shutdown signal
+    /// (see [`crate::shutdown`]).
+    pub closed_1001: u64,
+    /// Slow consumers found closed by the server (EOF or reset) when checked at the
+    /// end of their run: its backpressure policy at work.
+    pub server_closed: u64,
     /// The first error's description.
     pub first_error: Option<String>,
 }
@@ -38,6 +44,8 @@ impl Tally {
         self.errors += other.errors;
         self.lost += other.lost;
         self.out_of_order += other.out_of_order;
+        self.closed_1001 += other.closed_1001;
+        self.server_closed += other.server_closed;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }

@@ -10,11 +10,15 @@ use crate::config::Config;
 use crate::payload;
 use crate::role::{Ctx, Unpublished};
 use crate::shared::{Shared, Window};
+use crate::shutdown;
 use crate::slots::{Slots, Spec};
 use crate::tally::Tally;
 
 /// The longest a thread sleeps in its poll, so it notices the window and aborts.
 const MAX_WAIT: Duration = Duration::from_millis(10);
+/// How long slow consumers read, after their window, to see which ones the server
+/// closed.
+const STALL_CHECK: Duration = Duration::from_secs(2);
 
 /// Runs one thread's connections; returns what it counted.
 pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
@@ -40,6 +44,7 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
         },
         ready_sent: false,
         started: false,
+        draining: false,
         wake: None,
     };
     worker.run();
@@ -57,6 +62,8 @@ struct Worker<'a> {
     ready_sent: bool,
     /// Whether the roles have started (the window is known).
     started: bool,
+    /// Whether the slow consumers are being read again (after their window).
+    draining: bool,
     /// When a publisher next wants to run.
     wake: Option<Instant>,
 }
@@ -100,7 +107,13 @@ impl Worker<'_> {
             self.report_ready();
             let now = Instant::now();
             let window = shared.window.get().copied();
-            if shared.abort.load(Ordering::Relaxed) || window.is_some_and(|w| now >= w.to) {
+            if shared.abort.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(w) = window
+                && now >= w.to
+                && self.finished(w, now)
+            {
                 break;
             }
             let timeout = self.timeout(now, window);
@@ -110,6 +123,35 @@ impl Worker<'_> {
             }
             self.turn(window);
         }
+    }
+
+    /// Whether this thread is done, the window having closed: at once, except at the
+    /// end of a soak with a shutdown (once the server has closed every connection, or
+    /// [`shutdown::DRAIN`] passed) and for slow consumers (once they have been read
+    /// again for [`STALL_CHECK`], to see which ones the server closed).
+    fn finished(&mut self, w: Window, now: Instant) -> bool {
+        if self.cfg.shutdown {
+            if self.slots.all_ended() {
+                return true;
+            }
+            if now >= w.to + shutdown::DRAIN {
+                self.slots.fail_open(
+                    &mut self.local.tally,
+                    "no close 1001 within the drain time after the window",
+                );
+                return true;
+            }
+            return false;
+        }
+        if self.cfg.stall {
+            if !self.draining {
+                self.draining = true;
+                let mut ctx = self.local.ctx(self.cfg, self.shared, Some(w));
+                self.slots.drain_stalled(&mut ctx);
+            }
+            return self.slots.all_ended() || now >= w.to + STALL_CHECK;
+        }
+        true
     }
 
     /// Tells the main thread, once, that every connection is open or failed.
@@ -127,8 +169,10 @@ impl Worker<'_> {
         if let Some(at) = self.wake {
             timeout = timeout.min(at.saturating_duration_since(now));
         }
-        if let Some(w) = window {
-            timeout = timeout.min(w.to.saturating_duration_since(now));
+        if let Some(w) = window
+            && now < w.to
+        {
+            timeout = timeout.min(w.to - now);
         }
         timeout
     }

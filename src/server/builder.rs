@@ -204,6 +204,7 @@ impl ServerBuilder {
             bridge: bridge.clone(),
             failures: Mutex::new(Vec::new()),
             counters: (0..workers).map(|_| Arc::default()).collect(),
+            settled: Default::default(),
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(

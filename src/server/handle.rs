@@ -109,15 +109,16 @@ impl ServerHandle {
 
     /// Starts a graceful shutdown: stop accepting, send Close 1001 to every open
     /// connection, flush, wait up to `shutdown_timeout`, then the reactors return
-    /// (and [`crate::Server::join`] with them).
+    /// (and [`crate::Server::join`] with them). Every message accepted before this call
+    /// (by [`crate::Conn::send`], a publish on any reactor, or this handle) is queued
+    /// before the connection's 1001: the reactors first hand each other the publishes
+    /// they accepted, and only then close.
     pub fn shutdown(&self) {
         tracing::info!(
             address = %self.shared.local_addr,
             connections = self.connections(),
             "wavecore server shutting down: closing connections with 1001"
         );
-        for remote in &self.shared.remotes {
-            remote.send_shutdown();
-        }
+        self.shared.shutdown();
     }
 }

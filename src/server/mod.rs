@@ -6,6 +6,7 @@
 //! per worker, and returns a [`Server`] whose [`ServerHandle`] can be cloned and sent
 //! anywhere to query, publish to, or shut down the server.
 
+pub(crate) mod allocator;
 pub(crate) mod batch;
 pub mod bridge;
 pub(crate) mod config;

@@ -1,9 +1,19 @@
-//! What the reactors and server handles share: counters, topic counts, and each
-//! reactor's inbox with the waker that rouses it.
+//! What the reactors and server handles share: counters, topic counts, each
+//! reactor's inbox with the waker that rouses it, and the graceful shutdown's barrier.
+//!
+//! A graceful shutdown has two phases, so that a publish accepted on one reactor
+//! before the shutdown cannot reach another reactor after that reactor has sent its
+//! connections Close 1001. In the first ([`ShutdownPhase::Settling`]) every reactor
+//! stops accepting and, at the end of the turn that saw the request (after handing
+//! that turn's publishes to the other reactors' inboxes), reports itself settled. When
+//! the last one has ([`Shared::settle`]), every inbox gets [`ShutdownPhase::Closing`]:
+//! a reactor takes the publishes queued before it (the inbox keeps their order) and
+//! only then closes its connections with 1001.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::server::bridge::Core as Bridge;
@@ -24,11 +34,25 @@ pub(crate) trait Wake: Send + Sync {
     fn wake(&self) -> io::Result<()>;
 }
 
+/// Where a graceful shutdown stands for one reactor (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum ShutdownPhase {
+    /// No shutdown asked.
+    #[default]
+    Running,
+    /// Asked: stop accepting, hand the turn's publishes on, then [`Shared::settle`].
+    Settling,
+    /// Every reactor settled: close the connections with 1001.
+    Closing,
+}
+
 /// Commands waiting for one reactor.
 #[derive(Debug, Default)]
 struct Inbox {
     publishes: Vec<Publish>,
-    shutdown: bool,
+    shutdown: ShutdownPhase,
+    /// A wake-up was sent since the reactor last took its inbox: it will come.
+    woken: bool,
     /// The reactor is gone (it failed): nothing more is queued for it.
     closed: bool,
 }
@@ -60,25 +84,33 @@ impl Remote {
         self.inbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues publishes; wakes the reactor only if its inbox was empty (otherwise a
-    /// wake-up is already on its way), so one wake-up carries a whole batch.
+    /// Queues publishes; wakes the reactor only if no wake-up is on its way since it
+    /// last took its inbox, so one wake-up carries a whole batch.
     pub fn send_publishes(&self, publishes: impl Iterator<Item = Publish>) {
         let mut inbox = self.lock();
         if inbox.closed {
             return;
         }
-        let was_empty = inbox.publishes.is_empty() && !inbox.shutdown;
         inbox.publishes.extend(publishes);
-        drop(inbox);
-        if was_empty {
-            let _ = self.waker.wake();
-        }
+        self.wake(inbox);
     }
 
-    /// Asks the reactor to shut down gracefully.
-    pub fn send_shutdown(&self) {
-        self.lock().shutdown = true;
-        let _ = self.waker.wake();
+    /// Moves the reactor's shutdown on to `phase` (never back).
+    pub fn send_shutdown(&self, phase: ShutdownPhase) {
+        let mut inbox = self.lock();
+        if phase <= inbox.shutdown {
+            return;
+        }
+        inbox.shutdown = phase;
+        self.wake(inbox);
+    }
+
+    fn wake(&self, mut inbox: MutexGuard<'_, Inbox>) {
+        let wake = !std::mem::replace(&mut inbox.woken, true);
+        drop(inbox);
+        if wake {
+            let _ = self.waker.wake();
+        }
     }
 
     /// Marks the reactor gone: what is queued is dropped and nothing more is queued, so
@@ -89,9 +121,10 @@ impl Remote {
         inbox.publishes = Vec::new();
     }
 
-    /// Takes everything queued: the publishes, and whether shutdown was asked.
-    pub fn take(&self) -> (Vec<Publish>, bool) {
+    /// Takes everything queued: the publishes, and the shutdown's phase.
+    pub fn take(&self) -> (Vec<Publish>, ShutdownPhase) {
         let mut inbox = self.lock();
+        inbox.woken = false;
         (std::mem::take(&mut inbox.publishes), inbox.shutdown)
     }
 }
@@ -109,6 +142,8 @@ pub(crate) struct Shared {
     pub failures: Mutex<Vec<ReactorFailure>>,
     /// Each reactor's own counters, by reactor index.
     pub counters: Vec<Arc<ReactorCounters>>,
+    /// Reactors that have settled for a shutdown (or failed), see [`Shared::settle`].
+    pub settled: AtomicUsize,
 }
 
 impl Shared {
@@ -124,6 +159,25 @@ impl Shared {
             bridge: None,
             failures: Mutex::new(Vec::new()),
             counters: vec![Arc::default()],
+            settled: AtomicUsize::new(0),
+        }
+    }
+
+    /// Starts a graceful shutdown: every reactor settles, then closes.
+    pub fn shutdown(&self) {
+        for remote in &self.remotes {
+            remote.send_shutdown(ShutdownPhase::Settling);
+        }
+    }
+
+    /// Called once by each reactor: after the turn in which it saw the shutdown (its
+    /// publishes handed on), or when it fails (it will hand on nothing more). The last
+    /// call moves every reactor to [`ShutdownPhase::Closing`].
+    pub fn settle(&self) {
+        if self.settled.fetch_add(1, Ordering::AcqRel) + 1 == self.remotes.len() {
+            for remote in &self.remotes {
+                remote.send_shutdown(ShutdownPhase::Closing);
+            }
         }
     }
 

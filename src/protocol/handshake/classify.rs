@@ -122,7 +122,8 @@ pub enum RequestKind {
 /// refused: `411 Length Required` when `chunked` is the final coding (chunked
 /// bodies are not decoded; RFC 9112 section 6.3 lets a server ask for a
 /// `Content-Length` instead), `400` otherwise (RFC 9112 section 6.3: without
-/// `chunked` last the length cannot be known). A plain request with an
+/// `chunked` last the length cannot be known). An HTTP/1.1 plain request without
+/// `Host`, or any with more than one, is `400` (RFC 9112 section 3.2). A plain request with an
 /// asterisk-form target that is not `OPTIONS`, or an authority-form target
 /// that is not `CONNECT`, is `400` (RFC 9112 sections 3.2.3 and 3.2.4).
 /// Everything else is [`RequestKind::Http`].
@@ -193,6 +194,13 @@ fn classify_plain(
     }
     if body == RequestBody::Encoded {
         return Err(refuse_transfer_coding(head));
+    }
+    // RFC 9112 section 3.2: an HTTP/1.1 request without Host, or any request with
+    // more than one, is 400.
+    match fields.hosts {
+        0 if head.version_minor() >= 1 => return Err(Refusal::bad_request("missing Host")),
+        0 | 1 => {}
+        _ => return Err(Refusal::bad_request("duplicate Host")),
     }
     match (head.target_form(), head.method()) {
         (TargetForm::Asterisk, method) if method != "OPTIONS" => Err(Refusal::bad_request(
@@ -421,6 +429,26 @@ mod tests {
                 r.headers
                     .contains(&("Sec-WebSocket-Version", "13".to_owned()))
             );
+        }
+    }
+
+    #[test]
+    fn plain_requests_need_one_host_from_http_1_1_on() {
+        for (line, headers, reason) in [
+            ("GET / HTTP/1.1", &[][..], "missing Host"),
+            (
+                "GET / HTTP/1.1",
+                &["Host: a", "Host: b"][..],
+                "duplicate Host",
+            ),
+            (
+                "GET / HTTP/1.0",
+                &["Host: a", "Host: a"][..],
+                "duplicate Host",
+            ),
+        ] {
+            let r = refusal(line, headers);
+            assert_eq!((r.status, &*r.reason), (400, reason), "{line} {headers:?}");
         }
     }
 

@@ -60,6 +60,8 @@ impl<S: Service, IO> Core<S, IO> {
         );
         self.shared.remotes[self.index].close();
         self.shared.report_failure(failure.clone());
+        // It hands on nothing more: a shutdown need not wait for it.
+        self.settle();
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.abandon(t))) {
             tracing::error!(
                 reactor = self.index,

@@ -105,7 +105,13 @@ pub(crate) struct Core<S: Service, IO> {
     /// Scratch list of frame ranges in the turn batch.
     frames: Vec<BatchRange>,
     next_id: u64,
-    /// When a graceful shutdown must end.
+    /// A shutdown was seen: the driver stops accepting.
+    stopping: bool,
+    /// A shutdown was seen this turn: settle at its end (see `shared.rs`).
+    settle_due: bool,
+    /// This reactor has settled for a shutdown (or failed): it counted itself once.
+    settled: bool,
+    /// When a graceful shutdown must end (set when the connections start closing).
     shutdown_deadline: Option<Instant>,
 }
 
@@ -133,6 +139,9 @@ impl<S: Service, IO> Core<S, IO> {
             targets: Vec::new(),
             frames: Vec::new(),
             next_id: 1,
+            stopping: false,
+            settle_due: false,
+            settled: false,
             shutdown_deadline: None,
         }
     }
@@ -188,13 +197,19 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// The turn ends at `now`: timers run, publishes are handed to the other
-    /// reactors, every connection delivered to is written, and the turn batch is
-    /// sealed (see `batch.rs`).
+    /// reactors, a shutdown seen this turn is settled (see `shared.rs`), every
+    /// connection delivered to is written, and the turn batch is sealed (see
+    /// `batch.rs`).
     pub fn end_turn<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
         // Timers first: their callbacks may publish too, and nothing delivered in a
         // turn may wait for the next event to be written.
         self.run_timers(now, t);
         self.forward_publishes();
+        if std::mem::take(&mut self.settle_due) {
+            // Every publish accepted before the shutdown is in the other reactors'
+            // inboxes now, ahead of the `Closing` that the last settle sends.
+            self.settle();
+        }
         self.flush_dirty(t);
     }
 
@@ -428,9 +443,10 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// Gives back what a crowd of connections left behind once the reactor has none
-    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), so
-    /// a server's memory returns to its idle size after a burst. Cheap, and rare: only
-    /// when the last of more than [`KEEP_IDLE_SLOTS`] connections leaves.
+    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), and
+    /// asks the allocator to return the freed pages to the system, so a server's
+    /// memory returns to its idle size after a burst. Rare: only when the last of more
+    /// than [`KEEP_IDLE_SLOTS`] connections leaves.
     fn release_idle_memory(&mut self) {
         self.conns = Slab::new();
         self.wheel.clear();
@@ -439,6 +455,12 @@ impl<S: Service, IO> Core<S, IO> {
         self.frames = Vec::new();
         self.fired = Vec::new();
         self.turn.release_idle_memory();
+        let released = crate::server::allocator::release_free_memory();
+        tracing::debug!(
+            reactor = self.index,
+            released,
+            "reactor idle: memory released"
+        );
     }
 
     /// Delivers publishes made by handlers to local subscribers, and keeps them for the

@@ -1,10 +1,12 @@
 //! Commands from other threads (publishes, shutdown) and the graceful shutdown they
-//! can start.
+//! can start, in two phases (see `shared.rs`): settle (stop accepting, hand this
+//! turn's publishes on), then close every connection with 1001.
 
 use std::time::Instant;
 
 use crate::handler::Service;
 use crate::server::core::{Core, Transport};
+use crate::server::shared::ShutdownPhase;
 
 impl<S: Service, IO> Core<S, IO> {
     /// Another thread woke this reactor: delivers the publishes waiting in its inbox
@@ -14,9 +16,10 @@ impl<S: Service, IO> Core<S, IO> {
         self.contained(None, t, |core, t| core.drain_inbox(now, t));
     }
 
-    /// Whether a graceful shutdown has started (the driver stops accepting).
+    /// Whether a graceful shutdown has started: the driver stops accepting (closes its
+    /// listening socket).
     pub fn is_shutting_down(&self) -> bool {
-        self.shutdown_deadline.is_some()
+        self.stopping
     }
 
     /// Whether a graceful shutdown is complete at `now`: every connection finished,
@@ -32,14 +35,27 @@ impl<S: Service, IO> Core<S, IO> {
         done
     }
 
-    /// Commands from other threads: publishes and shutdown.
+    /// Commands from other threads: publishes and shutdown. Publishes queued before a
+    /// shutdown's `Closing` are delivered before the connections start closing.
     fn drain_inbox<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
         let (publishes, shutdown) = self.shared.remotes[self.index].take();
         #[cfg(test)]
         crate::server::testing::on_inbox(&publishes);
         self.deliver_local(&publishes, t);
-        if shutdown && self.shutdown_deadline.is_none() {
+        if shutdown >= ShutdownPhase::Settling && !self.settled {
+            self.stopping = true;
+            self.settle_due = true;
+        }
+        if shutdown == ShutdownPhase::Closing && self.shutdown_deadline.is_none() {
+            self.stopping = true;
             self.begin_shutdown(now, t);
+        }
+    }
+
+    /// Counts this reactor as settled for a shutdown, once (see `shared.rs`).
+    pub(super) fn settle(&mut self) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.shared.settle();
         }
     }
 

@@ -15,7 +15,7 @@ use crate::protocol::frame::{OpCode, encode_frame};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::{Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
-use crate::server::pubsub::Interest;
+use crate::server::pubsub::{Interest, Publish};
 use crate::server::shared::{Remote, Shared, Wake};
 use crate::server::stats::Stats;
 use crate::server::timer::TICK;
@@ -211,6 +211,18 @@ impl Harness {
         self.peer(key).budget = budget;
         self.core.write(key, &mut self.wire);
         self.core.after_io(key, &mut self.wire);
+    }
+
+    /// A graceful shutdown asked from another thread: the core settles at the end of
+    /// the turn that saw it (the last reactor to settle, here the only one, moves
+    /// every reactor to closing), then closes at the next wake-up.
+    fn shut_down(&mut self) {
+        self.shared.shutdown();
+        self.core.wake(self.now, &mut self.wire);
+        assert!(self.core.is_shutting_down(), "accepting stops at once");
+        assert!(!self.core.finished(self.now), "not closing before settling");
+        self.at(self.now - self.origin);
+        self.core.wake(self.now, &mut self.wire);
     }
 
     fn peer(&mut self, key: usize) -> &mut Memory {
@@ -417,9 +429,7 @@ fn shutdown_closes_with_1001_and_ends_when_the_peers_answer() {
     let mut h = Harness::new(ServerConfig::default());
     let answers = h.upgraded("/");
     let handshaking = h.connect(usize::MAX);
-    h.shared.remotes[0].send_shutdown();
-    h.core.wake(h.now, &mut h.wire);
-    assert!(h.core.is_shutting_down());
+    h.shut_down();
     assert!(h.released(handshaking).is_some(), "not upgraded: dropped");
     assert_eq!(h.frames(answers), ["close 1001"]);
     assert!(!h.core.finished(h.now));
@@ -437,8 +447,7 @@ fn shutdown_gives_up_on_silent_peers_after_its_timeout() {
     };
     let mut h = Harness::new(config);
     let silent = h.upgraded("/");
-    h.shared.remotes[0].send_shutdown();
-    h.core.wake(h.now, &mut h.wire);
+    h.shut_down();
     assert_eq!(h.frames(silent), ["close 1001"]);
     h.at(Duration::from_secs(2));
     assert!(!h.core.finished(h.now));
@@ -482,4 +491,24 @@ fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions()
     assert_eq!(frames(&mut wire), ["text one", "text two", "text three"]);
     let mut none = Vec::new();
     assert_eq!(h.core.sendable(key, &mut none), 0);
+}
+
+#[test]
+fn publishes_queued_before_the_shutdown_go_out_before_the_1001() {
+    let mut h = Harness::new(ServerConfig::default());
+    let subscriber = h.upgraded("/sub");
+    h.shared.shutdown();
+    h.core.wake(h.now, &mut h.wire);
+    h.at(Duration::ZERO);
+    assert!(
+        h.frames(subscriber).is_empty(),
+        "settled: nothing closed yet"
+    );
+    // Another reactor handed on a publish it accepted before the shutdown: it is in
+    // the inbox with the `Closing` the last settle sent.
+    let publish = Publish::new(Some(TOPIC.into()), Message::Text("last"), None);
+    h.shared.remotes[0].send_publishes(std::iter::once(publish));
+    h.core.wake(h.now, &mut h.wire);
+    h.at(Duration::ZERO);
+    assert_eq!(h.frames(subscriber), ["text last", "close 1001"]);
 }

@@ -294,8 +294,10 @@ impl<S: Service> EpollDriver<S> {
     }
 
     /// Closes this reactor's listening socket (its own, or its duplicate of the
-    /// shared one): new connections go to the other reactors.
+    /// shared one): new connections go to no one (a shutdown) or to the other
+    /// reactors (a failure).
     fn stop_accepting(&mut self) {
+        self.accept_paused_until = None;
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
