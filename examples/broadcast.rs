@@ -90,6 +90,10 @@ fn main() -> std::io::Result<()> {
     if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
         builder = builder.workers(workers);
     }
+    // WAVECORE_BACKEND=epoll|io_uring|auto (default epoll).
+    if let Some(backend) = wavecore::Backend::from_env() {
+        builder = builder.backend(backend);
+    }
     if let Some(url) = redis {
         builder = builder.bridge(RedisBridge::new(&url)?);
     }

@@ -41,6 +41,10 @@ fn main() -> std::io::Result<()> {
     if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
         builder = builder.workers(workers);
     }
+    // WAVECORE_BACKEND=epoll|io_uring|auto (default epoll).
+    if let Some(backend) = wavecore::Backend::from_env() {
+        builder = builder.backend(backend);
+    }
     let server = builder.start(wavecore::accept_all(|| Echo))?;
     tracing::info!("echo server on ws://{}", server.local_addr());
     server.join()?;

@@ -48,8 +48,10 @@
 //! * [`client`]: a small blocking client (tests, tools, the load generator's checks).
 #![warn(missing_docs)]
 // `unsafe` lives only in `protocol` (SIMD unmasking and UTF-8 scans, each block with a
-// SAFETY comment) and in one FFI call, `server/allocator.rs` (glibc's `malloc_trim`);
-// everywhere else the compiler refuses it.
+// SAFETY comment), in one FFI call, `server/allocator.rs` (glibc's `malloc_trim`), and
+// in the io_uring driver's ring module, `server/driver/uring/ring.rs` (submissions that
+// name memory, the provided buffers, descriptors from accept); everywhere else the
+// compiler refuses it.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
@@ -72,6 +74,6 @@ pub use protocol::CloseCode;
 pub use server::bridge::{BridgeState, BridgeStats};
 #[doc(inline)]
 pub use server::{
-    BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,
+    Backend, BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,
     ServerBuilder, ServerConfig, ServerHandle, StatsSnapshot,
 };

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::handler::Service;
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
-use crate::server::config::{BackpressurePolicy, ServerConfig};
-use crate::server::driver::epoll::{self, EpollDriver};
+use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
+use crate::server::driver;
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
 use crate::server::listener;
@@ -168,6 +168,8 @@ impl ServerBuilder {
         /// Lets other servers share the port (default false). See
         /// [`ServerConfig::reuse_port`].
         reuse_port: bool;
+        /// The event source (default epoll). See [`ServerConfig::backend`].
+        backend: Backend;
     }
 
     /// Binds and starts the reactor threads; returns at once.
@@ -185,12 +187,13 @@ impl ServerBuilder {
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
         let (local_addr, listeners) = listener::bind(addr, workers, self.config.reuse_port)?;
-        let mut polls = Vec::with_capacity(workers);
+        let backend = driver::resolve(self.config.backend, &self.config);
+        let mut sources = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (poll, waker) = epoll::new_poll()?;
+            let (source, waker) = driver::new_source(backend, &self.config)?;
             remotes.push(Remote::new(waker));
-            polls.push(poll);
+            sources.push(source);
         }
         let bridge = self
             .bridge
@@ -205,6 +208,7 @@ impl ServerBuilder {
             failures: Mutex::new(Vec::new()),
             counters: (0..workers).map(|_| Arc::default()).collect(),
             settled: Default::default(),
+            backend,
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
@@ -216,18 +220,11 @@ impl ServerBuilder {
         let service = Arc::new(service);
         let config = Arc::new(self.config.clone());
         let mut threads = Vec::with_capacity(workers);
-        for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
-            let listener = epoll::register_listener(&poll, listener)?;
+        for (index, (source, listener)) in sources.into_iter().zip(listeners).enumerate() {
             let (service, config, shared) = (service.clone(), config.clone(), shared.clone());
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("wavecore-reactor-{index}"))
-                    .spawn(move || {
-                        // Built on its own thread, since handlers need not be `Send`.
-                        EpollDriver::new(index, poll, listener, service, config, shared)
-                            .run_reported()
-                    })?,
-            );
+            threads.push(driver::spawn(
+                index, source, listener, service, config, shared,
+            )?);
         }
         let handle = ServerHandle::new(shared.clone());
         let bridge = match (self.bridge, bridge) {
@@ -243,7 +240,7 @@ impl ServerBuilder {
             }
             _ => None,
         };
-        log_start(local_addr, workers, &config);
+        log_start(local_addr, workers, backend, &config);
         Ok(Server {
             handle,
             threads,
@@ -264,11 +261,11 @@ impl ServerBuilder {
 }
 
 /// The one line a server logs when it starts (at `info`): where, how, and its limits.
-fn log_start(addr: SocketAddr, workers: usize, config: &ServerConfig) {
+fn log_start(addr: SocketAddr, workers: usize, backend: Backend, config: &ServerConfig) {
     tracing::info!(
         address = %addr,
         reactors = workers,
-        backend = "epoll (mio)",
+        backend = backend.name(),
         reuse_port = config.reuse_port,
         max_connections = config.max_connections,
         max_message_size = config.max_message_size,

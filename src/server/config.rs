@@ -15,6 +15,45 @@ pub enum BackpressurePolicy {
     Drop,
 }
 
+/// Which event source the reactors run on ([`ServerConfig::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Readiness through epoll (mio; kqueue on other Unixes). The default.
+    #[default]
+    Epoll,
+    /// Completions through io_uring (Linux 6.0 or later: multishot receive into a
+    /// provided-buffer ring). The start fails with the kernel's error where it is
+    /// missing or forbidden (old kernel, seccomp, the `io_uring_disabled` sysctl, the
+    /// locked-memory limit).
+    IoUring,
+    /// io_uring where the kernel allows it (probed at the start), else epoll; never
+    /// fails the start for that reason.
+    Auto,
+}
+
+impl Backend {
+    /// The backend named by the `WAVECORE_BACKEND` environment variable (`epoll`,
+    /// `io_uring` or `auto`, any case), if it is set to one of them.
+    pub fn from_env() -> Option<Self> {
+        let name = std::env::var("WAVECORE_BACKEND").ok()?;
+        match name.to_ascii_lowercase().as_str() {
+            "epoll" => Some(Backend::Epoll),
+            "io_uring" | "iouring" | "uring" => Some(Backend::IoUring),
+            "auto" => Some(Backend::Auto),
+            _ => None,
+        }
+    }
+
+    /// The backend's name in logs: `epoll`, `io_uring` or `auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Epoll => "epoll",
+            Backend::IoUring => "io_uring",
+            Backend::Auto => "auto",
+        }
+    }
+}
+
 /// The server's limits and settings. Build one with [`crate::Server::builder`].
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -99,6 +138,9 @@ pub struct ServerConfig {
     /// without it on the same address fails with `AddrInUse`, and makes one with it
     /// fail too.
     pub reuse_port: bool,
+    /// The event source: epoll, io_uring, or io_uring where available. Default
+    /// [`Backend::Epoll`]. [`crate::ServerHandle::backend`] says which one runs.
+    pub backend: Backend,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +165,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             read_buffer_size: 64 << 10,
             reuse_port: false,
+            backend: Backend::Epoll,
         }
     }
 }

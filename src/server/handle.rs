@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use crate::handler::Message;
 use crate::server::bridge::PublishStatus;
+use crate::server::config::Backend;
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics;
 use crate::server::pubsub::Publish;
@@ -26,6 +27,12 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The backend the reactors run on: [`Backend::Epoll`] or [`Backend::IoUring`]
+    /// (what [`Backend::Auto`] chose).
+    pub fn backend(&self) -> Backend {
+        self.shared.backend
     }
 
     /// Open WebSocket connections (upgraded and not yet closing), all reactors together.

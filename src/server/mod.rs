@@ -33,7 +33,7 @@ mod handle;
 
 pub use bridge::{PublishStatus, RedisBridge};
 pub use builder::{Server, ServerBuilder};
-pub use config::{BackpressurePolicy, ServerConfig};
+pub use config::{Backend, BackpressurePolicy, ServerConfig};
 pub use failure::ReactorFailure;
 pub use handle::ServerHandle;
 pub use http::HttpResponse;

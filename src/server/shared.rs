@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::server::bridge::Core as Bridge;
+use crate::server::config::Backend;
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, TopicCounts};
@@ -144,6 +145,8 @@ pub(crate) struct Shared {
     pub counters: Vec<Arc<ReactorCounters>>,
     /// Reactors that have settled for a shutdown (or failed), see [`Shared::settle`].
     pub settled: AtomicUsize,
+    /// The backend the reactors run on (never `Auto`: what `Auto` chose).
+    pub backend: Backend,
 }
 
 impl Shared {
@@ -160,6 +163,7 @@ impl Shared {
             failures: Mutex::new(Vec::new()),
             counters: vec![Arc::default()],
             settled: AtomicUsize::new(0),
+            backend: Backend::Epoll,
         }
     }
 

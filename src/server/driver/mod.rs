@@ -3,5 +3,114 @@
 //! above the system call is the core's, shared by every driver.
 //!
 //! * [`epoll`]: readiness through mio (epoll on Linux, kqueue elsewhere).
+//! * [`uring`]: completions through io_uring (Linux).
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::handler::Service;
+use crate::server::config::{Backend, ServerConfig};
+use crate::server::failure::ReactorFailure;
+use crate::server::shared::{Shared, Wake};
 
 pub(crate) mod epoll;
+#[cfg(target_os = "linux")]
+pub(crate) mod uring;
+
+/// One reactor's event source, made on the starting thread (so that its failure
+/// fails the start) and moved to the reactor's thread.
+pub(crate) enum Source {
+    /// An epoll instance.
+    Epoll(mio::Poll),
+    /// What an io_uring reactor needs from the starting thread (its eventfd).
+    #[cfg(target_os = "linux")]
+    IoUring(uring::Parts),
+}
+
+/// The backend `asked` resolves to: `Auto` becomes io_uring if a ring can be made
+/// here (probed with `config`'s buffer sizes), else epoll.
+///
+/// # Errors
+///
+/// None today: an explicit `IoUring` is checked when the sources are made.
+pub(crate) fn resolve(asked: Backend, config: &ServerConfig) -> Backend {
+    match asked {
+        Backend::Auto => {
+            #[cfg(target_os = "linux")]
+            match uring::probe(config) {
+                Ok(()) => return Backend::IoUring,
+                Err(error) => {
+                    tracing::info!(%error, "io_uring unavailable: running on epoll");
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = config;
+            Backend::Epoll
+        }
+        other => other,
+    }
+}
+
+/// A reactor's event source for `backend` (resolved: not `Auto`) and the waker other
+/// threads rouse it with.
+///
+/// # Errors
+///
+/// What creating the epoll instance or the io_uring instance returned; io_uring
+/// off Linux is `Unsupported`.
+pub(crate) fn new_source(
+    backend: Backend,
+    config: &ServerConfig,
+) -> io::Result<(Source, Box<dyn Wake>)> {
+    match backend {
+        Backend::IoUring => {
+            #[cfg(target_os = "linux")]
+            {
+                let (parts, waker) = uring::new_parts(config)?;
+                Ok((Source::IoUring(parts), waker))
+            }
+            #[cfg(not(target_os = "linux"))]
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring is Linux only",
+            ))
+        }
+        _ => {
+            let _ = config;
+            let (poll, waker) = epoll::new_poll()?;
+            Ok((Source::Epoll(poll), waker))
+        }
+    }
+}
+
+/// Starts reactor `index` on its own thread (handlers need not be `Send`, so the
+/// driver is built there).
+///
+/// # Errors
+///
+/// Registering the listener, or spawning the thread, failed.
+pub(crate) fn spawn<S: Service>(
+    index: usize,
+    source: Source,
+    listener: TcpListener,
+    service: Arc<S>,
+    config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+) -> io::Result<JoinHandle<Result<(), ReactorFailure>>> {
+    let thread = std::thread::Builder::new().name(format!("wavecore-reactor-{index}"));
+    match source {
+        Source::Epoll(poll) => {
+            let listener = epoll::register_listener(&poll, listener)?;
+            thread.spawn(move || {
+                epoll::EpollDriver::new(index, poll, listener, service, config, shared)
+                    .run_reported()
+            })
+        }
+        #[cfg(target_os = "linux")]
+        Source::IoUring(parts) => {
+            thread.spawn(move || uring::run(index, parts, listener, service, config, shared))
+        }
+    }
+}

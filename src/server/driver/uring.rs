@@ -1,0 +1,525 @@
+//! The completion driver: io_uring. One submission and wait per turn
+//! (`io_uring_enter`, with the timer wheel's timeout), a multishot accept, a multishot
+//! receive per connection into the reactor's provided buffers, one vectored write per
+//! connection per turn from the outbox's frozen bytes, and an eventfd for wake-ups.
+//!
+//! Every operation's `user_data` names its kind, the connection's slab key and the
+//! connection's generation: a completion that arrives after its connection was
+//! released (and its key perhaps given to a new one) is recognised by the generation
+//! and never reaches the new connection; what it carried (a provided buffer, the
+//! bytes of a write) is given back or dropped.
+//!
+//! `unsafe` is confined to `ring.rs`.
+
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+
+use crate::handler::Service;
+use crate::server::config::ServerConfig;
+use crate::server::core::{Core, Transport};
+use crate::server::failure::{ReactorFailure, panic_message};
+use crate::server::shared::{Shared, Wake};
+use crate::server::stats::Stats;
+
+// The one module of the driver allowed `unsafe` (see its docs for the argument).
+#[allow(unsafe_code)]
+mod ring;
+
+use ring::{Completion, HEADROOM, Ring, SendBuffers};
+
+/// Submission queue entries.
+const ENTRIES: u32 = 4096;
+/// Provided buffers of the reactor (each `read_buffer_size`, at most 64 KiB).
+const BUFFERS: u16 = 256;
+
+/// What an operation is, in the top byte of its `user_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Accept = 1,
+    Wake = 2,
+    Recv = 3,
+    Send = 4,
+    Other = 5,
+}
+
+/// `user_data`: kind (8 bits), generation (24 bits), key or send id (32 bits).
+fn user_data(kind: Kind, generation: u32, index: usize) -> u64 {
+    (kind as u64) << 56 | u64::from(generation & 0xff_ffff) << 32 | (index as u64 & 0xffff_ffff)
+}
+
+fn decode(user_data: u64) -> (u8, u32, usize) {
+    (
+        (user_data >> 56) as u8,
+        ((user_data >> 32) & 0xff_ffff) as u32,
+        (user_data & 0xffff_ffff) as usize,
+    )
+}
+
+/// The eventfd other threads wake a reactor with.
+struct EventFd(File);
+
+impl Wake for EventFd {
+    fn wake(&self) -> io::Result<()> {
+        (&self.0).write_all(&1u64.to_ne_bytes())
+    }
+}
+
+/// A connection's descriptor and the state of its operations (the core's `IO`).
+pub(crate) struct Socket {
+    stream: TcpStream,
+    /// The connection's slab key.
+    key: usize,
+    generation: u32,
+    /// A multishot receive is armed.
+    receiving: bool,
+    /// Reading is paused for flow control (the receive was cancelled).
+    paused: bool,
+    /// A write is in flight.
+    sending: bool,
+    /// In the list of connections to write at the end of the turn.
+    queued: bool,
+}
+
+/// A write in flight: its connection and the memory the kernel reads.
+struct SendOp {
+    key: usize,
+    generation: u32,
+    buffers: SendBuffers,
+}
+
+/// The io_uring side of the core's decisions.
+struct Ops<'a> {
+    ring: &'a mut Ring,
+    to_send: &'a mut Vec<usize>,
+    rearm: &'a mut Vec<usize>,
+}
+
+impl Transport<Socket> for Ops<'_> {
+    fn write(&mut self, io: &mut Socket, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        // Completion-based: the bytes stay in the outbox and leave, frozen, after the
+        // turn (`submit_sends`).
+        if !io.queued {
+            io.queued = true;
+            self.to_send.push(io.key);
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn shutdown_write(&mut self, io: &mut Socket) {
+        let ud = user_data(Kind::Other, io.generation, 0);
+        let _ = self.ring.shutdown_write(io.stream.as_raw_fd(), ud);
+    }
+
+    fn resume_reading(&mut self, key: usize, io: &mut Socket) {
+        io.paused = false;
+        if !io.receiving {
+            self.rearm.push(key);
+        }
+    }
+
+    fn release(&mut self, key: usize, io: Socket) {
+        if io.receiving {
+            let recv = user_data(Kind::Recv, io.generation, key);
+            let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
+        }
+        // Closing our descriptor is safe with operations in flight: they hold their
+        // own reference to the socket, which the cancellation releases.
+        drop(io.stream);
+    }
+}
+
+/// One reactor on io_uring.
+pub(crate) struct UringDriver<S: Service> {
+    core: Core<S, Socket>,
+    ring: Ring,
+    listener: Option<TcpListener>,
+    /// The reactor's end of its eventfd, and where the kernel reads its counter to.
+    eventfd: File,
+    counter: Box<u64>,
+    sends: Slab<SendOp>,
+    completions: Vec<Completion>,
+    /// Connections with bytes for a write at the end of the turn.
+    to_send: Vec<usize>,
+    /// Connections whose receive is to be armed again.
+    rearm: Vec<usize>,
+    /// The next connection's generation.
+    generation: u32,
+    /// Bytes a connection left over, on their way in front of its next read.
+    scratch: Vec<u8>,
+}
+
+/// What a reactor's io_uring driver needs from the starting thread: its eventfd
+/// (the ring itself is made on the reactor's thread: with SINGLE_ISSUER only the
+/// thread that made it may submit).
+pub(crate) struct Parts {
+    eventfd: File,
+}
+
+/// A reactor's io_uring instance and the waker other threads rouse it with.
+///
+/// # Errors
+///
+/// What `io_uring_setup`, the buffer ring's registration or `eventfd` returned:
+/// io_uring is missing or forbidden (`ENOSYS`, `EPERM`), or the locked-memory
+/// limit is too low (`ENOMEM`).
+pub(crate) fn new_parts(config: &ServerConfig) -> io::Result<(Parts, Box<dyn Wake>)> {
+    probe(config)?;
+    let eventfd = ring::eventfd()?;
+    let waker = File::from(eventfd.try_clone()?);
+    let parts = Parts {
+        eventfd: File::from(eventfd),
+    };
+    Ok((parts, Box::new(EventFd(waker))))
+}
+
+/// A ring with `config`'s provided buffers.
+fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
+    let size = config.read_buffer_size.clamp(4096, 64 << 10) + HEADROOM;
+    Ring::new(ENTRIES, BUFFERS, size)
+}
+
+/// Whether this process may run the io_uring driver: makes (and drops) one ring.
+///
+/// # Errors
+///
+/// What `io_uring_setup` or the buffer ring's registration returned: io_uring is
+/// missing or forbidden (`ENOSYS`, `EPERM`), or the locked-memory limit is too low
+/// (`ENOMEM`).
+pub(crate) fn probe(config: &ServerConfig) -> io::Result<()> {
+    new_ring(config).map(drop)
+}
+
+/// Runs reactor `index` on io_uring on this thread: makes its ring, then runs it
+/// until a graceful shutdown completes or it fails (reported, as with
+/// [`UringDriver::run_reported`]; a ring that cannot be made is such a failure).
+///
+/// # Errors
+///
+/// The [`ReactorFailure`].
+pub(crate) fn run<S: Service>(
+    index: usize,
+    parts: Parts,
+    listener: TcpListener,
+    service: Arc<S>,
+    config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+) -> Result<(), ReactorFailure> {
+    match new_ring(&config) {
+        Ok(ring) => {
+            UringDriver::new(index, ring, parts, listener, service, config, shared).run_reported()
+        }
+        Err(error) => {
+            let failure = ReactorFailure {
+                reactor: index,
+                cause: format!("io_uring setup failed: {error}"),
+            };
+            tracing::error!(reactor = index, "{failure}");
+            shared.remotes[index].close();
+            shared.report_failure(failure.clone());
+            shared.settle();
+            Err(failure)
+        }
+    }
+}
+
+macro_rules! split {
+    ($driver:ident) => {
+        (
+            &mut $driver.core,
+            &mut Ops {
+                ring: &mut $driver.ring,
+                to_send: &mut $driver.to_send,
+                rearm: &mut $driver.rearm,
+            },
+        )
+    };
+}
+
+impl<S: Service> UringDriver<S> {
+    /// A reactor over `listener` and `ring` (from [`new_ring`]; the waker is in
+    /// `shared`).
+    fn new(
+        index: usize,
+        ring: Ring,
+        Parts { eventfd }: Parts,
+        listener: TcpListener,
+        service: Arc<S>,
+        config: Arc<ServerConfig>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            core: Core::new(index, service, config, shared, Instant::now()),
+            ring,
+            listener: Some(listener),
+            eventfd,
+            counter: Box::new(0),
+            sends: Slab::new(),
+            completions: Vec::new(),
+            to_send: Vec::new(),
+            rearm: Vec::new(),
+            generation: 0,
+            scratch: vec![0; HEADROOM],
+        }
+    }
+
+    /// Runs the reactor until a graceful shutdown completes, or until it fails; a
+    /// failure is reported before this returns it.
+    ///
+    /// # Errors
+    ///
+    /// The [`ReactorFailure`]: a panic outside any one connection, or the ring failing.
+    pub fn run_reported(mut self) -> Result<(), ReactorFailure> {
+        let cause = match catch_unwind(AssertUnwindSafe(|| self.run())) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => format!("event source failed: {error}"),
+            Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+        };
+        let (core, ops) = split!(self);
+        let failure = core.fail_reactor(cause, ops);
+        self.listener = None;
+        Err(failure)
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        if let Some(listener) = &self.listener {
+            self.ring
+                .accept(listener.as_raw_fd(), user_data(Kind::Accept, 0, 0))?;
+        }
+        self.arm_wake()?;
+        loop {
+            let timeout = self.core.poll_timeout(Instant::now(), false);
+            self.ring.submit_and_wait(timeout)?;
+            let woke = Instant::now();
+            self.core.begin_turn(woke);
+            let mut completions = std::mem::take(&mut self.completions);
+            self.ring.completions(&mut completions);
+            for completion in completions.drain(..) {
+                self.complete(completion)?;
+            }
+            self.completions = completions;
+            let (core, ops) = split!(self);
+            core.end_turn(Instant::now(), ops);
+            self.rearm_receives();
+            self.submit_sends();
+            self.core.observe_turn(woke.elapsed());
+            if self.core.finished(Instant::now()) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let fd = self.eventfd.as_raw_fd();
+        self.ring
+            .read_eventfd(fd, &mut self.counter, user_data(Kind::Wake, 0, 0))
+    }
+
+    fn complete(&mut self, completion: Completion) -> io::Result<()> {
+        let (kind, generation, index) = decode(completion.user_data);
+        match kind {
+            k if k == Kind::Accept as u8 => self.accepted(completion),
+            k if k == Kind::Wake as u8 => {
+                let (core, ops) = split!(self);
+                core.wake(Instant::now(), ops);
+                if self.core.is_shutting_down() {
+                    self.listener = None;
+                }
+                self.arm_wake()?;
+            }
+            k if k == Kind::Recv as u8 => self.received(index, generation, completion),
+            k if k == Kind::Send as u8 => self.sent(index, completion),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn accepted(&mut self, completion: Completion) {
+        if completion.result >= 0 {
+            if let Some(fd) = ring::accepted_fd(completion.result) {
+                self.open(TcpStream::from(fd));
+            }
+        } else {
+            Stats::bump(&self.core.shared().stats.accept_errors);
+        }
+        if !completion.more()
+            && let Some(listener) = &self.listener
+        {
+            let _ = self
+                .ring
+                .accept(listener.as_raw_fd(), user_data(Kind::Accept, 0, 0));
+        }
+    }
+
+    fn open(&mut self, stream: TcpStream) {
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        Stats::bump(&self.core.shared().stats.accepted);
+        self.generation = self.generation.wrapping_add(1) & 0xff_ffff;
+        let key = self.core.vacant_key();
+        let socket = Socket {
+            stream,
+            key,
+            generation: self.generation,
+            receiving: false,
+            paused: false,
+            sending: false,
+            queued: false,
+        };
+        let fd = socket.stream.as_raw_fd();
+        let generation = socket.generation;
+        let (core, ops) = split!(self);
+        core.open(socket, peer, ops);
+        if let Some(socket) = self.core.io_mut(key)
+            && socket.generation == generation
+        {
+            socket.receiving = true;
+            let _ = self.ring.recv(fd, user_data(Kind::Recv, generation, key));
+        }
+    }
+}
+
+impl<S: Service> UringDriver<S> {
+    /// A receive completed for connection `key` of `generation`.
+    fn received(&mut self, key: usize, generation: u32, completion: Completion) {
+        let Some(socket) = self
+            .core
+            .io_mut(key)
+            .filter(|socket| socket.generation == generation)
+        else {
+            // A late completion of a connection gone: give its buffer back.
+            if let Some(bid) = completion.buffer() {
+                self.ring.recycle(bid);
+            }
+            return;
+        };
+        if !completion.more() {
+            socket.receiving = false;
+        }
+        let scratch = &mut self.scratch;
+        let (core, ops) = split!(self);
+        core.contained(Some(key), ops, |core, ops| match completion.result {
+            n if n > 0 => {
+                let Some(bid) = completion.buffer() else {
+                    return;
+                };
+                let held = core.take_pending(key, scratch);
+                let buf = ops.ring.buffer(bid, n as usize);
+                buf[HEADROOM - held..HEADROOM].copy_from_slice(&scratch[..held]);
+                core.received(key, &mut buf[HEADROOM - held..]);
+                ops.ring.recycle(bid);
+                core.write(key, ops);
+                if core.pause_reading(key)
+                    && let Some(socket) = core.io_mut(key)
+                {
+                    socket.paused = true;
+                    if socket.receiving {
+                        let recv = user_data(Kind::Recv, generation, key);
+                        let _ = ops.ring.cancel(recv, user_data(Kind::Other, 0, 0));
+                    }
+                }
+                core.after_io(key, ops);
+            }
+            0 => {
+                core.eof(key);
+                core.after_io(key, ops);
+            }
+            e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
+                if let Some(bid) = completion.buffer() {
+                    ops.ring.recycle(bid);
+                }
+            }
+            _ => {
+                core.eof(key);
+                core.after_io(key, ops);
+            }
+        });
+        if let Some(socket) = self.core.io_mut(key)
+            && socket.generation == generation
+            && !socket.receiving
+            && !socket.paused
+        {
+            self.rearm.push(key);
+        }
+    }
+
+    /// A write completed.
+    fn sent(&mut self, id: usize, completion: Completion) {
+        let Some(op) = self.sends.try_remove(id) else {
+            return;
+        };
+        let Some(socket) = self
+            .core
+            .io_mut(op.key)
+            .filter(|socket| socket.generation == op.generation)
+        else {
+            return;
+        };
+        socket.sending = false;
+        let written = usize::try_from(completion.result).ok();
+        let (core, ops) = split!(self);
+        core.contained(Some(op.key), ops, |core, ops| {
+            core.sent(op.key, written, ops)
+        });
+        drop(op.buffers);
+    }
+
+    /// Arms again the receives that ended (buffers ran dry, a pause ended, the
+    /// kernel stopped a multishot).
+    fn rearm_receives(&mut self) {
+        for key in std::mem::take(&mut self.rearm) {
+            let Some(socket) = self.core.io_mut(key) else {
+                continue;
+            };
+            if socket.receiving || socket.paused {
+                continue;
+            }
+            socket.receiving = true;
+            let ud = user_data(Kind::Recv, socket.generation, key);
+            let fd = socket.stream.as_raw_fd();
+            let _ = self.ring.recv(fd, ud);
+        }
+    }
+
+    /// One vectored write per connection with bytes waiting and none in flight.
+    fn submit_sends(&mut self) {
+        for key in std::mem::take(&mut self.to_send) {
+            let Some(socket) = self.core.io_mut(key) else {
+                continue;
+            };
+            socket.queued = false;
+            if socket.sending {
+                continue;
+            }
+            let (generation, fd) = (socket.generation, socket.stream.as_raw_fd());
+            let mut chunks = Vec::new();
+            if self.core.sendable(key, &mut chunks) == 0 {
+                continue;
+            }
+            let entry = self.sends.vacant_entry();
+            let id = entry.key();
+            let op = entry.insert(SendOp {
+                key,
+                generation,
+                buffers: SendBuffers::new(chunks),
+            });
+            if self
+                .ring
+                .writev(fd, &op.buffers, user_data(Kind::Send, generation, id))
+                .is_ok()
+                && let Some(socket) = self.core.io_mut(key)
+            {
+                socket.sending = true;
+            }
+        }
+    }
+}

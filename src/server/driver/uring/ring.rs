@@ -1,0 +1,401 @@
+//! The one module of the io_uring driver with `unsafe`: the ring, its provided-buffer
+//! ring, and the submission of operations that point at memory.
+//!
+//! # The safety argument, in one place
+//!
+//! The kernel reads or writes memory named by a submission until that operation's
+//! completion is reaped. So every method that submits such an operation takes the
+//! memory as an [`InFlight`] owner: heap memory (`Box`, `Bytes`) that the driver keeps,
+//! unmoved and alive, in its table of operations until the completion with the same
+//! `user_data` arrives (`uring/ops.rs`), and that is leaked, never freed, if the ring
+//! is dropped before that (`Ring::drop`). The provided buffers and their ring are
+//! allocated here, registered once, and freed only after the ring is gone (or leaked
+//! if unregistering fails).
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+/// The buffer group id of the reactor's provided buffers.
+const GROUP: u16 = 0;
+
+/// Bytes kept free in front of each provided buffer, where the bytes a connection left
+/// over from its last read (at most 131) are copied so the frame they begin is decoded
+/// in place with the new bytes.
+pub(crate) const HEADROOM: usize = 256;
+
+/// A completion, copied out of the completion queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    /// Whether the multishot operation that posted this stays armed.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer the kernel filled, if any.
+    pub fn buffer(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+/// Vectored-write memory handed to the kernel: the iovec array and the bytes it points
+/// at, owned until the completion (see the module docs).
+pub(crate) struct SendBuffers {
+    /// Owns the memory the iovecs point at; held, never read, until the completion.
+    #[allow(dead_code, reason = "held for the kernel, not read")]
+    chunks: Vec<bytes::Bytes>,
+    iovecs: Box<[libc::iovec]>,
+}
+
+impl SendBuffers {
+    /// The iovecs of `chunks` (the `Bytes` own the memory; their heap buffers do not
+    /// move when the `Vec` or this struct does).
+    pub fn new(chunks: Vec<bytes::Bytes>) -> Self {
+        let iovecs = chunks
+            .iter()
+            .map(|chunk| libc::iovec {
+                iov_base: chunk.as_ptr() as *mut libc::c_void,
+                iov_len: chunk.len(),
+            })
+            .collect();
+        Self { chunks, iovecs }
+    }
+}
+
+/// The provided buffers: `count` buffers of `size` bytes, and the ring that lends
+/// them to the kernel.
+struct BufRing {
+    ring: *mut types::BufRingEntry,
+    ring_layout: Layout,
+    buffers: *mut u8,
+    buffers_layout: Layout,
+    count: u16,
+    size: usize,
+    /// Our copy of the ring's tail (the kernel reads the shared one).
+    tail: u16,
+}
+
+// SAFETY: the buffer ring's memory is owned by this value alone (the raw pointers
+// are never shared), and the kernel's use of it does not depend on which thread owns
+// the ring; a ring is made on the starting thread and moved, unused, to its reactor.
+unsafe impl Send for BufRing {}
+
+/// An io_uring instance with its provided buffers.
+pub(crate) struct Ring {
+    /// Dropped first (see `Drop`), then `bufs`, unless operations are in flight.
+    uring: ManuallyDrop<IoUring>,
+    bufs: ManuallyDrop<BufRing>,
+    /// Operations submitted and not completed (for the drop).
+    in_flight: usize,
+}
+
+impl Ring {
+    /// A ring of `entries` submission slots with `count` provided buffers of `size`
+    /// bytes each (`count` a power of two, at most 32,768; `size` more than
+    /// [`HEADROOM`]). Asks for SINGLE_ISSUER and DEFER_TASKRUN, then COOP_TASKRUN,
+    /// then neither, as the kernel allows.
+    ///
+    /// # Errors
+    ///
+    /// What `io_uring_setup` or the buffer ring's registration returned (`ENOSYS`,
+    /// `EPERM` under seccomp or `io_uring_disabled`, `ENOMEM` past the locked-memory
+    /// limit, `EINVAL` on kernels without provided-buffer rings).
+    pub fn new(entries: u32, count: u16, size: usize) -> io::Result<Self> {
+        let uring = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
+            .or_else(|_| IoUring::new(entries))?;
+        if !count.is_power_of_two() || size <= HEADROOM || count > 32768 {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let ring_layout = Layout::from_size_align(
+            usize::from(count) * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let buffers_layout = Layout::from_size_align(usize::from(count) * size, 4096)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: both layouts have a non-zero size (count and size are positive).
+        let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<types::BufRingEntry>();
+        // SAFETY: as above.
+        let buffers = unsafe { alloc_zeroed(buffers_layout) };
+        if ring.is_null() || buffers.is_null() {
+            // SAFETY: each pointer, if not null, came from `alloc_zeroed` with its layout.
+            unsafe {
+                if !ring.is_null() {
+                    dealloc(ring.cast(), ring_layout);
+                }
+                if !buffers.is_null() {
+                    dealloc(buffers, buffers_layout);
+                }
+            }
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        let mut bufs = BufRing {
+            ring,
+            ring_layout,
+            buffers,
+            buffers_layout,
+            count,
+            size,
+            tail: 0,
+        };
+        // SAFETY: the ring memory is page-aligned, `count` entries long, and lives until
+        // `BufRing::drop`, which runs after the ring is unregistered or gone.
+        let registered = unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(ring as u64, count, GROUP, 0)
+        };
+        if let Err(error) = registered {
+            drop(uring);
+            drop(bufs);
+            return Err(error);
+        }
+        for bid in 0..count {
+            bufs.push(bid);
+        }
+        bufs.publish();
+        Ok(Self {
+            uring: ManuallyDrop::new(uring),
+            bufs: ManuallyDrop::new(bufs),
+            in_flight: 0,
+        })
+    }
+
+    /// The bytes a receive put in provided buffer `bid` (`len` of them), with
+    /// [`HEADROOM`] free bytes before them: the whole buffer and where the data starts.
+    pub fn buffer(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        let bid = usize::from(bid % self.bufs.count);
+        let len = len.min(self.bufs.size - HEADROOM);
+        // SAFETY: buffer `bid` is `size` bytes inside the allocation; the kernel is
+        // done with it (its completion was reaped) and does not get it back before
+        // `recycle`, so nothing else writes it while this borrow lives (it borrows
+        // `self` mutably, and `recycle` needs `self`).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.bufs.buffers.add(bid * self.bufs.size),
+                HEADROOM + len,
+            )
+        }
+    }
+
+    /// Gives provided buffer `bid` back to the kernel.
+    pub fn recycle(&mut self, bid: u16) {
+        self.bufs.push(bid);
+        self.bufs.publish();
+    }
+
+    /// Queues a multishot accept on `listener`.
+    pub fn accept(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .build()
+            .user_data(user_data);
+        // SAFETY: the operation names no memory.
+        unsafe { self.push(&entry) }
+    }
+
+    /// Queues a multishot receive on `socket` into the provided buffers.
+    pub fn recv(&mut self, socket: RawFd, user_data: u64) -> io::Result<()> {
+        let len = (self.bufs.size - HEADROOM) as u32;
+        let entry = opcode::RecvMulti::new(types::Fd(socket), GROUP)
+            .len(len)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the kernel writes only into provided buffers, which live as long as
+        // the ring (module docs).
+        unsafe { self.push(&entry) }
+    }
+
+    /// Queues a vectored write of `buffers` on `socket`. The caller keeps `buffers`
+    /// in its operations table, unmoved, until this operation's completion.
+    pub fn writev(
+        &mut self,
+        socket: RawFd,
+        buffers: &SendBuffers,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let entry = opcode::Writev::new(
+            types::Fd(socket),
+            buffers.iovecs.as_ptr(),
+            buffers.iovecs.len() as u32,
+        )
+        .build()
+        .user_data(user_data);
+        // SAFETY: the iovecs and the bytes they point at are heap memory owned by
+        // `buffers`, which the caller keeps alive and unmoved until the completion
+        // (and which is leaked if the ring is dropped first).
+        unsafe { self.push(&entry) }
+    }
+
+    /// Queues a read of one 8-byte counter from `eventfd` into `counter`, which the
+    /// caller keeps until the completion.
+    pub fn read_eventfd(
+        &mut self,
+        eventfd: RawFd,
+        counter: &mut Box<u64>,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let entry = opcode::Read::new(types::Fd(eventfd), (&mut **counter as *mut u64).cast(), 8)
+            .build()
+            .user_data(user_data);
+        // SAFETY: `counter` is heap memory the caller keeps alive until the completion.
+        unsafe { self.push(&entry) }
+    }
+
+    /// Queues `shutdown(socket, SHUT_WR)`.
+    pub fn shutdown_write(&mut self, socket: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::Shutdown::new(types::Fd(socket), libc::SHUT_WR)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the operation names no memory.
+        unsafe { self.push(&entry) }
+    }
+
+    /// Queues the cancellation of the operation submitted with `target` as its
+    /// `user_data` (its completion then says `ECANCELED`, or it completed already).
+    pub fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the operation names no memory.
+        unsafe { self.push(&entry) }
+    }
+
+    /// Submits what is queued and waits for at least one completion, at most
+    /// `timeout` (`None`: until one comes): one `io_uring_enter`.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let result = match timeout {
+            Some(timeout) => {
+                let ts = types::Timespec::from(timeout);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.uring.submitter().submit_with_args(1, &args)
+            }
+            None => self.uring.submit_and_wait(1),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends the completions waiting to `out`.
+    pub fn completions(&mut self, out: &mut Vec<Completion>) {
+        let mut cq = self.uring.completion();
+        cq.sync();
+        for cqe in cq {
+            if !cqueue::more(cqe.flags()) {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
+            out.push(Completion {
+                user_data: cqe.user_data(),
+                result: cqe.result(),
+                flags: cqe.flags(),
+            });
+        }
+    }
+
+    /// Pushes `entry`, submitting first if the submission queue is full.
+    ///
+    /// # Safety
+    ///
+    /// Whatever memory `entry` names lives, unmoved, until its completion is reaped.
+    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: the caller's promise.
+            if unsafe { self.uring.submission().push(entry) }.is_ok() {
+                self.in_flight += 1;
+                return Ok(());
+            }
+            self.uring.submit()?;
+        }
+    }
+}
+
+impl BufRing {
+    /// Puts buffer `bid` at the ring's tail (seen by the kernel at [`BufRing::publish`]).
+    fn push(&mut self, bid: u16) {
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` < `count`, the ring's length; the kernel reads entries only
+        // before the published tail, and this one is past it.
+        let entry = unsafe { &mut *self.ring.add(slot) };
+        let bid_index = usize::from(bid);
+        // SAFETY: the buffer is inside the allocation (`bid` < `count`).
+        let addr = unsafe { self.buffers.add(bid_index * self.size + HEADROOM) };
+        entry.set_addr(addr as u64);
+        entry.set_len((self.size - HEADROOM) as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the pushed buffers visible to the kernel.
+    fn publish(&mut self) {
+        // SAFETY: `ring` is the first entry of the registered ring; its tail field is a
+        // naturally aligned u16 that the kernel reads with acquire semantics.
+        let tail = unsafe { &*types::BufRingEntry::tail(self.ring).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: both came from `alloc_zeroed` with these layouts; the ring (and with
+        // it the kernel's use of them) is gone, see `Ring::drop`.
+        unsafe {
+            dealloc(self.ring.cast(), self.ring_layout);
+            dealloc(self.buffers, self.buffers_layout);
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here; closing the ring cancels what is in flight.
+        unsafe { ManuallyDrop::drop(&mut self.uring) };
+        if self.in_flight == 0 {
+            // SAFETY: dropped once, here, after the ring: the kernel no longer uses it.
+            unsafe { ManuallyDrop::drop(&mut self.bufs) };
+        }
+        // Otherwise the ring's teardown may still be writing the provided buffers:
+        // their memory is kept for the life of the process rather than freed under
+        // the kernel.
+    }
+}
+
+/// A new non-blocking, close-on-exec eventfd with a zero counter.
+///
+/// # Errors
+///
+/// What `eventfd(2)` returned (`EMFILE`, `ENOMEM`).
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: `eventfd` takes no pointer.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Takes ownership of the descriptor an accept completion returned.
+pub(crate) fn accepted_fd(result: i32) -> Option<OwnedFd> {
+    // SAFETY: a non-negative accept result is a descriptor the kernel just installed
+    // for this process, named by no one else.
+    (result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) })
+}
