@@ -39,10 +39,17 @@ pub struct Server {
 
 impl Server {
     /// A builder with default settings, bound to `127.0.0.1:9001` unless told otherwise.
+    /// The backend is [`Backend::Epoll`] unless the `WAVECORE_BACKEND` environment
+    /// variable names another (`epoll`, `io_uring`, `auto`; see
+    /// [`Backend::from_env`]): an operator's switch, and how the test suite runs on
+    /// each backend. [`ServerBuilder::backend`] overrides both.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             addr: "127.0.0.1:9001".into(),
-            config: ServerConfig::default(),
+            config: ServerConfig {
+                backend: Backend::from_env().unwrap_or_default(),
+                ..ServerConfig::default()
+            },
             bridge: None,
         }
     }

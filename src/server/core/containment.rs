@@ -11,7 +11,6 @@
 //! `Server::join`, in the log).
 
 use std::any::Any;
-use std::io::IoSlice;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use crate::handler::Service;
@@ -106,8 +105,8 @@ impl<S: Service, IO> Core<S, IO> {
             let n = encode_close_payload(CloseCode::INTERNAL_ERROR, "internal error", &mut payload);
             let mut frame = Vec::with_capacity(n + 2);
             encode_into(&mut frame, OpCode::Close, &payload[..n]);
-            // Best effort: a driver that cannot write at once drops it.
-            let _ = t.write(&mut slot.io, &[IoSlice::new(&frame)]);
+            // Best effort, and the connection is released right after.
+            t.write_last(&mut slot.io, &frame);
         }
         self.remove(key, t);
     }

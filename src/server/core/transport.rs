@@ -28,6 +28,14 @@ pub(crate) trait Transport<IO> {
     /// other error ends the connection as if the peer had gone.
     fn write(&mut self, io: &mut IO, slices: &[IoSlice<'_>]) -> io::Result<usize>;
 
+    /// Writes `bytes`, the last the connection will send (a 1011 close frame when the
+    /// server's own code failed), just before [`Transport::release`]: best effort,
+    /// whatever the socket does not take is lost. A completion driver keeps its own
+    /// copy in flight past the release.
+    fn write_last(&mut self, io: &mut IO, bytes: &[u8]) {
+        let _ = self.write(io, &[IoSlice::new(bytes)]);
+    }
+
     /// Shuts down our side of the connection (TCP `FIN`) once everything is written;
     /// the peer's EOF is still awaited.
     fn shutdown_write(&mut self, io: &mut IO);

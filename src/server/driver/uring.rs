@@ -98,6 +98,7 @@ struct SendOp {
 /// The io_uring side of the core's decisions.
 struct Ops<'a> {
     ring: &'a mut Ring,
+    sends: &'a mut Slab<SendOp>,
     to_send: &'a mut Vec<usize>,
     rearm: &'a mut Vec<usize>,
 }
@@ -111,6 +112,28 @@ impl Transport<Socket> for Ops<'_> {
             self.to_send.push(io.key);
         }
         Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn write_last(&mut self, io: &mut Socket, bytes: &[u8]) {
+        // Its own copy, in flight past the release: the write holds the socket open
+        // until it completes, and its completion finds no connection of its
+        // generation.
+        let chunks = vec![bytes::Bytes::copy_from_slice(bytes)];
+        let entry = self.sends.vacant_entry();
+        let id = entry.key();
+        let op = entry.insert(SendOp {
+            key: io.key,
+            generation: io.generation,
+            buffers: SendBuffers::new(chunks),
+        });
+        let ud = user_data(Kind::Send, io.generation, id);
+        if self
+            .ring
+            .writev(io.stream.as_raw_fd(), &op.buffers, ud)
+            .is_err()
+        {
+            self.sends.remove(id);
+        }
     }
 
     fn shutdown_write(&mut self, io: &mut Socket) {
@@ -186,7 +209,10 @@ fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
     Ring::new(ENTRIES, BUFFERS, size)
 }
 
-/// Whether this process may run the io_uring driver: makes (and drops) one ring.
+/// Whether this process may run the io_uring driver: makes (and drops) one ring, on
+/// a thread of its own. Not on the caller's: the kernel tears a ring down with task
+/// work aimed at the thread that made it, which interrupts that thread's next socket
+/// call that has a timeout with `EINTR` (seen as flaky client reads in tests).
 ///
 /// # Errors
 ///
@@ -194,7 +220,12 @@ fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
 /// missing or forbidden (`ENOSYS`, `EPERM`), or the locked-memory limit is too low
 /// (`ENOMEM`).
 pub(crate) fn probe(config: &ServerConfig) -> io::Result<()> {
-    new_ring(config).map(drop)
+    let config = config.clone();
+    std::thread::Builder::new()
+        .name("wavecore-uring-probe".into())
+        .spawn(move || new_ring(&config).map(drop))?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")))
 }
 
 /// Runs reactor `index` on io_uring on this thread: makes its ring, then runs it
@@ -236,6 +267,7 @@ macro_rules! split {
             &mut $driver.core,
             &mut Ops {
                 ring: &mut $driver.ring,
+                sends: &mut $driver.sends,
                 to_send: &mut $driver.to_send,
                 rearm: &mut $driver.rearm,
             },
