@@ -44,10 +44,10 @@ impl Backend {
         }
     }
 
-    /// The backend's name in logs: `epoll`, `io_uring` or `auto`.
+    /// The backend's name in logs: `epoll (mio)`, `io_uring` or `auto`.
     pub fn name(self) -> &'static str {
         match self {
-            Backend::Epoll => "epoll",
+            Backend::Epoll => "epoll (mio)",
             Backend::IoUring => "io_uring",
             Backend::Auto => "auto",
         }

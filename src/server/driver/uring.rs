@@ -98,6 +98,10 @@ struct SendOp {
 /// The io_uring side of the core's decisions.
 struct Ops<'a> {
     ring: &'a mut Ring,
+    /// Sockets released this turn, closed once the operations queued for them are
+    /// submitted (a descriptor is looked up at submission: closed earlier, its
+    /// number could name the next accepted socket).
+    closing: &'a mut Vec<TcpStream>,
     sends: &'a mut Slab<SendOp>,
     to_send: &'a mut Vec<usize>,
     rearm: &'a mut Vec<usize>,
@@ -153,9 +157,10 @@ impl Transport<Socket> for Ops<'_> {
             let recv = user_data(Kind::Recv, io.generation, key);
             let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
         }
-        // Closing our descriptor is safe with operations in flight: they hold their
-        // own reference to the socket, which the cancellation releases.
-        drop(io.stream);
+        // Closed after the next submission (see `closing`); safe with operations in
+        // flight: they hold their own reference to the socket, which the
+        // cancellation releases.
+        self.closing.push(io.stream);
     }
 }
 
@@ -177,6 +182,8 @@ pub(crate) struct UringDriver<S: Service> {
     generation: u32,
     /// Bytes a connection left over, on their way in front of its next read.
     scratch: Vec<u8>,
+    /// Sockets to close after the next submission (see [`Ops`]).
+    closing: Vec<TcpStream>,
 }
 
 /// What a reactor's io_uring driver needs from the starting thread: its eventfd
@@ -267,6 +274,7 @@ macro_rules! split {
             &mut $driver.core,
             &mut Ops {
                 ring: &mut $driver.ring,
+                closing: &mut $driver.closing,
                 sends: &mut $driver.sends,
                 to_send: &mut $driver.to_send,
                 rearm: &mut $driver.rearm,
@@ -299,6 +307,7 @@ impl<S: Service> UringDriver<S> {
             rearm: Vec::new(),
             generation: 0,
             scratch: vec![0; HEADROOM],
+            closing: Vec::new(),
         }
     }
 
@@ -341,6 +350,10 @@ impl<S: Service> UringDriver<S> {
             core.end_turn(Instant::now(), ops);
             self.rearm_receives();
             self.submit_sends();
+            if !self.closing.is_empty() {
+                self.ring.submit()?;
+                self.closing.clear();
+            }
             self.core.observe_turn(woke.elapsed());
             if self.core.finished(Instant::now()) {
                 return Ok(());

@@ -295,6 +295,11 @@ impl Ring {
         }
     }
 
+    /// Submits what is queued without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.uring.submit().map(drop)
+    }
+
     /// Appends the completions waiting to `out`.
     pub fn completions(&mut self, out: &mut Vec<Completion>) {
         let mut cq = self.uring.completion();
