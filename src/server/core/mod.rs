@@ -285,6 +285,14 @@ impl<S: Service, IO> Core<S, IO> {
         slot.conn.eof(&mut env);
     }
 
+    /// Whether nothing waits to be written for the connection at `key` (true when it
+    /// is gone).
+    pub fn is_flushed(&self, key: usize) -> bool {
+        self.conns
+            .get(key)
+            .is_none_or(|slot| slot.conn.core.outbox.is_empty())
+    }
+
     /// Whether the connection at `key` is gone or about to be (nothing more to read).
     pub fn is_done(&self, key: usize) -> bool {
         self.conns.get(key).is_none_or(|slot| slot.conn.is_done())
