@@ -153,10 +153,10 @@ impl Transport<Socket> for Ops<'_> {
     }
 
     fn resume_reading(&mut self, key: usize, io: &mut Socket) {
+        // What was held during the pause is handed over, and the receive armed again
+        // if it ended, at the end of the turn (`rearm_receives`).
         io.paused = false;
-        if !io.receiving {
-            self.rearm.push(key);
-        }
+        self.rearm.push(key);
     }
 
     fn release(&mut self, key: usize, io: Socket) {
@@ -472,6 +472,10 @@ impl<S: Service> UringDriver<S> {
             // Reading is paused (the receive was cancelled, but what it had already
             // taken keeps coming): hold it, in order, until reading resumes.
             socket.held.get_or_insert_default().push_back(completion);
+            if !socket.paused {
+                // Resumed, with completions still held: they go first.
+                self.rearm.push(key);
+            }
             return;
         }
         self.process(key, generation, completion);
