@@ -196,6 +196,11 @@ pub(crate) struct UringDriver<S: Service> {
     scratch: Vec<u8>,
     /// Sockets to close after the next submission (see [`Ops`]).
     closing: Vec<TcpStream>,
+    /// Accept with one multishot operation (a listening socket of this reactor's own,
+    /// `reuse_port`), or one connection per operation (the listening socket shared by
+    /// every reactor: a multishot accept there took every connection for the first
+    /// reactor to arm it; single accepts re-armed after each completion spread them).
+    multishot_accept: bool,
 }
 
 /// What a reactor's io_uring driver needs from the starting thread: its eventfd
@@ -308,6 +313,7 @@ impl<S: Service> UringDriver<S> {
         shared: Arc<Shared>,
     ) -> Self {
         Self {
+            multishot_accept: config.reuse_port,
             core: Core::new(index, service, config, shared, Instant::now()),
             ring,
             listener: Some(listener),
@@ -339,17 +345,14 @@ impl<S: Service> UringDriver<S> {
         let failure = core.fail_reactor(cause, ops);
         // The 1011 close frames go out (their writes hold the sockets) before the
         // ring is dropped.
+        self.stop_accepting();
         let _ = self.ring.submit();
         self.closing.clear();
-        self.listener = None;
         Err(failure)
     }
 
     fn run(&mut self) -> io::Result<()> {
-        if let Some(listener) = &self.listener {
-            self.ring
-                .accept(listener.as_raw_fd(), user_data(Kind::Accept, 0, 0))?;
-        }
+        self.arm_accept()?;
         self.arm_wake()?;
         loop {
             let timeout = self.core.poll_timeout(Instant::now(), false);
@@ -377,6 +380,17 @@ impl<S: Service> UringDriver<S> {
         }
     }
 
+    /// Cancels the armed accept and closes this reactor's listening socket (after the
+    /// cancellation is submitted: the accept holds the socket until then).
+    fn stop_accepting(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            let accept = user_data(Kind::Accept, 0, 0);
+            let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
+            let _ = self.ring.submit();
+            drop(listener);
+        }
+    }
+
     fn arm_wake(&mut self) -> io::Result<()> {
         let fd = self.eventfd.as_raw_fd();
         self.ring
@@ -391,7 +405,7 @@ impl<S: Service> UringDriver<S> {
                 let (core, ops) = split!(self);
                 core.wake(Instant::now(), ops);
                 if self.core.is_shutting_down() {
-                    self.listener = None;
+                    self.stop_accepting();
                 }
                 self.arm_wake()?;
             }
@@ -403,19 +417,55 @@ impl<S: Service> UringDriver<S> {
     }
 
     fn accepted(&mut self, completion: Completion) {
-        if completion.result >= 0 {
+        if self.multishot_accept {
             if let Some(fd) = ring::accepted_fd(completion.result) {
                 self.open(TcpStream::from(fd));
+            } else if completion.result != -libc::ECANCELED {
+                Stats::bump(&self.core.shared().stats.accept_errors);
             }
         } else {
-            Stats::bump(&self.core.shared().stats.accept_errors);
+            self.accept_ready();
         }
-        if !completion.more()
-            && let Some(listener) = &self.listener
-        {
-            let _ = self
-                .ring
-                .accept(listener.as_raw_fd(), user_data(Kind::Accept, 0, 0));
+        if !completion.more() {
+            let _ = self.arm_accept();
+        }
+    }
+
+    /// Arms the accept: a multishot accept on a listening socket of this reactor's
+    /// own; on the shared one, a multishot poll, after which this reactor accepts
+    /// what it can with plain `accept` calls, as the epoll driver does (an accept
+    /// armed in the kernel would take the next connection for this reactor even
+    /// while it is busy in a long handler call; a poll wakes every reactor and the
+    /// free ones take the connections).
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        let (fd, ud) = (listener.as_raw_fd(), user_data(Kind::Accept, 0, 0));
+        if self.multishot_accept {
+            self.ring.accept(fd, true, ud)
+        } else {
+            self.ring.poll_readable(fd, ud)
+        }
+    }
+
+    /// Accepts until the shared listening socket has nothing left for this reactor.
+    fn accept_ready(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.open(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(error) => {
+                    Stats::bump(&self.core.shared().stats.accept_errors);
+                    tracing::error!(reactor = self.core.index(), %error, "accept failed");
+                    return;
+                }
+            }
         }
     }
 

@@ -200,8 +200,24 @@ impl Ring {
     }
 
     /// Queues a multishot accept on `listener`.
-    pub fn accept(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
-        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+    /// A multishot accept stays armed; a single one takes one connection.
+    pub fn accept(&mut self, listener: RawFd, multishot: bool, user_data: u64) -> io::Result<()> {
+        let fd = types::Fd(listener);
+        let entry = if multishot {
+            opcode::AcceptMulti::new(fd).build()
+        } else {
+            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut()).build()
+        };
+        let entry = entry.user_data(user_data);
+        // SAFETY: the operation names no memory (no address is asked for: null).
+        unsafe { self.push(&entry) }
+    }
+
+    /// Queues a multishot poll for `listener` becoming readable (a connection to
+    /// accept).
+    pub fn poll_readable(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(listener), libc::POLLIN as u32)
+            .multi(true)
             .build()
             .user_data(user_data);
         // SAFETY: the operation names no memory.
