@@ -300,6 +300,16 @@ macro_rules! split {
     };
 }
 
+impl<S: Service> Drop for UringDriver<S> {
+    fn drop(&mut self) {
+        // Writes in flight read the memory `sends` owns: free it only once the ring
+        // says none is left, else keep it for the life of the process.
+        if !self.ring.cancel_all_and_wait() {
+            std::mem::forget(std::mem::take(&mut self.sends));
+        }
+    }
+}
+
 impl<S: Service> UringDriver<S> {
     /// A reactor over `listener` and `ring` (from [`new_ring`]; the waker is in
     /// `shared`).

@@ -311,6 +311,37 @@ impl Ring {
         }
     }
 
+    /// Cancels every operation in flight and reaps completions until none is left
+    /// (at most about a second: a completion that never comes is given up on).
+    /// Returns whether none is left: only then may the memory they name be freed.
+    pub fn cancel_all_and_wait(&mut self) -> bool {
+        if self.in_flight == 0 {
+            return true;
+        }
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(0);
+        // SAFETY: the operation names no memory.
+        if unsafe { self.push(&entry) }.is_err() {
+            return false;
+        }
+        let mut reaped = Vec::new();
+        for _ in 0..50 {
+            if self.in_flight == 0 {
+                break;
+            }
+            if self
+                .submit_and_wait(Some(Duration::from_millis(20)))
+                .is_err()
+            {
+                break;
+            }
+            reaped.clear();
+            self.completions(&mut reaped);
+        }
+        self.in_flight == 0
+    }
+
     /// Submits what is queued without waiting.
     pub fn submit(&mut self) -> io::Result<()> {
         self.uring.submit().map(drop)
@@ -387,6 +418,7 @@ impl Drop for BufRing {
 
 impl Drop for Ring {
     fn drop(&mut self) {
+        self.cancel_all_and_wait();
         // SAFETY: dropped once, here; closing the ring cancels what is in flight.
         unsafe { ManuallyDrop::drop(&mut self.uring) };
         if self.in_flight == 0 {
