@@ -242,6 +242,7 @@ impl<S: Service> Reactor<S> {
     }
 
     fn insert(&mut self, mut socket: TcpStream, peer: std::net::SocketAddr, over_capacity: bool) {
+        self.turn.reserve_cork();
         let slot = self.conns.vacant_entry();
         let key = slot.key();
         if self
@@ -454,19 +455,29 @@ impl<S: Service> Reactor<S> {
     }
 
     /// Gives back what a crowd of connections left behind once the reactor has none
-    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), and
-    /// asks the allocator to return the freed pages to the system, so a server's
-    /// memory returns to its idle size after a burst. Rare: only when the last of more
-    /// than [`KEEP_IDLE_SLOTS`] connections leaves.
+    /// (the slab, the scratch lists, the cork, the timer wheel's slots, the topic
+    /// registry), and asks the allocator to return the freed pages to the system, so a
+    /// server's memory returns to its idle size after a burst. Rare: only when the last
+    /// of more than [`KEEP_IDLE_SLOTS`] connections leaves.
+    ///
+    /// Keeps and allocates nothing that a crowd grew: a buffer kept from the crowd (the
+    /// forwarding list) or allocated now (a fresh cork) sits among the pages the crowd
+    /// freed, often high in this thread's arena, where it splits the free memory.
     fn release_idle_memory(&mut self) {
         self.conns = Slab::new();
         self.wheel.clear();
         self.dirty = Vec::new();
+        self.outgoing = Vec::new();
         self.targets = Vec::new();
         self.frames = Vec::new();
         self.fired = Vec::new();
+        // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
+        // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB
+        // or more in that arena is what makes it give the top back.
+        let cork = std::mem::take(&mut self.turn.cork);
         self.turn.release_idle_memory();
         let released = crate::server::allocator::release_free_memory();
+        drop(cork);
         tracing::debug!(
             reactor = self.index,
             released,

@@ -14,6 +14,9 @@ use crate::server::shared::Shared;
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
 
+/// The cork's room while a reactor serves connections; an idle reactor holds none.
+pub(crate) const CORK_CAPACITY: usize = 64 << 10;
+
 /// Per-reactor scratch and registries, lent to the connection being served.
 #[derive(Debug)]
 pub(crate) struct Turn {
@@ -39,7 +42,7 @@ impl Turn {
     /// The turn state of reactor `index` of the server `shared`.
     pub fn for_reactor(shared: &Arc<Shared>, index: usize) -> Self {
         Self {
-            cork: Vec::with_capacity(64 << 10),
+            cork: Vec::with_capacity(CORK_CAPACITY),
             publishes: Vec::new(),
             batch: TurnBatch::default(),
             topics: Topics::new(shared.topic_counts.clone()),
@@ -59,11 +62,24 @@ impl Turn {
 
 impl Turn {
     /// Gives back scratch memory grown by a crowd of connections, once none is left.
+    ///
+    /// Allocates nothing: the cork is dropped, not replaced, and comes back with the
+    /// next connection ([`Turn::reserve_cork`]). A buffer allocated here would be placed
+    /// among the pages the crowd just freed, often high in this thread's arena, and keep
+    /// what lies below it from going back to the system.
     pub fn release_idle_memory(&mut self) {
-        self.cork = Vec::with_capacity(64 << 10);
+        self.cork = Vec::new();
         self.publishes = Vec::new();
         self.batch.release();
         self.topics.release_idle_memory();
+    }
+
+    /// Gives the cork its room again after an idle reactor released it (called when a
+    /// connection arrives; a branch otherwise).
+    pub fn reserve_cork(&mut self) {
+        if self.cork.capacity() == 0 {
+            self.cork.reserve_exact(CORK_CAPACITY);
+        }
     }
 }
 
@@ -81,4 +97,26 @@ pub(crate) fn encode_shared(opcode: OpCode, payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() + 10);
     encode_into(&mut out, opcode, payload);
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_turn_holds_no_cork_until_a_connection_comes() {
+        let mut turn = Turn::new(Arc::default(), Arc::default());
+        assert!(turn.cork.capacity() >= CORK_CAPACITY);
+        encode_into(&mut turn.cork, OpCode::Text, b"hello");
+        turn.cork.clear();
+        turn.release_idle_memory();
+        assert_eq!(turn.cork.capacity(), 0);
+        assert_eq!(turn.publishes.capacity(), 0);
+        turn.reserve_cork();
+        assert!(turn.cork.capacity() >= CORK_CAPACITY);
+        // A cork that has room is left as it is.
+        let before = turn.cork.as_ptr();
+        turn.reserve_cork();
+        assert_eq!(turn.cork.as_ptr(), before);
+    }
 }
