@@ -17,6 +17,7 @@ Exit status: 0, 1 when any error was counted, 2 when the run could not start.
 Examples:
   wavecore-load echo 127.0.0.1:9001 -c 100 -p 1 -s 32 -d 10
   wavecore-load broadcast 127.0.0.1:9001 -c 1000 --publishers 4 --rate 100 -s 64
+  wavecore-load broadcast 127.0.0.1:9001 -c 1000 --rate 200 -s 1024 --json-payload --deflate
   wavecore-load broadcast 127.0.0.1:9001 --publish-to 127.0.0.1:9002 -c 1000 --rate 1000
   wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json
   wavecore-load soak 127.0.0.1:9001 -c 12000 --publishers 4 --rate 20 --echo 4000 \\
@@ -116,6 +117,16 @@ pub struct Cli {
     /// Soak: connections per second opened on /broadcast, held a second and closed
     #[arg(long, value_name = "N_PER_S", default_value_t = 0)]
     pub churn: usize,
+
+    /// Offer permessage-deflate (RFC 7692, as browsers do); where the server accepts
+    /// it, messages are sent compressed and compressed ones inflated
+    #[arg(long)]
+    pub deflate: bool,
+
+    /// Payload filler is JSON text (records with varying numbers), which compresses
+    /// like real JSON, instead of the alphabet repeated
+    #[arg(long)]
+    pub json_payload: bool,
 }
 
 /// Parses a number of seconds, fractions allowed.
@@ -175,6 +186,8 @@ impl Cli {
             slow: self.slow,
             churn: self.churn,
             stall: false,
+            deflate: self.deflate,
+            json_payload: self.json_payload,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -81,6 +81,12 @@ pub struct Config {
     pub churn: usize,
     /// Stop reading once a connection is open (the soak's slow consumers).
     pub stall: bool,
+    /// Offer permessage-deflate (RFC 7692) and, where the server accepts it, send
+    /// messages compressed and inflate compressed ones.
+    pub deflate: bool,
+    /// Payload filler is JSON text (records with varying numbers) instead of the
+    /// alphabet repeated, so compression ratios are realistic.
+    pub json_payload: bool,
 }
 
 impl Default for Config {
@@ -109,6 +115,8 @@ impl Default for Config {
             slow: 0,
             churn: 0,
             stall: false,
+            deflate: false,
+            json_payload: false,
         }
     }
 }

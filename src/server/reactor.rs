@@ -99,6 +99,8 @@ pub(crate) struct Reactor<S: Service> {
     targets: Vec<usize>,
     /// Scratch list of frame ranges in the turn batch.
     frames: Vec<BatchRange>,
+    /// The compressed counterparts of `frames` (permessage-deflate subscribers).
+    deflated_frames: Vec<BatchRange>,
     next_id: u64,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<timer::Tick>,
@@ -140,6 +142,7 @@ impl<S: Service> Reactor<S> {
             outgoing: Vec::new(),
             targets: Vec::new(),
             frames: Vec::new(),
+            deflated_frames: Vec::new(),
             next_id: 1,
             accept_paused_until: None,
             shutdown_deadline: None,
@@ -452,6 +455,7 @@ impl<S: Service> Reactor<S> {
         self.dirty = Vec::new();
         self.targets = Vec::new();
         self.frames = Vec::new();
+        self.deflated_frames = Vec::new();
         self.fired = Vec::new();
         self.turn.release_idle_memory();
     }
