@@ -263,6 +263,9 @@ fn a_publish_reaches_compressed_and_plain_subscribers() {
     assert_eq!(inflate(&payload), text.as_bytes());
     // Compressed once with a 32 KiB window, for a message over 256 bytes: a
     // subscriber that asked for a 256-byte window gets it uncompressed.
-    assert_eq!(read_raw(&mut small_window), (0x80 | OP_TEXT, text.clone().into_bytes()));
+    assert_eq!(
+        read_raw(&mut small_window),
+        (0x80 | OP_TEXT, text.clone().into_bytes())
+    );
     assert_eq!(read_raw(&mut plain), (0x80 | OP_TEXT, text.into_bytes()));
 }

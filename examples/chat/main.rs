@@ -52,8 +52,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::EnvFilter;
 use wavecore::{
-    CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge, Request,
-    Server, ServerHandle, Service, Upgrade,
+    CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
+    Request, Server, ServerHandle, Service, Upgrade,
 };
 
 #[path = "../common/cli.rs"]

@@ -275,7 +275,11 @@ impl Decoder {
         if let Some(frame) = self.message.as_ref().and_then(|m| m.frame) {
             return self.continue_frame(frame, input);
         }
-        let deflate_rsv = if self.limits.inflate.is_some() { RSV1 } else { 0 };
+        let deflate_rsv = if self.limits.inflate.is_some() {
+            RSV1
+        } else {
+            0
+        };
         let allowed_rsv = self.limits.allowed_rsv | deflate_rsv;
         let Some(header) = decode_header(input, self.limits.role, allowed_rsv)? else {
             return Ok(Step::NeedMore);

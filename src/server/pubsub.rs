@@ -13,11 +13,11 @@ use bytes::Bytes;
 use slab::Slab;
 
 use crate::handler::Message;
+use crate::protocol::OpCode;
+use crate::protocol::deflate::DeflateConfig;
+use crate::protocol::frame::{Role, decode_header};
 use crate::server::bridge::Core as Bridge;
 use crate::server::conn_api::ConnId;
-use crate::protocol::OpCode;
-use crate::protocol::frame::{Role, decode_header};
-use crate::protocol::deflate::DeflateConfig;
 use crate::server::turn::{deflate_message, encode_shared, encode_shared_frame};
 
 /// A published frame on its way to subscribers.
@@ -61,12 +61,6 @@ impl Deflated {
             frame: encode_shared_frame(opcode, &scratch, true),
             needs: reach.clamp(8, window),
         })
-    }
-
-    /// Whether a connection that negotiated `window` (its server window bits, `None`
-    /// without permessage-deflate) may be sent this frame.
-    pub fn fits(&self, window: Option<u8>) -> bool {
-        window.is_some_and(|bits| bits >= self.needs)
     }
 }
 

@@ -83,7 +83,12 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
 
 /// Appends an unmasked server frame to `out`, with RSV1 set when `compressed` (the
 /// payload is a permessage-deflate message, RFC 7692 section 6).
-pub(crate) fn encode_frame_into(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], compressed: bool) {
+pub(crate) fn encode_frame_into(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    payload: &[u8],
+    compressed: bool,
+) {
     let mut header = [0u8; MAX_HEADER_LEN];
     let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
     if compressed {

@@ -2,7 +2,8 @@
 //! [`Handler`], started in-process on `127.0.0.1:0`.
 
 use wavecore::{
-    CloseCode, Conn, DeflateConfig, Handler, HttpResponse, Message, Request, Server, Service, Upgrade,
+    CloseCode, Conn, DeflateConfig, Handler, HttpResponse, Message, Request, Server, Service,
+    Upgrade,
 };
 
 /// The browser test page, served at `GET /interop.html`.

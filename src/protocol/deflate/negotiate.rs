@@ -166,8 +166,10 @@ pub fn check_response(
     response: &str,
 ) -> Result<ClientNegotiated, ParamsError> {
     let response = DeflateParams::parse(response)?;
-    let client_window_bits = match (response.client_max_window_bits, offer.client_max_window_bits)
-    {
+    let client_window_bits = match (
+        response.client_max_window_bits,
+        offer.client_max_window_bits,
+    ) {
         (None, offered) => offered.flatten().unwrap_or(15),
         (Some(None), _) | (Some(Some(_)), None) => return Err(ParamsError::InvalidValue),
         (Some(Some(bits)), Some(offered)) if bits > offered.unwrap_or(15) => {
@@ -175,8 +177,10 @@ pub fn check_response(
         }
         (Some(Some(bits)), Some(_)) => bits,
     };
-    let server_window_bits = match (response.server_max_window_bits, offer.server_max_window_bits)
-    {
+    let server_window_bits = match (
+        response.server_max_window_bits,
+        offer.server_max_window_bits,
+    ) {
         (Some(bits), Some(offered)) if bits > offered => return Err(ParamsError::InvalidValue),
         (Some(bits), _) => bits,
         (None, Some(_)) => return Err(ParamsError::InvalidValue),

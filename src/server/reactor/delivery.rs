@@ -56,7 +56,10 @@ impl<S: Service> Reactor<S> {
             }
             if needs.is_some() {
                 for publish in group {
-                    let frame = publish.deflated.as_ref().map_or(&publish.frame, |d| &d.frame);
+                    let frame = publish
+                        .deflated
+                        .as_ref()
+                        .map_or(&publish.frame, |d| &d.frame);
                     self.deflated_frames.push(self.turn.batch.append(frame));
                 }
             }
