@@ -95,18 +95,15 @@ fn decode(config: DecoderConfig, wire: &[u8], read: usize) -> Result<Vec<u8>, Pr
     let mut buf = Vec::new();
     for chunk in wire.chunks(read) {
         buf.extend_from_slice(chunk);
-        let mut pos = 0;
-        loop {
-            let (used, result) = decoder.decode(&mut buf[pos..]);
-            pos += used;
-            match result? {
-                Some(Event::Text(text)) => return Ok(text.as_bytes().to_vec()),
-                Some(Event::Binary(bytes)) => return Ok(bytes.to_vec()),
-                Some(_) => unreachable!("only data frames are sent"),
-                None => break,
-            }
+        // One call takes everything it can use until the message (or more is needed).
+        let (used, result) = decoder.decode(&mut buf);
+        match result? {
+            Some(Event::Text(text)) => return Ok(text.as_bytes().to_vec()),
+            Some(Event::Binary(bytes)) => return Ok(bytes.to_vec()),
+            Some(_) => unreachable!("only data frames are sent"),
+            None => {}
         }
-        buf.drain(..pos);
+        buf.drain(..used);
     }
     Ok(Vec::new())
 }

@@ -16,6 +16,8 @@ use super::inflate::Inflater;
 const KEEP_INFLATERS: usize = 4;
 
 thread_local! {
+    /// Boxed as decoders hold them: lending one out moves a pointer, not the state.
+    #[allow(clippy::vec_box)]
     static INFLATERS: RefCell<Vec<Box<Inflater>>> = const { RefCell::new(Vec::new()) };
     /// Compressors by (level, window bits).
     static COMPRESSORS: RefCell<Vec<(u8, u8, Compressor)>> = const { RefCell::new(Vec::new()) };

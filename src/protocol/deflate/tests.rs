@@ -92,8 +92,18 @@ fn parameters_print_as_they_parse() {
     }
 }
 
-/// (offers, config change, answer or None, negotiated server window, client window,
-/// client context takeover allowed)
+/// Offers, the server's policy, the answer after `permessage-deflate;
+/// server_no_context_takeover` (`None`: declined), the negotiated server and client
+/// windows, and whether the client resets its context.
+type Row<'a> = (
+    &'a [&'a str],
+    &'a DeflateConfig,
+    Option<&'a str>,
+    u8,
+    u8,
+    bool,
+);
+
 #[test]
 fn the_server_answers_the_first_acceptable_offer() {
     let default = DeflateConfig::default();
@@ -104,7 +114,7 @@ fn the_server_answers_the_first_acceptable_offer() {
         ..default
     };
     let base = "permessage-deflate; server_no_context_takeover";
-    let table: &[(&[&str], &DeflateConfig, Option<&str>, u8, u8, bool)] = &[
+    let table: &[Row<'_>] = &[
         (&[], &default, None, 0, 0, false),
         (&["x-webkit-deflate-frame"], &default, None, 0, 0, false),
         (
