@@ -8,7 +8,7 @@ import sys
 from collections import defaultdict
 
 results_path, md_path, svg_path, note = sys.argv[1:5]
-SERVERS = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw"]
+SERVERS = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw", "node-ws"]
 ROW_TEXT = {
     "echo-1": "echo, 1 conn x 1 in flight, 32 B",
     "echo-100": "echo, 100 conns x 1, 32 B",
@@ -20,6 +20,11 @@ ROW_TEXT = {
     "bcast-10000": "broadcast to 10,000 subscribers, 32 B",
     "bcast-10000x4": "broadcast to 10,000 subscribers, 4 publishers, 32 B",
     "idle-10000": "10,000 idle connections",
+    "echo-100-json1k": "echo, 100 connections, 1 KiB JSON",
+    "echo-100-json1k-deflate": "echo, 100 connections, 1 KiB JSON, permessage-deflate offered",
+    "bcast-1000-json1k": "broadcast to 1,000 subscribers, 1 KiB JSON",
+    "bcast-1000-json1k-deflate": "broadcast to 1,000 subscribers, 1 KiB JSON, permessage-deflate offered",
+    "idle-10000-deflate": "10,000 idle connections, permessage-deflate negotiated",
 }
 
 runs = defaultdict(list)
@@ -126,7 +131,7 @@ if "have_broadcast=0" in note:
 open(md_path, "w").write("\n".join(md))
 
 # Chart: per workload, one bar per server, length relative to the row's best median.
-colors = {"wavecore": "#2b6cb0", "tokio-tungstenite": "#dd6b20", "fastwebsockets": "#38a169", "raw": "#718096"}
+colors = {"wavecore": "#2b6cb0", "tokio-tungstenite": "#dd6b20", "fastwebsockets": "#38a169", "raw": "#718096", "node-ws": "#805ad5"}
 bar, gap, label_w, plot_w = 14, 12, 300, 420
 height = 60 + len(load_rows) * (len(SERVERS) * bar + gap)
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 160}" height="{height}" '
