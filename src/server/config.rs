@@ -109,7 +109,7 @@ pub struct ServerConfig {
     /// What it costs: no compression state per connection between messages (the
     /// server never uses context takeover, and by default asks the client not to
     /// either); per reactor thread, one compressor per window size in use (about
-    /// 320 KiB at 15 bits) and a few inflaters (about 40 KiB each). A published message
+    /// 320 KiB at 15 bits, estimated) and a few inflaters (about 40 KiB each, estimated). A published message
     /// is compressed once, on the publisher's thread, and shared by every subscriber
     /// that negotiated compression. See docs/architecture.md.
     pub permessage_deflate: Option<DeflateConfig>,

@@ -7,8 +7,10 @@ use super::inflate::TAIL;
 /// Raw DEFLATE compression (RFC 1951) of whole messages, each on its own: the context
 /// is reset after every message, so any connection can share the output.
 ///
-/// Memory (the library's, at the default memory level): about 2^(`window_bits` + 3)
-/// bytes plus 64 KiB, so 320 KiB at 15 bits; kept per thread and window size by
+/// Memory (the library's buffers at the default memory level, estimated from their
+/// sizes, not measured): about 2^(`window_bits` + 2) bytes of window and chains plus
+/// 192 KiB (a 128 KiB hash table and a 64 KiB symbol buffer, whatever the window), so
+/// about 320 KiB at 15 bits and 194 KiB at 9; kept per thread and window size by
 /// [`super::pool`], never per connection.
 pub struct Compressor {
     raw: Compress,

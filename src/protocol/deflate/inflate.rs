@@ -18,7 +18,8 @@ const FIRST_STEP: usize = 4 << 10;
 
 /// Raw DEFLATE decompression (RFC 1951) of a message stream.
 ///
-/// Memory: about 7 KiB of state plus the window (2^`window_bits` bytes, allocated by
+/// Memory (estimated, not measured): several KiB of state (zlib's is about 7 KiB)
+/// plus the window (2^`window_bits` bytes, allocated by
 /// the library on first use).
 pub struct Inflater {
     raw: Decompress,
