@@ -99,6 +99,8 @@ pub(crate) struct Reactor<S: Service> {
     targets: Vec<usize>,
     /// Scratch list of frame ranges in the turn batch.
     frames: Vec<BatchRange>,
+    /// The compressed counterparts of `frames` (permessage-deflate subscribers).
+    deflated_frames: Vec<BatchRange>,
     next_id: u64,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<timer::Tick>,
@@ -144,6 +146,7 @@ impl<S: Service> Reactor<S> {
             outgoing: Vec::new(),
             targets: Vec::new(),
             frames: Vec::new(),
+            deflated_frames: Vec::new(),
             next_id: 1,
             accept_paused_until: None,
             settle_due: false,
@@ -470,6 +473,7 @@ impl<S: Service> Reactor<S> {
         self.outgoing = Vec::new();
         self.targets = Vec::new();
         self.frames = Vec::new();
+        self.deflated_frames = Vec::new();
         self.fired = Vec::new();
         // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
         // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB
