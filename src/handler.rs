@@ -236,7 +236,10 @@ impl<H> Upgrade<H> {
         }
     }
 
-    /// Chooses the subprotocol (one the client offered) for the 101 response.
+    /// Chooses the subprotocol for the 101 response (`Sec-WebSocket-Protocol`). It must
+    /// be one the client offered (`request.protocols()`, compared exactly): a client
+    /// fails a handshake that names another (RFC 6455 section 4.1), so the server
+    /// answers `500` instead and logs the mistake at `error`.
     pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
         if let Ok(accepted) = &mut self.outcome {
             accepted.protocol = Some(protocol.into());

@@ -347,6 +347,17 @@ impl<H: Handler> Connection<H> {
                 return 0;
             }
         };
+        if let Some(protocol) = accepted.protocol.as_deref()
+            && !head.protocols().any(|offered| offered == protocol)
+        {
+            report::unoffered_protocol(&self.core, protocol);
+            self.refuse_for(
+                &Refusal::new(500, "internal error"),
+                RefusalReason::Service,
+                env,
+            );
+            return 0;
+        }
         let deflate = match &env.config.permessage_deflate {
             Some(config) if accepted.compression => config.accept(head.extensions()),
             _ => None,
