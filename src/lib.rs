@@ -69,6 +69,8 @@ pub use handler::{
 };
 #[doc(inline)]
 pub use protocol::CloseCode;
+#[doc(inline)]
+pub use protocol::deflate::{DeflateConfig, DeflateParams};
 pub use server::bridge::{BridgeState, BridgeStats};
 #[doc(inline)]
 pub use server::{
