@@ -10,6 +10,9 @@
 #                                      # against another build of wavecore: the release
 #                                      # examples of the checkout at BASE (built there
 #                                      # first), same load generator, rounds interleaved
+#   ROWS="echo-100-json1k-deflate" SERVERS="wavecore node-ws tokio-tungstenite" benches/compare.sh
+#                                      # node-ws: Node ws with permessage-deflate
+#                                      # (tests/interop/node, after .ci/install-interop.sh)
 #
 # Writes target/bench/results.jsonl (every run, also copied beside the report as
 # docs/bench-results.jsonl), docs/bench-results.md (medians and min-max per row and
@@ -55,6 +58,13 @@ declare -A ROW_ARGS=(
   [bcast-10000]="broadcast -c 10000 --publishers 1 -s 32 --window 8"
   [bcast-10000x4]="broadcast -c 10000 --publishers 4 -s 32 --window 8"
   [idle-10000]="connect -c 10000"
+  # permessage-deflate (issue 14): 1 KiB of JSON, offered with --deflate (servers
+  # without compression decline it and run uncompressed), beside the same rows without.
+  [echo-100-json1k]="echo -c 100 -p 1 -s 1024 --json-payload"
+  [echo-100-json1k-deflate]="echo -c 100 -p 1 -s 1024 --json-payload --deflate"
+  [bcast-1000-json1k]="broadcast -c 1000 --publishers 1 -s 1024 --json-payload --window 8"
+  [bcast-1000-json1k-deflate]="broadcast -c 1000 --publishers 1 -s 1024 --json-payload --window 8 --deflate"
+  [idle-10000-deflate]="connect -c 10000 --deflate"
 )
 ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 bcast-10000x4 idle-10000"}
 read -r -a SERVERS <<<"${SERVERS:-wavecore tokio-tungstenite fastwebsockets raw}"
@@ -77,6 +87,7 @@ start_server() {
         WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" >/dev/null 2>&1 &
       fi ;;
     tokio-tungstenite) taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
+    node-ws) taskset -c "$SERVER_CPU" node tests/interop/node/ws_server.mjs "$addr" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c "$SERVER_CPU" $BIN/fastwebsockets-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
     raw)
       if [[ $row == bcast-* ]]; then
@@ -112,6 +123,10 @@ for round in $(seq "$ROUNDS"); do
       fi
       # The raw fan-out takes exactly one publisher.
       if [[ $name == raw && $row == bcast-*x* ]]; then
+        continue
+      fi
+      # Raw TCP has no handshake to offer compression in.
+      if [[ $name == raw && $row == *deflate* ]]; then
         continue
       fi
       args=${ROW_ARGS[$row]}

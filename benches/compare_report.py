@@ -10,7 +10,7 @@ from collections import defaultdict
 results_path, md_path, svg_path, note = sys.argv[1:5]
 # The usual columns, in this order; any other server in the results (another build of
 # wavecore, e.g. wavecore-base) comes after them.
-KNOWN = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw"]
+KNOWN = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw", "node-ws"]
 ROW_TEXT = {
     "echo-1": "echo, 1 conn x 1 in flight, 32 B",
     "echo-100": "echo, 100 conns x 1, 32 B",
@@ -22,6 +22,11 @@ ROW_TEXT = {
     "bcast-10000": "broadcast to 10,000 subscribers, 32 B",
     "bcast-10000x4": "broadcast to 10,000 subscribers, 4 publishers, 32 B",
     "idle-10000": "10,000 idle connections",
+    "echo-100-json1k": "echo, 100 connections, 1 KiB JSON",
+    "echo-100-json1k-deflate": "echo, 100 connections, 1 KiB JSON, permessage-deflate offered",
+    "bcast-1000-json1k": "broadcast to 1,000 subscribers, 1 KiB JSON",
+    "bcast-1000-json1k-deflate": "broadcast to 1,000 subscribers, 1 KiB JSON, permessage-deflate offered",
+    "idle-10000-deflate": "10,000 idle connections, permessage-deflate negotiated",
 }
 
 runs = defaultdict(list)
@@ -130,8 +135,8 @@ if "have_broadcast=0" in note:
 open(md_path, "w").write("\n".join(md))
 
 # Chart: per workload, one bar per server, length relative to the row's best median.
-colors = {"wavecore": "#2b6cb0", "tokio-tungstenite": "#dd6b20", "fastwebsockets": "#38a169", "raw": "#718096"}
-for extra, color in zip([s for s in SERVERS if s not in colors], ["#805ad5", "#d53f8c", "#319795"]):
+colors = {"wavecore": "#2b6cb0", "tokio-tungstenite": "#dd6b20", "fastwebsockets": "#38a169", "raw": "#718096", "node-ws": "#805ad5"}
+for extra, color in zip([s for s in SERVERS if s not in colors], ["#d53f8c", "#319795", "#b7791f"]):
     colors[extra] = color
 bar, gap, label_w, plot_w = 14, 12, 300, 420
 height = 60 + len(load_rows) * (len(SERVERS) * bar + gap)

@@ -1,5 +1,6 @@
 //! Broadcast: every message received on `/broadcast` is published to every connection
-//! on `/broadcast` (the sender included); any other path echoes.
+//! on `/broadcast` (the sender included); any other path echoes. Plain HTTP `GET
+//! /metrics` serves the server's Prometheus metrics (the soak reads them).
 //!
 //! ```text
 //! cargo run --release --example broadcast -- [ADDR] [--redis URL]     # default 127.0.0.1:9001
@@ -10,12 +11,17 @@
 //! reaches the `/broadcast` connections of both.
 //!
 //! One reactor per core (`WORKERS=n` to override); room for 20,000 connections.
+//! permessage-deflate (RFC 7692) is on for clients that offer it: a published message
+//! is compressed once and the same bytes go to every subscriber that negotiated it.
 //!
 //! Logs go to stdout (`RUST_LOG`, default `info`); Ctrl-C or `SIGTERM` stops
 //! gracefully: every client gets close 1001 after what was queued for it.
 
 use tracing_subscriber::EnvFilter;
-use wavecore::{Conn, Handler, Message, RedisBridge, Request, Server, Upgrade};
+use wavecore::{
+    Conn, DeflateConfig, Handler, HttpResponse, Message, RedisBridge, Request, Server, Service,
+    Upgrade,
+};
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -66,11 +72,25 @@ impl Handler for Route {
     }
 }
 
-fn route(request: &Request<'_>) -> Upgrade<Route> {
-    if request.path() == "/broadcast" {
-        Upgrade::accept(Route::Broadcast(Subscriber))
-    } else {
-        Upgrade::accept(Route::Echo(Echo))
+/// Upgrades by path; plain HTTP: the metrics.
+struct Routes;
+
+impl Service for Routes {
+    type Handler = Route;
+
+    fn upgrade(&self, request: &Request<'_>) -> Upgrade<Route> {
+        if request.path() == "/broadcast" {
+            Upgrade::accept(Route::Broadcast(Subscriber))
+        } else {
+            Upgrade::accept(Route::Echo(Echo))
+        }
+    }
+
+    fn http(&self, request: &Request<'_>) -> HttpResponse {
+        match request.path() {
+            "/metrics" => HttpResponse::metrics(request),
+            _ => HttpResponse::not_found(),
+        }
     }
 }
 
@@ -86,7 +106,8 @@ fn main() -> std::io::Result<()> {
         .shutdown_on_signals(true)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
-        .max_connections(20_000);
+        .max_connections(20_000)
+        .permessage_deflate(DeflateConfig::default());
     if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
         builder = builder.workers(workers);
     }
@@ -97,7 +118,7 @@ fn main() -> std::io::Result<()> {
     if let Some(url) = redis {
         builder = builder.bridge(RedisBridge::new(&url)?);
     }
-    let server = builder.start(route)?;
+    let server = builder.start(Routes)?;
     tracing::info!("broadcast server on ws://{}/broadcast", server.local_addr());
     server.join()?;
     Ok(())

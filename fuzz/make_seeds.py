@@ -7,6 +7,7 @@ what the fuzzer adds. Run from anywhere: python3 fuzz/make_seeds.py
 """
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEY = b"\x37\xfa\x21\x3d"
@@ -152,6 +153,30 @@ def connection_streams():
     }
 
 
+def deflate(data, wbits=15, level=6):
+    """Raw DEFLATE with a sync flush, the trailing 00 00 ff ff removed (RFC 7692 7.2.1)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -wbits)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    return out[:-4]
+
+
+def inflate_streams():
+    """(options, compressed payload): option bit 0 small limit, bit 1 client context
+    takeover, bit 2 a text message."""
+    hello = bytes([0xF2, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00])
+    return {
+        "rfc_hello": (4, hello),
+        "rfc_stored": (4, bytes([0x00, 0x05, 0x00, 0xFA, 0xFF]) + b"Hello" + b"\x00"),
+        "rfc_bfinal": (4, bytes([0xF3, 0x48, 0xCD, 0xC9, 0xC9, 0x07, 0x00, 0x00])),
+        "rfc_two_blocks": (4, bytes([0xF2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xCA, 0xC9, 0xC9, 0x07, 0x00])),
+        "bomb": (1, deflate(b"\x00" * 100000)),
+        "json": (4 | 2, deflate(('{"id":1,"text":"h\u00e9llo"},' * 40).encode())),
+        "bad_utf8": (4, deflate(b"valid, then \xff")),
+        "reserved_block": (0, bytes([0xFF, 0xFF, 0xFF])),
+        "window9": (2, deflate(bytes(range(256)) * 8, 9)),
+    }
+
+
 def write(target, name, data):
     directory = os.path.join(HERE, "corpus", target)
     os.makedirs(directory, exist_ok=True)
@@ -178,6 +203,9 @@ def main():
     for name, (options, stream) in connection_streams().items():
         for step in steps:
             write("connection", f"{name}-{step}", bytes([step, options]) + stream)
+    for name, (options, stream) in inflate_streams().items():
+        for step in steps:
+            write("inflate", f"{name}-{step}", bytes([step, options]) + stream)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 //! A small blocking WebSocket client on a std [`TcpStream`], for tests, tools and
-//! examples (not for production traffic: no TLS, no proxy, no extensions).
+//! examples (not for production traffic: no TLS, no proxy). The one extension it
+//! speaks is permessage-deflate (RFC 7692), when asked with
+//! [`Client::connect_deflate`].
 //!
 //! ```no_run
 //! use wavecore::client::{Client, ClientMessage};
@@ -20,7 +22,8 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
 
 use crate::protocol::close::encode_close_payload;
-use crate::protocol::frame::encode_frame;
+use crate::protocol::deflate::{ClientNegotiated, check_response, client_offer, pool};
+use crate::protocol::frame::{RSV1, encode_frame};
 use crate::protocol::handshake::{ClientHandshake, ResponseReader};
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, OpCode, Role};
 
@@ -142,7 +145,14 @@ pub struct Client {
     end: usize,
     out: Vec<u8>,
     close_sent: bool,
+    /// permessage-deflate, if the server accepted the offer.
+    deflate: Option<ClientNegotiated>,
+    /// Compressed payload of the message being sent (reused).
+    scratch: Vec<u8>,
 }
+
+/// Messages shorter than this go out uncompressed even with permessage-deflate.
+const MIN_COMPRESSED: usize = 32;
 
 fn invalid(message: &str) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, message.to_owned())
@@ -156,10 +166,36 @@ impl Client {
 
     /// Connects offering `protocols` as subprotocols; see [`protocol`](Self::protocol).
     pub fn connect_with(url: &str, protocols: &[&str]) -> io::Result<Self> {
+        Self::open(url, protocols, false)
+    }
+
+    /// Connects offering `protocols` and permessage-deflate (RFC 7692) as
+    /// `permessage-deflate; client_max_window_bits`, as browsers do. Whether the server
+    /// accepted it: [`deflate`](Self::deflate). Messages of 32 bytes or more are then
+    /// sent compressed (each on its own, no context takeover), and compressed messages
+    /// from the server are inflated.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`], and `InvalidData` when the server's
+    /// `Sec-WebSocket-Extensions` answer breaks RFC 7692 section 7.1.
+    pub fn connect_deflate(url: &str, protocols: &[&str]) -> io::Result<Self> {
+        Self::open(url, protocols, true)
+    }
+
+    fn open(url: &str, protocols: &[&str], deflate: bool) -> io::Result<Self> {
         let url = WsUrl::parse(url)?;
         let mut stream = TcpStream::connect(&url.authority)?;
         stream.set_nodelay(true)?;
-        let (handshake, request) = ClientHandshake::new(&url.authority, &url.path, protocols, &[]);
+        let offer = client_offer();
+        let offer_text = offer.to_string();
+        let extensions: &[(&str, &str)] = if deflate {
+            &[("Sec-WebSocket-Extensions", &offer_text)]
+        } else {
+            &[]
+        };
+        let (handshake, request) =
+            ClientHandshake::new(&url.authority, &url.path, protocols, extensions);
         stream.write_all(&request)?;
         let mut reader = ResponseReader::default();
         let mut buf = vec![0u8; 16 << 10];
@@ -181,12 +217,23 @@ impl Client {
         let protocol = handshake
             .validate(head)
             .map_err(|e| invalid(&e.to_string()))?;
+        let answers =
+            ClientHandshake::response_extensions(head).map_err(|e| invalid(&e.to_string()))?;
+        let negotiated = match answers.as_slice() {
+            [] => None,
+            [answer] if deflate => Some(
+                check_response(&offer, answer)
+                    .map_err(|e| invalid(&format!("server's permessage-deflate answer: {e}")))?,
+            ),
+            _ => return Err(invalid("server chose extensions not offered")),
+        };
         Ok(Self {
             stream,
             decoder: Decoder::new(DecoderConfig {
                 role: Role::Client,
                 max_frame_size: 64 << 20,
                 max_message_size: 64 << 20,
+                inflate: negotiated.map(|n| n.inflate),
                 ..DecoderConfig::default()
             }),
             rng: MaskRng::from_os(),
@@ -196,7 +243,15 @@ impl Client {
             end: got,
             out: Vec::new(),
             close_sent: false,
+            deflate: negotiated,
+            scratch: Vec::new(),
         })
+    }
+
+    /// What permessage-deflate negotiation settled, if the server accepted the offer
+    /// of [`Client::connect_deflate`].
+    pub fn deflate(&self) -> Option<ClientNegotiated> {
+        self.deflate
     }
 
     /// The subprotocol the server chose, if any.
@@ -217,14 +272,33 @@ impl Client {
         self.stream.write_all(&self.out)
     }
 
+    /// Sends a whole message as one frame, compressed if permessage-deflate was
+    /// negotiated and it is long enough to be worth it.
+    fn send_message(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let Some(negotiated) = self.deflate else {
+            return self.send_frame(true, opcode, payload);
+        };
+        self.scratch.clear();
+        if payload.len() < MIN_COMPRESSED
+            || !pool::compress(1, negotiated.client_window_bits, payload, &mut self.scratch)
+        {
+            return self.send_frame(true, opcode, payload);
+        }
+        self.out.clear();
+        let key = self.rng.mask_key();
+        encode_frame(&mut self.out, true, opcode, &self.scratch, Some(key));
+        self.out[0] |= RSV1 << 4;
+        self.stream.write_all(&self.out)
+    }
+
     /// Sends a text message as one frame.
     pub fn send_text(&mut self, text: &str) -> io::Result<()> {
-        self.send_frame(true, OpCode::Text, text.as_bytes())
+        self.send_message(OpCode::Text, text.as_bytes())
     }
 
     /// Sends a binary message as one frame.
     pub fn send_binary(&mut self, data: &[u8]) -> io::Result<()> {
-        self.send_frame(true, OpCode::Binary, data)
+        self.send_message(OpCode::Binary, data)
     }
 
     /// Sends a message split into frames of at most `fragment` bytes (at least one

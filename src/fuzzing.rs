@@ -15,6 +15,9 @@
 //! * [`connection`]: one connection's state machine with an echoing handler: the
 //!   bytes it writes are one HTTP response and, after a 101, valid unmasked server
 //!   frames with nothing after a close frame.
+//! * [`inflate`]: permessage-deflate's receive path: arbitrary compressed payloads,
+//!   whole and in reads, within the limit, failing with 1007 or 1009 only; and a
+//!   compress-then-inflate round trip.
 //!
 //! Every input starts with two bytes: how to cut the rest into reads (`0`: one
 //! read; `n`: reads of `n` bytes) and a set of option bits each harness reads its own
@@ -23,12 +26,14 @@
 mod connection;
 mod frames;
 mod heads;
+mod inflate;
 #[cfg(test)]
 mod tests;
 
 pub use connection::connection;
 pub use frames::frames;
 pub use heads::{request_head, response_head};
+pub use inflate::inflate;
 
 /// A fuzz input: option bits and a stream cut into reads.
 #[derive(Debug, Clone, Copy)]

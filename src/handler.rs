@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 
 use crate::protocol::CloseCode;
+use crate::protocol::deflate::DeflateParams;
 use crate::protocol::handshake::{Refusal, RequestHead};
 use crate::server::ServerHandle;
 use crate::server::http::HttpResponse;
@@ -185,6 +186,17 @@ impl<'a> Request<'a> {
     pub fn head(&self) -> &'a RequestHead {
         self.head
     }
+
+    /// The client's valid `permessage-deflate` offers (RFC 7692 section 7.1), in
+    /// its order of preference; offers with unknown, duplicated or invalid parameters
+    /// are left out (the server would decline them). With
+    /// [`crate::ServerConfig::permessage_deflate`] on, the first of these is accepted
+    /// unless the upgrade says [`Upgrade::without_compression`].
+    pub fn deflate_offers(&self) -> impl Iterator<Item = DeflateParams> + 'a {
+        self.head
+            .extensions()
+            .filter_map(|element| DeflateParams::parse(element).ok())
+    }
 }
 
 impl Deref for Request<'_> {
@@ -207,6 +219,8 @@ pub(crate) struct Accepted<H> {
     pub handler: H,
     pub protocol: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// permessage-deflate may be negotiated (if the server has it on).
+    pub compression: bool,
 }
 
 impl<H> Upgrade<H> {
@@ -217,14 +231,28 @@ impl<H> Upgrade<H> {
                 handler,
                 protocol: None,
                 headers: Vec::new(),
+                compression: true,
             }),
         }
     }
 
-    /// Chooses the subprotocol (one the client offered) for the 101 response.
+    /// Chooses the subprotocol for the 101 response (`Sec-WebSocket-Protocol`). It must
+    /// be one the client offered (`request.protocols()`, compared exactly): a client
+    /// fails a handshake that names another (RFC 6455 section 4.1), so the server
+    /// answers `500` instead and logs the mistake at `error`.
     pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
         if let Ok(accepted) = &mut self.outcome {
             accepted.protocol = Some(protocol.into());
+        }
+        self
+    }
+
+    /// Declines permessage-deflate for this connection, whatever the client offered
+    /// and the server's [`crate::ServerConfig::permessage_deflate`] says: its messages
+    /// go out and must come in uncompressed (RSV1 then fails the connection with 1002).
+    pub fn without_compression(mut self) -> Self {
+        if let Ok(accepted) = &mut self.outcome {
+            accepted.compression = false;
         }
         self
     }

@@ -71,6 +71,8 @@ pub use handler::{
 };
 #[doc(inline)]
 pub use protocol::CloseCode;
+#[doc(inline)]
+pub use protocol::deflate::{DeflateConfig, DeflateParams};
 pub use server::bridge::{BridgeState, BridgeStats};
 #[doc(inline)]
 pub use server::{

@@ -92,3 +92,21 @@ fn added_fields_are_in_the_101_and_cannot_add_lines() {
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
 }
+
+#[test]
+fn a_subprotocol_the_client_did_not_offer_is_refused_with_500() {
+    // An application bug: every conforming client would fail the handshake.
+    let server = TestServer::start(builder(), |_: &Request<'_>| {
+        Upgrade::accept(Protocol).with_protocol("chat.v9")
+    });
+    for extra in ["Sec-WebSocket-Protocol: chat.v1\r\n", ""] {
+        let mut stream = tcp(server.addr);
+        stream
+            .write_all(upgrade_request("/", &[], extra).as_bytes())
+            .unwrap();
+        let reply = read_response_head(&mut stream);
+        assert_eq!(reply.status, 500, "{extra:?}: {reply:?}");
+        assert_eq!(reply.header("Sec-WebSocket-Protocol"), None);
+    }
+    assert_eq!(server.handle.stats().open_connections, 0);
+}

@@ -28,6 +28,9 @@
 //!   page counts bytes before sending, and the server closes with 1009 past it.
 //! * **Graceful stop.** Ctrl-C or SIGTERM: every page gets Close 1001 and reconnects
 //!   (with backoff) when the server is back (`ServerBuilder::shutdown_on_signals`).
+//! * **Compression.** permessage-deflate (RFC 7692) is on: every browser offers it, and
+//!   a line published to a room is compressed once for all its members (lines under
+//!   64 bytes go out as they are).
 //! * **Operations.** `/metrics` serves the server's counters to Prometheus;
 //!   `RUST_LOG=debug` shows refusals and protocol closes.
 //!
@@ -49,8 +52,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::EnvFilter;
 use wavecore::{
-    CloseCode, CloseInfo, Conn, ConnId, Handler, HttpResponse, Message, RedisBridge, Request,
-    Server, ServerHandle, Service, Upgrade,
+    CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
+    Request, Server, ServerHandle, Service, Upgrade,
 };
 
 #[path = "../common/cli.rs"]
@@ -258,6 +261,7 @@ fn main() -> std::io::Result<()> {
     let mut builder = Server::builder()
         .bind(addr)
         .max_message_size(MAX_LINE)
+        .permessage_deflate(DeflateConfig::default())
         .shutdown_on_signals(true);
     if let Some(url) = redis {
         builder = builder.bridge(RedisBridge::new(&url)?.channel_prefix("chat:"));

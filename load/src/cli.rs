@@ -17,6 +17,7 @@ Exit status: 0, 1 when any error was counted, 2 when the run could not start.
 Examples:
   wavecore-load echo 127.0.0.1:9001 -c 100 -p 1 -s 32 -d 10
   wavecore-load broadcast 127.0.0.1:9001 -c 1000 --publishers 4 --rate 100 -s 64
+  wavecore-load broadcast 127.0.0.1:9001 -c 1000 --rate 200 -s 1024 --json-payload --deflate
   wavecore-load broadcast 127.0.0.1:9001 --publish-to 127.0.0.1:9002 -c 1000 --rate 1000
   wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json
   wavecore-load soak 127.0.0.1:9001 -c 12000 --publishers 4 --rate 20 --echo 4000 \\
@@ -121,6 +122,15 @@ pub struct Cli {
     /// must then get Close 1001 after every message it was owed
     #[arg(long)]
     pub shutdown: bool,
+    /// Offer permessage-deflate (RFC 7692, as browsers do); where the server accepts
+    /// it, messages are sent compressed and compressed ones inflated
+    #[arg(long)]
+    pub deflate: bool,
+
+    /// Payload filler is JSON text (records with varying numbers), which compresses
+    /// like real JSON, instead of the alphabet repeated
+    #[arg(long)]
+    pub json_payload: bool,
 }
 
 /// Parses a number of seconds, fractions allowed.
@@ -182,6 +192,8 @@ impl Cli {
             stall: false,
             shutdown: self.shutdown,
             signal_pid: None,
+            deflate: self.deflate,
+            json_payload: self.json_payload,
         };
         if cfg.shutdown && (cfg.mode != Mode::Soak || cfg.server_pid.is_none()) {
             return Err("--shutdown is for a soak with --server-pid".into());

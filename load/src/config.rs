@@ -88,6 +88,12 @@ pub struct Config {
     /// Send the shutdown's signal to this process at the end of this run's window (the
     /// soak sets it on its broadcast part).
     pub signal_pid: Option<u32>,
+    /// Offer permessage-deflate (RFC 7692) and, where the server accepts it, send
+    /// messages compressed and inflate compressed ones.
+    pub deflate: bool,
+    /// Payload filler is JSON text (records with varying numbers) instead of the
+    /// alphabet repeated, so compression ratios are realistic.
+    pub json_payload: bool,
 }
 
 impl Default for Config {
@@ -118,6 +124,8 @@ impl Default for Config {
             stall: false,
             shutdown: false,
             signal_pid: None,
+            deflate: false,
+            json_payload: false,
         }
     }
 }

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use mio::net::TcpStream;
 use socket2::{Domain, Socket, Type};
 use wavecore::client::MaskRng;
-use wavecore::protocol::frame::encode_frame;
+use wavecore::protocol::deflate::{check_response, client_offer, pool};
+use wavecore::protocol::frame::{RSV1, encode_frame};
 use wavecore::protocol::handshake::{ClientHandshake, ResponseReader};
 use wavecore::protocol::{Decoder, DecoderConfig, Event, OpCode, Role};
 
@@ -25,6 +26,10 @@ pub struct Out {
     rng: MaskRng,
     raw: bool,
     binary: bool,
+    /// permessage-deflate negotiated: the client window (bits) to compress with.
+    deflate: Option<u8>,
+    /// Compressed payload of the message being queued (reused).
+    scratch: Vec<u8>,
 }
 
 impl Out {
@@ -38,6 +43,16 @@ impl Out {
             } else {
                 OpCode::Text
             };
+            if let Some(bits) = self.deflate {
+                self.scratch.clear();
+                if pool::compress(1, bits, payload, &mut self.scratch) {
+                    let start = self.buf.len();
+                    let key = self.rng.mask_key();
+                    encode_frame(&mut self.buf, true, opcode, &self.scratch, Some(key));
+                    self.buf[start] |= RSV1 << 4;
+                    return;
+                }
+            }
             self.frame(opcode, payload);
         }
     }
@@ -137,6 +152,7 @@ impl Conn {
         path: &str,
         raw: Option<usize>,
         binary: bool,
+        deflate: bool,
     ) -> Self {
         let mut out = Out {
             buf: Vec::new(),
@@ -144,11 +160,19 @@ impl Conn {
             rng: MaskRng::from_os(),
             raw: raw.is_some(),
             binary,
+            deflate: None,
+            scratch: Vec::new(),
         };
         let state = if raw.is_some() {
             State::Open
         } else {
-            let (handshake, request) = ClientHandshake::new(host, path, &[], &[]);
+            let offer = client_offer().to_string();
+            let extensions: &[(&str, &str)] = if deflate {
+                &[("Sec-WebSocket-Extensions", &offer)]
+            } else {
+                &[]
+            };
+            let (handshake, request) = ClientHandshake::new(host, path, &[], extensions);
             out.buf = request;
             State::Handshaking(Box::new((handshake, ResponseReader::default())))
         };
@@ -239,6 +263,16 @@ impl Conn {
             };
             let head = reader.head().expect("complete head");
             handshake.validate(head).map_err(|e| e.to_string())?;
+            let answers = ClientHandshake::response_extensions(head).map_err(|e| e.to_string())?;
+            if let Some(answer) = answers.first() {
+                let negotiated = check_response(&client_offer(), answer)
+                    .map_err(|e| format!("permessage-deflate answer: {e}"))?;
+                self.out.deflate = Some(negotiated.client_window_bits);
+                self.decoder = Decoder::new(DecoderConfig {
+                    inflate: Some(negotiated.inflate),
+                    ..self.decoder.config()
+                });
+            }
             self.state = State::Open;
             f(&mut self.out, Input::Opened)?;
             data = &mut std::mem::take(&mut data)[used..];

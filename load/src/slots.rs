@@ -161,7 +161,14 @@ impl Slots {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let raw = cfg.raw.then_some(cfg.size.max(1));
-        Ok(Conn::new(stream, host, &cfg.path, raw, cfg.binary))
+        Ok(Conn::new(
+            stream,
+            host,
+            &cfg.path,
+            raw,
+            cfg.binary,
+            cfg.deflate,
+        ))
     }
 
     /// Waits up to `timeout` for readiness events (an interrupted wait returns none).

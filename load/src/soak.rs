@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Mode};
+use crate::metrics::{self, ServerCounters};
 use crate::procfs;
 use crate::report::Report;
 
@@ -43,6 +44,9 @@ pub struct SoakReport {
     /// running: fewer than the connections the client held means the server closed
     /// slow consumers (its backpressure policy).
     pub server_fds: Option<usize>,
+    /// The server's own counters from its `/metrics` (a wavecore server that serves
+    /// them, like `examples/broadcast`), read with the descriptors.
+    pub server_counters: Option<ServerCounters>,
 }
 
 /// The parts of a soak, as runs of the other modes.
@@ -135,6 +139,7 @@ pub fn run(cfg: &Config) -> Result<SoakReport, String> {
         thread::sleep(at.saturating_duration_since(Instant::now()));
     }
     let server_fds = cfg.server_pid.and_then(procfs::open_fds);
+    let server_counters = metrics::scrape(cfg.addr, &cfg.host);
     let broadcast = join_part(broadcast)?;
     let echo = join_part(echo)?;
     let (churned, churn_errors, churn_time) = churner
@@ -160,6 +165,7 @@ pub fn run(cfg: &Config) -> Result<SoakReport, String> {
         churn_time,
         rss,
         server_fds,
+        server_counters,
     })
 }
 
@@ -256,6 +262,13 @@ impl SoakReport {
             );
         }
         s.push('\n');
+        if let Some(c) = self.server_counters {
+            let _ = writeln!(
+                s,
+                "  the server's counters a second before the end (/metrics): {} connections closed for backpressure (1008), {} messages dropped, {} connections dropped for no pong (idle timeout)",
+                c.backpressure_closes, c.dropped_messages, c.idle_timeouts
+            );
+        }
         let _ = writeln!(
             s,
             "  churn: {} connections opened and closed ({:.1}/s), {} failed rounds",

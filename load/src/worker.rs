@@ -39,7 +39,7 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
         local: Local {
             tally: Tally::default(),
             unpublished: Unpublished::default(),
-            template: payload::template(cfg.size),
+            template: payload::template(cfg.size, cfg.json_payload),
             scratch: Vec::with_capacity(cfg.size),
         },
         ready_sent: false,

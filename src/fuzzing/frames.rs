@@ -27,6 +27,7 @@ pub fn frames(role: Role, data: &[u8]) {
         max_frame_size,
         max_message_size,
         allowed_rsv: (input.options >> 4) & 0b111,
+        inflate: None,
     };
     let whole = decode(config, &[input.stream]);
     let split = decode(config, &input.reads());

@@ -48,3 +48,8 @@ fn response_head_corpus() {
 fn connection_corpus() {
     replay("connection", super::connection);
 }
+
+#[test]
+fn inflate_corpus() {
+    replay("inflate", super::inflate);
+}

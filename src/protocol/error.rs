@@ -36,6 +36,18 @@ pub enum ProtocolError {
     InvalidClosePayload,
     /// A close frame with a code that is never valid on the wire.
     InvalidCloseCode(u16),
+    /// A control frame with RSV1 set while permessage-deflate is negotiated: control
+    /// frames are never compressed (RFC 7692 section 6.1).
+    CompressedControl,
+    /// A continuation frame with RSV1 set: only a message's first frame carries it
+    /// (RFC 7692 section 6.1).
+    CompressedContinuation,
+    /// A compressed message whose payload is not valid DEFLATE data (RFC 7692
+    /// section 7.2.2). RFC 7692 names no close code; this fails with 1007 (Invalid
+    /// Frame Payload Data, RFC 6455 section 7.4.1): the frames were well formed, but
+    /// the message's data is not what its framing (RSV1: "DEFLATE") says, the same
+    /// kind of fault as text that is not UTF-8. Node's `ws` makes the same choice.
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
@@ -43,7 +55,7 @@ impl ProtocolError {
     pub const fn close_code(self) -> CloseCode {
         match self {
             Self::FrameTooLarge | Self::MessageTooLarge => CloseCode::MESSAGE_TOO_BIG,
-            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -65,6 +77,9 @@ impl ProtocolError {
             Self::InvalidUtf8 => "invalid UTF-8",
             Self::InvalidClosePayload => "invalid close payload",
             Self::InvalidCloseCode(_) => "invalid close code",
+            Self::CompressedControl => "compressed control frame",
+            Self::CompressedContinuation => "RSV1 on a continuation frame",
+            Self::InvalidCompressedData => "invalid compressed data",
         }
     }
 }

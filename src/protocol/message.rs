@@ -6,10 +6,16 @@
 //! is unmasked in place and handed out as a slice of the caller's buffer: no copy, no
 //! allocation. Only fragmented or partially received messages are copied, into a
 //! per-message buffer that is released once the message has been delivered.
+//!
+//! With permessage-deflate negotiated ([`DecoderConfig::inflate`]), a message whose
+//! first frame has RSV1 set is inflated as its frames arrive, all fragments as one
+//! DEFLATE stream, into that buffer: `max_message_size` bounds the inflated size and is
+//! enforced while inflating, and text is UTF-8-checked on the inflated bytes.
 
 use super::close::{CloseFrame, parse_close_payload};
+use super::deflate::{InflateParams, Inflater, pool};
 use super::error::ProtocolError;
-use super::frame::{OpCode, Role, decode_header};
+use super::frame::{OpCode, RSV1, Role, decode_header};
 use super::mask::apply_mask;
 use super::utf8::{self, Utf8Stream};
 
@@ -26,6 +32,9 @@ pub struct DecoderConfig {
     pub max_message_size: usize,
     /// RSV bits defined by negotiated extensions. Default 0 (none).
     pub allowed_rsv: u8,
+    /// permessage-deflate (RFC 7692), when negotiated: RSV1 on a message's first frame
+    /// then marks it compressed, and it is inflated. Default `None`.
+    pub inflate: Option<InflateParams>,
 }
 
 impl Default for DecoderConfig {
@@ -35,6 +44,7 @@ impl Default for DecoderConfig {
             max_frame_size: 16 << 20,
             max_message_size: 16 << 20,
             allowed_rsv: 0,
+            inflate: None,
         }
     }
 }
@@ -58,6 +68,10 @@ pub enum Event<'a> {
 #[derive(Debug)]
 struct OpenMessage {
     text: bool,
+    /// RSV1 was set on the first frame: `payload` holds inflated bytes.
+    compressed: bool,
+    /// Compressed bytes received so far (compressed messages only).
+    compressed_len: u64,
     payload: Vec<u8>,
     utf8: Utf8Stream,
     /// The frame whose payload is still arriving, if any.
@@ -102,6 +116,7 @@ struct Limits {
     max_message_size: u32,
     role: Role,
     allowed_rsv: u8,
+    inflate: Option<InflateParams>,
 }
 
 impl From<DecoderConfig> for Limits {
@@ -112,6 +127,7 @@ impl From<DecoderConfig> for Limits {
             max_message_size: clamp(config.max_message_size),
             role: config.role,
             allowed_rsv: config.allowed_rsv,
+            inflate: config.inflate,
         }
     }
 }
@@ -129,6 +145,10 @@ pub struct Decoder {
     message: Option<Box<OpenMessage>>,
     /// The open message's buffer was handed out by the previous call; drop it next call.
     delivered: bool,
+    /// The inflate state: lent by the thread's pool while a compressed message is being
+    /// received (peer without context takeover), or the connection's own for its life
+    /// (with context takeover).
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Decoder {
@@ -138,6 +158,7 @@ impl Decoder {
             limits: Limits::from(config),
             message: None,
             delivered: false,
+            inflater: None,
         }
     }
 
@@ -148,6 +169,7 @@ impl Decoder {
             max_frame_size: self.limits.max_frame_size as usize,
             max_message_size: self.limits.max_message_size as usize,
             allowed_rsv: self.limits.allowed_rsv,
+            inflate: self.limits.inflate,
         }
     }
 
@@ -162,6 +184,19 @@ impl Decoder {
             Some(m) if !self.delivered => m.payload.len(),
             _ => 0,
         }
+    }
+
+    /// Whether inflate state is held (tests: none between messages without context
+    /// takeover).
+    #[cfg(test)]
+    pub(crate) fn holds_inflater(&self) -> bool {
+        self.inflater.is_some()
+    }
+
+    /// Bytes reserved for the message in progress, delivered or not (tests: bounded).
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.payload.capacity())
     }
 
     /// Releases the buffer of a message delivered by the previous call, if any.
@@ -240,10 +275,23 @@ impl Decoder {
         if let Some(frame) = self.message.as_ref().and_then(|m| m.frame) {
             return self.continue_frame(frame, input);
         }
-        let Some(header) = decode_header(input, self.limits.role, self.limits.allowed_rsv)? else {
+        let deflate_rsv = if self.limits.inflate.is_some() {
+            RSV1
+        } else {
+            0
+        };
+        let allowed_rsv = self.limits.allowed_rsv | deflate_rsv;
+        let Some(header) = decode_header(input, self.limits.role, allowed_rsv)? else {
             return Ok(Step::NeedMore);
         };
         let start = header.header_len as usize;
+        let compressed = header.rsv & deflate_rsv != 0;
+        if compressed && header.opcode.is_control() {
+            return Err(ProtocolError::CompressedControl);
+        }
+        if compressed && header.opcode == OpCode::Continuation {
+            return Err(ProtocolError::CompressedContinuation);
+        }
         if header.opcode.is_control() {
             // At most 125 bytes: wait until the whole frame is here.
             let end = start + header.payload_len as usize;
@@ -269,12 +317,28 @@ impl Decoder {
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (opcode, None) => opcode == OpCode::Text,
         };
-        let held = self.message.as_ref().map_or(0, |m| m.payload.len());
-        if held + len > self.limits.max_message_size as usize {
-            return Err(ProtocolError::MessageTooLarge);
+        let max = self.limits.max_message_size as usize;
+        match &mut self.message {
+            // Inflated bytes are counted as they come out; the compressed ones are
+            // bounded too (twice the limit and 1 KiB: DEFLATE never needs more), so a
+            // stream of empty blocks cannot go on for ever.
+            Some(open) if open.compressed => {
+                open.compressed_len += header.payload_len;
+                if open.compressed_len > 2 * max as u64 + 1024 {
+                    return Err(ProtocolError::MessageTooLarge);
+                }
+            }
+            Some(open) if open.payload.len() + len > max => {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+            None if !compressed && len > max => return Err(ProtocolError::MessageTooLarge),
+            None if compressed && header.payload_len > 2 * max as u64 + 1024 => {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+            _ => {}
         }
         let end = start + len;
-        if header.fin && self.message.is_none() && input.len() >= end {
+        if header.fin && !compressed && self.message.is_none() && input.len() >= end {
             // The whole message is here: unmask in place and lend it out.
             let payload = &mut input[start..end];
             if let Some(key) = header.mask {
@@ -285,10 +349,21 @@ impl Decoder {
             }
             return Ok(Step::Whole { text, start, end });
         }
+        if compressed && self.inflater.is_none() {
+            self.inflater = Some(match self.limits.inflate {
+                Some(params) if !params.no_context_takeover => {
+                    Box::new(Inflater::new(params.window_bits))
+                }
+                _ => pool::take_inflater(),
+            });
+        }
         let open = self.message.get_or_insert_with(|| {
             Box::new(OpenMessage {
                 text,
-                payload: Vec::with_capacity(len.min(MAX_RESERVE)),
+                compressed,
+                compressed_len: header.payload_len,
+                // Inflated output grows as it comes (never to a claimed size).
+                payload: Vec::with_capacity(if compressed { 0 } else { len.min(MAX_RESERVE) }),
                 utf8: Utf8Stream::new(),
                 frame: None,
             })
@@ -323,6 +398,16 @@ impl Decoder {
             .as_mut()
             .expect("an open frame belongs to an open message");
         open.frame = (frame.remaining > 0).then_some(frame);
+        if open.compressed {
+            let complete = frame.remaining == 0 && frame.fin;
+            return self.inflate_chunk(chunk, complete).map(|()| {
+                if complete {
+                    Step::Assembled { used }
+                } else {
+                    Step::Consumed(used)
+                }
+            });
+        }
         if open.text {
             open.utf8
                 .feed(chunk)
@@ -336,6 +421,47 @@ impl Decoder {
             open.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         Ok(Step::Assembled { used })
+    }
+
+    /// Inflates the next compressed bytes of the open message; when `complete`, ends
+    /// the message (the inflate state goes back to the pool without context takeover).
+    fn inflate_chunk(&mut self, chunk: &[u8], complete: bool) -> Result<(), ProtocolError> {
+        let limit = self.limits.max_message_size as usize;
+        let open = self.message.as_mut().expect("an open message");
+        let inflater = self
+            .inflater
+            .as_mut()
+            .expect("a compressed message has an inflater");
+        let OpenMessage {
+            text,
+            payload,
+            utf8,
+            ..
+        } = &mut **open;
+        let mut check = |piece: &[u8]| {
+            if *text {
+                utf8.feed(piece).map_err(|_| ProtocolError::InvalidUtf8)
+            } else {
+                Ok(())
+            }
+        };
+        inflater.inflate(chunk, payload, limit, &mut check)?;
+        if !complete {
+            return Ok(());
+        }
+        inflater.finish(payload, limit, &mut check)?;
+        if *text {
+            utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if self
+            .limits
+            .inflate
+            .is_none_or(|params| params.no_context_takeover)
+            && let Some(inflater) = self.inflater.take()
+        {
+            pool::give_back(inflater);
+        }
+        Ok(())
     }
 }
 

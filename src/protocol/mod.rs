@@ -1,4 +1,4 @@
-//! RFC 6455 without I/O: no sockets, threads or clocks, and no allocation per frame.
+//! RFC 6455 (and RFC 7692) without I/O: no sockets, threads or clocks, and no allocation per frame.
 //!
 //! Everything here takes bytes and returns bytes and events, so it can be tested,
 //! fuzzed and benchmarked without a socket.
@@ -9,8 +9,10 @@
 //! * [`close`]: close codes and close-frame payload rules.
 //! * [`message`]: turns incoming bytes into messages and control frames.
 //! * [`handshake`]: the HTTP/1.1 opening handshake, server and client side.
+//! * [`deflate`]: permessage-deflate (RFC 7692): negotiation, bounded (in)flate.
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

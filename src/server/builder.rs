@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::handler::Service;
+use crate::protocol::deflate::DeflateConfig;
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
@@ -128,6 +129,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Turns permessage-deflate (RFC 7692) on with `config` (off by default); for
+    /// the defaults, `.permessage_deflate(DeflateConfig::default())`. See
+    /// [`ServerConfig::permessage_deflate`] and [`DeflateConfig`].
+    pub fn permessage_deflate(mut self, config: DeflateConfig) -> Self {
+        self.config.permessage_deflate = Some(config);
+        self
+    }
+
     /// Replaces every setting at once.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -216,6 +225,7 @@ impl ServerBuilder {
             counters: (0..workers).map(|_| Arc::default()).collect(),
             settled: Default::default(),
             backend,
+            deflate: self.config.permessage_deflate,
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
@@ -284,6 +294,7 @@ fn log_start(addr: SocketAddr, workers: usize, backend: Backend, config: &Server
         keep_alive_timeout = ?config.keep_alive_timeout,
         ping_interval = ?config.ping_interval,
         shutdown_timeout = ?config.shutdown_timeout,
+        permessage_deflate = ?config.permessage_deflate,
         "wavecore server listening"
     );
 }

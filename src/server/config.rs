@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::protocol::deflate::DeflateConfig;
+
 /// What happens when a send would take a connection's buffered bytes past
 /// [`ServerConfig::max_backpressure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -141,6 +143,18 @@ pub struct ServerConfig {
     /// The event source: epoll, io_uring, or io_uring where available. Default
     /// [`Backend::Epoll`]. [`crate::ServerHandle::backend`] says which one runs.
     pub backend: Backend,
+    /// permessage-deflate (RFC 7692): `None` (the default) declines every offer;
+    /// `Some` accepts the first valid offer a client makes (browsers always offer it)
+    /// with this policy, unless [`crate::Upgrade::without_compression`] says no for
+    /// that connection. Clients that offer nothing are unaffected.
+    ///
+    /// What it costs: no compression state per connection between messages (the
+    /// server never uses context takeover, and by default asks the client not to
+    /// either); per reactor thread, one compressor per window size in use (about
+    /// 320 KiB at 15 bits, estimated) and a few inflaters (about 40 KiB each, estimated). A published message
+    /// is compressed once, on the publisher's thread, and shared by every subscriber
+    /// that negotiated compression. See docs/architecture.md.
+    pub permessage_deflate: Option<DeflateConfig>,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +180,7 @@ impl Default for ServerConfig {
             read_buffer_size: 64 << 10,
             reuse_port: false,
             backend: Backend::Epoll,
+            permessage_deflate: None,
         }
     }
 }

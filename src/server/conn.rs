@@ -347,11 +347,30 @@ impl<H: Handler> Connection<H> {
                 return 0;
             }
         };
-        let headers: Vec<(&str, &str)> = accepted
+        if let Some(protocol) = accepted.protocol.as_deref()
+            && !head.protocols().any(|offered| offered == protocol)
+        {
+            report::unoffered_protocol(&self.core, protocol);
+            self.refuse_for(
+                &Refusal::new(500, "internal error"),
+                RefusalReason::Service,
+                env,
+            );
+            return 0;
+        }
+        let deflate = match &env.config.permessage_deflate {
+            Some(config) if accepted.compression => config.accept(head.extensions()),
+            _ => None,
+        };
+        let extension = deflate.map(|(_, response)| response.to_string());
+        let mut headers: Vec<(&str, &str)> = accepted
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
+        if let Some(extension) = &extension {
+            headers.push(("Sec-WebSocket-Extensions", extension));
+        }
         write_accept_response(
             &mut env.turn.cork,
             &key,
@@ -359,11 +378,13 @@ impl<H: Handler> Connection<H> {
             &headers,
         );
         self.core.protocol = accepted.protocol.map(String::into_boxed_str);
+        self.core.deflate_window = deflate.map(|(negotiated, _)| negotiated.server_window_bits);
         let decoder = Decoder::new(DecoderConfig {
             role: Role::Server,
             max_frame_size: env.config.max_frame_size,
             max_message_size: env.config.max_message_size,
             allowed_rsv: 0,
+            inflate: deflate.map(|(negotiated, _)| negotiated.inflate_params()),
         });
         self.phase = Phase::Open {
             decoder,

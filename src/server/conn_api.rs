@@ -14,7 +14,9 @@ use crate::server::outbox::{Chunk, Delivery, Outbox};
 use crate::server::pubsub::{Publish, Subscription};
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
-use crate::server::turn::{Turn, encode_into, encode_shared};
+use crate::server::turn::{
+    Turn, deflate_message, encode_frame_into, encode_into, encode_shared, encode_shared_frame,
+};
 
 /// A connection's id: unique across the server's reactors for the server's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +66,9 @@ pub(crate) struct ConnCore {
     pub batch_holder: bool,
     /// The tick this connection's timer entry is due at (0: none scheduled).
     pub timer_due: Tick,
+    /// permessage-deflate negotiated: the largest window (8 to 15 bits) our messages
+    /// may be compressed with. No compression state is kept per connection.
+    pub deflate_window: Option<u8>,
 }
 
 impl ConnCore {
@@ -83,6 +88,7 @@ impl ConnCore {
             dirty: false,
             batch_holder: false,
             timer_due: 0,
+            deflate_window: None,
         }
     }
 
@@ -318,9 +324,12 @@ impl Conn<'_> {
             };
         }
         self.turn.counters.publishes.add(1);
-        self.turn
-            .publishes
-            .push(Publish::new(topic.map(Into::into), message, exclude));
+        self.turn.publishes.push(Publish::new(
+            topic.map(Into::into),
+            message,
+            exclude,
+            self.config.permessage_deflate.as_ref(),
+        ));
         PublishStatus::Published
     }
 
@@ -336,11 +345,21 @@ impl Conn<'_> {
             return SendStatus::Dropped;
         }
         self.turn.counters.sent(payload.len());
+        let Turn { cork, scratch, .. } = &mut *self.turn;
+        let compressed = deflate_message(
+            scratch,
+            self.core.deflate_window,
+            self.config.permessage_deflate.as_ref(),
+            payload,
+        );
+        let body = if compressed { &scratch[..] } else { payload };
         if self.core.outbox.is_empty() {
-            encode_into(&mut self.turn.cork, opcode, payload);
+            encode_frame_into(cork, opcode, body, compressed);
             SendStatus::Success
         } else {
-            self.core.outbox.push(encode_shared(opcode, payload));
+            self.core
+                .outbox
+                .push(encode_shared_frame(opcode, body, compressed));
             self.core.needs_drain = true;
             self.turn.counters.backpressure_events.add(1);
             SendStatus::Backpressure

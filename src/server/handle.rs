@@ -107,7 +107,7 @@ impl ServerHandle {
 
     fn send(&self, topic: Option<Arc<str>>, message: Message<'_>) -> Publish {
         Stats::bump(&self.shared.stats.handle_publishes);
-        let publish = Publish::new(topic, message, None);
+        let publish = Publish::new(topic, message, None, self.shared.deflate.as_ref());
         for remote in &self.shared.remotes {
             remote.send_publishes(std::iter::once(publish.clone()));
         }

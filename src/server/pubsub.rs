@@ -4,7 +4,7 @@
 //! Each reactor keeps its own registry, touched only by its own thread. A publish is
 //! encoded once into a [`Bytes`] frame; other reactors get that `Bytes` through their
 //! inboxes, and each reactor hands it to its local subscribers as a range of its turn
-//! batch or a clone of the `Bytes` (see `reactor/delivery.rs`).
+//! batch or a clone of the `Bytes` (see `core/delivery.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,9 +13,12 @@ use bytes::Bytes;
 use slab::Slab;
 
 use crate::handler::Message;
+use crate::protocol::OpCode;
+use crate::protocol::deflate::DeflateConfig;
+use crate::protocol::frame::{Role, decode_header};
 use crate::server::bridge::Core as Bridge;
 use crate::server::conn_api::ConnId;
-use crate::server::turn::encode_shared;
+use crate::server::turn::{deflate_message, encode_shared, encode_shared_frame};
 
 /// A published frame on its way to subscribers.
 #[derive(Debug, Clone)]
@@ -26,15 +29,76 @@ pub(crate) struct Publish {
     pub frame: Bytes,
     /// A connection that must not receive it (the publisher, when it asked so).
     pub exclude: Option<ConnId>,
+    /// The same message compressed (permessage-deflate), shared by every subscriber
+    /// that negotiated it with a window it fits; `None` when compression is off, the
+    /// message is under `min_message_size`, or compressing did not make it smaller.
+    pub deflated: Option<Deflated>,
+}
+
+/// A published message compressed once, without context takeover, so that any
+/// connection that negotiated permessage-deflate can be sent it.
+#[derive(Debug, Clone)]
+pub(crate) struct Deflated {
+    /// The frame (RSV1 set).
+    pub frame: Bytes,
+    /// The smallest negotiated server window (bits) a subscriber needs to be sent this
+    /// frame: no match in it reaches further back than 2^`needs` bytes.
+    pub needs: u8,
+}
+
+impl Deflated {
+    /// Compresses `payload` (of a message with `opcode`) per `config`, if worth it.
+    pub fn of(opcode: OpCode, payload: &[u8], config: &DeflateConfig) -> Option<Self> {
+        let window = config.server_max_window_bits.clamp(8, 15);
+        let mut scratch = Vec::new();
+        if !deflate_message(&mut scratch, Some(window), Some(config), payload) {
+            return None;
+        }
+        // Matches never reach further back than the message is long, nor than the
+        // window the compressor used.
+        let reach = (usize::BITS - payload.len().saturating_sub(1).leading_zeros()) as u8;
+        Some(Self {
+            frame: encode_shared_frame(opcode, &scratch, true),
+            needs: reach.clamp(8, window),
+        })
+    }
 }
 
 impl Publish {
-    /// Encodes `message` once into the frame every subscriber will share.
-    pub fn new(topic: Option<Arc<str>>, message: Message<'_>, exclude: Option<ConnId>) -> Self {
+    /// Encodes `message` once into the frame every subscriber will share, and, with
+    /// permessage-deflate on (`deflate`), compresses it once too.
+    pub fn new(
+        topic: Option<Arc<str>>,
+        message: Message<'_>,
+        exclude: Option<ConnId>,
+        deflate: Option<&DeflateConfig>,
+    ) -> Self {
+        let (opcode, payload) = (message.opcode(), message.as_bytes());
         Self {
             topic,
-            frame: encode_shared(message.opcode(), message.as_bytes()),
+            frame: encode_shared(opcode, payload),
             exclude,
+            deflated: deflate.and_then(|config| Deflated::of(opcode, payload, config)),
+        }
+    }
+
+    /// A publish of an already encoded, whole, unmasked data `frame` (from the
+    /// bridge), compressed too with permessage-deflate on (`deflate`).
+    pub fn of_frame(
+        topic: Option<Arc<str>>,
+        frame: Bytes,
+        deflate: Option<&DeflateConfig>,
+    ) -> Self {
+        let deflated = deflate.and_then(|config| {
+            let header = decode_header(&frame, Role::Client, 0).ok()??;
+            let payload = frame.get(header.header_len as usize..)?;
+            Deflated::of(header.opcode, payload, config)
+        });
+        Self {
+            topic,
+            frame,
+            exclude: None,
+            deflated,
         }
     }
 }

@@ -143,6 +143,9 @@ pub(crate) struct Shared {
     pub failures: Mutex<Vec<ReactorFailure>>,
     /// Each reactor's own counters, by reactor index.
     pub counters: Vec<Arc<ReactorCounters>>,
+    /// The permessage-deflate policy, if on: publishes made outside a reactor (the
+    /// handle, the bridge) are compressed with it too.
+    pub deflate: Option<crate::protocol::deflate::DeflateConfig>,
     /// Reactors that have settled for a shutdown (or failed), see [`Shared::settle`].
     pub settled: AtomicUsize,
     /// The backend the reactors run on (never `Auto`: what `Auto` chose).
@@ -162,6 +165,7 @@ impl Shared {
             bridge: None,
             failures: Mutex::new(Vec::new()),
             counters: vec![Arc::default()],
+            deflate: None,
             settled: AtomicUsize::new(0),
             backend: Backend::Epoll,
         }

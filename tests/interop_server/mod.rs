@@ -2,7 +2,8 @@
 //! [`Handler`], started in-process on `127.0.0.1:0`.
 
 use wavecore::{
-    CloseCode, Conn, Handler, HttpResponse, Message, Request, Server, Service, Upgrade,
+    CloseCode, Conn, DeflateConfig, Handler, HttpResponse, Message, Request, Server, Service,
+    Upgrade,
 };
 
 /// The browser test page, served at `GET /interop.html`.
@@ -87,6 +88,7 @@ pub fn start() -> Server {
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
         .max_backpressure(128 << 20)
+        .permessage_deflate(DeflateConfig::default())
         .start(InteropService)
         .expect("start the interop server")
 }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::accept::{ACCEPT_KEY_LEN, accept_key_bytes};
 use super::response::put_header;
-use super::tokens::has_token;
+use super::tokens::{has_token, str_items};
 
 /// Header fields [`ClientHandshake::validate`] accepts in a response head.
 const MAX_RESPONSE_HEADERS: usize = 64;
@@ -209,6 +209,33 @@ impl ClientHandshake {
             .find(|offered| offered.as_bytes() == protocol)
             .map(|offered| Some(offered.clone()))
             .ok_or(HandshakeError::UnrequestedProtocol)
+    }
+
+    /// The extension elements of a response head's `Sec-WebSocket-Extensions` fields
+    /// (comma-separated items of every such field, trimmed, in order), e.g. to check
+    /// a `permessage-deflate` answer with
+    /// [`check_response`](crate::protocol::deflate::check_response).
+    ///
+    /// # Errors
+    ///
+    /// As [`ClientHandshake::validate`] for a head that does not parse.
+    pub fn response_extensions(response: &[u8]) -> Result<Vec<String>, HandshakeError> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        match parsed.parse(response) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => return Err(HandshakeError::Incomplete),
+            Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge),
+            Err(_) => return Err(HandshakeError::Malformed),
+        }
+        Ok(parsed
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .flat_map(str_items)
+            .map(str::to_owned)
+            .collect())
     }
 }
 

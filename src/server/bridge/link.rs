@@ -417,11 +417,7 @@ impl BridgeLink {
         let Some(shared) = core.server() else {
             return;
         };
-        let publish = Publish {
-            topic: Some(topic),
-            frame,
-            exclude: None,
-        };
+        let publish = Publish::of_frame(Some(topic), frame, shared.deflate.as_ref());
         // Counted first: whoever sees the message delivered sees it counted.
         core.counters
             .lag(now_micros().saturating_sub(header.sent_at));

@@ -48,6 +48,18 @@ pub(super) fn service_panic(
     );
 }
 
+/// `Service::upgrade` chose a subprotocol the client did not offer (an application
+/// bug: every conforming client fails such a handshake, RFC 6455 section 4.1):
+/// logged at `error`; the caller answers 500.
+pub(super) fn unoffered_protocol(core: &ConnCore, protocol: &str) {
+    tracing::error!(
+        conn = core.id.0,
+        peer = %core.peer,
+        protocol,
+        "Service::upgrade chose subprotocol {protocol:?}, which the client did not offer; answering 500"
+    );
+}
+
 /// A request was refused with an HTTP error (`debug`).
 pub(super) fn refusal(core: &ConnCore, refusal: &Refusal, reason: RefusalReason) {
     tracing::debug!(

@@ -5,6 +5,10 @@
 //! reactor) are usually for the same topic. They are copied end to end into the turn
 //! batch and each subscriber is visited once for the whole run, getting one range
 //! (see `batch.rs` and `outbox.rs`), instead of once per message.
+//!
+//! With permessage-deflate, a publish also carries its message compressed once (see
+//! `pubsub.rs`); the run's compressed frames are laid in the batch beside the plain
+//! ones, and each subscriber gets one or the other, by what it negotiated.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -38,15 +42,35 @@ impl<S: Service, IO> Core<S, IO> {
             return;
         }
         self.frames.clear();
-        let delivery = if batched {
+        self.deflated_frames.clear();
+        // The compressed frames of the run, where there are any: each publish's own,
+        // or its plain frame when it has none (an uncompressed message is fine on a
+        // connection that negotiated compression).
+        let needs = group
+            .iter()
+            .filter_map(|publish| publish.deflated.as_ref().map(|d| d.needs))
+            .max();
+        let (delivery, deflated) = if batched {
             for publish in group {
                 self.frames.push(self.turn.batch.append(&publish.frame));
             }
-            Delivery::batched(&self.frames)
+            if needs.is_some() {
+                for publish in group {
+                    let frame = publish
+                        .deflated
+                        .as_ref()
+                        .map_or(&publish.frame, |d| &d.frame);
+                    self.deflated_frames.push(self.turn.batch.append(frame));
+                }
+            }
+            let deflated = needs.map(|_| Delivery::batched(&self.deflated_frames));
+            (Delivery::batched(&self.frames), deflated)
         } else {
             debug_assert_eq!(group.len(), 1);
-            Delivery::Shared(&first.frame)
+            let deflated = first.deflated.as_ref().map(|d| Delivery::Shared(&d.frame));
+            (Delivery::Shared(&first.frame), deflated)
         };
+        let needs = needs.unwrap_or(u8::MAX);
         // A panic while delivering to one subscriber fails that subscriber only: the
         // loop resumes after it, so the others still get the message.
         let mut next = 0;
@@ -66,6 +90,14 @@ impl<S: Service, IO> Core<S, IO> {
                     }
                     #[cfg(test)]
                     group.iter().for_each(crate::server::testing::on_delivery);
+                    let delivery = match deflated {
+                        Some(deflated)
+                            if entry.conn.core.deflate_window.is_some_and(|w| w >= needs) =>
+                        {
+                            deflated
+                        }
+                        _ => delivery,
+                    };
                     entry.conn.deliver(delivery, &mut env);
                     delivered += 1;
                     if batched {

@@ -104,6 +104,8 @@ pub(crate) struct Core<S: Service, IO> {
     targets: Vec<usize>,
     /// Scratch list of frame ranges in the turn batch.
     frames: Vec<BatchRange>,
+    /// The compressed counterparts of `frames` (permessage-deflate subscribers).
+    deflated_frames: Vec<BatchRange>,
     next_id: u64,
     /// A shutdown was seen: the driver stops accepting.
     stopping: bool,
@@ -138,6 +140,7 @@ impl<S: Service, IO> Core<S, IO> {
             outgoing: Vec::new(),
             targets: Vec::new(),
             frames: Vec::new(),
+            deflated_frames: Vec::new(),
             next_id: 1,
             stopping: false,
             settle_due: false,
@@ -222,6 +225,7 @@ impl<S: Service, IO> Core<S, IO> {
     /// Takes a connection just accepted from `peer` (its driver state `io`), at the
     /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503.
     pub fn open<T: Transport<IO>>(&mut self, io: IO, peer: std::net::SocketAddr, t: &mut T) {
+        self.turn.reserve_cork();
         let over_capacity =
             self.shared.stats.tcp.load(Ordering::Relaxed) >= self.config.max_connections;
         let slot = self.conns.vacant_entry();
@@ -451,19 +455,30 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// Gives back what a crowd of connections left behind once the reactor has none
-    /// (the slab, the scratch lists, the timer wheel's slots, the topic registry), and
-    /// asks the allocator to return the freed pages to the system, so a server's
-    /// memory returns to its idle size after a burst. Rare: only when the last of more
-    /// than [`KEEP_IDLE_SLOTS`] connections leaves.
+    /// (the slab, the scratch lists, the cork, the timer wheel's slots, the topic
+    /// registry), and asks the allocator to return the freed pages to the system, so a
+    /// server's memory returns to its idle size after a burst. Rare: only when the last
+    /// of more than [`KEEP_IDLE_SLOTS`] connections leaves.
+    ///
+    /// Keeps and allocates nothing that a crowd grew: a buffer kept from the crowd (the
+    /// forwarding list) or allocated now (a fresh cork) sits among the pages the crowd
+    /// freed, often high in this thread's arena, where it splits the free memory.
     fn release_idle_memory(&mut self) {
         self.conns = Slab::new();
         self.wheel.clear();
         self.dirty = Vec::new();
+        self.outgoing = Vec::new();
         self.targets = Vec::new();
         self.frames = Vec::new();
+        self.deflated_frames = Vec::new();
         self.fired = Vec::new();
+        // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
+        // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB
+        // or more in that arena is what makes it give the top back.
+        let cork = std::mem::take(&mut self.turn.cork);
         self.turn.release_idle_memory();
         let released = crate::server::allocator::release_free_memory();
+        drop(cork);
         tracing::debug!(
             reactor = self.index,
             released,

@@ -506,7 +506,7 @@ fn publishes_queued_before_the_shutdown_go_out_before_the_1001() {
     );
     // Another reactor handed on a publish it accepted before the shutdown: it is in
     // the inbox with the `Closing` the last settle sent.
-    let publish = Publish::new(Some(TOPIC.into()), Message::Text("last"), None);
+    let publish = Publish::new(Some(TOPIC.into()), Message::Text("last"), None, None);
     h.shared.remotes[0].send_publishes(std::iter::once(publish));
     h.core.wake(h.now, &mut h.wire);
     h.at(Duration::ZERO);

@@ -59,6 +59,14 @@ function startChat(bin, addr) {
 
 async function open(context, base, query) {
   const page = await context.newPage();
+  // The 101's Sec-WebSocket-Extensions, as Chromium received it (DevTools protocol).
+  page.wsExtensions = [];
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Network.enable');
+  cdp.on('Network.webSocketHandshakeResponseReceived', ({ response }) => {
+    const headers = Object.fromEntries(Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+    page.wsExtensions.push(headers['sec-websocket-extensions'] ?? '');
+  });
   page.on('console', (msg) => console.error(`[page ${query} console.${msg.type()}] ${msg.text()}`));
   page.on('pageerror', (err) => console.error(`[page ${query} error] ${err.message}`));
   const response = await page.goto(`${base}/?${query}`, { waitUntil: 'load', timeout: WAIT_MS });
@@ -126,6 +134,12 @@ async function run(bin) {
       await until(ana, 'Ana sees Bo', (v) => same(v.members, ['Ana (you)', 'Bo']) && v.notes.includes('Bo joined'));
       await until(bo, 'Bo sees Ana', (v) => same(v.members, ['Ana', 'Bo (you)']));
       await until(cy, 'Cy alone in blue', (v) => v.state === 'open' && same(v.members, ['Cy (you)']));
+    });
+
+    await check('compression: Chromium negotiated permessage-deflate', async () => {
+      expect(ana.wsExtensions.length > 0, 'no handshake response seen');
+      expect(ana.wsExtensions.every((e) => e.startsWith('permessage-deflate')),
+        `Sec-WebSocket-Extensions ${JSON.stringify(ana.wsExtensions)}`);
     });
 
     await check('two rooms: a line reaches its room only, own lines marked, timestamps', async () => {

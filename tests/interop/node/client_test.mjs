@@ -255,6 +255,20 @@ class Runner {
     await withTimeout(waitFor(b, payload), 5000, 'receiver receiving the broadcast');
   }
 
+  // ws offers permessage-deflate by default and compresses messages of 1 KiB or more.
+  async deflate() {
+    const c = await this.open('/echo');
+    expect(c.ws.extensions.startsWith('permessage-deflate'),
+      `negotiated extensions ${JSON.stringify(c.ws.extensions)}, want permessage-deflate`);
+    const doc = JSON.stringify([...Array(60).keys()].map((i) => ({ id: i, user: `user${i}`, text: 'compressed by ws' })));
+    for (const [data, isBinary] of [[doc, false], [Buffer.from(doc), true], ['short', false]]) {
+      c.ws.send(data);
+      const got = await c.recv();
+      expect(got.isBinary === isBinary && Buffer.from(got.data).equals(Buffer.from(data)),
+        `echo of ${data.length} bytes came back different`);
+    }
+  }
+
   async main() {
     const big = randomBytes(MIB);
     await this.run('echo_text_ascii', () => this.echoOne('hello wavecore', false));
@@ -277,6 +291,7 @@ class Runner {
     await this.run('subprotocol_none', () => this.subprotocolNone());
     await this.run('forbidden_403', () => this.forbidden());
     await this.run('broadcast', () => this.broadcast());
+    await this.run('permessage_deflate', () => this.deflate());
   }
 }
 

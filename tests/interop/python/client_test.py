@@ -50,11 +50,11 @@ class Runner:
         # Node client on /broadcast at the same time) cannot confuse us.
         self.run_id = f"py-{os.getpid()}-{time.monotonic_ns()}"
 
-    def connect(self, path="/echo", **kwargs):
+    def connect(self, path="/echo", compression=None, **kwargs):
         return connect(
             self.base + path,
-            # Plain RFC 6455 framing: the contract does not promise RFC 7692.
-            compression=None,
+            # Plain RFC 6455 framing unless a check asks for permessage-deflate.
+            compression=compression,
             # No automatic keepalive pings: they would interleave with ours.
             ping_interval=None,
             max_size=MAX_MESSAGE,
@@ -188,6 +188,22 @@ class Runner:
                 except TimeoutError:
                     raise CheckFailed(f"{name} did not receive the broadcast within 5s") from None
 
+    async def deflate(self):
+        """permessage-deflate (RFC 7692) negotiated with websockets' default offer."""
+        doc = "[" + ",".join(
+            f'{{"id":{i},"user":"user{i}","text":"compressed by websockets"}}' for i in range(40)) + "]"
+        async with self.connect(compression="deflate") as ws:
+            answer = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            expect(answer.startswith("permessage-deflate"),
+                   f"Sec-WebSocket-Extensions {answer!r}, want permessage-deflate")
+            for message in (doc, doc.encode(), "short", "é✓" * (MIB // 5)):
+                await ws.send(message)
+                got = await ws.recv()
+                expect(got == message, f"sent {describe(message)}, got back {describe(got)}")
+            await ws.send(iter(["frag", "mented ", doc]))
+            got = await ws.recv()
+            expect(got == "fragmented " + doc, f"fragmented: got back {describe(got)}")
+
     async def main(self):
         big = os.urandom(MIB)
         await self.run("echo_text_ascii", lambda: self.echo_one("hello wavecore"))
@@ -211,6 +227,7 @@ class Runner:
         await self.run("subprotocol_none", lambda: self.subprotocol(["nope"], None))
         await self.run("forbidden_403", self.forbidden)
         await self.run("broadcast", self.broadcast)
+        await self.run("permessage_deflate", self.deflate)
 
 
 async def amain(base):

@@ -20,6 +20,7 @@ fn publish(topic: Option<&str>, text: &str) -> Publish {
         topic: topic.map(Arc::from),
         frame: encode_shared(OpCode::Text, text.as_bytes()),
         exclude: None,
+        deflated: None,
     }
 }
 

@@ -134,7 +134,7 @@ impl Model {
                 text.extend(std::iter::repeat_n('x', len));
                 let topic = Some(TOPICS[topic].into());
                 self.pending
-                    .push(Publish::new(topic, Message::Text(&text), None));
+                    .push(Publish::new(topic, Message::Text(&text), None, None));
             }
             Step::Deliver => self.deliver(),
             Step::Write { subscriber, budget } => self.write(subscriber, budget),
