@@ -440,8 +440,10 @@ impl<S: Service> Reactor<S> {
         if let Some(due) = entry.conn.next_due(&self.config) {
             let core = &mut entry.conn.core;
             if core.timer_due == 0 || due < core.timer_due {
-                core.timer_due = due;
-                self.wheel.schedule(key, core.id.0, due);
+                // The tick the entry is filed under: a deadline the wheel has passed
+                // (a long turn) is filed at its next tick, and the fired entry is
+                // recognised by that tick.
+                core.timer_due = self.wheel.schedule(key, core.id.0, due);
             }
         }
     }
@@ -631,7 +633,11 @@ impl<S: Service> Reactor<S> {
             }
         }
         self.fired.clear();
-        self.wheel.advance(Instant::now(), &mut self.fired);
+        // The turn's clock moves to the time the wheel is moved to, so a timer that
+        // came due while the turn ran (a long handler, say) finds its deadline passed.
+        let now = Instant::now();
+        self.turn.now = self.wheel.tick_of(now);
+        self.wheel.advance(now, &mut self.fired);
         let fired = std::mem::take(&mut self.fired);
         for entry in &fired {
             let Some(conn_entry) = self.conns.get_mut(entry.key) else {
