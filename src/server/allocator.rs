@@ -23,7 +23,7 @@
 ///
 /// Costs a walk over every arena, each locked in turn (other threads allocating
 /// meanwhile wait): call it rarely, when a reactor has just gone idle after a crowd
-/// (`Reactor::release_idle_memory`), never per connection or per message.
+/// (`Core::release_idle_memory`), never per connection or per message.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 pub(crate) fn release_free_memory() -> bool {

@@ -6,17 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mio::{Poll, Waker};
-
 use crate::handler::Service;
 use crate::protocol::deflate::DeflateConfig;
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
 use crate::server::config::{BackpressurePolicy, ServerConfig};
+use crate::server::driver::epoll::{self, EpollDriver};
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
 use crate::server::listener;
 use crate::server::pubsub::Interest;
-use crate::server::reactor::{Reactor, WAKER};
 use crate::server::shared::{Remote, Shared};
 use crate::server::signals::{self, SignalGuard};
 use crate::server::stats::Stats;
@@ -199,8 +197,8 @@ impl ServerBuilder {
         let mut polls = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let poll = Poll::new()?;
-            remotes.push(Remote::new(Waker::new(poll.registry(), WAKER)?));
+            let (poll, waker) = epoll::new_poll()?;
+            remotes.push(Remote::new(waker));
             polls.push(poll);
         }
         let bridge = self
@@ -229,14 +227,15 @@ impl ServerBuilder {
         let config = Arc::new(self.config.clone());
         let mut threads = Vec::with_capacity(workers);
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
-            let mut listener = mio::net::TcpListener::from_std(listener);
-            Reactor::<S>::register_listener(&poll, &mut listener)?;
+            let listener = epoll::register_listener(&poll, listener)?;
             let (service, config, shared) = (service.clone(), config.clone(), shared.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("wavecore-reactor-{index}"))
                     .spawn(move || {
-                        Reactor::new(index, poll, listener, service, config, shared).run_reported()
+                        // Built on its own thread, since handlers need not be `Send`.
+                        EpollDriver::new(index, poll, listener, service, config, shared)
+                            .run_reported()
                     })?,
             );
         }

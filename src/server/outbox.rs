@@ -1,5 +1,6 @@
-//! A connection's queue of bytes its socket has not taken yet, written with as few
-//! syscalls as possible.
+//! A connection's queue of bytes its socket has not taken yet: a pure buffer that
+//! hands out the slices to write and advances by what was written. The system calls
+//! are the driver's ([`Outbox::flush_with`] takes them as a closure).
 //!
 //! Sends made while a connection is being served go first into the reactor's *cork*
 //! buffer (shared by all connections, reused, so no allocation per message) and are
@@ -11,7 +12,7 @@
 //! turned into a `Bytes` slice of it by [`Outbox::settle`] before the turn ends.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 
@@ -241,6 +242,27 @@ impl Outbox {
         }
     }
 
+    /// For a completion driver: appends to `out` the first `max` chunks waiting, as
+    /// frozen shared buffers (reference counts, no copy) that stay alive and unmoved
+    /// whatever happens to this outbox, and returns their length. Stops at a range of
+    /// the live turn batch (there is none once the turn is sealed). The bytes stay
+    /// queued until [`Outbox::consume`] is told they were written.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the io_uring driver's (branch uring)")
+    )]
+    pub fn frozen(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        let mut len = 0;
+        for chunk in self.queue.iter().take(max) {
+            let Chunk::Shared(bytes) = chunk else {
+                break;
+            };
+            len += bytes.len();
+            out.push(bytes.clone());
+        }
+        len
+    }
+
     /// Whether any range of the turn batch is queued (the invariant of `batch.rs`
     /// says: never after the turn's seal).
     pub fn holds_batch(&self) -> bool {
@@ -251,28 +273,52 @@ impl Outbox {
                 .any(|chunk| matches!(chunk, Chunk::Batched(_)))
     }
 
-    /// Writes the queue, then `cork`, with as few syscalls as the socket allows (`batch`
-    /// is this turn's batch, which queued ranges refer to). What the socket does not
-    /// take of `cork` is copied into the queue; `cork` is left empty either way. An
-    /// emptied queue gives back all but a small allocation.
-    pub fn flush<W: Write>(
+    /// Writes the queue, then `cork`, to `socket` (see [`Outbox::flush_with`]): the
+    /// tests' and fuzz harnesses' in-memory sockets.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn flush<W: std::io::Write>(
         &mut self,
         socket: &mut W,
         cork: &mut Vec<u8>,
         batch: &TurnBatch,
     ) -> io::Result<Flushed> {
+        self.flush_with(cork, batch, |slices| {
+            if slices.len() == 1 {
+                socket.write(&slices[0])
+            } else {
+                socket.write_vectored(slices)
+            }
+        })
+    }
+
+    /// Hands the queue, then `cork`, to `write` (the driver's system call: it returns
+    /// the bytes it took of the slices, in order) in as few calls as it takes them
+    /// (`batch` is this turn's batch, which queued ranges refer to). What `write` does
+    /// not take of `cork` is copied into the queue; `cork` is left empty either way. An
+    /// emptied queue gives back all but a small allocation.
+    ///
+    /// # Errors
+    ///
+    /// What `write` returned, other than `WouldBlock` (which is [`Flushed::Blocked`])
+    /// and `Interrupted` (retried); `WriteZero` if it took nothing without saying why.
+    pub fn flush_with(
+        &mut self,
+        cork: &mut Vec<u8>,
+        batch: &TurnBatch,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<Flushed> {
         let mut cork_written = 0;
         let result = if self.is_empty() {
-            Self::write_one(socket, cork, &mut cork_written)
+            Self::write_one(&mut write, cork, &mut cork_written)
         } else if self.queue.is_empty() && cork.is_empty() {
             // A subscriber's broadcast frames of this turn, the usual case: one slice.
             let tail = batch.resolve(self.tail);
             let mut written = 0;
-            let result = Self::write_one(socket, tail, &mut written);
+            let result = Self::write_one(&mut write, tail, &mut written);
             self.consume(written);
             result
         } else {
-            self.write_all(socket, cork, batch, &mut cork_written)
+            self.write_all(&mut write, cork, batch, &mut cork_written)
         };
         if cork_written < cork.len() {
             self.push(Bytes::copy_from_slice(&cork[cork_written..]));
@@ -282,14 +328,14 @@ impl Outbox {
         result
     }
 
-    /// Plain `write`s of one slice, `written` bytes of which are already out.
-    fn write_one<W: Write>(
-        socket: &mut W,
+    /// Writes of one slice, `written` bytes of which are already out.
+    fn write_one(
+        write: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
         bytes: &[u8],
         written: &mut usize,
     ) -> io::Result<Flushed> {
         while *written < bytes.len() {
-            match socket.write(&bytes[*written..]) {
+            match write(&[IoSlice::new(&bytes[*written..])]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     *written += n;
@@ -306,10 +352,11 @@ impl Outbox {
         Ok(Flushed::All)
     }
 
-    /// The general case: `writev`s of the queue, the tail, then the cork, in order.
-    fn write_all<W: Write>(
+    /// The general case: vectored writes of the queue, the tail, then the cork, in
+    /// order.
+    fn write_all(
         &mut self,
-        socket: &mut W,
+        write: &mut impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
         cork: &[u8],
         batch: &TurnBatch,
         cork_written: &mut usize,
@@ -339,12 +386,7 @@ impl Outbox {
             if offered == 0 {
                 return Ok(Flushed::All);
             }
-            let result = if count == 1 {
-                socket.write(&slices[0])
-            } else {
-                socket.write_vectored(&slices[..count])
-            };
-            let written = match result {
+            let written = match write(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
@@ -360,8 +402,9 @@ impl Outbox {
     }
 
     /// Drops `n` written bytes from the front of the queue, then of the tail; returns
-    /// how many came from them.
-    fn consume(&mut self, mut n: usize) -> usize {
+    /// how many came from them (less than `n` when the rest came from a cork written
+    /// behind them).
+    pub fn consume(&mut self, mut n: usize) -> usize {
         let mut taken = 0;
         while n > 0 {
             let Some(front) = self.queue.front_mut() else {

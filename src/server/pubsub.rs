@@ -4,7 +4,7 @@
 //! Each reactor keeps its own registry, touched only by its own thread. A publish is
 //! encoded once into a [`Bytes`] frame; other reactors get that `Bytes` through their
 //! inboxes, and each reactor hands it to its local subscribers as a range of its turn
-//! batch or a clone of the `Bytes` (see `reactor/delivery.rs`).
+//! batch or a clone of the `Bytes` (see `core/delivery.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -10,17 +10,29 @@
 //! a reactor takes the publishes queued before it (the inbox keeps their order) and
 //! only then closes its connections with 1001.
 
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use mio::Waker;
 
 use crate::server::bridge::Core as Bridge;
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, TopicCounts};
 use crate::server::stats::{Stats, StatsSnapshot};
+
+/// Rouses a reactor blocked in its event source, from any thread (the driver's:
+/// a mio `Waker` for epoll, an eventfd for io_uring).
+pub(crate) trait Wake: Send + Sync {
+    /// Wakes the reactor; several wake-ups before it looks may count as one.
+    ///
+    /// # Errors
+    ///
+    /// The system call's error (the wake-up is then lost: the caller logs nothing,
+    /// since a reactor that cannot be woken has failed in its own loop too).
+    fn wake(&self) -> io::Result<()>;
+}
 
 /// Where a graceful shutdown stands for one reactor (see the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,15 +58,22 @@ struct Inbox {
 }
 
 /// A reactor as other threads see it: an inbox and a waker.
-#[derive(Debug)]
 pub(crate) struct Remote {
-    waker: Waker,
+    waker: Box<dyn Wake>,
     inbox: Mutex<Inbox>,
 }
 
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Remote {
-    /// A remote for the reactor whose poll made `waker`.
-    pub fn new(waker: Waker) -> Self {
+    /// A remote for the reactor that `waker` rouses.
+    pub fn new(waker: Box<dyn Wake>) -> Self {
         Self {
             waker,
             inbox: Mutex::new(Inbox::default()),

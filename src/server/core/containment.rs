@@ -6,31 +6,49 @@
 //! still be written), counts it in `stats().internal_errors`, logs it at `error`, and
 //! the reactor goes on with every other connection. A failure that belongs to no one
 //! connection ends the reactor: it closes its connections the same way, stops
-//! accepting (closing its listening socket) so new connections go to the other
-//! reactors, and reports a [`ReactorFailure`] (on the handle, from `Server::join`, in the log).
+//! accepting (the driver closes its listening socket) so new connections go to the
+//! other reactors, and reports a [`ReactorFailure`] (on the handle, from
+//! `Server::join`, in the log).
 
 use std::any::Any;
-use std::io::Write;
+use std::io::IoSlice;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use crate::handler::Service;
 use crate::protocol::CloseCode;
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::frame::OpCode;
+use crate::server::core::{Core, Transport};
 use crate::server::failure::{ReactorFailure, panic_message};
-use crate::server::reactor::Reactor;
 use crate::server::stats::Stats;
 use crate::server::turn::encode_into;
 
-impl<S: Service> Reactor<S> {
-    /// Runs the reactor until a graceful shutdown completes, or until it fails; a
-    /// failure is reported before this returns it.
-    pub fn run_reported(mut self) -> Result<(), ReactorFailure> {
-        let cause = match catch_unwind(AssertUnwindSafe(|| self.run())) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => format!("event source failed: {error}"),
-            Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+impl<S: Service, IO> Core<S, IO> {
+    /// Runs `serve`, which works for the connection at `key` (or, with `None`, for
+    /// no connection in particular), with the driver's transport `t`. A panic fails
+    /// that connection (see [`Core::fail_internal`]); with no connection, it is the
+    /// reactor's and unwinds on.
+    pub fn contained<T: Transport<IO>>(
+        &mut self,
+        key: Option<usize>,
+        t: &mut T,
+        serve: impl FnOnce(&mut Self, &mut T),
+    ) {
+        let Err(panic) = catch_unwind(AssertUnwindSafe(|| serve(self, t))) else {
+            return;
         };
+        let Some(key) = key else {
+            resume_unwind(panic);
+        };
+        // The cork may hold a half-encoded frame of the failed connection.
+        self.turn.cork.clear();
+        self.fail_internal(key, &*panic, t);
+    }
+
+    /// The reactor failed (`cause`: a panic outside any connection, or its event
+    /// source): reports it (log, handle, the inbox closed so nothing piles up for
+    /// it) and ends every connection with 1011. The driver closes its listener.
+    pub fn fail_reactor<T: Transport<IO>>(&mut self, cause: String, t: &mut T) -> ReactorFailure {
         let failure = ReactorFailure {
             reactor: self.index,
             cause,
@@ -44,74 +62,62 @@ impl<S: Service> Reactor<S> {
         self.shared.report_failure(failure.clone());
         // It hands on nothing more: a shutdown need not wait for it.
         self.settle();
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.abandon())) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| self.abandon(t))) {
             tracing::error!(
                 reactor = self.index,
                 "closing the failed reactor's connections panicked too: {}",
                 panic_message(&*panic)
             );
         }
-        Err(failure)
-    }
-
-    /// Runs `serve`, which works for the connection at `key` (or, with `None`, for
-    /// no connection in particular). A panic fails that connection (see
-    /// [`Reactor::fail_internal`]); with no connection, it is the reactor's and unwinds
-    /// on.
-    pub(super) fn contained(&mut self, key: Option<usize>, serve: impl FnOnce(&mut Self)) {
-        let Err(panic) = catch_unwind(AssertUnwindSafe(|| serve(self))) else {
-            return;
-        };
-        let Some(key) = key else {
-            resume_unwind(panic);
-        };
-        // The cork may hold a half-encoded frame of the failed connection.
-        self.turn.cork.clear();
-        self.fail_internal(key, &*panic);
+        failure
     }
 
     /// Reports a panic in the server's own code while serving the connection at `key`
     /// (counted in `internal_errors`, logged at `error`) and ends that connection: the
     /// handler hears 1011, the peer gets a 1011 close frame if nothing half-written is
     /// queued before it (else only the TCP close), and the connection is dropped.
-    pub(super) fn fail_internal(&mut self, key: usize, panic: &(dyn Any + Send)) {
+    pub(super) fn fail_internal<T: Transport<IO>>(
+        &mut self,
+        key: usize,
+        panic: &(dyn Any + Send),
+        t: &mut T,
+    ) {
         Stats::bump(&self.shared.stats.internal_errors);
         tracing::error!(
             reactor = self.index,
-            conn = self.conns.get(key).map(|e| e.conn.core.id.0),
+            conn = self.conns.get(key).map(|slot| slot.conn.core.id.0),
             "panic in wavecore while serving a connection: {}; closing it (1011)",
             panic_message(panic)
         );
-        self.fail(key);
+        self.fail(key, t);
     }
 
-    /// Ends the connection at `key` with 1011 (see [`Reactor::fail_internal`]).
-    fn fail(&mut self, key: usize) {
-        let Some(entry) = self.conns.get_mut(key) else {
+    /// Ends the connection at `key` with 1011 (see [`Core::fail_internal`]).
+    fn fail<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let was_open = entry.conn.is_open();
+        let was_open = slot.conn.is_open();
         let mut env = env!(self);
-        let _ = catch_unwind(AssertUnwindSafe(|| entry.conn.fail(&mut env)));
-        if was_open && entry.conn.core.outbox.is_empty() {
+        let _ = catch_unwind(AssertUnwindSafe(|| slot.conn.fail(&mut env)));
+        if was_open && slot.conn.core.outbox.is_empty() {
             // Everything queued went out whole, so the stream is at a frame boundary.
             let mut payload = [0u8; 125];
             let n = encode_close_payload(CloseCode::INTERNAL_ERROR, "internal error", &mut payload);
             let mut frame = Vec::with_capacity(n + 2);
             encode_into(&mut frame, OpCode::Close, &payload[..n]);
-            let _ = entry.socket.write(&frame);
+            // Best effort: a driver that cannot write at once drops it.
+            let _ = t.write(&mut slot.io, &[IoSlice::new(&frame)]);
         }
-        self.remove(key);
+        self.remove(key, t);
     }
 
-    /// Ends every connection of a failed reactor (see [`Reactor::fail`]) and closes
-    /// its listening socket (its own, or its duplicate of the shared one).
-    fn abandon(&mut self) {
+    /// Ends every connection of a failed reactor (see [`Core::fail`]).
+    fn abandon<T: Transport<IO>>(&mut self, t: &mut T) {
         self.turn.cork.clear();
-        self.stop_accepting();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            self.fail(key);
+            self.fail(key, t);
         }
     }
 }

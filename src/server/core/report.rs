@@ -1,9 +1,9 @@
 //! What a reactor tells the log about its own life (failures are in `containment.rs`).
 
 use crate::handler::Service;
-use crate::server::reactor::Reactor;
+use crate::server::core::Core;
 
-impl<S: Service> Reactor<S> {
+impl<S: Service, IO> Core<S, IO> {
     /// The reactor returns after a graceful shutdown: `debug` when every connection
     /// finished its close, `warn` with the count when `shutdown_timeout` cut some off.
     pub(super) fn log_stop(&self) {

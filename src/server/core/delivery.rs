@@ -14,24 +14,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::handler::Service;
 use crate::server::batch::TurnBatch;
+use crate::server::core::{Core, Transport};
 use crate::server::outbox::Delivery;
 use crate::server::pubsub::Publish;
-use crate::server::reactor::Reactor;
 
-impl<S: Service> Reactor<S> {
+impl<S: Service, IO> Core<S, IO> {
     /// Delivers `publishes`, in order, to this reactor's subscribers.
-    pub(super) fn deliver_local(&mut self, publishes: &[Publish]) {
+    pub(super) fn deliver_local<T: Transport<IO>>(&mut self, publishes: &[Publish], t: &mut T) {
         let mut rest = publishes;
         while !rest.is_empty() {
             let (run, batched) = next_run(rest, &self.turn.batch);
             let (group, later) = rest.split_at(run);
-            self.deliver_group(group, batched);
+            self.deliver_group(group, batched, t);
             rest = later;
         }
     }
 
     /// Delivers publishes to one audience: small frames (`batched`), or one large one.
-    fn deliver_group(&mut self, group: &[Publish], batched: bool) {
+    fn deliver_group<T: Transport<IO>>(&mut self, group: &[Publish], batched: bool, t: &mut T) {
         let first = &group[0];
         self.targets.clear();
         match &first.topic {
@@ -122,7 +122,7 @@ impl<S: Service> Reactor<S> {
             .deliveries
             .add(delivered * group.len() as u64);
         for (key, panic) in failed {
-            self.fail_internal(key, &*panic);
+            self.fail_internal(key, &*panic, t);
         }
     }
 }

@@ -1,0 +1,543 @@
+//! The backend-neutral reactor core: one thread's connections and everything decided
+//! about them, with no system call and no clock of its own.
+//!
+//! The core owns the slab of connections, the turn (cork, turn batch, topics,
+//! publishes), the timer wheel, the list of connections to flush at the end of the
+//! turn, publish delivery and graceful shutdown. A driver (`driver/epoll.rs`) owns the
+//! sockets and the event source, and tells the core what happened:
+//!
+//! | the driver saw                  | it calls                                          |
+//! |---------------------------------|---------------------------------------------------|
+//! | a new connection                | [`Core::vacant_key`], then [`Core::open`]          |
+//! | bytes read                      | [`Core::take_pending`], [`Core::received`]        |
+//! | EOF or a read error             | [`Core::eof`]                                     |
+//! | room to write (readiness)       | [`Core::write`]                                   |
+//! | a write completed (completion)  | [`Core::sent`]                                    |
+//! | it is done serving a connection | [`Core::after_io`]                                |
+//! | a wake-up from another thread   | [`Core::wake`]                                    |
+//! | a turn starts, a turn ends      | [`Core::begin_turn`], [`Core::end_turn`]          |
+//!
+//! and asks what to do next: [`Core::poll_timeout`] (how long it may sleep),
+//! [`Core::pause_reading`] (flow control), [`Core::finished`] (shutdown complete),
+//! and, through its [`Transport`], what to write, when to shut down a socket's write
+//! side, when to resume reading, and when to forget a socket. Every instant is the
+//! driver's (`now` arguments), so tests drive the core with in-memory peers and a
+//! manual clock (`core/tests.rs`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::handler::Service;
+use crate::protocol::handshake::Refusal;
+use crate::server::batch::BatchRange;
+use crate::server::config::ServerConfig;
+use crate::server::conn::Connection;
+use crate::server::conn_api::{ConnCore, ConnId};
+use crate::server::outbox::Flushed;
+use crate::server::pubsub::Publish;
+use crate::server::shared::Shared;
+use crate::server::stats::Stats;
+use crate::server::timer::{self, TimerWheel};
+use crate::server::turn::Turn;
+
+pub(crate) use transport::Transport;
+
+/// The environment a connection is served in, borrowed field by field from a core
+/// (so the slab stays borrowable beside it).
+macro_rules! env {
+    ($core:ident) => {
+        $crate::server::conn::Env {
+            service: &*$core.service,
+            config: &$core.config,
+            turn: &mut $core.turn,
+        }
+    };
+}
+
+mod containment;
+mod delivery;
+mod report;
+mod shutdown;
+mod timers;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+/// A core whose slab grew past this many slots gives its memory back when its last
+/// connection leaves (see [`Core::release_idle_memory`]).
+const KEEP_IDLE_SLOTS: usize = 1024;
+
+/// A connection, the driver's state for it, and the core's bookkeeping.
+struct Slot<H, IO> {
+    io: IO,
+    conn: Connection<H>,
+    /// Our side of the TCP connection was shut down (finishing, waiting for EOF).
+    write_shut: bool,
+    /// Counted against `max_connections` (a connection refused with 503 is not, so
+    /// refusals cannot keep the server full).
+    counted: bool,
+    /// Reading is paused: more than `high_water_mark` bytes wait in the outbox.
+    reads_paused: bool,
+}
+
+/// One reactor's connections and state, without I/O (see the module docs). `IO` is
+/// the driver's per-connection state, stored beside each connection and handed back
+/// to the driver through its [`Transport`].
+pub(crate) struct Core<S: Service, IO> {
+    index: usize,
+    conns: Slab<Slot<S::Handler, IO>>,
+    turn: Turn,
+    wheel: TimerWheel,
+    fired: Vec<timer::Entry>,
+    service: Arc<S>,
+    config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+    /// Connections with queued bytes to write at the end of the turn.
+    dirty: Vec<usize>,
+    /// Publishes to hand to the other reactors at the end of the turn.
+    outgoing: Vec<Publish>,
+    /// Scratch list of subscriber keys.
+    targets: Vec<usize>,
+    /// Scratch list of frame ranges in the turn batch.
+    frames: Vec<BatchRange>,
+    /// The compressed counterparts of `frames` (permessage-deflate subscribers).
+    deflated_frames: Vec<BatchRange>,
+    next_id: u64,
+    /// A shutdown was seen: the driver stops accepting.
+    stopping: bool,
+    /// A shutdown was seen this turn: settle at its end (see `shared.rs`).
+    settle_due: bool,
+    /// This reactor has settled for a shutdown (or failed): it counted itself once.
+    settled: bool,
+    /// When a graceful shutdown must end (set when the connections start closing).
+    shutdown_deadline: Option<Instant>,
+}
+
+impl<S: Service, IO> Core<S, IO> {
+    /// The core of reactor `index` of the server `shared`; its clock starts at
+    /// `origin` (ticks of the timer wheel count from there).
+    pub fn new(
+        index: usize,
+        service: Arc<S>,
+        config: Arc<ServerConfig>,
+        shared: Arc<Shared>,
+        origin: Instant,
+    ) -> Self {
+        Self {
+            index,
+            conns: Slab::new(),
+            turn: Turn::for_reactor(&shared, index),
+            wheel: TimerWheel::new(origin),
+            fired: Vec::new(),
+            service,
+            config,
+            shared,
+            dirty: Vec::new(),
+            outgoing: Vec::new(),
+            targets: Vec::new(),
+            frames: Vec::new(),
+            deflated_frames: Vec::new(),
+            next_id: 1,
+            stopping: false,
+            settle_due: false,
+            settled: false,
+            shutdown_deadline: None,
+        }
+    }
+
+    /// This reactor's index among the server's.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// What the server's threads share (counters, inboxes).
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Connections held (open, handshaking, closing).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The current tick (as of the last [`Core::begin_turn`]).
+    pub fn tick(&self) -> timer::Tick {
+        self.turn.now
+    }
+
+    /// The driver's state for the connection at `key`, if it is still there.
+    pub fn io_mut(&mut self, key: usize) -> Option<&mut IO> {
+        self.conns.get_mut(key).map(|slot| &mut slot.io)
+    }
+
+    /// The key the next [`Core::open`] will give its connection (so the driver can
+    /// register the socket under it first).
+    pub fn vacant_key(&self) -> usize {
+        self.conns.vacant_key()
+    }
+
+    /// A turn starts at `now`: the clock the connections see moves on.
+    pub fn begin_turn(&mut self, now: Instant) {
+        self.turn.now = self.wheel.tick_of(now);
+    }
+
+    /// How long the driver may wait for events from `now`: zero while deliveries made
+    /// during the last flush wait (written at the next turn's end), until the next
+    /// tick while timers are armed, a shutdown runs or `waiting` (the driver's own
+    /// timer, such as paused accepts) is set, and for ever (`None`) otherwise.
+    pub fn poll_timeout(&self, now: Instant, waiting: bool) -> Option<Duration> {
+        if !self.dirty.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            (!self.wheel.is_empty() || waiting || self.shutdown_deadline.is_some())
+                .then(|| self.wheel.until_next_tick(now))
+        }
+    }
+
+    /// The turn ends at `now`: timers run, publishes are handed to the other
+    /// reactors, a shutdown seen this turn is settled (see `shared.rs`), every
+    /// connection delivered to is written, and the turn batch is sealed (see
+    /// `batch.rs`).
+    pub fn end_turn<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
+        // Timers first: their callbacks may publish too, and nothing delivered in a
+        // turn may wait for the next event to be written.
+        self.run_timers(now, t);
+        self.forward_publishes();
+        if std::mem::take(&mut self.settle_due) {
+            // Every publish accepted before the shutdown is in the other reactors'
+            // inboxes now, ahead of the `Closing` that the last settle sends.
+            self.settle();
+        }
+        self.flush_dirty(t);
+    }
+
+    /// Records how long the turn took (from the wake-up to the end of
+    /// [`Core::end_turn`]), for the turn-duration histogram.
+    pub fn observe_turn(&self, took: Duration) {
+        self.turn.counters.turns.observe(took);
+    }
+
+    /// Takes a connection just accepted from `peer` (its driver state `io`), at the
+    /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503.
+    pub fn open<T: Transport<IO>>(&mut self, io: IO, peer: std::net::SocketAddr, t: &mut T) {
+        self.turn.reserve_cork();
+        let over_capacity =
+            self.shared.stats.tcp.load(Ordering::Relaxed) >= self.config.max_connections;
+        let slot = self.conns.vacant_entry();
+        let key = slot.key();
+        let id = ConnId(((self.index as u64) << 48) | self.next_id);
+        self.next_id += 1;
+        let now = self.turn.now;
+        let core = ConnCore::new(key, id, peer, now);
+        let mut conn = Connection::new(core, &self.config, now);
+        if over_capacity {
+            Stats::bump(&self.shared.stats.refused_over_capacity);
+            let mut bytes = Vec::new();
+            Refusal::service_unavailable("too many connections").write(&mut bytes);
+            conn.finish_with(bytes.into(), &self.config, now);
+        } else {
+            self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
+        }
+        slot.insert(Slot {
+            io,
+            conn,
+            write_shut: false,
+            counted: !over_capacity,
+            reads_paused: false,
+        });
+        self.contained(Some(key), t, |core, t| core.after_io(key, t));
+    }
+
+    /// Copies the bytes the connection at `key` left over from its last read (a
+    /// partial frame header, at most 131 bytes) to the front of `buf`; returns how
+    /// many, so the next read lands after them.
+    pub fn take_pending(&mut self, key: usize, buf: &mut [u8]) -> usize {
+        self.conns
+            .get_mut(key)
+            .map_or(0, |slot| slot.conn.take_pending(buf))
+    }
+
+    /// Gives back what [`Core::take_pending`] lent out, when the read found nothing.
+    pub fn restore_pending(&mut self, key: usize, bytes: &[u8]) {
+        if let Some(slot) = self.conns.get_mut(key) {
+            slot.conn.restore_pending(bytes);
+        }
+    }
+
+    /// Bytes arrived for the connection at `key`: `data` is what
+    /// [`Core::take_pending`] put in front, then what was read. Decoded in place
+    /// (unmasked where it lies); replies go into the cork, for [`Core::write`].
+    pub fn received(&mut self, key: usize, data: &mut [u8]) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut env = env!(self);
+        slot.conn.receive(data, &mut env);
+    }
+
+    /// The peer ended its side, or reading failed.
+    pub fn eof(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut env = env!(self);
+        slot.conn.eof(&mut env);
+    }
+
+    /// Whether the connection at `key` is gone or about to be (nothing more to read).
+    pub fn is_done(&self, key: usize) -> bool {
+        self.conns.get(key).is_none_or(|slot| slot.conn.is_done())
+    }
+
+    /// Read-side flow control: whether reading the connection at `key` must pause
+    /// because more than `high_water_mark` bytes wait for its peer (TCP then slows
+    /// the peer down). Once paused, the core says when to go on
+    /// ([`Transport::resume_reading`]).
+    pub fn pause_reading(&mut self, key: usize) -> bool {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return true;
+        };
+        let over = slot.conn.core.outbox.len() > self.config.high_water_mark;
+        if over {
+            slot.reads_paused = true;
+        }
+        over
+    }
+
+    /// Writes the cork and the connection's queue through the driver; tells the
+    /// handler when it drained (its `on_drain` may send more, written in the same
+    /// call). What the driver does not take stays queued, in order.
+    pub fn write<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        loop {
+            let Some(slot) = self.conns.get_mut(key) else {
+                self.turn.cork.clear();
+                return;
+            };
+            if slot.conn.core.outbox.is_empty() && self.turn.cork.is_empty() {
+                return;
+            }
+            let had_queue = !slot.conn.core.outbox.is_empty();
+            let turn = &mut self.turn;
+            let io = &mut slot.io;
+            let flushed = slot
+                .conn
+                .core
+                .outbox
+                .flush_with(&mut turn.cork, &turn.batch, |slices| t.write(io, slices));
+            match flushed {
+                Ok(Flushed::All) => {
+                    if !had_queue && !slot.conn.core.needs_drain {
+                        return;
+                    }
+                    let mut env = env!(self);
+                    slot.conn.drained(&mut env);
+                    if self.turn.cork.is_empty() {
+                        return;
+                    }
+                }
+                Ok(Flushed::Blocked) => return,
+                Err(_) => {
+                    let mut env = env!(self);
+                    slot.conn.eof(&mut env);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// For a completion driver, between turns (after [`Core::end_turn`] sealed the
+    /// turn batch): appends to `out` what waits for the connection at `key`, as
+    /// frozen shared buffers that stay alive and unmoved until the driver drops them
+    /// (after the write's completion, whatever became of the connection), and
+    /// returns their length (0: nothing to send). The bytes stay queued until
+    /// [`Core::sent`]; the driver asks again only after that (one write in flight
+    /// per connection).
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the io_uring driver's (branch uring)")
+    )]
+    pub fn sendable(&mut self, key: usize, out: &mut Vec<bytes::Bytes>) -> usize {
+        const MAX_CHUNKS: usize = 64;
+        self.conns
+            .get(key)
+            .map_or(0, |slot| slot.conn.core.outbox.frozen(out, MAX_CHUNKS))
+    }
+
+    /// A completion driver's write of `n` bytes from the front of the connection's
+    /// outbox finished (or failed: `None`). The bytes leave the outbox, the handler
+    /// hears `on_drain` if it waited for it, and the connection is served as after
+    /// any I/O.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the io_uring driver's (branch uring)")
+    )]
+    pub fn sent<T: Transport<IO>>(&mut self, key: usize, n: Option<usize>, t: &mut T) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        match n {
+            Some(n) => {
+                slot.conn.core.outbox.consume(n);
+                if slot.conn.core.outbox.is_empty() {
+                    let mut env = env!(self);
+                    slot.conn.drained(&mut env);
+                }
+            }
+            None => self.eof(key),
+        }
+        self.after_io(key, t);
+    }
+
+    /// After serving `key`: write what it sent, deliver what it published, end it if
+    /// done, and keep its timer armed.
+    pub fn after_io<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        self.write(key, t);
+        self.resume_reading(key, t);
+        self.deliver_publishes(t);
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let written = slot.conn.is_finishing() && slot.conn.core.outbox.is_empty();
+        if written && slot.conn.lingers() && !slot.write_shut {
+            slot.write_shut = true;
+            t.shutdown_write(&mut slot.io);
+        }
+        if slot.conn.is_done() || (written && !slot.conn.lingers()) {
+            self.remove(key, t);
+            return;
+        }
+        if let Some(due) = slot.conn.next_due(&self.config) {
+            let core = &mut slot.conn.core;
+            if core.timer_due == 0 || due < core.timer_due {
+                // The tick the entry is filed under: a deadline the wheel has passed
+                // (a long turn) is filed at its next tick, and the fired entry is
+                // recognised by that tick.
+                core.timer_due = self.wheel.schedule(key, core.id.0, due);
+            }
+        }
+    }
+
+    /// Tells the driver to resume reading a connection paused for flow control once
+    /// its outbox is down to half the high-water mark (hysteresis, so it does not
+    /// flap).
+    fn resume_reading<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        let low_water = self.config.high_water_mark / 2;
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !slot.reads_paused || slot.conn.core.outbox.len() > low_water {
+            return;
+        }
+        slot.reads_paused = false;
+        t.resume_reading(key, &mut slot.io);
+    }
+
+    fn remove<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        let slot = self.conns.remove(key);
+        if slot.counted {
+            self.shared.stats.tcp.fetch_sub(1, Ordering::Relaxed);
+        }
+        t.release(key, slot.io);
+        if self.conns.is_empty() && self.conns.capacity() > KEEP_IDLE_SLOTS {
+            self.release_idle_memory();
+        }
+    }
+
+    /// Gives back what a crowd of connections left behind once the reactor has none
+    /// (the slab, the scratch lists, the cork, the timer wheel's slots, the topic
+    /// registry), and asks the allocator to return the freed pages to the system, so a
+    /// server's memory returns to its idle size after a burst. Rare: only when the last
+    /// of more than [`KEEP_IDLE_SLOTS`] connections leaves.
+    ///
+    /// Keeps and allocates nothing that a crowd grew: a buffer kept from the crowd (the
+    /// forwarding list) or allocated now (a fresh cork) sits among the pages the crowd
+    /// freed, often high in this thread's arena, where it splits the free memory.
+    fn release_idle_memory(&mut self) {
+        self.conns = Slab::new();
+        self.wheel.clear();
+        self.dirty = Vec::new();
+        self.outgoing = Vec::new();
+        self.targets = Vec::new();
+        self.frames = Vec::new();
+        self.deflated_frames = Vec::new();
+        self.fired = Vec::new();
+        // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
+        // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB
+        // or more in that arena is what makes it give the top back.
+        let cork = std::mem::take(&mut self.turn.cork);
+        self.turn.release_idle_memory();
+        let released = crate::server::allocator::release_free_memory();
+        drop(cork);
+        tracing::debug!(
+            reactor = self.index,
+            released,
+            "reactor idle: memory released"
+        );
+    }
+
+    /// Delivers publishes made by handlers to local subscribers, and keeps them for the
+    /// other reactors.
+    fn deliver_publishes<T: Transport<IO>>(&mut self, t: &mut T) {
+        if self.turn.publishes.is_empty() {
+            return;
+        }
+        let publishes = std::mem::take(&mut self.turn.publishes);
+        self.deliver_local(&publishes, t);
+        if self.shared.remotes.len() > 1 || self.shared.bridge.is_some() {
+            self.outgoing.extend(publishes);
+        }
+    }
+
+    /// Hands this turn's publishes to every other reactor, and to the bridge (if any):
+    /// one lock and at most one wake-up each per turn, however many messages.
+    fn forward_publishes(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        if let Some(bridge) = &self.shared.bridge {
+            bridge.send(&self.outgoing);
+        }
+        for (i, remote) in self.shared.remotes.iter().enumerate() {
+            if i != self.index {
+                remote.send_publishes(self.outgoing.iter().cloned());
+            }
+        }
+        self.outgoing.clear();
+    }
+
+    /// Writes every connection that got broadcast frames this turn (all of them in one
+    /// write: usually one range of the turn batch), then seals the turn batch: whatever
+    /// the sockets did not take becomes slices of the sealed batch (see `batch.rs`).
+    fn flush_dirty<T: Transport<IO>>(&mut self, t: &mut T) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            if let Some(slot) = self.conns.get_mut(key) {
+                slot.conn.core.dirty = false;
+                self.contained(Some(key), t, |core, t| core.after_io(key, t));
+            }
+        }
+        // Connections delivered to while flushing are in `self.dirty` again, for the
+        // next turn; the seal settles them with every other holder.
+        let conns = &mut self.conns;
+        self.turn.batch.seal(|key, sealed| {
+            if let Some(slot) = conns.get_mut(key) {
+                slot.conn.core.settle(sealed);
+            }
+        });
+        debug_assert!(
+            self.conns
+                .iter()
+                .all(|(_, slot)| !slot.conn.core.outbox.holds_batch()),
+            "a connection kept a range of the sealed turn batch"
+        );
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+}

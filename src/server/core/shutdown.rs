@@ -1,0 +1,82 @@
+//! Commands from other threads (publishes, shutdown) and the graceful shutdown they
+//! can start, in two phases (see `shared.rs`): settle (stop accepting, hand this
+//! turn's publishes on), then close every connection with 1001.
+
+use std::time::Instant;
+
+use crate::handler::Service;
+use crate::server::core::{Core, Transport};
+use crate::server::shared::ShutdownPhase;
+
+impl<S: Service, IO> Core<S, IO> {
+    /// Another thread woke this reactor: delivers the publishes waiting in its inbox
+    /// and starts a graceful shutdown if one was asked (the deadline counts from
+    /// `now`). A panic here is the reactor's own: it unwinds to the driver.
+    pub fn wake<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
+        self.contained(None, t, |core, t| core.drain_inbox(now, t));
+    }
+
+    /// Whether a graceful shutdown has started: the driver stops accepting (closes its
+    /// listening socket).
+    pub fn is_shutting_down(&self) -> bool {
+        self.stopping
+    }
+
+    /// Whether a graceful shutdown is complete at `now`: every connection finished,
+    /// or `shutdown_timeout` passed (the driver then drops what is left). Logs the
+    /// outcome when it says yes.
+    pub fn finished(&self, now: Instant) -> bool {
+        let done = self
+            .shutdown_deadline
+            .is_some_and(|deadline| self.conns.is_empty() || now >= deadline);
+        if done {
+            self.log_stop();
+        }
+        done
+    }
+
+    /// Commands from other threads: publishes and shutdown. Publishes queued before a
+    /// shutdown's `Closing` are delivered before the connections start closing.
+    fn drain_inbox<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
+        let (publishes, shutdown) = self.shared.remotes[self.index].take();
+        #[cfg(test)]
+        crate::server::testing::on_inbox(&publishes);
+        self.deliver_local(&publishes, t);
+        if shutdown >= ShutdownPhase::Settling && !self.settled {
+            self.stopping = true;
+            self.settle_due = true;
+        }
+        if shutdown == ShutdownPhase::Closing && self.shutdown_deadline.is_none() {
+            self.stopping = true;
+            self.begin_shutdown(now, t);
+        }
+    }
+
+    /// Counts this reactor as settled for a shutdown, once (see `shared.rs`).
+    pub(super) fn settle(&mut self) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.shared.settle();
+        }
+    }
+
+    /// Closes every open connection with 1001 (Going Away, RFC 6455 §7.4.1) and drops
+    /// those not yet upgraded; the rest finish within `shutdown_timeout`.
+    fn begin_shutdown<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
+        tracing::debug!(
+            reactor = self.index,
+            connections = self.conns.len(),
+            "reactor shutting down"
+        );
+        self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.contained(Some(key), t, |core, t| {
+                let mut env = env!(core);
+                if let Some(slot) = core.conns.get_mut(key) {
+                    slot.conn.shut_down(&mut env);
+                }
+                core.after_io(key, t);
+            });
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The core driven with no socket: in-memory peers that take a chosen number of
+//! bytes, and a manual clock. Timeouts, backpressure, flow control, delivery and
+//! shutdown, deterministically.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Core, Transport};
+use crate::handler::{CloseInfo, Conn, Handler, Message, Request, Service, Upgrade};
+use crate::protocol::frame::{OpCode, encode_frame};
+use crate::protocol::handshake::ClientHandshake;
+use crate::protocol::{Decoder, DecoderConfig, Event, Role};
+use crate::server::config::ServerConfig;
+use crate::server::pubsub::{Interest, Publish};
+use crate::server::shared::{Remote, Shared, Wake};
+use crate::server::stats::Stats;
+use crate::server::timer::TICK;
+
+const TOPIC: &str = "room";
+
+type Closes = Arc<Mutex<Vec<u16>>>;
+
+/// Subscribes on `/sub`; "pub X" publishes X to [`TOPIC`], "big N" sends N bytes,
+/// anything else is echoed. Close codes are recorded.
+struct App {
+    closes: Closes,
+}
+
+struct Peer {
+    subscribe: bool,
+    closes: Closes,
+}
+
+impl Service for App {
+    type Handler = Peer;
+
+    fn upgrade(&self, request: &Request<'_>) -> Upgrade<Peer> {
+        Upgrade::accept(Peer {
+            subscribe: request.path() == "/sub",
+            closes: self.closes.clone(),
+        })
+    }
+}
+
+impl Handler for Peer {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        if self.subscribe {
+            conn.subscribe(TOPIC);
+        }
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        let Message::Text(text) = message else {
+            return;
+        };
+        if let Some(rest) = text.strip_prefix("pub ") {
+            conn.publish(TOPIC, Message::Text(rest));
+        } else if let Some(n) = text.strip_prefix("big ") {
+            conn.send_binary(&vec![7; n.parse().unwrap()]);
+        } else {
+            conn.send(message);
+        }
+    }
+
+    fn on_close(&mut self, close: CloseInfo<'_>) {
+        self.closes.lock().unwrap().push(close.code.0);
+    }
+}
+
+/// An in-memory peer (the core's `IO`): takes up to `budget` bytes, then would block.
+#[derive(Debug, Default)]
+struct Memory {
+    taken: Vec<u8>,
+    budget: usize,
+    /// Our side was shut down.
+    shut: bool,
+    /// A completion driver: never takes bytes at once.
+    completion: bool,
+}
+
+/// The test's transport: records what the core asked for.
+#[derive(Debug, Default)]
+struct Wire {
+    resumed: Vec<usize>,
+    /// Connections released, with what their peer received in all.
+    released: Vec<(usize, Memory)>,
+}
+
+impl Transport<Memory> for Wire {
+    fn write(&mut self, io: &mut Memory, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        if io.budget == 0 || io.completion {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for slice in slices {
+            let take = slice.len().min(io.budget);
+            io.taken.extend_from_slice(&slice[..take]);
+            io.budget -= take;
+            n += take;
+        }
+        Ok(n)
+    }
+
+    fn shutdown_write(&mut self, io: &mut Memory) {
+        io.shut = true;
+    }
+
+    fn resume_reading(&mut self, key: usize, _io: &mut Memory) {
+        self.resumed.push(key);
+    }
+
+    fn release(&mut self, key: usize, io: Memory) {
+        self.released.push((key, io));
+    }
+}
+
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A core, its transport and the manual clock.
+struct Harness {
+    core: Core<App, Memory>,
+    wire: Wire,
+    origin: Instant,
+    now: Instant,
+    shared: Arc<Shared>,
+    closes: Closes,
+}
+
+impl Harness {
+    fn new(config: ServerConfig) -> Self {
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            remotes: vec![Remote::new(Box::new(NoWake))],
+            ..Shared::detached(stats, Arc::new(Interest::default()))
+        });
+        let closes = Closes::default();
+        let app = App {
+            closes: closes.clone(),
+        };
+        let origin = Instant::now();
+        let core = Core::new(0, Arc::new(app), Arc::new(config), shared.clone(), origin);
+        Self {
+            core,
+            wire: Wire::default(),
+            origin,
+            now: origin,
+            shared,
+            closes,
+        }
+    }
+
+    /// Moves the manual clock to `after` past the start and runs a turn there.
+    fn at(&mut self, after: Duration) {
+        self.now = self.origin + after;
+        self.core.begin_turn(self.now);
+        self.core.end_turn(self.now, &mut self.wire);
+    }
+
+    /// A new connection whose peer takes `budget` bytes; returns its key.
+    fn connect(&mut self, budget: usize) -> usize {
+        let key = self.core.vacant_key();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000 + key as u16));
+        let memory = Memory {
+            budget,
+            ..Memory::default()
+        };
+        self.core.open(memory, peer, &mut self.wire);
+        key
+    }
+
+    /// A connection upgraded on `path`, its 101 taken out of its peer's bytes.
+    fn upgraded(&mut self, path: &str) -> usize {
+        let key = self.connect(usize::MAX);
+        let (client, request) = ClientHandshake::new("localhost", path, &[], &[]);
+        self.read(key, &request);
+        let taken = std::mem::take(&mut self.peer(key).taken);
+        let end = taken.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        client.validate(&taken[..end]).expect("a valid 101");
+        self.peer(key).taken = taken[end..].to_vec();
+        key
+    }
+
+    /// What a driver does when `bytes` are read for `key`.
+    fn read(&mut self, key: usize, bytes: &[u8]) {
+        let mut buf = vec![0; bytes.len() + 256];
+        let held = self.core.take_pending(key, &mut buf);
+        buf[held..held + bytes.len()].copy_from_slice(bytes);
+        buf.truncate(held + bytes.len());
+        self.core.received(key, &mut buf);
+        self.core.write(key, &mut self.wire);
+        self.core.after_io(key, &mut self.wire);
+    }
+
+    /// A masked text frame from the peer of `key`.
+    fn send_text(&mut self, key: usize, text: &str) {
+        self.read(key, &masked(OpCode::Text, text.as_bytes()));
+    }
+
+    /// The peer of `key` gets room for `budget` more bytes and the socket says so.
+    fn writable(&mut self, key: usize, budget: usize) {
+        self.peer(key).budget = budget;
+        self.core.write(key, &mut self.wire);
+        self.core.after_io(key, &mut self.wire);
+    }
+
+    /// A graceful shutdown asked from another thread: the core settles at the end of
+    /// the turn that saw it (the last reactor to settle, here the only one, moves
+    /// every reactor to closing), then closes at the next wake-up.
+    fn shut_down(&mut self) {
+        self.shared.shutdown();
+        self.core.wake(self.now, &mut self.wire);
+        assert!(self.core.is_shutting_down(), "accepting stops at once");
+        assert!(!self.core.finished(self.now), "not closing before settling");
+        self.at(self.now - self.origin);
+        self.core.wake(self.now, &mut self.wire);
+    }
+
+    fn peer(&mut self, key: usize) -> &mut Memory {
+        self.core.io_mut(key).expect("the connection is there")
+    }
+
+    /// The frames the peer of `key` received so far (taken).
+    fn frames(&mut self, key: usize) -> Vec<String> {
+        let mut bytes = std::mem::take(&mut self.peer(key).taken);
+        frames(&mut bytes)
+    }
+
+    fn released(&self, key: usize) -> Option<&Memory> {
+        self.wire
+            .released
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, memory)| memory)
+    }
+}
+
+fn masked(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame(&mut out, true, opcode, payload, Some([9, 8, 7, 6]));
+    out
+}
+
+/// Decodes server frames into tags: "text X", "binary N", "ping N", "close CODE".
+fn frames(bytes: &mut [u8]) -> Vec<String> {
+    let mut decoder = Decoder::new(DecoderConfig {
+        role: Role::Client,
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    let mut pos = 0;
+    loop {
+        let (used, event) = decoder.decode(&mut bytes[pos..]);
+        pos += used;
+        match event.expect("valid server frames") {
+            Some(Event::Text(t)) => out.push(format!("text {t}")),
+            Some(Event::Binary(b)) => out.push(format!("binary {}", b.len())),
+            Some(Event::Ping(p)) => out.push(format!("ping {}", p.len())),
+            Some(Event::Pong(p)) => out.push(format!("pong {}", p.len())),
+            Some(Event::Close(c)) => out.push(match c {
+                Some(c) => format!("close {}", c.code),
+                None => "close".into(),
+            }),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn echo_with_no_socket() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = h.upgraded("/");
+    h.send_text(key, "hello");
+    assert_eq!(h.frames(key), ["text hello"]);
+    assert_eq!(h.core.len(), 1);
+}
+
+#[test]
+fn a_partial_frame_waits_for_the_rest() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = h.upgraded("/");
+    let frame = masked(OpCode::Text, b"split in two");
+    h.read(key, &frame[..1]);
+    h.read(key, &frame[1..5]);
+    assert!(h.frames(key).is_empty());
+    h.read(key, &frame[5..]);
+    assert_eq!(h.frames(key), ["text split in two"]);
+}
+
+#[test]
+fn the_handshake_times_out_on_the_manual_clock() {
+    let config = ServerConfig::default();
+    let timeout = config.handshake_timeout;
+    let mut h = Harness::new(config);
+    let key = h.connect(usize::MAX);
+    assert_eq!(
+        h.core.poll_timeout(h.origin, false),
+        Some(TICK),
+        "a timer is armed: wake at the next tick"
+    );
+    h.at(timeout - TICK);
+    assert!(h.released(key).is_none(), "not before the timeout");
+    h.at(timeout + 2 * TICK);
+    assert!(h.released(key).is_some(), "dropped after it");
+    assert_eq!(h.shared.stats().handshake_timeouts, 1);
+    assert_eq!(h.core.len(), 0);
+    assert_eq!(
+        h.core.poll_timeout(h.now, false),
+        None,
+        "nothing to wake for"
+    );
+}
+
+#[test]
+fn an_idle_peer_is_pinged_then_dropped() {
+    let config = ServerConfig {
+        ping_interval: Some(Duration::from_secs(2)),
+        pong_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let key = h.upgraded("/");
+    h.at(Duration::from_secs(1));
+    assert!(h.frames(key).is_empty());
+    h.at(Duration::from_secs(2) + 2 * TICK);
+    assert_eq!(h.frames(key), ["ping 0"]);
+    h.at(Duration::from_secs(3) + 4 * TICK);
+    assert!(h.released(key).is_some());
+    assert_eq!(*h.closes.lock().unwrap(), [1006]);
+    assert_eq!(h.shared.stats().idle_timeouts, 1);
+}
+
+#[test]
+fn a_pong_keeps_the_peer() {
+    let config = ServerConfig {
+        ping_interval: Some(Duration::from_secs(2)),
+        pong_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let key = h.upgraded("/");
+    h.at(Duration::from_secs(2) + 2 * TICK);
+    assert_eq!(h.frames(key), ["ping 0"]);
+    h.read(key, &masked(OpCode::Pong, b""));
+    h.at(Duration::from_secs(3) + 4 * TICK);
+    assert!(h.released(key).is_none());
+}
+
+#[test]
+fn reading_pauses_over_the_high_water_mark_and_resumes_under_half_of_it() {
+    let config = ServerConfig {
+        high_water_mark: 16 << 10,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let key = h.upgraded("/");
+    h.peer(key).budget = 0;
+    h.send_text(key, "big 10000");
+    assert!(!h.core.pause_reading(key), "10 KB queued: under the mark");
+    h.send_text(key, "big 10000");
+    assert!(h.core.pause_reading(key), "20 KB queued: over it");
+    // The peer takes 11 KB: 9 KB are left, not under half the mark yet.
+    h.writable(key, 11_000);
+    assert!(h.wire.resumed.is_empty());
+    h.writable(key, usize::MAX);
+    assert_eq!(h.wire.resumed, [key], "the driver is told to read again");
+    assert!(!h.core.pause_reading(key));
+    assert_eq!(h.frames(key), ["binary 10000", "binary 10000"]);
+}
+
+#[test]
+fn a_peer_past_max_backpressure_is_closed_with_1008() {
+    let config = ServerConfig {
+        max_backpressure: 32 << 10,
+        high_water_mark: usize::MAX,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let key = h.upgraded("/");
+    h.peer(key).budget = 0;
+    for _ in 0..4 {
+        h.send_text(key, "big 10000");
+    }
+    assert_eq!(h.shared.stats().backpressure_closes, 1);
+    assert_eq!(*h.closes.lock().unwrap(), [1008]);
+    h.writable(key, usize::MAX);
+    assert_eq!(
+        h.frames(key),
+        ["binary 10000", "binary 10000", "binary 10000", "close 1008"]
+    );
+}
+
+#[test]
+fn publishes_reach_subscribers_when_the_turn_ends() {
+    let mut h = Harness::new(ServerConfig::default());
+    let fast = h.upgraded("/sub");
+    let slow = h.upgraded("/sub");
+    let publisher = h.upgraded("/");
+    h.peer(slow).budget = 3;
+    h.send_text(publisher, "pub one");
+    h.send_text(publisher, "pub two");
+    assert!(h.frames(fast).is_empty(), "delivered at the turn's end");
+    assert_eq!(h.core.poll_timeout(h.now, false), Some(Duration::ZERO));
+    h.at(Duration::ZERO);
+    assert_eq!(h.frames(fast), ["text one", "text two"]);
+    // The slow subscriber's rest outlived the turn batch it was a range of.
+    let first = std::mem::take(&mut h.peer(slow).taken);
+    assert_eq!(first.len(), 3);
+    h.send_text(publisher, "pub three");
+    h.at(Duration::ZERO);
+    h.writable(slow, usize::MAX);
+    let mut all = first;
+    all.extend(std::mem::take(&mut h.peer(slow).taken));
+    assert_eq!(frames(&mut all), ["text one", "text two", "text three"]);
+    assert!(h.frames(publisher).is_empty());
+}
+
+#[test]
+fn shutdown_closes_with_1001_and_ends_when_the_peers_answer() {
+    let mut h = Harness::new(ServerConfig::default());
+    let answers = h.upgraded("/");
+    let handshaking = h.connect(usize::MAX);
+    h.shut_down();
+    assert!(h.released(handshaking).is_some(), "not upgraded: dropped");
+    assert_eq!(h.frames(answers), ["close 1001"]);
+    assert!(!h.core.finished(h.now));
+    h.read(answers, &masked(OpCode::Close, b"\x03\xe9"));
+    assert!(h.released(answers).is_some());
+    assert!(h.core.finished(h.now));
+    assert_eq!(*h.closes.lock().unwrap(), [1001]);
+}
+
+#[test]
+fn shutdown_gives_up_on_silent_peers_after_its_timeout() {
+    let config = ServerConfig {
+        shutdown_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let silent = h.upgraded("/");
+    h.shut_down();
+    assert_eq!(h.frames(silent), ["close 1001"]);
+    h.at(Duration::from_secs(2));
+    assert!(!h.core.finished(h.now));
+    h.at(Duration::from_secs(3));
+    assert!(h.core.finished(h.now), "the deadline passed");
+}
+
+#[test]
+fn an_http_refusal_shuts_our_side_then_waits_for_eof() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = h.connect(usize::MAX);
+    h.read(
+        key,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(h.peer(key).taken.starts_with(b"HTTP/1.1 404"));
+    assert!(h.peer(key).shut, "our FIN after the response");
+    h.core.eof(key);
+    h.core.after_io(key, &mut h.wire);
+    assert!(h.released(key).is_some());
+}
+
+#[test]
+fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = h.upgraded("/");
+    h.peer(key).completion = true;
+    h.send_text(key, "one");
+    h.send_text(key, "two");
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let offered = h.core.sendable(key, &mut chunks);
+    assert_eq!(offered, chunks.iter().map(Bytes::len).sum::<usize>());
+    // The write is in flight: what is queued meanwhile goes behind it.
+    h.send_text(key, "three");
+    let mut wire: Vec<u8> = chunks.concat();
+    h.core.sent(key, Some(offered), &mut h.wire);
+    chunks.clear();
+    let rest = h.core.sendable(key, &mut chunks);
+    wire.extend(chunks.concat());
+    h.core.sent(key, Some(rest), &mut h.wire);
+    assert_eq!(frames(&mut wire), ["text one", "text two", "text three"]);
+    let mut none = Vec::new();
+    assert_eq!(h.core.sendable(key, &mut none), 0);
+}
+
+#[test]
+fn publishes_queued_before_the_shutdown_go_out_before_the_1001() {
+    let mut h = Harness::new(ServerConfig::default());
+    let subscriber = h.upgraded("/sub");
+    h.shared.shutdown();
+    h.core.wake(h.now, &mut h.wire);
+    h.at(Duration::ZERO);
+    assert!(
+        h.frames(subscriber).is_empty(),
+        "settled: nothing closed yet"
+    );
+    // Another reactor handed on a publish it accepted before the shutdown: it is in
+    // the inbox with the `Closing` the last settle sent.
+    let publish = Publish::new(Some(TOPIC.into()), Message::Text("last"), None, None);
+    h.shared.remotes[0].send_publishes(std::iter::once(publish));
+    h.core.wake(h.now, &mut h.wire);
+    h.at(Duration::ZERO);
+    assert_eq!(h.frames(subscriber), ["text last", "close 1001"]);
+}

@@ -1,0 +1,43 @@
+//! What the reactor core asks of its driver: the only ways its decisions reach a
+//! socket.
+//!
+//! The core never makes a system call. Whenever it has decided something that needs
+//! one (write these bytes, shut down our side, resume reading, forget a socket) it
+//! calls its driver through this trait, passing the driver's own per-connection
+//! state (`IO`: a socket for the epoll driver, a descriptor and the bookkeeping of its
+//! operations in flight for a completion driver, an in-memory peer in the tests).
+//!
+//! A readiness driver (epoll) writes at once, from the borrowed slices. A completion
+//! driver cannot keep borrowed slices past the call: its [`Transport::write`] takes
+//! nothing (`WouldBlock`), which makes the core keep every byte in the connection's
+//! outbox, and the driver submits the outbox's frozen bytes after the turn ends (see
+//! `outbox.rs`).
+
+use std::io::{self, IoSlice};
+
+/// A driver's side of the core's decisions (see the module docs).
+pub(crate) trait Transport<IO> {
+    /// Writes what the socket takes now of `slices` (in order, as one stream); returns
+    /// the bytes taken.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when nothing can be taken now (the driver tells the core when to
+    /// try again, with [`crate::server::core::Core::write`] or
+    /// [`crate::server::core::Core::sent`]); `Interrupted` to be retried at once; any
+    /// other error ends the connection as if the peer had gone.
+    fn write(&mut self, io: &mut IO, slices: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Shuts down our side of the connection (TCP `FIN`) once everything is written;
+    /// the peer's EOF is still awaited.
+    fn shutdown_write(&mut self, io: &mut IO);
+
+    /// Reading the connection at `key`, paused for flow control, may go on: its
+    /// outbox fell under half the high-water mark. The driver reads it after the core
+    /// call that said so returns.
+    fn resume_reading(&mut self, key: usize, io: &mut IO);
+
+    /// The connection at `key` is gone from the core (its slab key may be reused by
+    /// the next connection): the driver closes the socket and forgets it.
+    fn release(&mut self, key: usize, io: IO);
+}
