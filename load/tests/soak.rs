@@ -26,10 +26,8 @@ fn slow_consumers_the_server_ends_are_reported_closed_by_it() {
         ..common::soak(server.local_addr())
     };
     let report = wavecore_load::soak::run(&cfg).expect("the soak runs");
+    common::assert_healthy(&report);
     let summary = report.summary();
-    assert_eq!(report.errors(), 0, "{summary}");
-    assert_eq!(report.broadcast.tally.lost, 0, "{summary}");
-    assert!(report.broadcast.tally.messages > 0, "{summary}");
     assert_eq!(report.slow.tally.server_closed, 10, "{summary}");
     assert_eq!(
         server.handle().stats().idle_timeouts,
