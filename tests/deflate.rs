@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
 use common::*;
@@ -72,24 +72,11 @@ fn inflate(payload: &[u8]) -> Vec<u8> {
 
 /// Reads one server frame: its first byte (FIN, RSV, opcode) and payload.
 fn read_raw(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).unwrap();
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            stream.read_exact(&mut b).unwrap();
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            stream.read_exact(&mut b).unwrap();
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0; len];
-    stream.read_exact(&mut payload).unwrap();
-    (head[0], payload)
+    let frame = read_frame(stream).expect("a frame");
+    (
+        u8::from(frame.fin) << 7 | frame.rsv | frame.opcode,
+        frame.payload,
+    )
 }
 
 #[test]

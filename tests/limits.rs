@@ -43,6 +43,45 @@ fn unanswered_ping_drops_the_connection_as_1006() {
     assert_eq!(server.handle.connections(), 0);
 }
 
+/// On "block", holds its reactor for `BLOCK` (a turn that lasts longer than the other
+/// connection's ping interval); echoes anything else.
+struct Blocker;
+
+/// How long a "block" holds the reactor: past the silent peer's ping deadline.
+const BLOCK: Duration = Duration::from_millis(1000);
+
+impl Handler for Blocker {
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        if message == Message::Text("block") {
+            std::thread::sleep(BLOCK);
+        } else {
+            conn.send(message);
+        }
+    }
+}
+
+#[test]
+fn a_deadline_passed_during_a_long_turn_still_pings_and_times_out() {
+    // A handler that holds the reactor makes the turn outlast a silent peer's ping
+    // deadline: its timer comes due in a turn whose clock was read before the handler
+    // ran. The ping must still go out (and the idle timeout follow), not be lost.
+    let server = TestServer::start(
+        builder()
+            .ping_interval(Some(Duration::from_millis(300)))
+            .pong_timeout(Duration::from_millis(300)),
+        |_: &Request<'_>| Upgrade::accept(Blocker),
+    );
+    let mut silent = raw_upgrade(server.addr);
+    let mut blocker = raw_upgrade(server.addr);
+    blocker
+        .write_all(&encode_frame(true, OP_TEXT, b"block", true))
+        .unwrap();
+    let ping = read_frame(&mut silent).expect("an automatic ping after the long turn");
+    assert_eq!(ping.opcode, OP_PING);
+    assert_eq!(read_frame(&mut silent), None, "then the idle timeout");
+    assert!(wait_until(|| server.handle.stats().idle_timeouts >= 1));
+}
+
 /// Echoes, and counts the pongs that reach `on_pong`.
 #[derive(Clone, Default)]
 struct PongCounter {

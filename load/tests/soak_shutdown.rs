@@ -23,10 +23,8 @@ fn a_shutdown_under_load_closes_every_healthy_connection_with_1001_after_what_it
         ..common::soak(server.local_addr())
     };
     let report = wavecore_load::soak::run(&cfg).expect("the soak runs");
+    common::assert_healthy(&report);
     let summary = report.summary();
-    assert_eq!(report.errors(), 0, "{summary}");
-    assert_eq!(report.broadcast.tally.lost, 0, "{summary}");
-    assert!(report.broadcast.tally.messages > 0, "{summary}");
     assert_eq!(
         report.broadcast.tally.closed_1001,
         (cfg.connections + cfg.publishers) as u64,

@@ -70,11 +70,16 @@ impl TimerWheel {
         elapsed.as_millis().div_ceil(TICK.as_millis()) as Tick
     }
 
-    /// Schedules an entry. Entries due in the past fire on the next `advance`.
-    pub fn schedule(&mut self, key: usize, id: u64, due: Tick) {
+    /// Schedules an entry; returns the tick it is filed under, which the entry will
+    /// carry when it fires: `due`, or the next unprocessed tick for a `due` the wheel
+    /// has already passed (it fires on the next `advance`). A caller that recognises
+    /// its entry by its tick must keep this one, not `due`.
+    #[must_use = "a fired entry carries the tick returned here, not the one asked for"]
+    pub fn schedule(&mut self, key: usize, id: u64, due: Tick) -> Tick {
         let due = due.max(self.next);
         self.slots[(due % SLOTS as Tick) as usize].push(Entry { key, id, due });
         self.len += 1;
+        due
     }
 
     /// Drops every entry and gives back the slots' memory (for a reactor left with no
@@ -137,7 +142,7 @@ mod tests {
         let origin = Instant::now();
         let mut wheel = TimerWheel::new(origin);
         for key in 0..5000 {
-            wheel.schedule(key, key as u64, (key % 300) as Tick);
+            let _ = wheel.schedule(key, key as u64, (key % 300) as Tick);
         }
         wheel.clear();
         assert!(wheel.is_empty());
@@ -169,7 +174,7 @@ mod tests {
             wheel.advance(origin + TICK * now, &mut fired);
             fired.clear();
             for key in 0..burst {
-                wheel.schedule(key, u64::from(round), now + timeout);
+                let _ = wheel.schedule(key, u64::from(round), now + timeout);
             }
         }
         let (len, capacity) = held(&wheel);
@@ -193,7 +198,7 @@ mod tests {
         let start = Instant::now();
         let mut wheel = TimerWheel::new(start);
         let due = wheel.after(start, Duration::from_millis(250));
-        wheel.schedule(7, 1, due);
+        let _ = wheel.schedule(7, 1, due);
         let mut fired = Vec::new();
         wheel.advance(start + Duration::from_millis(200), &mut fired);
         assert!(fired.is_empty());
@@ -207,7 +212,7 @@ mod tests {
         let start = Instant::now();
         let mut wheel = TimerWheel::new(start);
         let due = wheel.after(start, TICK * (SLOTS as u32 + 5));
-        wheel.schedule(1, 1, due);
+        let _ = wheel.schedule(1, 1, due);
         let mut fired = Vec::new();
         wheel.advance(start + TICK * 10, &mut fired);
         assert!(fired.is_empty());
@@ -221,8 +226,18 @@ mod tests {
         let mut wheel = TimerWheel::new(start);
         let mut fired = Vec::new();
         wheel.advance(start + TICK * 50, &mut fired);
-        wheel.schedule(3, 9, 0);
+        // Filed under the next tick the wheel has not processed, and fired with it:
+        // the caller recognises its entry by the tick returned, not the one it asked.
+        let filed = wheel.schedule(3, 9, 0);
+        assert_eq!(filed, 51);
         wheel.advance(start + TICK * 51, &mut fired);
-        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            fired,
+            [Entry {
+                key: 3,
+                id: 9,
+                due: filed
+            }]
+        );
     }
 }

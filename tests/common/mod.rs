@@ -424,6 +424,8 @@ pub fn write_frame(stream: &mut TcpStream, fin: bool, opcode: u8, payload: &[u8]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// The RSV1-3 bits, in place (`0x40` is RSV1: a compressed message).
+    pub rsv: u8,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -469,6 +471,7 @@ pub fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
     stream.read_exact(&mut payload).expect("frame payload");
     Some(Frame {
         fin: head[0] & 0x80 != 0,
+        rsv: head[0] & 0x70,
         opcode: head[0] & 0x0f,
         payload,
     })

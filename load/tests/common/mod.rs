@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use wavecore::{Conn, Handler, Message, Request, Upgrade};
+use wavecore_load::soak::SoakReport;
 use wavecore_load::{Config, Mode};
 
 /// A connection of the soak's server.
@@ -64,4 +65,13 @@ pub fn soak(addr: SocketAddr) -> Config {
         threads: 2,
         ..Config::default()
     }
+}
+
+/// What every soak test requires of the healthy parts: no error, nothing lost, and
+/// something delivered (or the checks would hold vacuously).
+pub fn assert_healthy(report: &SoakReport) {
+    let summary = report.summary();
+    assert_eq!(report.errors(), 0, "{summary}");
+    assert_eq!(report.broadcast.tally.lost, 0, "{summary}");
+    assert!(report.broadcast.tally.messages > 0, "{summary}");
 }

@@ -165,13 +165,7 @@ impl ClientHandshake {
     /// header fields are read.
     pub fn validate(&self, response: &[u8]) -> Result<Option<String>, HandshakeError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        match parsed.parse(response) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(HandshakeError::Incomplete),
-            Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge),
-            Err(_) => return Err(HandshakeError::Malformed),
-        }
+        let parsed = parse_response(&mut slots, response)?;
         match parsed.code {
             Some(101) => {}
             Some(code) => return Err(HandshakeError::Status(code)),
@@ -221,13 +215,7 @@ impl ClientHandshake {
     /// As [`ClientHandshake::validate`] for a head that does not parse.
     pub fn response_extensions(response: &[u8]) -> Result<Vec<String>, HandshakeError> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        match parsed.parse(response) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(HandshakeError::Incomplete),
-            Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge),
-            Err(_) => return Err(HandshakeError::Malformed),
-        }
+        let parsed = parse_response(&mut slots, response)?;
         Ok(parsed
             .headers
             .iter()
@@ -236,6 +224,21 @@ impl ClientHandshake {
             .flat_map(str_items)
             .map(str::to_owned)
             .collect())
+    }
+}
+
+/// Parses a complete response head into `slots` (at most [`MAX_RESPONSE_HEADERS`]
+/// fields); the errors are those of [`ClientHandshake::validate`].
+fn parse_response<'h, 'b>(
+    slots: &'h mut [httparse::Header<'b>],
+    response: &'b [u8],
+) -> Result<httparse::Response<'h, 'b>, HandshakeError> {
+    let mut parsed = httparse::Response::new(slots);
+    match parsed.parse(response) {
+        Ok(httparse::Status::Complete(_)) => Ok(parsed),
+        Ok(httparse::Status::Partial) => Err(HandshakeError::Incomplete),
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooLarge),
+        Err(_) => Err(HandshakeError::Malformed),
     }
 }
 

@@ -422,8 +422,10 @@ impl<S: Service, IO> Core<S, IO> {
         if let Some(due) = slot.conn.next_due(&self.config) {
             let core = &mut slot.conn.core;
             if core.timer_due == 0 || due < core.timer_due {
-                core.timer_due = due;
-                self.wheel.schedule(key, core.id.0, due);
+                // The tick the entry is filed under: a deadline the wheel has passed
+                // (a long turn) is filed at its next tick, and the fired entry is
+                // recognised by that tick.
+                core.timer_due = self.wheel.schedule(key, core.id.0, due);
             }
         }
     }

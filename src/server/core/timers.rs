@@ -10,6 +10,9 @@ impl<S: Service, IO> Core<S, IO> {
     /// timeouts, automatic pings).
     pub(super) fn run_timers<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
         self.fired.clear();
+        // The turn's clock moves to the time the wheel is moved to, so a timer that
+        // came due while the turn ran (a long handler, say) finds its deadline passed.
+        self.turn.now = self.wheel.tick_of(now);
         self.wheel.advance(now, &mut self.fired);
         let fired = std::mem::take(&mut self.fired);
         for entry in &fired {
