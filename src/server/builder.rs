@@ -186,6 +186,12 @@ impl ServerBuilder {
         reuse_port: bool;
         /// The event source (default epoll). See [`ServerConfig::backend`].
         backend: Backend;
+        /// io_uring submission queue entries per reactor (default 4,096). See
+        /// [`ServerConfig::io_uring_sq_entries`].
+        io_uring_sq_entries: u32;
+        /// io_uring provided buffers per reactor (default 256, a power of two). See
+        /// [`ServerConfig::io_uring_provided_buffers`].
+        io_uring_provided_buffers: u16;
     }
 
     /// Binds and starts the reactor threads; returns at once.

@@ -143,6 +143,22 @@ pub struct ServerConfig {
     /// The event source: epoll, io_uring, or io_uring where available. Default
     /// [`Backend::Epoll`]. [`crate::ServerHandle::backend`] says which one runs.
     pub backend: Backend,
+    /// io_uring only: submission queue entries of each reactor's ring (default 4,096;
+    /// the completion queue gets twice as many). A fuller submission queue is
+    /// submitted early, and completions past the completion queue's length wait in
+    /// the kernel for the next turn (counted in
+    /// [`crate::StatsSnapshot::cq_overflows`]): neither loses anything, both cost a
+    /// system call. Rounded up to a power of two by the kernel; at most 32,768.
+    pub io_uring_sq_entries: u32,
+    /// io_uring only: provided buffers in each reactor's buffer ring (default 256,
+    /// a power of two, at most 32,768), each `read_buffer_size` bytes (clamped to
+    /// 4 KiB..=64 KiB) plus 256 bytes of headroom. Every connection's receives share
+    /// them; a receive is given one for the turn it is handled in. When they run out
+    /// a receive ends with `ENOBUFS` and is armed again
+    /// ([`crate::StatsSnapshot::recv_buffers_exhausted`]). The ring's memory,
+    /// `count × (size + 256)` bytes per reactor (16 MiB by default), becomes resident
+    /// as the kernel fills the buffers.
+    pub io_uring_provided_buffers: u16,
     /// permessage-deflate (RFC 7692): `None` (the default) declines every offer;
     /// `Some` accepts the first valid offer a client makes (browsers always offer it)
     /// with this policy, unless [`crate::Upgrade::without_compression`] says no for
@@ -180,6 +196,8 @@ impl Default for ServerConfig {
             read_buffer_size: 64 << 10,
             reuse_port: false,
             backend: Backend::Epoll,
+            io_uring_sq_entries: 4096,
+            io_uring_provided_buffers: 256,
             permessage_deflate: None,
         }
     }

@@ -56,6 +56,11 @@ pub(crate) struct ConnCore {
     pub closing: Option<Box<(CloseCode, String)>>,
     /// A send was refused or queued: call `on_drain` once the queue falls back.
     pub needs_drain: bool,
+    /// The socket refused bytes the last time it was written (a readiness write that
+    /// would block, a completion write that came back short): sends queue behind
+    /// them and say [`SendStatus::Backpressure`]. Bytes merely waiting for a
+    /// completion driver's submission or completion are not refused.
+    pub socket_full: bool,
     /// When bytes last arrived.
     pub last_seen: Tick,
     /// An automatic ping is waiting for an answer.
@@ -83,6 +88,7 @@ impl ConnCore {
             subscriptions: Vec::new(),
             closing: None,
             needs_drain: false,
+            socket_full: false,
             last_seen: now,
             ping_outstanding: false,
             dirty: false,
@@ -357,9 +363,13 @@ impl Conn<'_> {
             encode_frame_into(cork, opcode, body, compressed);
             SendStatus::Success
         } else {
+            // Behind bytes still queued: in order, after them.
             self.core
                 .outbox
                 .push(encode_shared_frame(opcode, body, compressed));
+            if !self.core.socket_full {
+                return SendStatus::Success;
+            }
             self.core.needs_drain = true;
             self.turn.counters.backpressure_events.add(1);
             SendStatus::Backpressure

@@ -36,6 +36,7 @@
 //! | `tcp_connections` | gauge | TCP connections held in any phase (HTTP, handshake, closing) |
 //! | `connections_accepted_total` | counter | TCP connections accepted |
 //! | `accept_errors_total` | counter | failed `accept` calls (each pauses accepting for 100 ms) |
+//! | `io_uring_recv_buffers_exhausted_total`, `io_uring_cq_overflows_total` | counter | io_uring only: receives that found the provided buffers used up (`ENOBUFS`, re-armed); turns that found the completion queue overflowed (held by the kernel, not lost) |
 //! | `handshake_refusals_total{reason}` | counter | refused requests: `over_capacity` (503), `bad_request`, `method_not_allowed`, `length_required`, `content_too_large`, `upgrade_required`, `header_fields_too_large`, `other`, `service` |
 //! | `connections_closed_total{code}` | counter | WebSocket connections that left the open state, by close code (`1000`...`1014`, `application` for 3000-4999, `other`) |
 //! | `handshake_timeouts_total`, `idle_timeouts_total`, `http_idle_timeouts_total` | counter | connections dropped by `handshake_timeout`, `pong_timeout`, `keep_alive_timeout` |
@@ -145,6 +146,16 @@ impl Collector for ServerCollector {
             s.accepted,
         )?;
         out.counter("accept_errors", "Failed accept calls", s.accept_errors)?;
+        out.counter(
+            "io_uring_recv_buffers_exhausted",
+            "io_uring receives that found the provided buffers used up (ENOBUFS)",
+            s.recv_buffers_exhausted,
+        )?;
+        out.counter(
+            "io_uring_cq_overflows",
+            "io_uring turns that found the completion queue overflowed",
+            s.cq_overflows,
+        )?;
 
         let mut refusals = vec![("over_capacity", s.refused_over_capacity)];
         for (i, reason) in RefusalReason::ALL.iter().enumerate() {

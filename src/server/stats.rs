@@ -30,6 +30,8 @@ pub(crate) struct Stats {
     pub handle_publishes: AtomicU64,
     pub accept_errors: AtomicU64,
     pub http_idle_timeouts: AtomicU64,
+    pub recv_buffers_exhausted: AtomicU64,
+    pub cq_overflows: AtomicU64,
 }
 
 /// A snapshot of the server's counters.
@@ -70,6 +72,17 @@ pub struct StatsSnapshot {
     /// Kept-alive HTTP connections closed because no new request began within
     /// `keep_alive_timeout`.
     pub http_idle_timeouts: u64,
+    /// io_uring only: receives that found the reactor's provided-buffer ring empty
+    /// (`ENOBUFS`). Each ends that connection's multishot receive, which is armed
+    /// again at the end of the turn; no byte is lost, but a count that keeps growing
+    /// says [`crate::ServerConfig::io_uring_provided_buffers`] is too small for the
+    /// load.
+    pub recv_buffers_exhausted: u64,
+    /// io_uring only: turns that found the completion queue overflowed. The kernel
+    /// keeps what did not fit and hands it over at the next wait, so nothing is lost;
+    /// a count that keeps growing says [`crate::ServerConfig::io_uring_sq_entries`]
+    /// (the completion queue is twice as long) is too small for the load.
+    pub cq_overflows: u64,
     /// Data messages received and handed to `on_message`.
     pub messages_received: u64,
     /// Payload bytes of those messages.
@@ -119,6 +132,8 @@ impl Stats {
             internal_errors: get(&self.internal_errors),
             accept_errors: get(&self.accept_errors),
             http_idle_timeouts: get(&self.http_idle_timeouts),
+            recv_buffers_exhausted: get(&self.recv_buffers_exhausted),
+            cq_overflows: get(&self.cq_overflows),
             publishes: get(&self.handle_publishes),
             ..StatsSnapshot::default()
         }

@@ -368,16 +368,21 @@ pub fn is_timeout(e: &io::Error) -> bool {
 /// A raw client that completed the upgrade handshake.
 pub fn raw_upgrade(addr: SocketAddr) -> TcpStream {
     let mut stream = tcp(addr);
+    upgrade_on(&mut stream);
+    stream
+}
+
+/// Completes the upgrade handshake on a connected socket (a raw client).
+pub fn upgrade_on(stream: &mut TcpStream) {
     stream
         .write_all(upgrade_request("/", &[], "").as_bytes())
         .unwrap();
-    let reply = read_response_head(&mut stream);
+    let reply = read_response_head(stream);
     assert_eq!(reply.status, 101, "upgrade accepted");
     assert_eq!(
         reply.header("Sec-WebSocket-Accept"),
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
-    stream
 }
 
 pub const OP_CONT: u8 = 0x0;

@@ -339,6 +339,7 @@ impl<S: Service, IO> Core<S, IO> {
                 .flush_with(&mut turn.cork, &turn.batch, |slices| t.write(io, slices));
             match flushed {
                 Ok(Flushed::All) => {
+                    slot.conn.core.socket_full = false;
                     if !had_queue && !slot.conn.core.needs_drain {
                         return;
                     }
@@ -348,7 +349,14 @@ impl<S: Service, IO> Core<S, IO> {
                         return;
                     }
                 }
-                Ok(Flushed::Blocked) => return,
+                Ok(Flushed::Blocked) => {
+                    // A completion driver's deferral says nothing of the socket: its
+                    // completions do (`sent`).
+                    if !t.defers_writes() {
+                        slot.conn.core.socket_full = true;
+                    }
+                    return;
+                }
                 Err(_) => {
                     let mut env = env!(self);
                     slot.conn.eof(&mut env);
@@ -366,8 +374,8 @@ impl<S: Service, IO> Core<S, IO> {
     /// [`Core::sent`]; the driver asks again only after that (one write in flight
     /// per connection).
     #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "the io_uring driver's (branch uring)")
+        not(any(test, target_os = "linux")),
+        allow(dead_code, reason = "the io_uring driver's")
     )]
     pub fn sendable(&mut self, key: usize, out: &mut Vec<bytes::Bytes>) -> usize {
         const MAX_CHUNKS: usize = 64;
@@ -377,19 +385,20 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// A completion driver's write of `n` bytes from the front of the connection's
-    /// outbox finished (or failed: `None`). The bytes leave the outbox, the handler
-    /// hears `on_drain` if it waited for it, and the connection is served as after
-    /// any I/O.
+    /// outbox finished (or failed: `None`); `short` when the socket took less than
+    /// the write offered. The bytes leave the outbox, the handler hears `on_drain`
+    /// if it waited for it, and the connection is served as after any I/O.
     #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "the io_uring driver's (branch uring)")
+        not(any(test, target_os = "linux")),
+        allow(dead_code, reason = "the io_uring driver's")
     )]
-    pub fn sent<T: Transport<IO>>(&mut self, key: usize, n: Option<usize>, t: &mut T) {
+    pub fn sent<T: Transport<IO>>(&mut self, key: usize, n: Option<usize>, short: bool, t: &mut T) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
         match n {
             Some(n) => {
+                slot.conn.core.socket_full = short;
                 slot.conn.core.outbox.consume(n);
                 if slot.conn.core.outbox.is_empty() {
                     let mut env = env!(self);

@@ -85,6 +85,8 @@ struct Memory {
 /// The test's transport: records what the core asked for.
 #[derive(Debug, Default)]
 struct Wire {
+    /// A completion driver's transport (see [`Transport::defers_writes`]).
+    defers: bool,
     resumed: Vec<usize>,
     /// Connections released, with what their peer received in all.
     released: Vec<(usize, Memory)>,
@@ -103,6 +105,10 @@ impl Transport<Memory> for Wire {
             n += take;
         }
         Ok(n)
+    }
+
+    fn defers_writes(&self) -> bool {
+        self.defers
     }
 
     fn shutdown_write(&mut self, io: &mut Memory) {
@@ -473,6 +479,7 @@ fn an_http_refusal_shuts_our_side_then_waits_for_eof() {
 #[test]
 fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions() {
     let mut h = Harness::new(ServerConfig::default());
+    h.wire.defers = true;
     let key = h.upgraded("/");
     h.peer(key).completion = true;
     h.send_text(key, "one");
@@ -483,14 +490,37 @@ fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions()
     // The write is in flight: what is queued meanwhile goes behind it.
     h.send_text(key, "three");
     let mut wire: Vec<u8> = chunks.concat();
-    h.core.sent(key, Some(offered), &mut h.wire);
+    h.core.sent(key, Some(offered), false, &mut h.wire);
     chunks.clear();
     let rest = h.core.sendable(key, &mut chunks);
     wire.extend(chunks.concat());
-    h.core.sent(key, Some(rest), &mut h.wire);
+    h.core.sent(key, Some(rest), false, &mut h.wire);
     assert_eq!(frames(&mut wire), ["text one", "text two", "text three"]);
     let mut none = Vec::new();
     assert_eq!(h.core.sendable(key, &mut none), 0);
+    // Bytes waiting for a submission or a completion were never refused.
+    assert_eq!(h.shared.stats().backpressure_events, 0);
+}
+
+#[test]
+fn only_a_short_completion_makes_sends_report_backpressure() {
+    let mut h = Harness::new(ServerConfig::default());
+    h.wire.defers = true;
+    let key = h.upgraded("/");
+    h.peer(key).completion = true;
+    h.send_text(key, "one");
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let offered = h.core.sendable(key, &mut chunks);
+    // The socket took all but the last byte: it is full.
+    h.core.sent(key, Some(offered - 1), true, &mut h.wire);
+    h.send_text(key, "two");
+    assert_eq!(h.shared.stats().backpressure_events, 1);
+    // The rest went out whole: sends are no longer backpressured.
+    chunks.clear();
+    let rest = h.core.sendable(key, &mut chunks);
+    h.core.sent(key, Some(rest), false, &mut h.wire);
+    h.send_text(key, "three");
+    assert_eq!(h.shared.stats().backpressure_events, 1);
 }
 
 #[test]

@@ -28,6 +28,14 @@ pub(crate) trait Transport<IO> {
     /// other error ends the connection as if the peer had gone.
     fn write(&mut self, io: &mut IO, slices: &[IoSlice<'_>]) -> io::Result<usize>;
 
+    /// Whether [`Transport::write`] defers rather than writes (a completion driver):
+    /// its `WouldBlock` then means "queued for the turn's submission", not "the
+    /// socket is full", and sends queued behind such bytes are not backpressure
+    /// (see [`crate::server::conn_api::ConnCore::socket_full`]).
+    fn defers_writes(&self) -> bool {
+        false
+    }
+
     /// Writes `bytes`, the last the connection will send (a 1011 close frame when the
     /// server's own code failed), just before [`Transport::release`]: best effort,
     /// whatever the socket does not take is lost. A completion driver keeps its own

@@ -28,17 +28,13 @@ use crate::server::core::{Core, Transport};
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::shared::{Shared, Wake};
 use crate::server::stats::Stats;
+use crate::server::timer::Tick;
 
 // The one module of the driver allowed `unsafe` (see its docs for the argument).
 #[allow(unsafe_code)]
 mod ring;
 
 use ring::{Completion, HEADROOM, Ring, SendBuffers};
-
-/// Submission queue entries.
-const ENTRIES: u32 = 4096;
-/// Provided buffers of the reactor (each `read_buffer_size`, at most 64 KiB).
-const BUFFERS: u16 = 256;
 
 /// What an operation is, in the top byte of its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +95,8 @@ pub(crate) struct Socket {
 struct SendOp {
     key: usize,
     generation: u32,
+    /// Bytes the write offered.
+    len: usize,
     buffers: SendBuffers,
 }
 
@@ -125,6 +123,10 @@ impl Transport<Socket> for Ops<'_> {
         Err(io::ErrorKind::WouldBlock.into())
     }
 
+    fn defers_writes(&self) -> bool {
+        true
+    }
+
     fn write_last(&mut self, io: &mut Socket, bytes: &[u8]) {
         // Its own copy, in flight past the release: the write holds the socket open
         // until it completes, and its completion finds no connection of its
@@ -135,6 +137,7 @@ impl Transport<Socket> for Ops<'_> {
         let op = entry.insert(SendOp {
             key: io.key,
             generation: io.generation,
+            len: bytes.len(),
             buffers: SendBuffers::new(chunks),
         });
         let ud = user_data(Kind::Send, io.generation, id);
@@ -201,6 +204,10 @@ pub(crate) struct UringDriver<S: Service> {
     /// every reactor: a multishot accept there took every connection for the first
     /// reactor to arm it; single accepts re-armed after each completion spread them).
     multishot_accept: bool,
+    /// An accept (or the listener's poll) is armed in the ring.
+    accept_armed: bool,
+    /// Accepting is paused until this tick (after EMFILE and the like).
+    accept_paused_until: Option<Tick>,
 }
 
 /// What a reactor's io_uring driver needs from the starting thread: its eventfd
@@ -227,10 +234,14 @@ pub(crate) fn new_parts(config: &ServerConfig) -> io::Result<(Parts, Box<dyn Wak
     Ok((parts, Box::new(EventFd(waker))))
 }
 
-/// A ring with `config`'s provided buffers.
+/// A ring with `config`'s submission queue and provided buffers.
 fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
     let size = config.read_buffer_size.clamp(4096, 64 << 10) + HEADROOM;
-    Ring::new(ENTRIES, BUFFERS, size)
+    Ring::new(
+        config.io_uring_sq_entries,
+        config.io_uring_provided_buffers,
+        size,
+    )
 }
 
 /// Whether this process may run the io_uring driver: makes (and drops) one ring, on
@@ -336,6 +347,8 @@ impl<S: Service> UringDriver<S> {
             generation: 0,
             scratch: vec![0; HEADROOM],
             closing: Vec::new(),
+            accept_armed: false,
+            accept_paused_until: None,
         }
     }
 
@@ -365,16 +378,21 @@ impl<S: Service> UringDriver<S> {
         self.arm_accept()?;
         self.arm_wake()?;
         loop {
-            let timeout = self.core.poll_timeout(Instant::now(), false);
+            let timeout = self
+                .core
+                .poll_timeout(Instant::now(), self.accept_paused_until.is_some());
             self.ring.submit_and_wait(timeout)?;
             let woke = Instant::now();
             self.core.begin_turn(woke);
             let mut completions = std::mem::take(&mut self.completions);
-            self.ring.completions(&mut completions);
+            if self.ring.completions(&mut completions) {
+                Stats::bump(&self.core.shared().stats.cq_overflows);
+            }
             for completion in completions.drain(..) {
                 self.complete(completion)?;
             }
             self.completions = completions;
+            self.resume_accepting();
             let (core, ops) = split!(self);
             core.end_turn(Instant::now(), ops);
             self.rearm_receives();
@@ -393,6 +411,7 @@ impl<S: Service> UringDriver<S> {
     /// Cancels the armed accept and closes this reactor's listening socket (after the
     /// cancellation is submitted: the accept holds the socket until then).
     fn stop_accepting(&mut self) {
+        self.accept_paused_until = None;
         if let Some(listener) = self.listener.take() {
             let accept = user_data(Kind::Accept, 0, 0);
             let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
@@ -427,16 +446,30 @@ impl<S: Service> UringDriver<S> {
     }
 
     fn accepted(&mut self, completion: Completion) {
-        if self.multishot_accept {
+        if !completion.more() {
+            self.accept_armed = false;
+        }
+        if self.accept_paused_until.is_some() {
+            // What the cancelled operation still reported: taken up on resuming.
             if let Some(fd) = ring::accepted_fd(completion.result) {
                 self.open(TcpStream::from(fd));
-            } else if completion.result != -libc::ECANCELED {
-                Stats::bump(&self.core.shared().stats.accept_errors);
+            }
+            return;
+        }
+        if self.multishot_accept {
+            match completion.result {
+                fd if fd >= 0 => {
+                    if let Some(fd) = ring::accepted_fd(fd) {
+                        self.open(TcpStream::from(fd));
+                    }
+                }
+                e if e == -libc::ECANCELED || e == -libc::ECONNABORTED || e == -libc::EINTR => {}
+                e => self.pause_accepting(&io::Error::from_raw_os_error(-e)),
             }
         } else {
             self.accept_ready();
         }
-        if !completion.more() {
+        if !self.accept_armed && self.accept_paused_until.is_none() {
             let _ = self.arm_accept();
         }
     }
@@ -453,10 +486,12 @@ impl<S: Service> UringDriver<S> {
         };
         let (fd, ud) = (listener.as_raw_fd(), user_data(Kind::Accept, 0, 0));
         if self.multishot_accept {
-            self.ring.accept(fd, true, ud)
+            self.ring.accept(fd, true, ud)?;
         } else {
-            self.ring.poll_readable(fd, ud)
+            self.ring.poll_readable(fd, ud)?;
         }
+        self.accept_armed = true;
+        Ok(())
     }
 
     /// Accepts until the shared listening socket has nothing left for this reactor.
@@ -470,12 +505,39 @@ impl<S: Service> UringDriver<S> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(error) => {
-                    Stats::bump(&self.core.shared().stats.accept_errors);
-                    tracing::error!(reactor = self.core.index(), %error, "accept failed");
-                    return;
-                }
+                Err(error) => return self.pause_accepting(&error),
             }
+        }
+    }
+
+    /// EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick (the armed
+    /// accept or poll is cancelled) rather than spin on a listener that stays ready.
+    fn pause_accepting(&mut self, error: &io::Error) {
+        Stats::bump(&self.core.shared().stats.accept_errors);
+        tracing::error!(reactor = self.core.index(), %error, "accept failed; pausing accepts for 100 ms");
+        self.accept_paused_until = Some(self.core.tick() + 1);
+        if self.accept_armed {
+            let accept = user_data(Kind::Accept, 0, 0);
+            let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
+        }
+    }
+
+    /// Accepting again once the pause's tick has come: the accept (or poll) is armed
+    /// again, unless its cancellation has not completed yet (then its completion
+    /// arms it), and the shared listener is drained of what waited.
+    fn resume_accepting(&mut self) {
+        let Some(until) = self.accept_paused_until else {
+            return;
+        };
+        if self.core.tick() < until {
+            return;
+        }
+        self.accept_paused_until = None;
+        if !self.multishot_accept {
+            self.accept_ready();
+        }
+        if !self.accept_armed && self.accept_paused_until.is_none() {
+            let _ = self.arm_accept();
         }
     }
 
@@ -576,6 +638,9 @@ impl<S: Service> UringDriver<S> {
                 core.after_io(key, ops);
             }
             e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
+                if e == -libc::ENOBUFS {
+                    Stats::bump(&core.shared().stats.recv_buffers_exhausted);
+                }
                 if let Some(bid) = completion.buffer() {
                     ops.ring.recycle(bid);
                 }
@@ -610,10 +675,11 @@ impl<S: Service> UringDriver<S> {
         socket.sending = false;
         let eof_pending = socket.eof_pending;
         let written = usize::try_from(completion.result).ok();
+        let short = written.is_some_and(|n| n < op.len);
         let (core, ops) = split!(self);
         let key = op.key;
         core.contained(Some(key), ops, |core, ops| {
-            core.sent(key, written, ops);
+            core.sent(key, written, short, ops);
             if eof_pending && core.is_flushed(key) {
                 core.eof(key);
                 core.after_io(key, ops);
@@ -688,7 +754,8 @@ impl<S: Service> UringDriver<S> {
             }
             let (generation, fd) = (socket.generation, socket.stream.as_raw_fd());
             let mut chunks = Vec::new();
-            if self.core.sendable(key, &mut chunks) == 0 {
+            let len = self.core.sendable(key, &mut chunks);
+            if len == 0 {
                 continue;
             }
             let entry = self.sends.vacant_entry();
@@ -696,6 +763,7 @@ impl<S: Service> UringDriver<S> {
             let op = entry.insert(SendOp {
                 key,
                 generation,
+                len,
                 buffers: SendBuffers::new(chunks),
             });
             if self

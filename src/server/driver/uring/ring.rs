@@ -337,7 +337,7 @@ impl Ring {
                 break;
             }
             reaped.clear();
-            self.completions(&mut reaped);
+            let _ = self.completions(&mut reaped);
         }
         self.in_flight == 0
     }
@@ -347,8 +347,12 @@ impl Ring {
         self.uring.submit().map(drop)
     }
 
-    /// Appends the completions waiting to `out`.
-    pub fn completions(&mut self, out: &mut Vec<Completion>) {
+    /// Appends the completions waiting to `out`. Returns whether the completion
+    /// queue had overflowed: the kernel holds the completions that did not fit
+    /// (IORING_FEAT_NODROP) and posts them at the next `io_uring_enter`, so none is
+    /// lost, but the turn ends without them.
+    pub fn completions(&mut self, out: &mut Vec<Completion>) -> bool {
+        let overflowed = self.uring.submission().cq_overflow();
         let mut cq = self.uring.completion();
         cq.sync();
         for cqe in cq {
@@ -361,6 +365,7 @@ impl Ring {
                 flags: cqe.flags(),
             });
         }
+        overflowed
     }
 
     /// Pushes `entry`, submitting first if the submission queue is full.
