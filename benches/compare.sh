@@ -10,6 +10,8 @@
 #                                      # against another build of wavecore: the release
 #                                      # examples of the checkout at BASE (built there
 #                                      # first), same load generator, rounds interleaved
+#   SERVERS="wavecore wavecore-io_uring raw" benches/compare.sh
+#                                      # wavecore on epoll (wavecore) and on io_uring
 #   ROWS="echo-100-json1k-deflate" SERVERS="wavecore node-ws tokio-tungstenite" benches/compare.sh
 #                                      # node-ws: Node ws with permessage-deflate
 #                                      # (tests/interop/node, after .ci/install-interop.sh)
@@ -78,13 +80,14 @@ start_server() {
   port=$((port + 1))
   local addr=127.0.0.1:$port
   case "$name" in
-    wavecore | wavecore-base)
-      local examples=$BIN/examples
+    wavecore | wavecore-base | wavecore-io_uring)
+      local examples=$BIN/examples backend=epoll
       [ "$name" = wavecore-base ] && examples=${BASE:?BASE names the checkout of wavecore-base}/target/release/examples
+      [ "$name" = wavecore-io_uring ] && backend=io_uring
       if [[ $row == bcast-* ]]; then
-        WORKERS=1 taskset -c "$SERVER_CPU" "$examples/broadcast" "$addr" >/dev/null 2>&1 &
+        WAVECORE_BACKEND=$backend WORKERS=1 taskset -c "$SERVER_CPU" "$examples/broadcast" "$addr" >/dev/null 2>&1 &
       else
-        WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" >/dev/null 2>&1 &
+        WAVECORE_BACKEND=$backend WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" >/dev/null 2>&1 &
       fi ;;
     tokio-tungstenite) taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
     node-ws) taskset -c "$SERVER_CPU" node tests/interop/node/ws_server.mjs "$addr" >/dev/null 2>&1 & ;;

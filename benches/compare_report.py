@@ -10,7 +10,7 @@ from collections import defaultdict
 results_path, md_path, svg_path, note = sys.argv[1:5]
 # The usual columns, in this order; any other server in the results (another build of
 # wavecore, e.g. wavecore-base) comes after them.
-KNOWN = ["wavecore", "tokio-tungstenite", "fastwebsockets", "raw", "node-ws"]
+KNOWN = ["wavecore", "wavecore-io_uring", "tokio-tungstenite", "fastwebsockets", "raw", "node-ws"]
 ROW_TEXT = {
     "echo-1": "echo, 1 conn x 1 in flight, 32 B",
     "echo-100": "echo, 100 conns x 1, 32 B",

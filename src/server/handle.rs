@@ -121,11 +121,15 @@ impl ServerHandle {
     /// before the connection's 1001: the reactors first hand each other the publishes
     /// they accepted, and only then close.
     pub fn shutdown(&self) {
+        // Asked before it is logged: a log write that fails (tracing-subscriber's
+        // fallback report panics when stdout and stderr are both closed pipes) must
+        // not leave the shutdown unasked.
+        let connections = self.connections();
+        self.shared.shutdown();
         tracing::info!(
             address = %self.shared.local_addr,
-            connections = self.connections(),
+            connections,
             "wavecore server shutting down: closing connections with 1001"
         );
-        self.shared.shutdown();
     }
 }

@@ -60,11 +60,12 @@ pub(crate) fn shutdown_on_signals(server: ServerHandle) -> io::Result<SignalGuar
                 let name = signal_name(signal).unwrap_or("signal");
                 if !asked && !server_stopped.load(Ordering::Acquire) {
                     asked = true;
+                    // Logged after it is asked (see `ServerHandle::shutdown`).
+                    server.shutdown();
                     tracing::info!(
                         signal = name,
                         "received {name}: stopping gracefully (another {name} ends the process now)"
                     );
-                    server.shutdown();
                     continue;
                 }
                 tracing::warn!(signal = name, "received {name} again: exiting now");
