@@ -11,7 +11,9 @@ use super::params::{DeflateParams, ParamsError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateConfig {
     /// Messages with fewer payload bytes than this go out uncompressed (RSV1 clear):
-    /// for tiny messages compression costs CPU and saves nothing. Default 64 bytes.
+    /// for tiny messages compression costs CPU and saves nothing. Every compressed
+    /// message also pays a fixed cost, whatever its size (the compressor's reset, a
+    /// few microseconds: docs/benchmarks.md section 4). Default 64 bytes.
     pub min_message_size: usize,
     /// The largest LZ77 window the server compresses with, as a base-2 logarithm of
     /// bytes, 8 (256 B) to 15 (32 KiB); a client's smaller `server_max_window_bits`
