@@ -55,6 +55,9 @@
 
 pub mod client;
 pub mod docs;
+/// The rustls this crate is built with, for [`ServerBuilder::tls`] and
+/// [`ServerHandle::set_tls_config`] configurations of a matching version.
+pub use rustls;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

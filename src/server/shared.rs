@@ -147,6 +147,8 @@ pub(crate) struct Shared {
     pub deflate: Option<crate::protocol::deflate::DeflateConfig>,
     /// Reactors that have settled for a shutdown (or failed), see [`Shared::settle`].
     pub settled: AtomicUsize,
+    /// The TLS configuration new connections start with, for a TLS server.
+    pub tls: Option<Arc<crate::server::tls::Acceptor>>,
 }
 
 impl Shared {
@@ -164,6 +166,7 @@ impl Shared {
             counters: vec![Arc::default()],
             deflate: None,
             settled: AtomicUsize::new(0),
+            tls: None,
         }
     }
 

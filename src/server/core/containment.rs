@@ -100,13 +100,14 @@ impl<S: Service, IO> Core<S, IO> {
         let was_open = slot.conn.is_open();
         let mut env = env!(self);
         let _ = catch_unwind(AssertUnwindSafe(|| slot.conn.fail(&mut env)));
-        if was_open && slot.conn.core.outbox.is_empty() {
+        if was_open && slot.conn.core.outbox.is_empty() && slot.tls.is_none() {
             // Everything queued went out whole, so the stream is at a frame boundary.
             let mut payload = [0u8; 125];
             let n = encode_close_payload(CloseCode::INTERNAL_ERROR, "internal error", &mut payload);
             let mut frame = Vec::with_capacity(n + 2);
             encode_into(&mut frame, OpCode::Close, &payload[..n]);
-            // Best effort: a driver that cannot write at once drops it.
+            // Best effort: a driver that cannot write at once drops it. (Not over
+            // TLS: the session may be what failed.)
             let _ = t.write(&mut slot.io, &[IoSlice::new(&frame)]);
         }
         self.remove(key, t);
