@@ -72,7 +72,7 @@ impl<S: Service, IO> Core<S, IO> {
                         Stats::bump(&env.turn.stats.handshake_refusals);
                     }
                     // The alert rustls queued goes out; then the connection ends.
-                    slot.conn.finish_with(bytes::Bytes::new(), env.config, env.turn.now);
+                    slot.conn.fail_transport(&mut env);
                     return;
                 }
                 if input.is_empty() {
@@ -107,9 +107,7 @@ impl<S: Service, IO> Core<S, IO> {
                     return Ok(Flushed::Blocked);
                 }
                 if !outbox.is_empty() || !turn.cork.is_empty() {
-                    outbox.flush_with(&mut turn.cork, &turn.batch, |slices| {
-                        tls.encrypt(slices)
-                    })?;
+                    outbox.flush_with(&mut turn.cork, &turn.batch, |slices| tls.encrypt(slices))?;
                 }
                 tls.send(|slices| t.write(io, slices))
             });

@@ -142,7 +142,9 @@ impl Session {
     ) -> io::Result<Flushed> {
         let mut blocked = false;
         if !self.wire.is_empty() {
-            blocked = self.wire.flush_with(&mut Vec::new(), &Default::default(), &mut write)?
+            blocked = self
+                .wire
+                .flush_with(&mut Vec::new(), &Default::default(), &mut write)?
                 == Flushed::Blocked;
         }
         while self.tls.wants_write() {
