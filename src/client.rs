@@ -203,8 +203,8 @@ pub fn tls_config_trusting_pem_file(path: impl AsRef<Path>) -> io::Result<Arc<Cl
 }
 
 /// The configuration `wss://` URLs get by default: the Mozilla root store
-/// (`webpki-roots`), built once.
-fn default_tls_config() -> Arc<ClientConfig> {
+/// (`webpki-roots`), built once (later calls share it).
+pub fn default_tls_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
