@@ -1,31 +1,34 @@
 //! The core's read and write paths for TLS connections (see `server/tls/`).
 //!
-//! Reading: the ciphertext the driver read goes to the connection's
-//! [`Session`]; the plaintext that comes out is copied, a buffer at a time, into the
-//! reactor thread's plaintext buffer (after the connection's pending bytes, as the
-//! driver does with its read buffer) and served to the connection as if it had been
-//! read. Writing: the cork and the outbox (plaintext) are encrypted whole, then the
-//! ciphertext is written; what the socket refuses waits, encrypted, in the session,
-//! and nothing more is encrypted until it has gone, so the plaintext outbox still
-//! measures the connection's backpressure.
+//! Reading: the ciphertext the driver read is processed where it lies, in the
+//! driver's read buffer; each decrypted record's plaintext is copied, behind the
+//! connection's pending bytes, into the reactor thread's plaintext buffer and served
+//! to the connection as if it had been read. Writing: the cork and the outbox
+//! (plaintext) are encrypted whole into the reactor thread's ciphertext buffer and
+//! written from there; what the socket refuses waits, encrypted, in the session, and
+//! nothing more is encrypted until it has gone, so the plaintext outbox still
+//! measures the connection's backpressure. Before the handshake completes nothing is
+//! encrypted: plaintext waits in the outbox.
 
 use std::cell::RefCell;
 use std::io;
 
 use crate::handler::Service;
+use crate::server::conn::{Connection, Env};
 use crate::server::core::{Core, Slot, Transport};
 use crate::server::outbox::Flushed;
 use crate::server::stats::Stats;
-use crate::server::tls::session::{Fatal, Plaintext, Session};
+use crate::server::tls::session::{Fatal, Received, Session};
 
-/// Plaintext taken out of rustls at a time (one TLS record holds at most 16 KiB),
-/// plus room for a connection's pending bytes in front (at most 131).
+/// Plaintext of one TLS record at most (16 KiB), plus room for a connection's pending
+/// bytes in front (at most 131).
 const PLAINTEXT_BUF: usize = (16 << 10) + 256;
 
 thread_local! {
-    /// The reactor thread's plaintext buffer, shared by its TLS connections
-    /// (allocated on the first TLS read).
-    static PLAINTEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The reactor thread's buffers for its TLS connections: plaintext on its way to
+    /// a connection, and ciphertext on its way to a socket (allocated on first use,
+    /// reused).
+    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 impl<S: Service, IO> Core<S, IO> {
@@ -43,93 +46,103 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// [`Core::received`] for a TLS connection: `data` is ciphertext.
-    pub(super) fn received_tls(&mut self, key: usize, data: &[u8]) {
-        PLAINTEXT.with_borrow_mut(|buf| {
-            if buf.len() < PLAINTEXT_BUF {
-                buf.resize(PLAINTEXT_BUF, 0);
+    pub(super) fn received_tls(&mut self, key: usize, data: &mut [u8]) {
+        let Some(Slot { conn, tls, .. }) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(tls) = tls.as_deref_mut() else {
+            return;
+        };
+        if conn.is_finishing() {
+            // Nothing more is read (an alert went out, or the last words).
+            return;
+        }
+        let mut env = env!(self);
+        let handshaking = tls.is_handshaking();
+        let received = BUFFERS.with_borrow_mut(|(plain, _)| {
+            if plain.len() < PLAINTEXT_BUF {
+                plain.resize(PLAINTEXT_BUF, 0);
             }
-            let mut input = data;
-            loop {
-                let Some(slot) = self.conns.get_mut(key) else {
-                    return;
-                };
-                let Some(tls) = slot.tls.as_deref_mut() else {
-                    return;
-                };
-                if slot.conn.is_finishing() {
-                    // Nothing more is read (an alert went out, or the last words).
-                    return;
-                }
-                let handshaking = tls.is_handshaking();
-                let fed = tls.feed(&mut input);
-                let mut env = env!(self);
-                if !drain_plaintext(slot, buf, &mut env) {
-                    return;
-                }
-                if let Err(Fatal(reason)) = fed {
-                    tracing::debug!(conn = slot.conn.core.id.0, "TLS failed: {reason}");
-                    if handshaking {
-                        Stats::bump(&env.turn.stats.handshake_refusals);
-                    }
-                    // The alert rustls queued goes out; then the connection ends.
-                    slot.conn.fail_transport(&mut env);
-                    return;
-                }
-                if input.is_empty() {
-                    return;
-                }
-            }
+            tls.receive(data, |payload| serve(conn, payload, plain, &mut env))
         });
+        match received {
+            Ok(Received::Open) => {}
+            // The peer will send nothing more. A connection still writing its last
+            // words (the reply to a close frame) writes them first.
+            Ok(Received::Closed) => {
+                if !conn.is_finishing() && !conn.is_done() {
+                    conn.eof(&mut env);
+                }
+            }
+            Err(Fatal(reason)) => {
+                tracing::debug!(conn = conn.core.id.0, "TLS failed: {reason}");
+                if handshaking {
+                    Stats::bump(&env.turn.stats.handshake_refusals);
+                }
+                // The alert the session queued goes out; then the connection ends.
+                if !conn.is_done() {
+                    conn.fail_transport(&mut env);
+                }
+            }
+        }
     }
 
     /// [`Core::write`] for a TLS connection: encrypts the cork and the outbox, writes
     /// the ciphertext; tells the handler when it drained.
     pub(super) fn write_tls<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
-        loop {
-            let Some(slot) = self.conns.get_mut(key) else {
-                self.turn.cork.clear();
-                return;
-            };
-            let Some(tls) = slot.tls.as_deref_mut() else {
-                return;
-            };
-            let io = &mut slot.io;
-            let outbox = &mut slot.conn.core.outbox;
-            let turn = &mut self.turn;
-            let had_queue = !outbox.is_empty();
-            // Ciphertext refused before goes first; only then is more encrypted.
-            let sent = tls.send(|slices| t.write(io, slices)).and_then(|sent| {
-                if sent == Flushed::Blocked {
-                    // Keeps the cork's plaintext in the outbox, unencrypted.
-                    outbox.flush_with(&mut turn.cork, &turn.batch, |_| {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    })?;
-                    return Ok(Flushed::Blocked);
-                }
-                if !outbox.is_empty() || !turn.cork.is_empty() {
-                    outbox.flush_with(&mut turn.cork, &turn.batch, |slices| tls.encrypt(slices))?;
-                }
-                tls.send(|slices| t.write(io, slices))
-            });
-            match sent {
-                Ok(Flushed::All) => {
-                    if !had_queue && !slot.conn.core.needs_drain {
-                        return;
-                    }
-                    let mut env = env!(self);
-                    slot.conn.drained(&mut env);
-                    if self.turn.cork.is_empty() {
-                        return;
-                    }
-                }
-                Ok(Flushed::Blocked) => return,
-                Err(_) => {
-                    let mut env = env!(self);
-                    slot.conn.eof(&mut env);
+        BUFFERS.with_borrow_mut(|(_, sealed)| {
+            loop {
+                let Some(slot) = self.conns.get_mut(key) else {
+                    self.turn.cork.clear();
                     return;
+                };
+                let Some(tls) = slot.tls.as_deref_mut() else {
+                    return;
+                };
+                let io = &mut slot.io;
+                let outbox = &mut slot.conn.core.outbox;
+                let turn = &mut self.turn;
+                let had_queue = !outbox.is_empty();
+                // Ciphertext refused before goes first; only then is more encrypted.
+                let sent = tls
+                    .send(sealed, |slices| t.write(io, slices))
+                    .and_then(|sent| {
+                        let plaintext = !outbox.is_empty() || !turn.cork.is_empty();
+                        if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
+                            // The cork's plaintext waits in the outbox, unencrypted.
+                            outbox.flush_with(&mut turn.cork, &turn.batch, |_| {
+                                Err(io::ErrorKind::WouldBlock.into())
+                            })?;
+                            return Ok(sent);
+                        }
+                        if plaintext {
+                            outbox.flush_with(&mut turn.cork, &turn.batch, |slices| {
+                                tls.encrypt(slices, sealed)
+                            })?;
+                        }
+                        tls.send(sealed, |slices| t.write(io, slices))
+                    });
+                sealed.clear();
+                match sent {
+                    Ok(Flushed::All) if slot.conn.core.outbox.is_empty() => {
+                        if !had_queue && !slot.conn.core.needs_drain {
+                            return;
+                        }
+                        let mut env = env!(self);
+                        slot.conn.drained(&mut env);
+                        if self.turn.cork.is_empty() {
+                            return;
+                        }
+                    }
+                    Ok(_) => return,
+                    Err(_) => {
+                        let mut env = env!(self);
+                        slot.conn.eof(&mut env);
+                        return;
+                    }
                 }
             }
-        }
+        });
     }
 
     /// A finishing TLS connection whose plaintext has all been encrypted says
@@ -142,10 +155,18 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(tls) = slot.tls.as_deref_mut() else {
             return;
         };
-        if slot.conn.is_finishing() && slot.conn.core.outbox.is_empty() {
-            tls.close_notify();
-            self.write_tls(key, t);
+        if !slot.conn.is_finishing() || !slot.conn.core.outbox.is_empty() {
+            return;
         }
+        let io = &mut slot.io;
+        BUFFERS.with_borrow_mut(|(_, sealed)| {
+            tls.close_notify(sealed);
+            if !sealed.is_empty() {
+                // A write error shows at the next write; the connection ends anyway.
+                let _ = tls.send(sealed, |slices| t.write(io, slices));
+            }
+            sealed.clear();
+        });
     }
 }
 
@@ -161,36 +182,19 @@ impl<H, IO> Slot<H, IO> {
     }
 }
 
-/// Serves the plaintext the session decrypted to the connection, a buffer at a time;
-/// returns whether the connection still reads.
-fn drain_plaintext<S: Service, IO>(
-    slot: &mut Slot<S::Handler, IO>,
+/// Serves one record's plaintext to the connection (behind its pending bytes, in
+/// `buf`); returns whether the connection still reads.
+fn serve<S: Service>(
+    conn: &mut Connection<S::Handler>,
+    payload: &[u8],
     buf: &mut [u8],
-    env: &mut crate::server::conn::Env<'_, S>,
+    env: &mut Env<'_, S>,
 ) -> bool {
-    let Some(tls) = slot.tls.as_deref_mut() else {
+    if conn.is_done() || conn.is_finishing() {
         return false;
-    };
-    loop {
-        if slot.conn.is_done() {
-            return false;
-        }
-        let held = slot.conn.take_pending(buf);
-        match tls.read_plaintext(&mut buf[held..]) {
-            Plaintext::Bytes(n) => slot.conn.receive(&mut buf[..held + n], env),
-            Plaintext::Empty => {
-                slot.conn.restore_pending(&buf[..held]);
-                return true;
-            }
-            Plaintext::Closed => {
-                slot.conn.restore_pending(&buf[..held]);
-                // The peer will send nothing more. A connection still writing its
-                // last words (the reply to a close frame) writes them first.
-                if !slot.conn.is_finishing() {
-                    slot.conn.eof(env);
-                }
-                return false;
-            }
-        }
     }
+    let held = conn.take_pending(buf);
+    buf[held..held + payload.len()].copy_from_slice(payload);
+    conn.receive(&mut buf[..held + payload.len()], env);
+    !conn.is_done() && !conn.is_finishing()
 }

@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
 
 use crate::server::tls::session::Session;
 
@@ -41,6 +42,8 @@ impl Acceptor {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        Ok(Box::new(Session::new(ServerConnection::new(config)?)))
+        Ok(Box::new(Session::new(UnbufferedServerConnection::new(
+            config,
+        )?)))
     }
 }

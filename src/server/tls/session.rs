@@ -1,38 +1,63 @@
 //! One TLS connection's state between the socket and the WebSocket/HTTP connection,
 //! without I/O: ciphertext in, plaintext out, and back.
 //!
-//! A [`Session`] wraps a rustls [`ServerConnection`] (an I/O-free state machine) and
-//! the ciphertext its socket has not taken yet (`wire`, an [`Outbox`] like a plain
-//! connection's, so a completion driver submits its frozen bytes the same way). The
-//! reactor core feeds it what the driver read ([`Session::feed`]), takes the
-//! plaintext out ([`Session::read_plaintext`]) for the connection, hands it the
-//! connection's plaintext output ([`Session::encrypt`]) and writes the ciphertext
-//! ([`Session::send`]).
+//! A [`Session`] wraps a rustls [`UnbufferedServerConnection`]: a state machine that
+//! owns no I/O buffer. The ciphertext it is given is the driver's read buffer itself
+//! (records are processed where they lie); only an incomplete record at the end of a
+//! read is kept, in a buffer of the session's own that exists until the record is
+//! complete. Ciphertext to send is encrypted into the caller's (the reactor thread's)
+//! buffer and written from there; only what the socket refuses waits in the session
+//! (`wire`, an [`Outbox`] like a plain connection's, so a completion driver submits its
+//! frozen bytes the same way). An idle TLS connection therefore holds rustls' state
+//! (keys, the connection's configuration) and no buffer.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 
 use bytes::Bytes;
-use rustls::ServerConnection;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 
 use crate::server::outbox::{Flushed, Outbox};
 
+/// The most ciphertext kept while a record (or, during the handshake, a handshake
+/// message split across records, which rustls joins where it lies) is incomplete:
+/// rustls refuses handshake messages over 64 KiB and records over 16 KiB + 2 KiB.
+const MAX_PARTIAL: usize = (64 << 10) + (18 << 10);
+
+/// Bytes of ciphertext one record adds to its plaintext, at most (TLS 1.2 AES-GCM:
+/// 5 header, 8 explicit nonce, 16 tag; TLS 1.3 adds 1 content type instead of the
+/// nonce), rounded up.
+const RECORD_OVERHEAD: usize = 32;
+
+/// Plaintext bytes per record (the TLS maximum, RFC 8446 §5.1).
+const RECORD_PLAINTEXT: usize = 16 << 10;
+
 /// A TLS connection's state (see the module docs).
-#[derive(Debug)]
 pub(crate) struct Session {
-    tls: ServerConnection,
-    /// Ciphertext the socket refused, in order, ahead of anything rustls still holds.
+    tls: UnbufferedServerConnection,
+    /// Ciphertext the socket refused, in order.
     wire: Outbox,
-    /// Our close_notify is queued (sent once).
+    /// An incomplete record (or handshake message) from the end of the last read.
+    partial: Option<Vec<u8>>,
+    /// Our close_notify was encrypted.
     close_notify_sent: bool,
 }
 
-/// What [`Session::read_plaintext`] found.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("handshaking", &self.tls.is_handshaking())
+            .field("unsent", &self.wire.len())
+            .field("partial", &self.partial.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// What a [`Session::receive`] saw besides application data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Plaintext {
-    /// This many bytes were copied out.
-    Bytes(usize),
-    /// Nothing decrypted waits (more ciphertext is needed).
-    Empty,
+pub(crate) enum Received {
+    /// The session goes on.
+    Open,
     /// The peer sent close_notify: it will send nothing more (RFC 8446 §6.1).
     Closed,
 }
@@ -43,47 +68,20 @@ pub(crate) enum Plaintext {
 #[derive(Debug)]
 pub(crate) struct Fatal(pub String);
 
+impl From<rustls::Error> for Fatal {
+    fn from(e: rustls::Error) -> Self {
+        Fatal(e.to_string())
+    }
+}
+
 impl Session {
-    /// A session for a connection just accepted. rustls' own buffer limit is lifted:
-    /// the connection's backpressure limits already bound what it queues, and the
-    /// plaintext handed to [`Session::encrypt`] must be taken whole.
-    pub fn new(mut tls: ServerConnection) -> Self {
-        tls.set_buffer_limit(None);
+    /// A session for a connection just accepted.
+    pub fn new(tls: UnbufferedServerConnection) -> Self {
         Self {
             tls,
             wire: Outbox::default(),
+            partial: None,
             close_notify_sent: false,
-        }
-    }
-
-    /// Takes ciphertext from the front of `input` (it advances past what was taken:
-    /// rustls takes at most one buffer's worth, up to one maximum-size record, at a
-    /// time) and processes the records it completes. Call again while `input` is not
-    /// empty, after taking the plaintext out.
-    ///
-    /// # Errors
-    ///
-    /// [`Fatal`] when the peer broke TLS; an alert is queued for [`Session::send`].
-    pub fn feed(&mut self, input: &mut &[u8]) -> Result<(), Fatal> {
-        if let Err(e) = self.tls.read_tls(input as &mut dyn Read) {
-            // A buffer that cannot grow (a handshake message over 64 KiB) or plaintext
-            // nobody takes: neither happens with a peer that keeps to the protocol.
-            return Err(Fatal(e.to_string()));
-        }
-        match self.tls.process_new_packets() {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Fatal(e.to_string())),
-        }
-    }
-
-    /// Copies decrypted bytes into `buf`.
-    pub fn read_plaintext(&mut self, buf: &mut [u8]) -> Plaintext {
-        match self.tls.reader().read(buf) {
-            Ok(0) if !buf.is_empty() => Plaintext::Closed,
-            Ok(n) => Plaintext::Bytes(n),
-            // `WouldBlock`: nothing waits. `UnexpectedEof` cannot happen: the core
-            // never reports a TCP EOF to rustls (it ends the connection itself).
-            Err(_) => Plaintext::Empty,
         }
     }
 
@@ -92,30 +90,204 @@ impl Session {
         self.tls.is_handshaking()
     }
 
-    /// Encrypts `slices` (plaintext, in order); takes them whole and returns their
-    /// length. Before the handshake ends rustls keeps them and encrypts them after.
-    pub fn encrypt(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut taken = 0;
-        let mut writer = self.tls.writer();
-        for slice in slices {
-            writer.write_all(slice)?;
-            taken += slice.len();
+    /// Processes the ciphertext `data` (the driver's read buffer, used in place):
+    /// hands each decrypted record's plaintext to `plaintext` (which returns whether it
+    /// still reads), and queues in `wire` what the handshake answers. An incomplete
+    /// record at the end is kept for the next call.
+    ///
+    /// # Errors
+    ///
+    /// [`Fatal`] when the peer broke TLS; the alert is queued in `wire`.
+    pub fn receive(
+        &mut self,
+        data: &mut [u8],
+        mut plaintext: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Received, Fatal> {
+        let mut kept = self.partial.take();
+        let input: &mut [u8] = match &mut kept {
+            Some(partial) => {
+                partial.extend_from_slice(data);
+                partial
+            }
+            None => data,
+        };
+        let mut scratch = Vec::new();
+        let mut pos = 0;
+        let mut received = Received::Open;
+        let outcome = loop {
+            let UnbufferedStatus { mut discard, state } =
+                self.tls.process_tls_records(&mut input[pos..]);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => break Err(Fatal::from(e)),
+            };
+            let more = match state {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    let mut reading = true;
+                    while let Some(record) = traffic.next_record() {
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                reading = reading && plaintext(record.payload);
+                            }
+                            Err(e) => return self.failed(e.into()),
+                        }
+                    }
+                    reading
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    if let Err(e) = encode_into(&mut encode, &mut scratch) {
+                        break Err(e);
+                    }
+                    self.wire.push(Bytes::copy_from_slice(&scratch));
+                    true
+                }
+                ConnectionState::TransmitTlsData(transmit) => {
+                    // The records are queued in `wire`, ahead of anything encrypted
+                    // after them.
+                    transmit.done();
+                    true
+                }
+                ConnectionState::PeerClosed => {
+                    received = Received::Closed;
+                    true
+                }
+                // Everything complete is processed: the rest is an incomplete record.
+                ConnectionState::BlockedHandshake
+                | ConnectionState::WriteTraffic(_)
+                | ConnectionState::Closed => false,
+                // Early data is never accepted (the configuration's default), and a
+                // state added by a later rustls is not one this server expects.
+                _ => break Err(Fatal("unexpected TLS state".into())),
+            };
+            pos += discard;
+            if !more {
+                break Ok(received);
+            }
+        };
+        if outcome.is_err() {
+            return self.failed(outcome.unwrap_err());
         }
-        Ok(taken)
+        let rest = input.len() - pos;
+        if rest > 0 {
+            if rest > MAX_PARTIAL {
+                return self.failed(Fatal("incomplete TLS message over 82 KiB".into()));
+            }
+            let mut partial = kept.unwrap_or_default();
+            if partial.is_empty() {
+                partial.extend_from_slice(&data[pos..]);
+            } else {
+                partial.drain(..pos);
+            }
+            self.partial = Some(partial);
+        }
+        outcome
     }
 
-    /// Queues close_notify (RFC 8446 §6.1) once, after everything encrypted so far.
-    pub fn close_notify(&mut self) {
-        if !self.close_notify_sent {
-            self.close_notify_sent = true;
-            self.tls.send_close_notify();
+    /// After a failure: queues the alert rustls prepared, and returns `fatal`.
+    fn failed(&mut self, fatal: Fatal) -> Result<Received, Fatal> {
+        let mut scratch = Vec::new();
+        for _ in 0..4 {
+            match self.tls.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    if encode_into(&mut encode, &mut scratch).is_ok() {
+                        self.wire.push(Bytes::copy_from_slice(&scratch));
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => break,
+            }
         }
+        self.partial = None;
+        Err(fatal)
     }
 
-    /// Whether ciphertext waits: in `wire`, or encrypted by rustls and not yet
-    /// handed out.
+    /// Whether application data can be encrypted (the handshake is complete).
+    pub fn can_encrypt(&self) -> bool {
+        !self.tls.is_handshaking()
+    }
+
+    /// Encrypts `slices` (plaintext, in order), appending the ciphertext to `out`;
+    /// takes them whole and returns their length. Call only when
+    /// [`Session::can_encrypt`].
+    ///
+    /// # Errors
+    ///
+    /// `Other` if rustls cannot encrypt (its keys are exhausted: after 2^64 records).
+    pub fn encrypt(&mut self, slices: &[IoSlice<'_>], out: &mut Vec<u8>) -> io::Result<usize> {
+        let taken = slices.iter().map(|s| s.len()).sum();
+        self.with_write_traffic(out, |traffic, out| {
+            for slice in slices {
+                let records = slice.len().div_ceil(RECORD_PLAINTEXT).max(1);
+                let mut room = slice.len() + records * RECORD_OVERHEAD;
+                loop {
+                    let start = out.len();
+                    out.resize(start + room, 0);
+                    match traffic.encrypt(slice, &mut out[start..]) {
+                        Ok(n) => {
+                            out.truncate(start + n);
+                            break;
+                        }
+                        Err(EncryptError::InsufficientSize(e)) => {
+                            out.truncate(start);
+                            room = e.required_size;
+                        }
+                        Err(e) => {
+                            out.truncate(start);
+                            return Err(io::Error::other(e.to_string()));
+                        }
+                    }
+                }
+            }
+            Ok(taken)
+        })
+        .unwrap_or_else(|| Err(io::Error::other("TLS session not ready to encrypt")))
+    }
+
+    /// Encrypts close_notify (RFC 8446 §6.1), once, appending it to `out`.
+    pub fn close_notify(&mut self, out: &mut Vec<u8>) {
+        if self.close_notify_sent || self.tls.is_handshaking() {
+            return;
+        }
+        self.close_notify_sent = true;
+        self.with_write_traffic(out, |traffic, out| {
+            let start = out.len();
+            out.resize(start + RECORD_OVERHEAD + 2, 0);
+            let n = traffic.queue_close_notify(&mut out[start..]).unwrap_or(0);
+            out.truncate(start + n);
+        });
+    }
+
+    /// Runs `f` with rustls' write state, first queueing in `out` whatever rustls has
+    /// to send before (a key update's answer, say); `None` if there is no write state.
+    fn with_write_traffic<R>(
+        &mut self,
+        out: &mut Vec<u8>,
+        f: impl FnOnce(
+            &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
+            &mut Vec<u8>,
+        ) -> R,
+    ) -> Option<R> {
+        let mut scratch = Vec::new();
+        for _ in 0..8 {
+            match self.tls.process_tls_records(&mut []).state {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    return Some(f(&mut traffic, out));
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut encode, &mut scratch).ok()?;
+                    out.extend_from_slice(&scratch);
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Whether ciphertext waits for the socket.
     pub fn has_unsent(&self) -> bool {
-        !self.wire.is_empty() || self.tls.wants_write()
+        !self.wire.is_empty()
     }
 
     /// Ciphertext bytes the socket refused so far.
@@ -128,86 +300,63 @@ impl Session {
         &mut self.wire
     }
 
-    /// Writes waiting ciphertext through `write` (the driver's write: it returns the
-    /// bytes it took of the slices, in order): first what the socket refused before,
-    /// then what rustls encrypted since, straight from rustls' buffers. What `write`
-    /// does not take is copied into `wire`, so rustls' buffers are empty after.
+    /// Writes the ciphertext waiting in `wire`, then `fresh` (just encrypted), through
+    /// `write` (the driver's write: it returns the bytes it took of the slices, in
+    /// order). What is not taken of `fresh` is copied into `wire`; `fresh` is left
+    /// empty.
     ///
     /// # Errors
     ///
     /// What `write` returned, other than `WouldBlock` and `Interrupted`.
     pub fn send(
         &mut self,
+        fresh: &mut Vec<u8>,
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> io::Result<Flushed> {
-        let mut blocked = false;
-        if !self.wire.is_empty() {
-            blocked = self
-                .wire
-                .flush_with(&mut Vec::new(), &Default::default(), &mut write)?
-                == Flushed::Blocked;
-        }
-        while self.tls.wants_write() {
-            let mut sink = Sink {
-                write: &mut write,
-                wire: &mut self.wire,
-                blocked,
-            };
-            self.tls.write_tls(&mut sink)?;
-            blocked = sink.blocked;
-        }
-        Ok(if self.wire.is_empty() {
-            Flushed::All
-        } else {
-            Flushed::Blocked
-        })
-    }
-}
-
-/// Where rustls writes its ciphertext: the socket while it takes bytes and nothing
-/// waits before them, else (copied) the `wire` queue.
-struct Sink<'a, W> {
-    write: &'a mut W,
-    wire: &'a mut Outbox,
-    /// The socket refused bytes: queue the rest, in order.
-    blocked: bool,
-}
-
-impl<W: FnMut(&[IoSlice<'_>]) -> io::Result<usize>> Write for Sink<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total == 0 {
-            return Ok(0);
-        }
-        if !self.blocked {
-            loop {
-                match (self.write)(bufs) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        // A short write means the socket is full: the rest waits.
-                        self.blocked = n < total;
-                        return Ok(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.blocked = true;
-                        break;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+        let result = if self.wire.is_empty() && !fresh.is_empty() {
+            let mut written = 0;
+            let result = loop {
+                if written == fresh.len() {
+                    break Ok(Flushed::All);
                 }
+                match write(&[IoSlice::new(&fresh[written..])]) {
+                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Flushed::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if written < fresh.len() {
+                self.wire.push(Bytes::copy_from_slice(&fresh[written..]));
             }
-        }
-        for buf in bufs {
-            self.wire.push(Bytes::copy_from_slice(buf));
-        }
-        Ok(total)
+            result
+        } else {
+            if !fresh.is_empty() {
+                self.wire.push(Bytes::copy_from_slice(fresh));
+            }
+            self.wire
+                .flush_with(&mut Vec::new(), &Default::default(), &mut write)
+        };
+        fresh.clear();
+        result
     }
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+/// Copies a handshake record rustls prepared into `out` (replacing its contents).
+fn encode_into(
+    encode: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
+    out: &mut Vec<u8>,
+) -> Result<(), Fatal> {
+    out.resize(4096, 0);
+    loop {
+        match encode.encode(out) {
+            Ok(n) => {
+                out.truncate(n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(e)) => out.resize(e.required_size, 0),
+            Err(e) => return Err(Fatal(e.to_string())),
+        }
     }
 }
