@@ -165,9 +165,10 @@ impl Session {
                 break Ok(received);
             }
         };
-        if outcome.is_err() {
-            return self.failed(outcome.unwrap_err());
-        }
+        let received = match outcome {
+            Ok(received) => received,
+            Err(fatal) => return self.failed(fatal),
+        };
         let rest = input.len() - pos;
         if rest > 0 {
             if rest > MAX_PARTIAL {
@@ -181,7 +182,7 @@ impl Session {
             }
             self.partial = Some(partial);
         }
-        outcome
+        Ok(received)
     }
 
     /// After a failure: queues the alert rustls prepared, and returns `fatal`.
