@@ -260,10 +260,13 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// Copies the bytes the connection at `key` left over from its last read (a
     /// partial frame header, at most 131 bytes) to the front of `buf`; returns how
-    /// many, so the next read lands after them.
+    /// many, so the next read lands after them. None for a TLS connection.
     pub fn take_pending(&mut self, key: usize, buf: &mut [u8]) -> usize {
         self.conns
             .get_mut(key)
+            // A TLS connection's pending bytes are plaintext: they go in front of the
+            // next record's plaintext (`tls.rs`), not of the ciphertext read.
+            .filter(|slot| slot.tls.is_none())
             .map_or(0, |slot| slot.conn.take_pending(buf))
     }
 
