@@ -506,3 +506,84 @@ fn unusable_certificate_files_are_clear_errors_from_start() {
     let e = start(&certs.cert, &other.key).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
 }
+
+#[test]
+fn over_capacity_a_tls_client_gets_the_503_through_tls() {
+    let certs = CertFiles::new();
+    // A long close timeout: a refusal that waited for it would show as the client's
+    // read timing out instead of a 503.
+    let (server, _) = tls_server(
+        &certs,
+        builder()
+            .max_connections(1)
+            .close_timeout(Duration::from_secs(3600)),
+    );
+    let mut first = connect(&certs, server.addr);
+    first.send_text("one").unwrap();
+    assert_eq!(first.recv().unwrap(), ClientMessage::Text("one".into()));
+    let mut stream = tls_stream(&certs, server.addr);
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+        .write_all(upgrade_request("/", &[], "").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 503");
+    assert_eq!(server.handle.stats().refused_over_capacity, 1);
+}
+
+/// Serves a different certificate for each of two server names (SNI, RFC 6066 §3).
+#[test]
+fn sni_picks_the_certificate_through_the_configs_resolver() {
+    use wavecore::rustls::crypto::ring::sign::any_supported_type;
+    use wavecore::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use wavecore::rustls::server::ResolvesServerCertUsingSni;
+    use wavecore::rustls::sign::CertifiedKey;
+
+    let mut resolver = ResolvesServerCertUsingSni::new();
+    let mut trust = Vec::new();
+    for name in ["alpha.test", "beta.test"] {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+        let key = any_supported_type(&key).unwrap();
+        resolver
+            .add(name, CertifiedKey::new(vec![made.cert.der().clone()], key))
+            .unwrap();
+        let mut roots = wavecore::rustls::RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        trust.push((name, wavecore::client::tls_config(roots)));
+    }
+    let mut config = wavecore::rustls::ServerConfig::builder_with_provider(Arc::new(
+        wavecore::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![wavecore::server::tls::ALPN_HTTP_1_1.to_vec()];
+    let closes = Closes::default();
+    let server = TestServer::start(builder().tls(Arc::new(config)), echo_service(&closes));
+    for (name, client_config) in &trust {
+        // Each name's certificate, trusted alone, is the one the server presents.
+        let name = ServerName::try_from(*name).unwrap();
+        let conn = ClientConnection::new(client_config.clone(), name).unwrap();
+        let mut stream = StreamOwned::new(conn, tcp(server.addr));
+        stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        upgrade(&mut stream);
+    }
+    // The other name's certificate is refused.
+    let name = ServerName::try_from("alpha.test").unwrap();
+    let conn = ClientConnection::new(trust[1].1.clone(), name).unwrap();
+    let mut stream = StreamOwned::new(conn, tcp(server.addr));
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert!(
+        stream
+            .write_all(b"x")
+            .and_then(|()| stream.flush())
+            .is_err()
+            || {
+                let mut byte = [0u8; 1];
+                stream.read(&mut byte).is_err()
+            }
+    );
+}

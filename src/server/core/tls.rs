@@ -53,8 +53,10 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(tls) = tls.as_deref_mut() else {
             return;
         };
-        if conn.is_finishing() {
-            // Nothing more is read (an alert went out, or the last words).
+        if conn.is_finishing() && !tls.handshake_pending() {
+            // Nothing more is read (the last words are being written). A connection
+            // refused before its handshake (503 over capacity) still completes it, so
+            // the refusal can be encrypted and sent.
             return;
         }
         let mut env = env!(self);
@@ -79,8 +81,9 @@ impl<S: Service, IO> Core<S, IO> {
                 if handshaking {
                     Stats::bump(&env.turn.stats.handshake_refusals);
                 }
-                // The alert the session queued goes out; then the connection ends.
-                if !conn.is_done() {
+                // The alert the session queued goes out; then the connection ends
+                // (its deadline is not moved by more bytes after the failure).
+                if !conn.is_done() && !conn.is_finishing() {
                     conn.fail_transport(&mut env);
                 }
             }

@@ -41,6 +41,8 @@ pub(crate) struct Session {
     partial: Option<Vec<u8>>,
     /// Our close_notify was encrypted.
     close_notify_sent: bool,
+    /// TLS failed: nothing more is read.
+    broken: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -82,12 +84,19 @@ impl Session {
             wire: Outbox::default(),
             partial: None,
             close_notify_sent: false,
+            broken: false,
         }
     }
 
     /// Whether the handshake is still under way.
     pub fn is_handshaking(&self) -> bool {
         self.tls.is_handshaking()
+    }
+
+    /// Whether the handshake is under way and has not failed: more ciphertext can
+    /// complete it.
+    pub fn handshake_pending(&self) -> bool {
+        self.tls.is_handshaking() && !self.broken
     }
 
     /// Processes the ciphertext `data` (the driver's read buffer, used in place):
@@ -103,6 +112,9 @@ impl Session {
         data: &mut [u8],
         mut plaintext: impl FnMut(&[u8]) -> bool,
     ) -> Result<Received, Fatal> {
+        if self.broken {
+            return Err(Fatal("TLS failed before".into()));
+        }
         let mut kept = self.partial.take();
         let input: &mut [u8] = match &mut kept {
             Some(partial) => {
@@ -187,6 +199,7 @@ impl Session {
 
     /// After a failure: queues the alert rustls prepared, and returns `fatal`.
     fn failed(&mut self, fatal: Fatal) -> Result<Received, Fatal> {
+        self.broken = true;
         let mut scratch = Vec::new();
         for _ in 0..4 {
             match self.tls.process_tls_records(&mut []).state {
