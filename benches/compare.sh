@@ -14,11 +14,12 @@
 #                                      # node-ws: Node ws with permessage-deflate
 #                                      # (tests/interop/node, after .ci/install-interop.sh)
 #   ROWS="echo-100 wss-echo-100 echo-100x16k wss-echo-100x16k idle-10000 wss-idle-10000" \
-#     SERVERS=wavecore benches/compare.sh
+#     SERVERS="wavecore tokio-tungstenite" benches/compare.sh
 #                                      # wss-* rows: TLS (a self-signed certificate made
 #                                      # with openssl in target/bench, the load generator
 #                                      # with --tls-insecure); only servers that speak TLS
-#                                      # run them (wavecore so far: no TLS peer yet)
+#                                      # run them (wavecore, and tokio-tungstenite through
+#                                      # tokio-rustls)
 #
 # Writes target/bench/results.jsonl (every run, also copied beside the report as
 # docs/bench-results.jsonl), docs/bench-results.md (medians and min-max per row and
@@ -77,7 +78,7 @@ declare -A ROW_ARGS=(
   [wss-idle-10000]="connect -c 10000"
 )
 # Servers that serve the wss-* rows (TLS with --tls-cert/--tls-key).
-TLS_SERVERS=" wavecore wavecore-base "
+TLS_SERVERS=" wavecore wavecore-base tokio-tungstenite "
 TLS_CERT=$OUT/tls-cert.pem
 TLS_KEY=$OUT/tls-key.pem
 ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 bcast-10000x4 idle-10000"}
@@ -109,7 +110,10 @@ start_server() {
       else
         WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" "${tls[@]}" >/dev/null 2>&1 &
       fi ;;
-    tokio-tungstenite) taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
+    tokio-tungstenite)
+      local tls=()
+      [[ $row == wss-* ]] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+      taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 "${tls[@]}" >/dev/null 2>&1 & ;;
     node-ws) taskset -c "$SERVER_CPU" node tests/interop/node/ws_server.mjs "$addr" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c "$SERVER_CPU" $BIN/fastwebsockets-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
     raw)
