@@ -128,6 +128,8 @@ pub struct Conn {
     pub read_to_eagain: bool,
     /// `wss://`: the TLS state between the socket and the framing.
     tls: Option<Box<ClientConnection>>,
+    /// Our close_notify is queued (after the answer to the server's close).
+    close_notify_sent: bool,
 }
 
 /// Opens a non-blocking TCP connection to `addr`, from `source` when given.
@@ -211,6 +213,7 @@ impl Conn {
             closed: false,
             read_to_eagain: false,
             tls,
+            close_notify_sent: false,
         }
     }
 
@@ -223,25 +226,31 @@ impl Conn {
     /// all, then writes the ciphertext).
     pub fn flush(&mut self) -> io::Result<()> {
         if let Some(tls) = &mut self.tls {
-            if self.out.pos < self.out.buf.len() {
-                tls.writer().write_all(&self.out.buf[self.out.pos..])?;
-            }
-            self.out.buf.clear();
-            self.out.pos = 0;
-            if self.closed {
-                tls.send_close_notify();
-            }
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
-                    Err(e) => return Err(e),
+            // Ciphertext first; plaintext is encrypted only once rustls has handed
+            // everything before it to the socket, so `Out::pending` still counts what
+            // the socket has not taken (the publishers' flow control).
+            loop {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.stream) {
+                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if self.out.pos < self.out.buf.len() {
+                    tls.writer().write_all(&self.out.buf[self.out.pos..])?;
+                    self.out.buf.clear();
+                    self.out.pos = 0;
+                } else if self.closed && !self.close_notify_sent {
+                    self.close_notify_sent = true;
+                    tls.send_close_notify();
+                } else {
+                    return Ok(());
                 }
             }
-            return Ok(());
         }
         while self.out.pos < self.out.buf.len() {
             match self.stream.write(&self.out.buf[self.out.pos..]) {

@@ -1,6 +1,7 @@
 //! `wss://` runs against an in-process wavecore TLS server with a certificate made
 //! at test time: echo payloads come back intact (trusting the certificate, and with
-//! verification off), and idle connections are held.
+//! verification off), broadcasts reach every subscriber in order, and idle
+//! connections are held.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +12,36 @@ use wavecore::{Conn, Handler, Message, Server};
 use wavecore_load::tls::TlsTarget;
 use wavecore_load::{Config, Mode};
 
-struct Echo;
+/// Echoes, or on `/broadcast` subscribes to one topic and publishes what it receives.
+struct Echo {
+    room: bool,
+}
 
 impl Handler for Echo {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        if self.room {
+            conn.subscribe("room");
+        }
+    }
+
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
-        conn.send(message);
+        if self.room {
+            conn.publish("room", message);
+        } else {
+            conn.send(message);
+        }
+    }
+}
+
+struct Routes;
+
+impl wavecore::Service for Routes {
+    type Handler = Echo;
+
+    fn upgrade(&self, request: &wavecore::Request<'_>) -> wavecore::Upgrade<Echo> {
+        wavecore::Upgrade::accept(Echo {
+            room: request.path() == "/broadcast",
+        })
     }
 }
 
@@ -30,7 +56,7 @@ fn start() -> (Server, TlsTarget) {
         .workers(1)
         .max_backpressure(64 << 20)
         .tls(config)
-        .start(wavecore::accept_all(|| Echo))
+        .start(Routes)
         .expect("server starts");
     let mut roots = RootCertStore::empty();
     roots.add(cert).unwrap();
@@ -73,6 +99,27 @@ fn wss_echo_payloads_come_back_intact() {
         assert!(report.tally.messages > 0, "{}", report.summary());
         assert_eq!(report.tally.bytes, report.tally.messages * size as u64);
     }
+    server.handle().shutdown();
+    server.join().expect("no reactor failed");
+}
+
+#[test]
+fn wss_broadcast_reaches_every_subscriber_in_order() {
+    let (server, trusted) = start();
+    let cfg = Config {
+        mode: Mode::Broadcast,
+        path: "/broadcast".into(),
+        connections: 20,
+        publishers: 2,
+        window: 8,
+        ..config(&server, trusted)
+    };
+    let report = wavecore_load::run(&cfg).unwrap();
+    let t = &report.tally;
+    assert_eq!(t.errors, 0, "{}", report.summary());
+    assert_eq!((t.lost, t.out_of_order), (0, 0), "{}", report.summary());
+    assert_eq!(report.established, 22);
+    assert!(t.messages > 0, "{}", report.summary());
     server.handle().shutdown();
     server.join().expect("no reactor failed");
 }
