@@ -3,11 +3,11 @@
 //! Reading: the ciphertext the driver read is processed where it lies, in the
 //! driver's read buffer; each decrypted record's plaintext is copied, behind the
 //! connection's pending bytes, into the reactor thread's plaintext buffer and served
-//! to the connection as if it had been read. Writing: the cork and the outbox
-//! (plaintext) are encrypted whole into the reactor thread's ciphertext buffer and
-//! written from there; what the socket refuses waits, encrypted, in the session, and
-//! nothing more is encrypted until it has gone, so the plaintext outbox still
-//! measures the connection's backpressure. Before the handshake completes nothing is
+//! to the connection as if it had been read. Writing: the outbox and the cork
+//! (plaintext) are encrypted, at most [`MAX_SEAL`] bytes at a time, into the reactor
+//! thread's ciphertext buffer and written from there; what the socket refuses waits,
+//! encrypted, in the session, and nothing more is encrypted until it has gone, so the
+//! plaintext outbox still measures the connection's backpressure. Before the handshake completes nothing is
 //! encrypted: plaintext waits in the outbox.
 
 use std::cell::RefCell;
@@ -18,7 +18,7 @@ use crate::server::conn::{Connection, Env};
 use crate::server::core::{Core, Slot, Transport};
 use crate::server::outbox::Flushed;
 use crate::server::stats::Stats;
-use crate::server::tls::session::{Fatal, Received, Session};
+use crate::server::tls::session::{Fatal, MAX_SEAL, Received, Sealed, Session};
 
 /// Plaintext of one TLS record at most (16 KiB), plus room for a connection's pending
 /// bytes in front (at most 131).
@@ -28,7 +28,7 @@ thread_local! {
     /// The reactor thread's buffers for its TLS connections: plaintext on its way to
     /// a connection, and ciphertext on its way to a socket (allocated on first use,
     /// reused).
-    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static BUFFERS: RefCell<(Vec<u8>, Sealed)> = RefCell::new((Vec::new(), Sealed::default()));
 }
 
 impl<S: Service, IO> Core<S, IO> {
@@ -90,7 +90,7 @@ impl<S: Service, IO> Core<S, IO> {
         }
     }
 
-    /// [`Core::write`] for a TLS connection: encrypts the cork and the outbox, writes
+    /// [`Core::write`] for a TLS connection: encrypts the outbox and the cork, writes
     /// the ciphertext; tells the handler when it drained.
     pub(super) fn write_tls<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         BUFFERS.with_borrow_mut(|(_, sealed)| {
@@ -106,7 +106,8 @@ impl<S: Service, IO> Core<S, IO> {
                 let outbox = &mut slot.conn.core.outbox;
                 let turn = &mut self.turn;
                 let had_queue = !outbox.is_empty();
-                // Ciphertext refused before goes first; only then is more encrypted.
+                // Ciphertext refused before goes first; only then is more encrypted, at
+                // most MAX_SEAL bytes at a time (the rest waits as plaintext).
                 let sent = tls
                     .send(sealed, |slices| t.write(io, slices))
                     .and_then(|sent| {
@@ -120,14 +121,21 @@ impl<S: Service, IO> Core<S, IO> {
                         }
                         if plaintext {
                             outbox.flush_with(&mut turn.cork, &turn.batch, |slices| {
-                                tls.encrypt(slices, sealed)
+                                tls.encrypt(slices, sealed, MAX_SEAL)
                             })?;
                         }
                         tls.send(sealed, |slices| t.write(io, slices))
                     });
                 sealed.clear();
                 match sent {
-                    Ok(Flushed::All) if slot.conn.core.outbox.is_empty() => {
+                    Ok(Flushed::All) if !slot.conn.core.outbox.is_empty() => {
+                        // More plaintext than one step encrypts, or a handshake that
+                        // is not complete yet (then it waits).
+                        if !slot.tls.as_ref().is_some_and(|tls| tls.can_encrypt()) {
+                            return;
+                        }
+                    }
+                    Ok(Flushed::All) => {
                         if !had_queue && !slot.conn.core.needs_drain {
                             return;
                         }
@@ -137,7 +145,7 @@ impl<S: Service, IO> Core<S, IO> {
                             return;
                         }
                     }
-                    Ok(_) => return,
+                    Ok(Flushed::Blocked) => return,
                     Err(_) => {
                         let mut env = env!(self);
                         slot.conn.eof(&mut env);

@@ -32,6 +32,55 @@ const RECORD_OVERHEAD: usize = 32;
 /// Plaintext bytes per record (the TLS maximum, RFC 8446 §5.1).
 const RECORD_PLAINTEXT: usize = 16 << 10;
 
+/// Plaintext encrypted at a time (four records): what waits encrypted for a slow
+/// socket is at most this much, the rest stays plaintext in the outbox.
+pub(crate) const MAX_SEAL: usize = 4 * RECORD_PLAINTEXT;
+
+/// A reactor thread's buffer for ciphertext on its way to a socket: grown as needed,
+/// never zeroed again (rustls writes into initialized memory), reused.
+#[derive(Debug, Default)]
+pub(crate) struct Sealed {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Sealed {
+    /// `n` bytes of room after what is there.
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        if self.buf.len() < self.len + n {
+            self.buf.resize(self.len + n, 0);
+        }
+        &mut self.buf[self.len..self.len + n]
+    }
+
+    /// `n` bytes of the room were written.
+    fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.room(bytes.len()).copy_from_slice(bytes);
+        self.commit(bytes.len());
+    }
+
+    /// The ciphertext.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Empties it (keeping the memory, unless a large handshake message grew it).
+    pub fn clear(&mut self) {
+        self.len = 0;
+        if self.buf.len() > 2 * MAX_SEAL {
+            self.buf = Vec::new();
+        }
+    }
+}
+
 /// A TLS connection's state (see the module docs).
 pub(crate) struct Session {
     tls: UnbufferedServerConnection,
@@ -221,36 +270,38 @@ impl Session {
         !self.tls.is_handshaking()
     }
 
-    /// Encrypts `slices` (plaintext, in order), appending the ciphertext to `out`;
-    /// takes them whole and returns their length. Call only when
-    /// [`Session::can_encrypt`].
+    /// Encrypts the first `max` bytes of `slices` (plaintext, in order; all of them if
+    /// shorter), appending the ciphertext to `out`; returns how many bytes it took.
+    /// Call only when [`Session::can_encrypt`].
     ///
     /// # Errors
     ///
     /// `Other` if rustls cannot encrypt (its keys are exhausted: after 2^64 records).
-    pub fn encrypt(&mut self, slices: &[IoSlice<'_>], out: &mut Vec<u8>) -> io::Result<usize> {
-        let taken = slices.iter().map(|s| s.len()).sum();
+    pub fn encrypt(
+        &mut self,
+        slices: &[IoSlice<'_>],
+        out: &mut Sealed,
+        max: usize,
+    ) -> io::Result<usize> {
         self.with_write_traffic(out, |traffic, out| {
+            let mut taken = 0;
             for slice in slices {
-                let records = slice.len().div_ceil(RECORD_PLAINTEXT).max(1);
-                let mut room = slice.len() + records * RECORD_OVERHEAD;
+                let plain = &slice[..slice.len().min(max - taken)];
+                let records = plain.len().div_ceil(RECORD_PLAINTEXT).max(1);
+                let mut room = plain.len() + records * RECORD_OVERHEAD;
                 loop {
-                    let start = out.len();
-                    out.resize(start + room, 0);
-                    match traffic.encrypt(slice, &mut out[start..]) {
+                    match traffic.encrypt(plain, out.room(room)) {
                         Ok(n) => {
-                            out.truncate(start + n);
+                            out.commit(n);
                             break;
                         }
-                        Err(EncryptError::InsufficientSize(e)) => {
-                            out.truncate(start);
-                            room = e.required_size;
-                        }
-                        Err(e) => {
-                            out.truncate(start);
-                            return Err(io::Error::other(e.to_string()));
-                        }
+                        Err(EncryptError::InsufficientSize(e)) => room = e.required_size,
+                        Err(e) => return Err(io::Error::other(e.to_string())),
                     }
+                }
+                taken += plain.len();
+                if taken == max {
+                    break;
                 }
             }
             Ok(taken)
@@ -259,16 +310,15 @@ impl Session {
     }
 
     /// Encrypts close_notify (RFC 8446 §6.1), once, appending it to `out`.
-    pub fn close_notify(&mut self, out: &mut Vec<u8>) {
+    pub fn close_notify(&mut self, out: &mut Sealed) {
         if self.close_notify_sent || self.tls.is_handshaking() {
             return;
         }
         self.close_notify_sent = true;
         self.with_write_traffic(out, |traffic, out| {
-            let start = out.len();
-            out.resize(start + RECORD_OVERHEAD + 2, 0);
-            let n = traffic.queue_close_notify(&mut out[start..]).unwrap_or(0);
-            out.truncate(start + n);
+            if let Ok(n) = traffic.queue_close_notify(out.room(RECORD_OVERHEAD + 2)) {
+                out.commit(n);
+            }
         });
     }
 
@@ -276,10 +326,10 @@ impl Session {
     /// to send before (a key update's answer, say); `None` if there is no write state.
     fn with_write_traffic<R>(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut Sealed,
         f: impl FnOnce(
             &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
-            &mut Vec<u8>,
+            &mut Sealed,
         ) -> R,
     ) -> Option<R> {
         let mut scratch = Vec::new();
@@ -290,7 +340,7 @@ impl Session {
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut encode, &mut scratch).ok()?;
-                    out.extend_from_slice(&scratch);
+                    out.extend(&scratch);
                 }
                 Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => return None,
@@ -324,16 +374,17 @@ impl Session {
     /// What `write` returned, other than `WouldBlock` and `Interrupted`.
     pub fn send(
         &mut self,
-        fresh: &mut Vec<u8>,
+        fresh: &mut Sealed,
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> io::Result<Flushed> {
-        let result = if self.wire.is_empty() && !fresh.is_empty() {
+        let bytes = fresh.bytes();
+        let result = if self.wire.is_empty() && !bytes.is_empty() {
             let mut written = 0;
             let result = loop {
-                if written == fresh.len() {
+                if written == bytes.len() {
                     break Ok(Flushed::All);
                 }
-                match write(&[IoSlice::new(&fresh[written..])]) {
+                match write(&[IoSlice::new(&bytes[written..])]) {
                     Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => written += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Flushed::Blocked),
@@ -341,13 +392,13 @@ impl Session {
                     Err(e) => break Err(e),
                 }
             };
-            if written < fresh.len() {
-                self.wire.push(Bytes::copy_from_slice(&fresh[written..]));
+            if written < bytes.len() {
+                self.wire.push(Bytes::copy_from_slice(&bytes[written..]));
             }
             result
         } else {
-            if !fresh.is_empty() {
-                self.wire.push(Bytes::copy_from_slice(fresh));
+            if !bytes.is_empty() {
+                self.wire.push(Bytes::copy_from_slice(bytes));
             }
             self.wire
                 .flush_with(&mut Vec::new(), &Default::default(), &mut write)

@@ -12,6 +12,7 @@ use rustls::{ClientConnection, RootCertStore};
 
 use super::*;
 use crate::server::tls::Acceptor;
+use crate::server::tls::session::MAX_SEAL;
 
 /// A harness whose core serves TLS, and a client configuration that trusts it.
 fn tls_harness() -> (Harness, Arc<rustls::ClientConfig>) {
@@ -196,4 +197,44 @@ fn garbage_instead_of_a_client_hello_ends_with_an_alert() {
     let taken = h.peer(key).taken.clone();
     assert_eq!(taken.first(), Some(&0x15), "an alert record: {taken:?}");
     assert!(h.peer(key).shut, "our side shut down after the alert");
+}
+
+#[test]
+fn a_slow_reader_holds_at_most_one_step_of_ciphertext_the_rest_stays_plaintext() {
+    let (mut h, config) = tls_harness();
+    let mut client = Client::connect(&mut h, config, Driver::Readiness(1000));
+    client.pump(&mut h);
+    let (handshake, request) = ClientHandshake::new("localhost", "/", &[], &[]);
+    client.send(&mut h, &request);
+    let end = client
+        .plain
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap()
+        + 4;
+    handshake.validate(&client.plain[..end]).unwrap();
+    client.plain.drain(..end);
+    // Ask for 1,000,000 bytes; the socket takes nothing meanwhile.
+    client
+        .tls
+        .writer()
+        .write_all(&masked(OpCode::Text, b"big 1000000"))
+        .unwrap();
+    let mut out = Vec::new();
+    while client.tls.wants_write() {
+        client.tls.write_tls(&mut out).unwrap();
+    }
+    h.peer(client.key).budget = 0;
+    h.read(client.key, &out);
+    let slot = h.core.conns.get(client.key).unwrap();
+    let ciphertext = slot.tls.as_ref().unwrap().unsent_len();
+    let plaintext = slot.conn.core.outbox.len();
+    assert!(
+        ciphertext > 0 && ciphertext <= MAX_SEAL + 4 * 32,
+        "{ciphertext}"
+    );
+    assert!(plaintext >= 1_000_000 - MAX_SEAL, "{plaintext}");
+    // Then it all arrives, in order.
+    client.pump(&mut h);
+    assert_eq!(frames(&mut client.plain), ["binary 1000000"]);
 }
