@@ -15,6 +15,13 @@
 #   ROWS="echo-100-json1k-deflate" SERVERS="wavecore node-ws tokio-tungstenite" benches/compare.sh
 #                                      # node-ws: Node ws with permessage-deflate
 #                                      # (tests/interop/node, after .ci/install-interop.sh)
+#   ROWS="echo-100 wss-echo-100 echo-100x16k wss-echo-100x16k idle-10000 wss-idle-10000" \
+#     SERVERS="wavecore tokio-tungstenite" benches/compare.sh
+#                                      # wss-* rows: TLS (a self-signed certificate made
+#                                      # with openssl in target/bench, the load generator
+#                                      # with --tls-insecure); only servers that speak TLS
+#                                      # run them (wavecore, and tokio-tungstenite through
+#                                      # tokio-rustls)
 #
 # Writes target/bench/results.jsonl (every run, also copied beside the report as
 # docs/bench-results.jsonl), docs/bench-results.md (medians and min-max per row and
@@ -67,12 +74,27 @@ declare -A ROW_ARGS=(
   [bcast-1000-json1k]="broadcast -c 1000 --publishers 1 -s 1024 --json-payload --window 8"
   [bcast-1000-json1k-deflate]="broadcast -c 1000 --publishers 1 -s 1024 --json-payload --window 8 --deflate"
   [idle-10000-deflate]="connect -c 10000 --deflate"
+  # TLS (issue 13): the same workloads over wss://.
+  [wss-echo-100]="echo -c 100 -p 1 -s 32"
+  [wss-echo-100x16k]="echo -c 100 -p 1 -s 16384 --binary"
+  [wss-idle-10000]="connect -c 10000"
 )
+# Servers that serve the wss-* rows (TLS with --tls-cert/--tls-key).
+TLS_SERVERS=" wavecore wavecore-base tokio-tungstenite "
+TLS_CERT=$OUT/tls-cert.pem
+TLS_KEY=$OUT/tls-key.pem
 ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 bcast-10000x4 idle-10000"}
 read -r -a SERVERS <<<"${SERVERS:-wavecore tokio-tungstenite fastwebsockets raw}"
 
 port=9400
 server_pid=
+
+if [[ " $ROWS " == *" wss-"* ]] && [ ! -f "$TLS_KEY" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null
+fi
 
 # start_server NAME ROW: starts it on a fresh port, pinned; sets $server_pid and $port.
 start_server() {
@@ -84,12 +106,17 @@ start_server() {
       local examples=$BIN/examples backend=epoll
       [ "$name" = wavecore-base ] && examples=${BASE:?BASE names the checkout of wavecore-base}/target/release/examples
       [ "$name" = wavecore-io_uring ] && backend=io_uring
+      local tls=()
+      [[ $row == wss-* ]] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
       if [[ $row == bcast-* ]]; then
-        WAVECORE_BACKEND=$backend WORKERS=1 taskset -c "$SERVER_CPU" "$examples/broadcast" "$addr" >/dev/null 2>&1 &
+        WAVECORE_BACKEND=$backend WORKERS=1 taskset -c "$SERVER_CPU" "$examples/broadcast" "$addr" "${tls[@]}" >/dev/null 2>&1 &
       else
-        WAVECORE_BACKEND=$backend WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" >/dev/null 2>&1 &
+        WAVECORE_BACKEND=$backend WORKERS=1 taskset -c "$SERVER_CPU" "$examples/echo" "$addr" "${tls[@]}" >/dev/null 2>&1 &
       fi ;;
-    tokio-tungstenite) taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
+    tokio-tungstenite)
+      local tls=()
+      [[ $row == wss-* ]] && tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+      taskset -c "$SERVER_CPU" $BIN/tokio-tungstenite-server "$addr" --threads 1 "${tls[@]}" >/dev/null 2>&1 & ;;
     node-ws) taskset -c "$SERVER_CPU" node tests/interop/node/ws_server.mjs "$addr" >/dev/null 2>&1 & ;;
     fastwebsockets) taskset -c "$SERVER_CPU" $BIN/fastwebsockets-server "$addr" --threads 1 >/dev/null 2>&1 & ;;
     raw)
@@ -132,12 +159,18 @@ for round in $(seq "$ROUNDS"); do
       if [[ $name == raw && $row == *deflate* ]]; then
         continue
       fi
+      # TLS rows only for servers that speak TLS.
+      if [[ $row == wss-* && $TLS_SERVERS != *" $name "* ]]; then
+        continue
+      fi
       args=${ROW_ARGS[$row]}
       [ "$name" = raw ] && args="$args --raw"
-      if [[ $row == idle-* ]]; then timing="-d 2 --warmup 0"; else timing="-d $DUR --warmup $WARM"; fi
+      if [[ $row == idle-* || $row == wss-idle-* ]]; then timing="-d 2 --warmup 0"; else timing="-d $DUR --warmup $WARM"; fi
+      target="127.0.0.1:$port"
+      [[ $row == wss-* ]] && target="wss://localhost:$port --tls-insecure"
       start_server "$name" "$row"
       sleep 0.2
-      json=$(taskset -c "$LOAD_CPU" "$LOAD" $args "127.0.0.1:$port" $timing \
+      json=$(taskset -c "$LOAD_CPU" "$LOAD" $args $target $timing \
         --server-pid "$server_pid" --json 2>/dev/null) || true
       stop_server
       [ -n "$json" ] || json=null

@@ -27,6 +27,9 @@ ROW_TEXT = {
     "bcast-1000-json1k": "broadcast to 1,000 subscribers, 1 KiB JSON",
     "bcast-1000-json1k-deflate": "broadcast to 1,000 subscribers, 1 KiB JSON, permessage-deflate offered",
     "idle-10000-deflate": "10,000 idle connections, permessage-deflate negotiated",
+    "wss-echo-100": "echo over TLS (wss), 100 conns x 1, 32 B",
+    "wss-echo-100x16k": "echo over TLS (wss), 100 conns x 1, 16 KiB",
+    "wss-idle-10000": "10,000 idle connections over TLS (wss)",
 }
 
 runs = defaultdict(list)
@@ -83,8 +86,12 @@ def table(title, key, fmt, which_rows, explain):
     return "\n".join(lines) + "\n"
 
 
-load_rows = [r for r in rows if not r.startswith("idle")]
-idle_rows = [r for r in rows if r.startswith("idle")]
+def is_idle(row):
+    return row.startswith("idle") or row.startswith("wss-idle")
+
+
+load_rows = [r for r in rows if not is_idle(r)]
+idle_rows = [r for r in rows if is_idle(r)]
 errors = []
 for (row, server), rs in sorted(runs.items()):
     bad = [r for r in rs if r is None or r.get("errors")]
@@ -93,7 +100,7 @@ for (row, server), rs in sorted(runs.items()):
         lost = sum((r or {}).get("lost", 0) for r in bad)
         errors.append(f"- {row} / {server}: {len(bad)} of {len(rs)} runs with errors"
                       f" (lost deliveries {lost}); first: {first}")
-    if not row.startswith("idle"):
+    if not is_idle(row):
         silent = [r for r in rs if r is not None and not r.get("errors") and not r.get("messages")]
         if silent:
             errors.append(f"- {row} / {server}: {len(silent)} of {len(rs)} runs moved no messages"

@@ -3,8 +3,11 @@
 //! /metrics` serves the server's Prometheus metrics (the soak reads them).
 //!
 //! ```text
-//! cargo run --release --example broadcast -- [ADDR] [--redis URL]     # default 127.0.0.1:9001
+//! cargo run --release --example broadcast -- [ADDR] [--redis URL] [--tls-cert FILE --tls-key FILE]
 //! ```
+//!
+//! `ADDR` defaults to 127.0.0.1:9001. With `--tls-cert` and `--tls-key` (PEM files)
+//! it serves `wss://` (and `https://` for `/metrics`).
 //!
 //! With `--redis redis://127.0.0.1:6379`, `/broadcast` is shared with every other
 //! broadcast server on that Redis: start two on two ports and a message sent to one
@@ -100,9 +103,9 @@ fn main() -> std::io::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let (addr, redis) = cli::addr_and_redis()?;
+    let args = cli::Args::parse()?;
     let mut builder = Server::builder()
-        .bind(addr)
+        .bind(&args.addr)
         .shutdown_on_signals(true)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
@@ -115,11 +118,15 @@ fn main() -> std::io::Result<()> {
     if let Some(backend) = wavecore::Backend::from_env() {
         builder = builder.backend(backend);
     }
-    if let Some(url) = redis {
-        builder = builder.bridge(RedisBridge::new(&url)?);
+    if let Some(url) = &args.redis {
+        builder = builder.bridge(RedisBridge::new(url)?);
     }
-    let server = builder.start(Routes)?;
-    tracing::info!("broadcast server on ws://{}/broadcast", server.local_addr());
+    let server = args.tls(builder).start(Routes)?;
+    tracing::info!(
+        "broadcast server on {}://{}/broadcast",
+        args.ws_scheme(),
+        server.local_addr()
+    );
     server.join()?;
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! Echoes every text and binary message on every path.
 //!
 //! ```text
-//! cargo run --release --example echo -- [ADDR]     # default 127.0.0.1:9001
+//! cargo run --release --example echo -- [ADDR] [--tls-cert FILE --tls-key FILE]
 //! ```
+//!
+//! `ADDR` defaults to 127.0.0.1:9001. With `--tls-cert` and `--tls-key` (PEM files;
+//! README.md shows how to make a self-signed pair) it serves `wss://` instead.
 //!
 //! Sized for conformance suites and load tests: 64 MiB messages, 20,000 connections
 //! (the open-files limit on our machines), one reactor per core (`WORKERS=n` to
@@ -14,6 +17,9 @@
 //! gracefully: every client gets close 1001 after what was queued for it.
 
 use tracing_subscriber::EnvFilter;
+
+#[path = "common/cli.rs"]
+mod cli;
 use wavecore::{Conn, DeflateConfig, Handler, Message, Server};
 
 struct Echo;
@@ -30,11 +36,9 @@ fn main() -> std::io::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".into());
+    let args = cli::Args::parse()?;
     let mut builder = Server::builder()
-        .bind(addr)
+        .bind(&args.addr)
         .shutdown_on_signals(true)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
@@ -48,8 +52,12 @@ fn main() -> std::io::Result<()> {
     if let Some(backend) = wavecore::Backend::from_env() {
         builder = builder.backend(backend);
     }
-    let server = builder.start(wavecore::accept_all(|| Echo))?;
-    tracing::info!("echo server on ws://{}", server.local_addr());
+    let server = args.tls(builder).start(wavecore::accept_all(|| Echo))?;
+    tracing::info!(
+        "echo server on {}://{}",
+        args.ws_scheme(),
+        server.local_addr()
+    );
     server.join()?;
     Ok(())
 }

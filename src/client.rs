@@ -1,7 +1,9 @@
 //! A small blocking WebSocket client on a std [`TcpStream`], for tests, tools and
-//! examples (not for production traffic: no TLS, no proxy). The one extension it
-//! speaks is permessage-deflate (RFC 7692), when asked with
-//! [`Client::connect_deflate`].
+//! examples (not for production traffic: no proxy, no redirects). It speaks `ws://`
+//! and `wss://` (TLS through rustls: the Mozilla roots of `webpki-roots` by
+//! default, or a [`rustls::ClientConfig`] of your own with
+//! [`Client::connect_tls`]; see [`tls_config`]). The one extension it speaks is
+//! permessage-deflate (RFC 7692), when asked with [`Client::connect_deflate`].
 //!
 //! ```no_run
 //! use wavecore::client::{Client, ClientMessage};
@@ -20,6 +22,12 @@
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::deflate::{ClientNegotiated, check_response, client_offer, pool};
@@ -89,24 +97,35 @@ impl MaskRng {
     }
 }
 
-/// A `ws://` URL split into what the handshake needs.
+/// A `ws://` or `wss://` URL split into what the handshake needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
     /// `host:port` to connect to and to send as `Host`.
     pub authority: String,
     /// The path and query, `/` when the URL has none.
     pub path: String,
+    /// Whether the URL is `wss://` (TLS, RFC 6455 §3).
+    pub secure: bool,
 }
 
 impl WsUrl {
-    /// Parses `ws://host[:port][/path]` (the scheme in any case, RFC 3986 section
-    /// 3.1); the port defaults to 80.
+    /// Parses `ws://host[:port][/path]` or `wss://host[:port][/path]` (the scheme in
+    /// any case, RFC 3986 section 3.1); the port defaults to 80 (`ws`) or 443 (`wss`).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` for another scheme or a URL without a host.
     pub fn parse(url: &str) -> io::Result<Self> {
-        let rest = url
-            .get(..5)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("ws://"))
-            .map(|_| &url[5..])
-            .ok_or_else(|| invalid("only ws:// URLs are supported"))?;
+        let scheme = |prefix: &str| {
+            url.get(..prefix.len())
+                .filter(|scheme| scheme.eq_ignore_ascii_case(prefix))
+                .map(|_| &url[prefix.len()..])
+        };
+        let (rest, secure) = match (scheme("ws://"), scheme("wss://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => return Err(invalid("only ws:// and wss:// URLs are supported")),
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -121,21 +140,126 @@ impl WsUrl {
         let authority = if has_port {
             authority.to_owned()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if secure { 443 } else { 80 })
         };
         let path = if path.starts_with('?') {
             format!("/{path}")
         } else {
             path.to_owned()
         };
-        Ok(Self { authority, path })
+        Ok(Self {
+            authority,
+            path,
+            secure,
+        })
+    }
+
+    /// The host, without the port or an IPv6 address's brackets: the name a
+    /// `wss://` certificate must be valid for (and the SNI sent).
+    pub fn host(&self) -> &str {
+        let host = match self.authority.rfind(':') {
+            Some(i) => &self.authority[..i],
+            None => &self.authority,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// A client TLS configuration trusting `roots`, with ALPN `http/1.1` (and rustls'
+/// safe defaults, the `ring` provider).
+pub fn tls_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A client TLS configuration trusting the certificates in the PEM file at `path`
+/// (a CA, or a self-signed server certificate), and nothing else.
+///
+/// # Errors
+///
+/// An I/O error if the file cannot be read; `InvalidData` if it holds no usable
+/// certificate.
+pub fn tls_config_trusting_pem_file(path: impl AsRef<Path>) -> io::Result<Arc<ClientConfig>> {
+    let path = path.as_ref();
+    let mut roots = RootCertStore::empty();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| invalid(&format!("{}: {e}", path.display())))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| invalid(&format!("{}: {e}", path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(&format!("{}: {e}", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(&format!("{}: no certificate", path.display())));
+    }
+    Ok(tls_config(roots))
+}
+
+/// The configuration `wss://` URLs get by default: the Mozilla root store
+/// (`webpki-roots`), built once (later calls share it).
+pub fn default_tls_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            tls_config(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+        })
+        .clone()
+}
+
+/// The client's byte stream: TCP, or TLS over TCP.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
     }
 }
 
 /// A connected, blocking WebSocket client.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     decoder: Decoder,
     rng: MaskRng,
     protocol: Option<String>,
@@ -159,14 +283,46 @@ fn invalid(message: &str) -> io::Error {
 }
 
 impl Client {
-    /// Connects to a `ws://` URL and completes the opening handshake.
+    /// Connects to a `ws://` or `wss://` URL and completes the opening handshake
+    /// (for `wss://`, the TLS handshake first, trusting the Mozilla roots).
+    ///
+    /// # Errors
+    ///
+    /// Connection and I/O errors; `InvalidData` when the URL or the server's
+    /// handshake response is not valid, or the server's certificate is not trusted.
     pub fn connect(url: &str) -> io::Result<Self> {
         Self::connect_with(url, &[])
     }
 
     /// Connects offering `protocols` as subprotocols; see [`protocol`](Self::protocol).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
     pub fn connect_with(url: &str, protocols: &[&str]) -> io::Result<Self> {
-        Self::open(url, protocols, false)
+        Self::open(url, protocols, false, None)
+    }
+
+    /// Connects to a `wss://` URL with TLS configured by `config` (roots of your own,
+    /// see [`tls_config`] and [`tls_config_trusting_pem_file`]), offering
+    /// `protocols`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`]; `InvalidInput` for a `ws://` URL or a host that is
+    /// not a valid DNS name or IP address.
+    pub fn connect_tls(
+        url: &str,
+        protocols: &[&str],
+        config: Arc<ClientConfig>,
+    ) -> io::Result<Self> {
+        if !WsUrl::parse(url)?.secure {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "connect_tls needs a wss:// URL",
+            ));
+        }
+        Self::open(url, protocols, false, Some(config))
     }
 
     /// Connects offering `protocols` and permessage-deflate (RFC 7692) as
@@ -180,13 +336,28 @@ impl Client {
     /// As [`Client::connect`], and `InvalidData` when the server's
     /// `Sec-WebSocket-Extensions` answer breaks RFC 7692 section 7.1.
     pub fn connect_deflate(url: &str, protocols: &[&str]) -> io::Result<Self> {
-        Self::open(url, protocols, true)
+        Self::open(url, protocols, true, None)
     }
 
-    fn open(url: &str, protocols: &[&str], deflate: bool) -> io::Result<Self> {
+    fn open(
+        url: &str,
+        protocols: &[&str],
+        deflate: bool,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> io::Result<Self> {
         let url = WsUrl::parse(url)?;
-        let mut stream = TcpStream::connect(&url.authority)?;
-        stream.set_nodelay(true)?;
+        let tcp = TcpStream::connect(&url.authority)?;
+        tcp.set_nodelay(true)?;
+        let mut stream = if url.secure {
+            let name = ServerName::try_from(url.host().to_owned())
+                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+            let config = tls.unwrap_or_else(default_tls_config);
+            let tls = ClientConnection::new(config, name)
+                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+            Stream::Tls(Box::new(StreamOwned::new(tls, tcp)))
+        } else {
+            Stream::Plain(tcp)
+        };
         let offer = client_offer();
         let offer_text = offer.to_string();
         let extensions: &[(&str, &str)] = if deflate {
@@ -259,9 +430,15 @@ impl Client {
         self.protocol.as_deref()
     }
 
-    /// The underlying stream (for timeouts and the like).
+    /// The underlying TCP stream (for timeouts and the like; under TLS, writing to
+    /// it directly would corrupt the session).
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
+    }
+
+    /// Whether the connection runs over TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
     }
 
     /// Sends one masked frame.
@@ -368,6 +545,11 @@ impl Client {
                     ClientMessage::Close(info) => {
                         let code = info.as_ref().map_or(1000, |(c, _)| *c);
                         self.close(code, "")?;
+                        // The close handshake is complete: TLS ends with close_notify.
+                        if let Stream::Tls(tls) = &mut self.stream {
+                            tls.conn.send_close_notify();
+                            let _ = tls.flush();
+                        }
                     }
                     _ => {}
                 }
@@ -425,7 +607,11 @@ mod tests {
         );
         let u = WsUrl::parse("ws://[::1]?q").unwrap();
         assert_eq!((u.authority.as_str(), u.path.as_str()), ("[::1]:80", "/?q"));
-        assert!(WsUrl::parse("wss://x").is_err());
+        let u = WsUrl::parse("wss://example.com/x").unwrap();
+        assert_eq!((u.authority.as_str(), u.secure), ("example.com:443", true));
+        assert_eq!(u.host(), "example.com");
+        assert_eq!(WsUrl::parse("wss://[::1]:9/").unwrap().host(), "::1");
+        assert!(WsUrl::parse("http://x").is_err());
         assert!(WsUrl::parse("ws:///x").is_err());
     }
 

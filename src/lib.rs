@@ -21,6 +21,9 @@
 //!   from any thread.
 //! * [`server::bridge`]: topics across server processes ([`RedisBridge`]: Redis
 //!   Pub/Sub), with [`ServerBuilder::bridge`].
+//! * [`server::tls`]: `wss://` and `https://` on the same port, with rustls
+//!   ([`ServerBuilder::tls_pem_files`], [`ServerBuilder::tls`]); the certificate can be
+//!   replaced while the server runs ([`ServerHandle::reload_tls_pem_files`]).
 //!
 //! ```no_run
 //! use wavecore::{Conn, Handler, Message, Server};
@@ -57,6 +60,9 @@
 
 pub mod client;
 pub mod docs;
+/// The rustls this crate is built with, for [`ServerBuilder::tls`] and
+/// [`ServerHandle::set_tls_config`] configurations of a matching version.
+pub use rustls;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -88,8 +88,9 @@ fn refuses_non_websocket_urls_without_connecting() {
     let addr = server.local_addr();
     for url in [
         format!("http://{addr}/"),
-        format!("wss://{addr}/"),
+        format!("ftp://{addr}/"),
         "ws:///no-host".to_owned(),
+        "wss:///no-host".to_owned(),
     ] {
         let error = Client::connect(&url).expect_err(&url);
         assert_eq!(error.kind(), ErrorKind::InvalidData, "{url}: {error}");

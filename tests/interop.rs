@@ -2,6 +2,9 @@
 //! Chromium) run as subprocesses against an in-process wavecore server that implements
 //! the contract of `tests/interop/README.md`.
 //!
+//! The Python and Node clients also run over `wss://` against the same server with
+//! TLS, trusting a certificate made at test time.
+//!
 //! The clients are installed by `bash .ci/install-interop.sh`. When one is missing the
 //! test is skipped with a note on stderr, unless `CI` is set: then it fails.
 
@@ -29,6 +32,10 @@ struct Running(Option<Server>);
 impl Running {
     fn start() -> Self {
         Self(Some(interop_server::start()))
+    }
+
+    fn start_tls(certs: &TestCert) -> Self {
+        Self(Some(interop_server::start_tls(&certs.cert, &certs.key)))
     }
 
     fn port(&self) -> u16 {
@@ -63,6 +70,72 @@ fn run_client(client: &str, program: &Path, script: &str, url: impl Fn(u16) -> S
     let url = url(server.port());
     clients::run_client(client, program, script, &[url], CLIENT_LIMIT);
     drop(server);
+}
+
+/// A self-signed certificate for `localhost` and its key, as PEM files in the
+/// temporary directory (removed when dropped).
+struct TestCert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TestCert {
+    fn new(tag: &str) -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let stem =
+            std::env::temp_dir().join(format!("wavecore-interop-{tag}-{}", std::process::id()));
+        let this = Self {
+            cert: stem.with_extension("crt"),
+            key: stem.with_extension("key"),
+        };
+        std::fs::write(&this.cert, made.cert.pem()).unwrap();
+        std::fs::write(&this.key, made.signing_key.serialize_pem()).unwrap();
+        this
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cert);
+        let _ = std::fs::remove_file(&self.key);
+    }
+}
+
+/// Runs one client over `wss://` against a fresh TLS server; the client trusts the
+/// server's certificate (its second argument).
+fn run_client_tls(client: &str, program: &Path, script: &str, tag: &str) {
+    let certs = TestCert::new(tag);
+    let server = Running::start_tls(&certs);
+    let url = format!("wss://localhost:{}", server.port());
+    let ca = certs.cert.display().to_string();
+    clients::run_client(client, program, script, &[url, ca], CLIENT_LIMIT);
+    drop(server);
+}
+
+#[test]
+fn python_websockets_client_over_tls() {
+    if !client_available("Python websockets", missing_python()) {
+        return;
+    }
+    run_client_tls(
+        "Python websockets (wss)",
+        &venv().join("bin/python"),
+        "tests/interop/python/client_test.py",
+        "python",
+    );
+}
+
+#[test]
+fn node_ws_client_over_tls() {
+    if !client_available("Node ws", missing_node(&["ws"])) {
+        return;
+    }
+    run_client_tls(
+        "Node ws (wss)",
+        Path::new("node"),
+        "tests/interop/node/client_test.mjs",
+        "node",
+    );
 }
 
 #[test]

@@ -2,8 +2,12 @@
 //! notices and timestamps, served with its web page on one port.
 //!
 //! ```text
-//! cargo run --release --example chat -- [ADDR] [--redis URL]  # default 127.0.0.1:9001; Ctrl-C stops it
+//! cargo run --release --example chat -- [ADDR] [--redis URL] [--tls-cert FILE --tls-key FILE]
 //! ```
+//!
+//! `ADDR` defaults to 127.0.0.1:9001; Ctrl-C stops it. With `--tls-cert` and
+//! `--tls-key` (PEM files; README.md shows how to make a self-signed pair) the page
+//! is served over `https://` and connects with `wss://`.
 //!
 //! With `--redis redis://127.0.0.1:6379`, rooms are shared with every other chat
 //! server on that Redis (two processes on two ports, behind a load balancer or not):
@@ -249,7 +253,7 @@ impl Service for Chat {
 }
 
 fn main() -> std::io::Result<()> {
-    let (addr, redis) = cli::addr_and_redis()?;
+    let args = cli::Args::parse()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -259,19 +263,20 @@ fn main() -> std::io::Result<()> {
     // Ctrl-C or SIGTERM: no new connections, Close 1001 to every page after what is
     // queued for it, then `join` returns. A second signal exits at once.
     let mut builder = Server::builder()
-        .bind(addr)
+        .bind(&args.addr)
         .max_message_size(MAX_LINE)
         .permessage_deflate(DeflateConfig::default())
         .shutdown_on_signals(true);
-    if let Some(url) = redis {
-        builder = builder.bridge(RedisBridge::new(&url)?.channel_prefix("chat:"));
+    if let Some(url) = &args.redis {
+        builder = builder.bridge(RedisBridge::new(url)?.channel_prefix("chat:"));
     }
-    let server = builder.start(Chat {
+    let server = args.tls(builder).start(Chat {
         rooms: rooms.clone(),
     })?;
     let _ = rooms.server.set(server.handle());
     println!(
-        "chat on http://{}/ (open it in a few browser tabs; Ctrl-C stops)",
+        "chat on {}://{}/ (open it in a few browser tabs; Ctrl-C stops)",
+        args.http_scheme(),
         server.local_addr()
     );
     server.join()?;

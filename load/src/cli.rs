@@ -20,6 +20,7 @@ Examples:
   wavecore-load broadcast 127.0.0.1:9001 -c 1000 --rate 200 -s 1024 --json-payload --deflate
   wavecore-load broadcast 127.0.0.1:9001 --publish-to 127.0.0.1:9002 -c 1000 --rate 1000
   wavecore-load connect 127.0.0.1:9001 -c 10000 -d 5 --server-pid 1234 --json
+  wavecore-load echo wss://localhost:9443 --tls-ca cert.pem -c 100 -s 32 -d 10
   wavecore-load soak 127.0.0.1:9001 -c 12000 --publishers 4 --rate 20 --echo 4000 \\
       --slow 1000 --churn 100 -t 2 -d 600 --server-pid 1234";
 
@@ -32,9 +33,20 @@ pub struct Cli {
     #[arg(value_enum, value_name = "MODE")]
     pub mode: Mode,
 
-    /// The server, as host:port (also sent as the Host header)
+    /// The server, as host:port (also sent as the Host header), or a ws:// or wss://
+    /// URL (wss: TLS on every connection; a path in the URL is the request path)
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
     pub addr: String,
+
+    /// wss://: trust the certificates in this PEM file (a CA, or the server's own
+    /// self-signed certificate) instead of the Mozilla roots
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// wss://: accept any server certificate (benchmarks against a self-signed server;
+    /// never against a server you do not run)
+    #[arg(long)]
+    pub tls_insecure: bool,
 
     /// Connections; in broadcast mode, subscribers
     #[arg(short = 'c', long, value_name = "N", default_value_t = 1)]
@@ -144,7 +156,24 @@ fn seconds(s: &str) -> Result<Duration, String> {
 impl Cli {
     /// The run these arguments describe: resolves the address, fills in the
     /// mode-dependent path and checks that the settings fit together.
-    pub fn into_config(self) -> Result<Config, String> {
+    pub fn into_config(mut self) -> Result<Config, String> {
+        let mut url_path = None;
+        let mut tls = None;
+        if self.addr.contains("://") {
+            let url = wavecore::client::WsUrl::parse(&self.addr)
+                .map_err(|e| format!("{}: {e}", self.addr))?;
+            if url.secure {
+                tls = Some(crate::tls::TlsTarget::new(
+                    url.host(),
+                    self.tls_ca.as_deref(),
+                    self.tls_insecure,
+                )?);
+            }
+            url_path = (url.path != "/").then_some(url.path);
+            self.addr = url.authority;
+        } else if self.tls_ca.is_some() || self.tls_insecure {
+            return Err("--tls-ca and --tls-insecure need a wss:// URL".into());
+        }
         let addr = self
             .addr
             .to_socket_addrs()
@@ -170,7 +199,10 @@ impl Cli {
             mode: self.mode,
             addr,
             host: self.addr,
-            path: self.path.unwrap_or_else(|| default_path.into()),
+            path: self
+                .path
+                .or(url_path)
+                .unwrap_or_else(|| default_path.into()),
             connections: self.connections,
             in_flight: self.in_flight,
             size: self.size,
@@ -194,6 +226,7 @@ impl Cli {
             signal_pid: None,
             deflate: self.deflate,
             json_payload: self.json_payload,
+            tls,
         };
         if cfg.shutdown && (cfg.mode != Mode::Soak || cfg.server_pid.is_none()) {
             return Err("--shutdown is for a soak with --server-pid".into());

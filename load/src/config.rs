@@ -94,6 +94,8 @@ pub struct Config {
     /// Payload filler is JSON text (records with varying numbers) instead of the
     /// alphabet repeated, so compression ratios are realistic.
     pub json_payload: bool,
+    /// `wss://`: TLS on every connection (the publishers' too).
+    pub tls: Option<crate::tls::TlsTarget>,
 }
 
 impl Default for Config {
@@ -126,6 +128,7 @@ impl Default for Config {
             signal_pid: None,
             deflate: false,
             json_payload: false,
+            tls: None,
         }
     }
 }
@@ -170,6 +173,9 @@ impl Config {
             // A raw fan-out server forwards whatever bytes it reads, so messages of two
             // publishers could interleave mid-message.
             return Err("--raw broadcast supports exactly one publisher".into());
+        }
+        if self.tls.is_some() && (self.raw || self.publish_to.is_some()) {
+            return Err("wss:// does not apply to --raw or --publish-to".into());
         }
         if self.publish_to.is_some() && (self.mode != Mode::Broadcast || self.raw) {
             return Err("--publish-to is for broadcast mode over WebSocket".into());

@@ -1,5 +1,6 @@
 //! One non-blocking client connection: connect, handshake, framing and buffering.
 
+use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -10,6 +11,14 @@ use wavecore::protocol::deflate::{check_response, client_offer, pool};
 use wavecore::protocol::frame::{RSV1, encode_frame};
 use wavecore::protocol::handshake::{ClientHandshake, ResponseReader};
 use wavecore::protocol::{Decoder, DecoderConfig, Event, OpCode, Role};
+use wavecore::rustls::ClientConnection;
+
+use crate::tls::TlsTarget;
+
+thread_local! {
+    /// The thread's buffer for plaintext out of TLS connections (one TLS record).
+    static PLAINTEXT: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 << 10]);
+}
 
 /// Where a connection stands.
 enum State {
@@ -117,6 +126,10 @@ pub struct Conn {
     /// behind the data is seen without another readiness event (which none will
     /// announce). Off by default: one read per event is what the load costs.
     pub read_to_eagain: bool,
+    /// `wss://`: the TLS state between the socket and the framing.
+    tls: Option<Box<ClientConnection>>,
+    /// Our close_notify is queued (after the answer to the server's close).
+    close_notify_sent: bool,
 }
 
 /// Opens a non-blocking TCP connection to `addr`, from `source` when given.
@@ -145,7 +158,8 @@ pub fn open_socket(
 
 impl Conn {
     /// A connection on a freshly opened `stream`; queues the handshake request
-    /// (unless `raw`), to go out once the socket is writable.
+    /// (unless `raw`), to go out once the socket is writable (after the TLS handshake,
+    /// with `tls`).
     pub fn new(
         stream: TcpStream,
         host: &str,
@@ -153,7 +167,15 @@ impl Conn {
         raw: Option<usize>,
         binary: bool,
         deflate: bool,
+        tls: Option<&TlsTarget>,
     ) -> Self {
+        let tls = tls.map(|target| {
+            let mut conn = ClientConnection::new(target.config.clone(), target.name.clone())
+                .expect("a client configuration rustls accepts");
+            // What is queued before the handshake ends is taken whole.
+            conn.set_buffer_limit(None);
+            Box::new(conn)
+        });
         let mut out = Out {
             buf: Vec::new(),
             pos: 0,
@@ -190,6 +212,8 @@ impl Conn {
             out,
             closed: false,
             read_to_eagain: false,
+            tls,
+            close_notify_sent: false,
         }
     }
 
@@ -198,8 +222,36 @@ impl Conn {
         matches!(self.state, State::Open)
     }
 
-    /// Writes queued bytes until done or the socket is full.
+    /// Writes queued bytes until done or the socket is full (with TLS: encrypts them
+    /// all, then writes the ciphertext).
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(tls) = &mut self.tls {
+            // Ciphertext first; plaintext is encrypted only once rustls has handed
+            // everything before it to the socket, so `Out::pending` still counts what
+            // the socket has not taken (the publishers' flow control).
+            loop {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.stream) {
+                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == ErrorKind::NotConnected => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+                if self.out.pos < self.out.buf.len() {
+                    tls.writer().write_all(&self.out.buf[self.out.pos..])?;
+                    self.out.buf.clear();
+                    self.out.pos = 0;
+                } else if self.closed && !self.close_notify_sent {
+                    self.close_notify_sent = true;
+                    tls.send_close_notify();
+                } else {
+                    return Ok(());
+                }
+            }
+        }
         while self.out.pos < self.out.buf.len() {
             match self.stream.write(&self.out.buf[self.out.pos..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -227,7 +279,13 @@ impl Conn {
             match self.stream.read(scratch) {
                 Ok(0) => return Ok(Flow::Eof),
                 Ok(n) => {
-                    self.ingest(&mut scratch[..n], f)?;
+                    if self.tls.is_some() {
+                        if self.decrypt(&scratch[..n], f)? {
+                            return Ok(Flow::Eof);
+                        }
+                    } else {
+                        self.ingest(&mut scratch[..n], f)?;
+                    }
                     if self.closed {
                         // The answer to the close goes out if it can; the socket is
                         // dropped next either way.
@@ -248,6 +306,38 @@ impl Conn {
         }
         self.flush().map_err(|e| format!("write: {e}"))?;
         Ok(Flow::Open)
+    }
+
+    /// Handles one chunk of ciphertext: the plaintext in it goes to
+    /// [`Conn::ingest`]. Returns whether the server sent close_notify.
+    fn decrypt(
+        &mut self,
+        mut input: &[u8],
+        f: &mut dyn FnMut(&mut Out, Input<'_>) -> Result<(), String>,
+    ) -> Result<bool, String> {
+        let Some(mut tls) = self.tls.take() else {
+            return Ok(false);
+        };
+        let result = PLAINTEXT.with_borrow_mut(|plain| {
+            while !input.is_empty() {
+                tls.read_tls(&mut input).map_err(|e| format!("TLS: {e}"))?;
+                tls.process_new_packets().map_err(|e| format!("TLS: {e}"))?;
+                loop {
+                    match tls.reader().read(plain) {
+                        Ok(0) => return Ok(true),
+                        Ok(n) => self.ingest(&mut plain[..n], f)?,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(format!("TLS: {e}")),
+                    }
+                    if self.closed {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(false)
+        });
+        self.tls = Some(tls);
+        result
     }
 
     /// Handles one chunk of received bytes.

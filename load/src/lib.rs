@@ -33,6 +33,7 @@ pub mod shutdown;
 pub mod slots;
 pub mod soak;
 pub mod tally;
+pub mod tls;
 pub mod worker;
 
 pub use cli::Cli;

@@ -168,6 +168,7 @@ impl Slots {
             raw,
             cfg.binary,
             cfg.deflate,
+            cfg.tls.as_ref(),
         ))
     }
 

@@ -1,6 +1,7 @@
 //! Hand-rolled parsing of the few flags the peer binaries take.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::DEFAULT_ADDR;
 
@@ -22,6 +23,9 @@ pub struct Args {
     pub threads: usize,
     /// Raw peer mode; always [`Mode::Echo`] for binaries that take no `--mode`.
     pub mode: Mode,
+    /// `--tls-cert FILE --tls-key FILE` (PEM): serve TLS. Only the
+    /// tokio-tungstenite peer does; the others refuse it.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// One-line usage text for `program`.
@@ -31,7 +35,9 @@ pub fn usage(program: &str, allow_mode: bool) -> String {
     } else {
         ""
     };
-    format!("usage: {program} [ADDR] [--threads N]{mode}   (ADDR defaults to {DEFAULT_ADDR})")
+    format!(
+        "usage: {program} [ADDR] [--threads N]{mode} [--tls-cert FILE --tls-key FILE]   (ADDR defaults to {DEFAULT_ADDR})"
+    )
 }
 
 impl Args {
@@ -44,6 +50,7 @@ impl Args {
         let mut addr: Option<SocketAddr> = None;
         let mut threads = 1usize;
         let mut mode = Mode::Echo;
+        let (mut cert, mut key) = (None, None);
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -71,6 +78,8 @@ impl Args {
                         other => return Err(format!("unknown mode {other:?}")),
                     };
                 }
+                "--tls-cert" => cert = Some(PathBuf::from(value("--tls-cert")?)),
+                "--tls-key" => key = Some(PathBuf::from(value("--tls-key")?)),
                 "-h" | "--help" => return Err("help requested".to_string()),
                 f if f.starts_with('-') => return Err(format!("unknown flag {f:?}")),
                 _ if addr.is_none() => {
@@ -83,10 +92,16 @@ impl Args {
             Some(a) => a,
             None => DEFAULT_ADDR.parse().expect("default address parses"),
         };
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".to_string()),
+        };
         Ok(Args {
             addr,
             threads,
             mode,
+            tls,
         })
     }
 }
@@ -125,5 +140,13 @@ mod tests {
         assert!(parse(&["nonsense"], true).is_err());
         assert!(parse(&["127.0.0.1:1", "127.0.0.1:2"], true).is_err());
         assert!(parse(&["--bogus"], true).is_err());
+        assert!(parse(&["--tls-cert", "c.pem"], true).is_err());
+    }
+
+    #[test]
+    fn tls_files() {
+        let a = parse(&["--tls-cert", "c.pem", "--tls-key=k.pem"], false).unwrap();
+        assert_eq!(a.tls, Some(("c.pem".into(), "k.pem".into())));
+        assert_eq!(parse(&[], false).unwrap().tls, None);
     }
 }

@@ -49,8 +49,24 @@ pub fn announce(addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// Parses the process arguments, or prints usage and exits on a bad command line.
+/// Parses the process arguments, or prints usage and exits on a bad command line
+/// (which includes `--tls-cert`/`--tls-key`: see [`args_or_exit_tls`]).
 pub fn args_or_exit(program: &str, allow_mode: bool) -> Args {
+    let args = parse_or_exit(program, allow_mode);
+    if args.tls.is_some() {
+        eprintln!("{program}: does not serve TLS");
+        std::process::exit(2);
+    }
+    args
+}
+
+/// [`args_or_exit`] for a peer that serves TLS when given `--tls-cert` and
+/// `--tls-key`.
+pub fn args_or_exit_tls(program: &str) -> Args {
+    parse_or_exit(program, false)
+}
+
+fn parse_or_exit(program: &str, allow_mode: bool) -> Args {
     match Args::parse(std::env::args().skip(1), allow_mode) {
         Ok(args) => args,
         Err(msg) => {

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +26,14 @@ pub struct ServerBuilder {
     addr: String,
     config: ServerConfig,
     bridge: Option<Arc<dyn Bridge>>,
+    tls: Option<TlsSource>,
+}
+
+/// Where a TLS server's configuration comes from.
+#[derive(Debug, Clone)]
+enum TlsSource {
+    Config(Arc<rustls::ServerConfig>),
+    PemFiles(PathBuf, PathBuf),
 }
 
 /// A running server: reactor threads and a handle to them.
@@ -52,6 +61,7 @@ impl Server {
                 ..ServerConfig::default()
             },
             bridge: None,
+            tls: None,
         }
     }
 
@@ -137,6 +147,30 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves TLS (`wss://`, `https://`) with `config` on every connection: the
+    /// WebSocket upgrade and plain HTTP run over TLS on the same port, a plaintext
+    /// request gets a TLS alert and a close. SNI and certificate choice are the
+    /// config's (its `cert_resolver`); set `alpn_protocols` to `[b"http/1.1"]`
+    /// ([`crate::server::tls::ALPN_HTTP_1_1`]) to offer ALPN, as
+    /// [`crate::server::tls::server_config`] does. The handshake timeout
+    /// ([`ServerConfig::handshake_timeout`]) covers the TLS handshake and the
+    /// HTTP upgrade together. Replace the configuration while the server runs
+    /// with [`ServerHandle::set_tls_config`].
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsSource::Config(config));
+        self
+    }
+
+    /// Serves TLS (see [`ServerBuilder::tls`]) with the certificate chain in the PEM
+    /// file `cert` and the private key in the PEM file `key`, read when the server
+    /// starts (see [`crate::server::tls::server_config_from_pem_files`]).
+    /// [`ServerBuilder::start`] fails with `InvalidData` (naming the file) if they do
+    /// not hold a usable certificate and key.
+    pub fn tls_pem_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsSource::PemFiles(cert.into(), key.into()));
+        self
+    }
+
     /// Replaces every setting at once.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -200,9 +234,18 @@ impl ServerBuilder {
     ///
     /// `ErrorKind::AddrInUse` if something already listens on the address (unless it
     /// and this server both set [`reuse_port`](Self::reuse_port)); any other error
-    /// from resolving the address, binding, or creating the polls and threads.
+    /// from resolving the address, binding, or creating the polls and threads; with
+    /// [`ServerBuilder::tls_pem_files`], `NotFound` or `InvalidData` (naming the file)
+    /// when the certificate or key cannot be read or used.
     pub fn start<S: Service>(self, service: S) -> io::Result<Server> {
         let workers = self.config.workers.max(1);
+        let tls = match &self.tls {
+            None => None,
+            Some(TlsSource::Config(config)) => Some(config.clone()),
+            Some(TlsSource::PemFiles(cert, key)) => {
+                Some(crate::server::tls::server_config_from_pem_files(cert, key)?)
+            }
+        };
         let addr = self
             .addr
             .to_socket_addrs()?
@@ -232,6 +275,7 @@ impl ServerBuilder {
             settled: Default::default(),
             backend,
             deflate: self.config.permessage_deflate,
+            tls: tls.map(|config| Arc::new(crate::server::tls::Acceptor::new(config))),
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
@@ -263,7 +307,7 @@ impl ServerBuilder {
             }
             _ => None,
         };
-        log_start(local_addr, workers, backend, &config);
+        log_start(local_addr, workers, backend, &config, shared.tls.is_some());
         Ok(Server {
             handle,
             threads,
@@ -284,9 +328,16 @@ impl ServerBuilder {
 }
 
 /// The one line a server logs when it starts (at `info`): where, how, and its limits.
-fn log_start(addr: SocketAddr, workers: usize, backend: Backend, config: &ServerConfig) {
+fn log_start(
+    addr: SocketAddr,
+    workers: usize,
+    backend: Backend,
+    config: &ServerConfig,
+    tls: bool,
+) {
     tracing::info!(
         address = %addr,
+        tls,
         reactors = workers,
         backend = backend.name(),
         reuse_port = config.reuse_port,

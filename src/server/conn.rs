@@ -207,6 +207,17 @@ impl<H: Handler> Connection<H> {
         };
     }
 
+    /// The transport under the connection failed in a way the peer can still be
+    /// told about (a TLS alert is queued): the handler hears 1006 (Abnormal Closure,
+    /// RFC 6455 §7.1.5: no close frame can follow) and the connection writes what is
+    /// queued, then ends, waiting (bounded) for the peer's EOF.
+    pub fn fail_transport<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        if self.is_open() {
+            self.leave_open(CloseCode::ABNORMAL, "", false, env);
+        }
+        self.finish(env);
+    }
+
     /// The server's own code failed while serving this connection: the handler hears
     /// 1011 (Internal Error, RFC 6455 §7.4.1) and the connection is done.
     pub fn fail<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {

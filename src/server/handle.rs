@@ -35,6 +35,45 @@ impl ServerHandle {
         self.shared.backend
     }
 
+    /// Replaces the TLS configuration (a renewed certificate, say): connections
+    /// accepted after the call start with `config`; open ones keep the one they
+    /// started with. Returns whether the server serves TLS (`false`: it does not, and
+    /// nothing changed).
+    pub fn set_tls_config(&self, config: Arc<rustls::ServerConfig>) -> bool {
+        match &self.shared.tls {
+            Some(acceptor) => {
+                acceptor.replace(config);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads a certificate chain and private key from PEM files (see
+    /// [`crate::server::tls::server_config_from_pem_files`]) and makes them the ones
+    /// new connections get ([`ServerHandle::set_tls_config`]).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` or `InvalidData` (naming the file) if the files cannot be read or
+    /// used (the running configuration stays); `InvalidInput` if the server does not
+    /// serve TLS.
+    pub fn reload_tls_pem_files(
+        &self,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> std::io::Result<()> {
+        let config = crate::server::tls::server_config_from_pem_files(cert, key)?;
+        if self.set_tls_config(config) {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "this server does not serve TLS",
+            ))
+        }
+    }
+
     /// Open WebSocket connections (upgraded and not yet closing), all reactors together.
     pub fn connections(&self) -> usize {
         self.shared.stats.open.load(Ordering::Relaxed)

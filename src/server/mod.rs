@@ -26,6 +26,7 @@ pub(crate) mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod timer;
+pub mod tls;
 pub(crate) mod turn;
 
 mod builder;

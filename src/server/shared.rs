@@ -150,6 +150,8 @@ pub(crate) struct Shared {
     pub settled: AtomicUsize,
     /// The backend the reactors run on (never `Auto`: what `Auto` chose).
     pub backend: Backend,
+    /// The TLS configuration new connections start with, for a TLS server.
+    pub tls: Option<Arc<crate::server::tls::Acceptor>>,
 }
 
 impl Shared {
@@ -168,6 +170,7 @@ impl Shared {
             deflate: None,
             settled: AtomicUsize::new(0),
             backend: Backend::Epoll,
+            tls: None,
         }
     }
 

@@ -82,6 +82,21 @@ impl Service for InteropService {
 
 /// Starts the interop server on a free port of 127.0.0.1.
 pub fn start() -> Server {
+    builder()
+        .start(InteropService)
+        .expect("start the interop server")
+}
+
+/// The interop server over TLS, with the certificate and key in the PEM files `cert`
+/// and `key`.
+pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Server {
+    builder()
+        .tls_pem_files(cert, key)
+        .start(InteropService)
+        .expect("start the interop server over TLS")
+}
+
+fn builder() -> wavecore::ServerBuilder {
     Server::builder()
         .bind("127.0.0.1:0")
         .workers(2)
@@ -89,6 +104,4 @@ pub fn start() -> Server {
         .max_frame_size(64 << 20)
         .max_backpressure(128 << 20)
         .permessage_deflate(DeflateConfig::default())
-        .start(InteropService)
-        .expect("start the interop server")
 }

@@ -99,13 +99,14 @@ impl<S: Service, IO> Core<S, IO> {
         let was_open = slot.conn.is_open();
         let mut env = env!(self);
         let _ = catch_unwind(AssertUnwindSafe(|| slot.conn.fail(&mut env)));
-        if was_open && slot.conn.core.outbox.is_empty() {
+        if was_open && slot.conn.core.outbox.is_empty() && slot.tls.is_none() {
             // Everything queued went out whole, so the stream is at a frame boundary.
             let mut payload = [0u8; 125];
             let n = encode_close_payload(CloseCode::INTERNAL_ERROR, "internal error", &mut payload);
             let mut frame = Vec::with_capacity(n + 2);
             encode_into(&mut frame, OpCode::Close, &payload[..n]);
-            // Best effort, and the connection is released right after.
+            // Best effort, and the connection is released right after. (Not over
+            // TLS: the session may be what failed.)
             t.write_last(&mut slot.io, &frame);
         }
         self.remove(key, t);

@@ -62,6 +62,7 @@ mod delivery;
 mod report;
 mod shutdown;
 mod timers;
+mod tls;
 mod transport;
 
 #[cfg(test)]
@@ -82,6 +83,8 @@ struct Slot<H, IO> {
     counted: bool,
     /// Reading is paused: more than `high_water_mark` bytes wait in the outbox.
     reads_paused: bool,
+    /// TLS state, for a connection to a TLS server (see `tls.rs`).
+    tls: Option<Box<crate::server::tls::session::Session>>,
 }
 
 /// One reactor's connections and state, without I/O (see the module docs). `IO` is
@@ -228,6 +231,7 @@ impl<S: Service, IO> Core<S, IO> {
         self.turn.reserve_cork();
         let over_capacity =
             self.shared.stats.tcp.load(Ordering::Relaxed) >= self.config.max_connections;
+        let tls = self.tls_session();
         let slot = self.conns.vacant_entry();
         let key = slot.key();
         let id = ConnId(((self.index as u64) << 48) | self.next_id);
@@ -249,16 +253,20 @@ impl<S: Service, IO> Core<S, IO> {
             write_shut: false,
             counted: !over_capacity,
             reads_paused: false,
+            tls,
         });
         self.contained(Some(key), t, |core, t| core.after_io(key, t));
     }
 
     /// Copies the bytes the connection at `key` left over from its last read (a
     /// partial frame header, at most 131 bytes) to the front of `buf`; returns how
-    /// many, so the next read lands after them.
+    /// many, so the next read lands after them. None for a TLS connection.
     pub fn take_pending(&mut self, key: usize, buf: &mut [u8]) -> usize {
         self.conns
             .get_mut(key)
+            // A TLS connection's pending bytes are plaintext: they go in front of the
+            // next record's plaintext (`tls.rs`), not of the ciphertext read.
+            .filter(|slot| slot.tls.is_none())
             .map_or(0, |slot| slot.conn.take_pending(buf))
     }
 
@@ -271,11 +279,15 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// Bytes arrived for the connection at `key`: `data` is what
     /// [`Core::take_pending`] put in front, then what was read. Decoded in place
-    /// (unmasked where it lies); replies go into the cork, for [`Core::write`].
+    /// (unmasked where it lies); replies go into the cork, for [`Core::write`]. For a
+    /// TLS connection `data` is ciphertext, decrypted first (see `tls.rs`).
     pub fn received(&mut self, key: usize, data: &mut [u8]) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        if slot.tls.is_some() {
+            return self.received_tls(key, data);
+        }
         let mut env = env!(self);
         slot.conn.receive(data, &mut env);
     }
@@ -310,7 +322,7 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return true;
         };
-        let over = slot.conn.core.outbox.len() > self.config.high_water_mark;
+        let over = slot.unsent() > self.config.high_water_mark;
         if over {
             slot.reads_paused = true;
         }
@@ -326,6 +338,9 @@ impl<S: Service, IO> Core<S, IO> {
                 self.turn.cork.clear();
                 return;
             };
+            if slot.tls.is_some() {
+                return self.write_tls(key, t);
+            }
             if slot.conn.core.outbox.is_empty() && self.turn.cork.is_empty() {
                 return;
             }
@@ -380,8 +395,12 @@ impl<S: Service, IO> Core<S, IO> {
     pub fn sendable(&mut self, key: usize, out: &mut Vec<bytes::Bytes>) -> usize {
         const MAX_CHUNKS: usize = 64;
         self.conns
-            .get(key)
-            .map_or(0, |slot| slot.conn.core.outbox.frozen(out, MAX_CHUNKS))
+            .get_mut(key)
+            .map_or(0, |slot| match slot.tls.as_deref_mut() {
+                // A TLS connection's ciphertext (`Core::write` encrypted its outbox).
+                Some(tls) => tls.wire().frozen(out, MAX_CHUNKS),
+                None => slot.conn.core.outbox.frozen(out, MAX_CHUNKS),
+            })
     }
 
     /// A completion driver's write of `n` bytes from the front of the connection's
@@ -399,8 +418,11 @@ impl<S: Service, IO> Core<S, IO> {
         match n {
             Some(n) => {
                 slot.conn.core.socket_full = short;
-                slot.conn.core.outbox.consume(n);
-                if slot.conn.core.outbox.is_empty() {
+                match slot.tls.as_deref_mut() {
+                    Some(tls) => tls.wire().consume(n),
+                    None => slot.conn.core.outbox.consume(n),
+                };
+                if slot.all_sent() {
                     let mut env = env!(self);
                     slot.conn.drained(&mut env);
                 }
@@ -414,12 +436,13 @@ impl<S: Service, IO> Core<S, IO> {
     /// done, and keep its timer armed.
     pub fn after_io<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         self.write(key, t);
+        self.close_notify(key, t);
         self.resume_reading(key, t);
         self.deliver_publishes(t);
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let written = slot.conn.is_finishing() && slot.conn.core.outbox.is_empty();
+        let written = slot.conn.is_finishing() && slot.all_sent();
         if written && slot.conn.lingers() && !slot.write_shut {
             slot.write_shut = true;
             t.shutdown_write(&mut slot.io);
@@ -447,7 +470,7 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if !slot.reads_paused || slot.conn.core.outbox.len() > low_water {
+        if !slot.reads_paused || slot.unsent() > low_water {
             return;
         }
         slot.reads_paused = false;

@@ -542,3 +542,5 @@ fn publishes_queued_before_the_shutdown_go_out_before_the_1001() {
     h.at(Duration::ZERO);
     assert_eq!(h.frames(subscriber), ["text last", "close 1001"]);
 }
+
+mod tls;

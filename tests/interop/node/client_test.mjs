@@ -2,6 +2,7 @@
 // Interop checks for a wavecore server, using the npm `ws` client.
 //
 // usage: node tests/interop/node/client_test.mjs ws://127.0.0.1:PORT
+//        node tests/interop/node/client_test.mjs wss://localhost:PORT CA_FILE  (TLS)
 //
 // Prints one line per check (`ok NAME` or `FAIL NAME: WHY`), then a summary
 // line, and exits 0 only when every check passed. The whole run is bounded by
@@ -10,11 +11,15 @@
 // The server contract these checks follow is described in tests/interop/README.md.
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 
 const OVERALL_TIMEOUT_MS = 30_000;
 const CHECK_TIMEOUT_MS = 10_000;
 const MIB = 1024 * 1024;
+
+// wss://: the certificate (or CA) the server's certificate must chain to.
+const TLS = process.argv[3] ? { ca: readFileSync(process.argv[3]) } : {};
 
 class CheckFailed extends Error {}
 
@@ -46,6 +51,7 @@ class Conn {
       // ws' default client max is 100 MiB; the server accepts up to 64 MiB.
       maxPayload: 64 * MIB,
       handshakeTimeout: 5000,
+      ...TLS,
     });
     this.closed = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {
@@ -297,8 +303,8 @@ class Runner {
 
 async function main() {
   const base = process.argv[2];
-  if (process.argv.length !== 3 || !/^wss?:\/\//.test(base)) {
-    console.error('usage: node client_test.mjs ws://127.0.0.1:PORT');
+  if (![3, 4].includes(process.argv.length) || !/^wss?:\/\//.test(base)) {
+    console.error('usage: node client_test.mjs ws://127.0.0.1:PORT | wss://localhost:PORT CA_FILE');
     process.exit(2);
   }
   const runner = new Runner(base);

@@ -2,6 +2,7 @@
 """Interop checks for a wavecore server, using the PyPI `websockets` client.
 
 usage: client_test.py ws://127.0.0.1:PORT
+       client_test.py wss://localhost:PORT CA_FILE   (TLS, trusting CA_FILE)
 
 Prints one line per check (`ok NAME` or `FAIL NAME: WHY`), then a summary
 line, and exits 0 only when every check passed. The whole run is bounded by
@@ -12,6 +13,7 @@ The server contract these checks follow is described in tests/interop/README.md.
 
 import asyncio
 import os
+import ssl
 import sys
 import time
 
@@ -42,8 +44,12 @@ def describe(value):
 
 
 class Runner:
-    def __init__(self, base):
+    def __init__(self, base, cafile=None):
         self.base = base.rstrip("/")
+        # wss://: a TLS context that trusts the server's (test) certificate.
+        self.tls = {}
+        if base.startswith("wss://"):
+            self.tls["ssl"] = ssl.create_default_context(cafile=cafile)
         self.passed = 0
         self.failed = 0
         # Unique per run, so that concurrent runs against one server (e.g. the
@@ -60,6 +66,7 @@ class Runner:
             max_size=MAX_MESSAGE,
             open_timeout=5,
             close_timeout=5,
+            **self.tls,
             **kwargs,
         )
 
@@ -230,8 +237,8 @@ class Runner:
         await self.run("permessage_deflate", self.deflate)
 
 
-async def amain(base):
-    runner = Runner(base)
+async def amain(base, cafile):
+    runner = Runner(base, cafile)
     try:
         async with asyncio.timeout(OVERALL_TIMEOUT):
             await runner.main()
@@ -242,10 +249,12 @@ async def amain(base):
 
 
 def main():
-    if len(sys.argv) != 2 or not sys.argv[1].startswith(("ws://", "wss://")):
-        print("usage: client_test.py ws://127.0.0.1:PORT", file=sys.stderr)
+    if len(sys.argv) not in (2, 3) or not sys.argv[1].startswith(("ws://", "wss://")):
+        print("usage: client_test.py ws://127.0.0.1:PORT | wss://localhost:PORT CA_FILE",
+              file=sys.stderr)
         return 2
-    return asyncio.run(amain(sys.argv[1]))
+    cafile = sys.argv[2] if len(sys.argv) == 3 else None
+    return asyncio.run(amain(sys.argv[1], cafile))
 
 
 if __name__ == "__main__":
