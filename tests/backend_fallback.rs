@@ -5,7 +5,10 @@
 //!
 //! A test binary of its own: the filter stays on the thread that installed it and
 //! on every thread that thread starts (the server's probe and reactors).
-#![cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 
 mod common;
 
@@ -68,7 +71,9 @@ fn auto_falls_back_to_epoll_where_io_uring_is_forbidden() {
     let refused = common::builder()
         .backend(Backend::IoUring)
         .start(common::echo_service(&closes));
-    let error = refused.err().expect("io_uring is forbidden: the start fails");
+    let error = refused
+        .err()
+        .expect("io_uring is forbidden: the start fails");
     assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
 
     // Auto runs on epoll, and the server works.

@@ -328,13 +328,7 @@ impl ServerBuilder {
 }
 
 /// The one line a server logs when it starts (at `info`): where, how, and its limits.
-fn log_start(
-    addr: SocketAddr,
-    workers: usize,
-    backend: Backend,
-    config: &ServerConfig,
-    tls: bool,
-) {
+fn log_start(addr: SocketAddr, workers: usize, backend: Backend, config: &ServerConfig, tls: bool) {
     tracing::info!(
         address = %addr,
         tls,
