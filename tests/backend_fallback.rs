@@ -71,9 +71,9 @@ fn auto_falls_back_to_epoll_where_io_uring_is_forbidden() {
     let refused = common::builder()
         .backend(Backend::IoUring)
         .start(common::echo_service(&closes));
-    let error = refused
-        .err()
-        .expect("io_uring is forbidden: the start fails");
+    let Err(error) = refused else {
+        panic!("io_uring is forbidden: the start must fail");
+    };
     assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
 
     // Auto runs on epoll, and the server works.
