@@ -80,7 +80,7 @@ declare -A ROW_ARGS=(
   [wss-idle-10000]="connect -c 10000"
 )
 # Servers that serve the wss-* rows (TLS with --tls-cert/--tls-key).
-TLS_SERVERS=" wavecore wavecore-base tokio-tungstenite "
+TLS_SERVERS=" wavecore wavecore-base wavecore-io_uring tokio-tungstenite "
 TLS_CERT=$OUT/tls-cert.pem
 TLS_KEY=$OUT/tls-key.pem
 ROWS=${ROWS:-"echo-1 echo-100 echo-500 echo-100x16k pipe-1000x4 pipe-500x16 bcast-1000 bcast-10000 bcast-10000x4 idle-10000"}
@@ -166,9 +166,10 @@ for round in $(seq "$ROUNDS"); do
       args=${ROW_ARGS[$row]}
       [ "$name" = raw ] && args="$args --raw"
       if [[ $row == idle-* || $row == wss-idle-* ]]; then timing="-d 2 --warmup 0"; else timing="-d $DUR --warmup $WARM"; fi
+      start_server "$name" "$row"
+      # After start_server: it picks the port.
       target="127.0.0.1:$port"
       [[ $row == wss-* ]] && target="wss://localhost:$port --tls-insecure"
-      start_server "$name" "$row"
       sleep 0.2
       json=$(taskset -c "$LOAD_CPU" "$LOAD" $args $target $timing \
         --server-pid "$server_pid" --json 2>/dev/null) || true

@@ -422,6 +422,13 @@ impl Outbox {
         self.tail.advance(step);
         taken += step;
         self.len -= taken;
+        if self.queue.is_empty() {
+            // A completion driver queues every reply here: an emptied queue is given
+            // back rather than kept by every connection that ever sent (two small
+            // allocations for the next reply, against about 200 bytes per idle
+            // connection).
+            self.queue.0 = None;
+        }
         taken
     }
 }

@@ -31,8 +31,11 @@ use crate::server::stats::Stats;
 use crate::server::timer::Tick;
 
 // The one module of the driver allowed `unsafe` (see its docs for the argument).
+mod peak;
 #[allow(unsafe_code)]
 mod ring;
+
+use peak::Peak;
 
 use ring::{Completion, HEADROOM, Ring, SendBuffers};
 
@@ -208,6 +211,12 @@ pub(crate) struct UringDriver<S: Service> {
     accept_armed: bool,
     /// Accepting is paused until this tick (after EMFILE and the like).
     accept_paused_until: Option<Tick>,
+    /// The most completions one turn had, and writes in flight, since the last
+    /// tick (see [`UringDriver::shrink_lists`]).
+    completions_peak: Peak,
+    sends_peak: Peak,
+    /// The tick the lists were last checked at.
+    shrunk_at: Tick,
 }
 
 /// What a reactor's io_uring driver needs from the starting thread: its eventfd
@@ -349,6 +358,9 @@ impl<S: Service> UringDriver<S> {
             closing: Vec::new(),
             accept_armed: false,
             accept_paused_until: None,
+            completions_peak: Peak::default(),
+            sends_peak: Peak::default(),
+            shrunk_at: 0,
         }
     }
 
@@ -388,6 +400,7 @@ impl<S: Service> UringDriver<S> {
             if self.ring.completions(&mut completions) {
                 Stats::bump(&self.core.shared().stats.cq_overflows);
             }
+            self.completions_peak.see(completions.len());
             for completion in completions.drain(..) {
                 self.complete(completion)?;
             }
@@ -401,10 +414,41 @@ impl<S: Service> UringDriver<S> {
                 self.ring.submit()?;
                 self.closing.clear();
             }
+            self.sends_peak.see(self.sends.len());
+            self.shrink_lists();
             self.core.observe_turn(woke.elapsed());
             if self.core.finished(Instant::now()) {
                 return Ok(());
             }
+        }
+    }
+
+    /// Once per timer tick: the completion list and the table of writes give back
+    /// what a burst grew them to (see `peak.rs`).
+    fn shrink_lists(&mut self) {
+        let tick = self.core.tick();
+        if tick == self.shrunk_at {
+            return;
+        }
+        self.shrunk_at = tick;
+        let mut shrunk = false;
+        if let Some(target) = self
+            .completions_peak
+            .shrink_target(self.completions.capacity())
+        {
+            self.completions.shrink_to(target);
+            shrunk = true;
+        }
+        if let Some(target) = self.sends_peak.shrink_target(self.sends.capacity())
+            && self.sends.is_empty()
+        {
+            self.sends = Slab::with_capacity(target);
+            shrunk = true;
+        }
+        if shrunk {
+            // The end of a burst (rare): what the writes' buffers left free in the
+            // allocator goes back too.
+            crate::server::allocator::release_free_memory();
         }
     }
 

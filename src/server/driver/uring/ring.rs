@@ -78,8 +78,12 @@ impl SendBuffers {
 struct BufRing {
     ring: *mut types::BufRingEntry,
     ring_layout: Layout,
+    /// `count × size` bytes of private anonymous memory of their own mapping (not the
+    /// allocator's: its pages become resident only as the kernel fills them, and
+    /// cost nothing before; a heap allocation may come zeroed by a `memset` that
+    /// makes all of it resident at once).
     buffers: *mut u8,
-    buffers_layout: Layout,
+    buffers_len: usize,
     count: u16,
     size: usize,
     /// Our copy of the ring's tail (the kernel reads the shared one).
@@ -126,29 +130,34 @@ impl Ring {
             4096,
         )
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let buffers_layout = Layout::from_size_align(usize::from(count) * size, 4096)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: both layouts have a non-zero size (count and size are positive).
+        let buffers_len = usize::from(count) * size;
+        // SAFETY: the layout has a non-zero size (count is positive).
         let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<types::BufRingEntry>();
-        // SAFETY: as above.
-        let buffers = unsafe { alloc_zeroed(buffers_layout) };
-        if ring.is_null() || buffers.is_null() {
-            // SAFETY: each pointer, if not null, came from `alloc_zeroed` with its layout.
-            unsafe {
-                if !ring.is_null() {
-                    dealloc(ring.cast(), ring_layout);
-                }
-                if !buffers.is_null() {
-                    dealloc(buffers, buffers_layout);
-                }
-            }
+        if ring.is_null() {
             return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        // SAFETY: a new private anonymous mapping; no address is asked for.
+        let buffers = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                buffers_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if buffers == libc::MAP_FAILED {
+            let error = io::Error::last_os_error();
+            // SAFETY: `ring` came from `alloc_zeroed` with this layout.
+            unsafe { dealloc(ring.cast(), ring_layout) };
+            return Err(error);
         }
         let mut bufs = BufRing {
             ring,
             ring_layout,
-            buffers,
-            buffers_layout,
+            buffers: buffers.cast(),
+            buffers_len,
             count,
             size,
             tail: 0,
@@ -412,11 +421,12 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: both came from `alloc_zeroed` with these layouts; the ring (and with
-        // it the kernel's use of them) is gone, see `Ring::drop`.
+        // SAFETY: the ring came from `alloc_zeroed` with this layout, the buffers
+        // from `mmap` with this length; the ring (and with it the kernel's use of
+        // them) is gone, see `Ring::drop`.
         unsafe {
             dealloc(self.ring.cast(), self.ring_layout);
-            dealloc(self.buffers, self.buffers_layout);
+            libc::munmap(self.buffers.cast(), self.buffers_len);
         }
     }
 }
