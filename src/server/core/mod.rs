@@ -352,31 +352,48 @@ impl<S: Service, IO> Core<S, IO> {
                 .core
                 .outbox
                 .flush_with(&mut turn.cork, &turn.batch, |slices| t.write(io, slices));
-            match flushed {
-                Ok(Flushed::All) => {
-                    slot.conn.core.socket_full = false;
-                    if !had_queue && !slot.conn.core.needs_drain {
-                        return;
-                    }
-                    let mut env = env!(self);
-                    slot.conn.drained(&mut env);
-                    if self.turn.cork.is_empty() {
-                        return;
-                    }
+            if !self.flushed(key, flushed, had_queue, t) {
+                return;
+            }
+        }
+    }
+
+    /// What a write of the connection at `key` came to (`had_queue`: its outbox held
+    /// bytes before): the socket took everything (the handler hears `on_drain` if it
+    /// waited for it), refused some, or failed (the connection ends). Returns whether
+    /// to write again: `on_drain` sent more.
+    fn flushed<T: Transport<IO>>(
+        &mut self,
+        key: usize,
+        flushed: std::io::Result<Flushed>,
+        had_queue: bool,
+        t: &T,
+    ) -> bool {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return false;
+        };
+        match flushed {
+            Ok(Flushed::All) => {
+                slot.conn.core.socket_full = false;
+                if !had_queue && !slot.conn.core.needs_drain {
+                    return false;
                 }
-                Ok(Flushed::Blocked) => {
-                    // A completion driver's deferral says nothing of the socket: its
-                    // completions do (`sent`).
-                    if !t.defers_writes() {
-                        slot.conn.core.socket_full = true;
-                    }
-                    return;
+                let mut env = env!(self);
+                slot.conn.drained(&mut env);
+                !self.turn.cork.is_empty()
+            }
+            Ok(Flushed::Blocked) => {
+                // A completion driver's deferral says nothing of the socket: its
+                // completions do (`sent`).
+                if !t.defers_writes() {
+                    slot.conn.core.socket_full = true;
                 }
-                Err(_) => {
-                    let mut env = env!(self);
-                    slot.conn.eof(&mut env);
-                    return;
-                }
+                false
+            }
+            Err(_) => {
+                let mut env = env!(self);
+                slot.conn.eof(&mut env);
+                false
             }
         }
     }

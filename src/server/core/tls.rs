@@ -135,29 +135,10 @@ impl<S: Service, IO> Core<S, IO> {
                             return;
                         }
                     }
-                    Ok(Flushed::All) => {
-                        slot.conn.core.socket_full = false;
-                        if !had_queue && !slot.conn.core.needs_drain {
+                    other => {
+                        if !self.flushed(key, other, had_queue, t) {
                             return;
                         }
-                        let mut env = env!(self);
-                        slot.conn.drained(&mut env);
-                        if self.turn.cork.is_empty() {
-                            return;
-                        }
-                    }
-                    Ok(Flushed::Blocked) => {
-                        // As in `Core::write`: only a readiness driver's refusal says
-                        // the socket is full.
-                        if !t.defers_writes() {
-                            slot.conn.core.socket_full = true;
-                        }
-                        return;
-                    }
-                    Err(_) => {
-                        let mut env = env!(self);
-                        slot.conn.eof(&mut env);
-                        return;
                     }
                 }
             }

@@ -20,10 +20,10 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use crate::handler::Service;
 use crate::server::config::ServerConfig;
 use crate::server::core::{Core, Transport};
+use crate::server::driver::AcceptPause;
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::shared::{Shared, Wake};
 use crate::server::stats::Stats;
-use crate::server::timer::Tick;
 
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -124,7 +124,7 @@ pub(crate) struct EpollDriver<S: Service> {
     /// Connections whose reading resumes after the current core call.
     resumed: Vec<usize>,
     /// Accepting is paused until this tick (after EMFILE and the like).
-    accept_paused_until: Option<Tick>,
+    accept_pause: AcceptPause,
 }
 
 /// Splits a driver into its core and the transport the core calls, borrowed side by
@@ -159,7 +159,7 @@ impl<S: Service> EpollDriver<S> {
             listener: Some(listener),
             read_buf,
             resumed: Vec::new(),
-            accept_paused_until: None,
+            accept_pause: AcceptPause::default(),
         }
     }
 
@@ -192,7 +192,7 @@ impl<S: Service> EpollDriver<S> {
         loop {
             let timeout = self
                 .core
-                .poll_timeout(Instant::now(), self.accept_paused_until.is_some());
+                .poll_timeout(Instant::now(), self.accept_pause.is_paused());
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -268,22 +268,16 @@ impl<S: Service> EpollDriver<S> {
     /// EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick rather than spin
     /// on a listener that stays readable.
     fn pause_accepting(&mut self, error: &io::Error) {
-        Stats::bump(&self.core.shared().stats.accept_errors);
-        tracing::error!(reactor = self.core.index(), %error, "accept failed; pausing accepts for 100 ms");
-        self.accept_paused_until = Some(self.core.tick() + 1);
+        self.accept_pause.start(&self.core, error);
         if let Some(listener) = self.listener.as_mut() {
             let _ = self.poll.registry().deregister(listener);
         }
     }
 
     fn resume_accepting(&mut self) {
-        let Some(until) = self.accept_paused_until else {
-            return;
-        };
-        if self.core.tick() < until {
+        if !self.accept_pause.ended(self.core.tick()) {
             return;
         }
-        self.accept_paused_until = None;
         if let Some(listener) = self.listener.as_mut() {
             let _ = self
                 .poll
@@ -297,7 +291,7 @@ impl<S: Service> EpollDriver<S> {
     /// shared one): new connections go to no one (a shutdown) or to the other
     /// reactors (a failure).
     fn stop_accepting(&mut self) {
-        self.accept_paused_until = None;
+        self.accept_pause.clear();
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }

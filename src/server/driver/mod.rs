@@ -15,7 +15,10 @@ use crate::server::config::{Backend, ServerConfig};
 use crate::server::failure::ReactorFailure;
 use crate::server::shared::{Shared, Wake};
 
+mod accept_pause;
 pub(crate) mod epoll;
+
+pub(crate) use accept_pause::AcceptPause;
 #[cfg(target_os = "linux")]
 pub(crate) mod uring;
 

@@ -25,6 +25,7 @@ use slab::Slab;
 use crate::handler::Service;
 use crate::server::config::ServerConfig;
 use crate::server::core::{Core, Transport};
+use crate::server::driver::AcceptPause;
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::shared::{Shared, Wake};
 use crate::server::stats::Stats;
@@ -210,7 +211,7 @@ pub(crate) struct UringDriver<S: Service> {
     /// An accept (or the listener's poll) is armed in the ring.
     accept_armed: bool,
     /// Accepting is paused until this tick (after EMFILE and the like).
-    accept_paused_until: Option<Tick>,
+    accept_pause: AcceptPause,
     /// The most completions one turn had, and writes in flight, since the last
     /// tick (see [`UringDriver::shrink_lists`]).
     completions_peak: Peak,
@@ -357,7 +358,7 @@ impl<S: Service> UringDriver<S> {
             scratch: vec![0; HEADROOM],
             closing: Vec::new(),
             accept_armed: false,
-            accept_paused_until: None,
+            accept_pause: AcceptPause::default(),
             completions_peak: Peak::default(),
             sends_peak: Peak::default(),
             shrunk_at: 0,
@@ -392,7 +393,7 @@ impl<S: Service> UringDriver<S> {
         loop {
             let timeout = self
                 .core
-                .poll_timeout(Instant::now(), self.accept_paused_until.is_some());
+                .poll_timeout(Instant::now(), self.accept_pause.is_paused());
             self.ring.submit_and_wait(timeout)?;
             let woke = Instant::now();
             self.core.begin_turn(woke);
@@ -455,7 +456,7 @@ impl<S: Service> UringDriver<S> {
     /// Cancels the armed accept and closes this reactor's listening socket (after the
     /// cancellation is submitted: the accept holds the socket until then).
     fn stop_accepting(&mut self) {
-        self.accept_paused_until = None;
+        self.accept_pause.clear();
         if let Some(listener) = self.listener.take() {
             let accept = user_data(Kind::Accept, 0, 0);
             let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
@@ -493,7 +494,7 @@ impl<S: Service> UringDriver<S> {
         if !completion.more() {
             self.accept_armed = false;
         }
-        if self.accept_paused_until.is_some() {
+        if self.accept_pause.is_paused() {
             // What the cancelled operation still reported: taken up on resuming.
             if let Some(fd) = ring::accepted_fd(completion.result) {
                 self.open(TcpStream::from(fd));
@@ -513,7 +514,7 @@ impl<S: Service> UringDriver<S> {
         } else {
             self.accept_ready();
         }
-        if !self.accept_armed && self.accept_paused_until.is_none() {
+        if !self.accept_armed && !self.accept_pause.is_paused() {
             let _ = self.arm_accept();
         }
     }
@@ -557,9 +558,7 @@ impl<S: Service> UringDriver<S> {
     /// EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick (the armed
     /// accept or poll is cancelled) rather than spin on a listener that stays ready.
     fn pause_accepting(&mut self, error: &io::Error) {
-        Stats::bump(&self.core.shared().stats.accept_errors);
-        tracing::error!(reactor = self.core.index(), %error, "accept failed; pausing accepts for 100 ms");
-        self.accept_paused_until = Some(self.core.tick() + 1);
+        self.accept_pause.start(&self.core, error);
         if self.accept_armed {
             let accept = user_data(Kind::Accept, 0, 0);
             let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
@@ -570,17 +569,13 @@ impl<S: Service> UringDriver<S> {
     /// again, unless its cancellation has not completed yet (then its completion
     /// arms it), and the shared listener is drained of what waited.
     fn resume_accepting(&mut self) {
-        let Some(until) = self.accept_paused_until else {
-            return;
-        };
-        if self.core.tick() < until {
+        if !self.accept_pause.ended(self.core.tick()) {
             return;
         }
-        self.accept_paused_until = None;
         if !self.multishot_accept {
             self.accept_ready();
         }
-        if !self.accept_armed && self.accept_paused_until.is_none() {
+        if !self.accept_armed && !self.accept_pause.is_paused() {
             let _ = self.arm_accept();
         }
     }
