@@ -232,3 +232,29 @@ fn late_completions_never_reach_the_next_connection_on_the_same_key() {
     }
     server.check_health();
 }
+
+#[test]
+fn a_lingering_close_never_shuts_the_next_connection_on_the_same_descriptor() {
+    // A request answered with `Connection: close` ends with our write side shut
+    // (then the peer's EOF releases it). The next connection may get the same
+    // descriptor number: the shutdown must have been of the old socket, never of the
+    // new one (IORING_OP_SHUTDOWN, run late by an io-wq worker, once hit the new
+    // socket and cut its 101 off).
+    let Some(server) = start_on_io_uring(common::builder()) else {
+        return;
+    };
+    for round in 0..2000 {
+        let mut old = common::tcp(server.addr);
+        old.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // The answer's head, then gone at once (as a client that got its answer):
+        // the server's shutdown and our close race the next accept.
+        let _ = common::read_response_head(&mut old);
+        drop(old);
+        let mut next = common::raw_upgrade(server.addr);
+        write_frame(&mut next, true, OP_BINARY, b"whole");
+        let frame = read_frame(&mut next).unwrap_or_else(|| panic!("round {round}: cut off"));
+        assert_eq!(frame.payload, b"whole", "round {round}");
+    }
+    server.check_health();
+}

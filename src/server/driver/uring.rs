@@ -155,8 +155,13 @@ impl Transport<Socket> for Ops<'_> {
     }
 
     fn shutdown_write(&mut self, io: &mut Socket) {
-        let ud = user_data(Kind::Other, io.generation, 0);
-        let _ = self.ring.shutdown_write(io.stream.as_raw_fd(), ud);
+        // A plain `shutdown(2)`, not IORING_OP_SHUTDOWN: the kernel runs that one on
+        // an io-wq worker, which looks the descriptor up only then, after this turn
+        // may have closed it and an accept reused its number: the next connection's
+        // write side was shut before its 101 went out (seen as resets in the interop
+        // tests). The core asks only once everything was written (the outbox is
+        // empty, every write completed), so nothing is cut short.
+        let _ = io.stream.shutdown(std::net::Shutdown::Write);
     }
 
     fn resume_reading(&mut self, key: usize, io: &mut Socket) {

@@ -281,15 +281,6 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
-    /// Queues `shutdown(socket, SHUT_WR)`.
-    pub fn shutdown_write(&mut self, socket: RawFd, user_data: u64) -> io::Result<()> {
-        let entry = opcode::Shutdown::new(types::Fd(socket), libc::SHUT_WR)
-            .build()
-            .user_data(user_data);
-        // SAFETY: the operation names no memory.
-        unsafe { self.push(&entry) }
-    }
-
     /// Queues the cancellation of the operation submitted with `target` as its
     /// `user_data` (its completion then says `ECANCELED`, or it completed already).
     pub fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
