@@ -326,14 +326,18 @@ fn the_handshake_times_out_on_the_manual_clock() {
     );
 }
 
-#[test]
-fn an_idle_peer_is_pinged_then_dropped() {
-    let config = ServerConfig {
+/// Pings after 2 s of silence, drops 1 s after an unanswered ping.
+fn pinging() -> ServerConfig {
+    ServerConfig {
         ping_interval: Some(Duration::from_secs(2)),
         pong_timeout: Duration::from_secs(1),
         ..ServerConfig::default()
-    };
-    let mut h = Harness::new(config);
+    }
+}
+
+#[test]
+fn an_idle_peer_is_pinged_then_dropped() {
+    let mut h = Harness::new(pinging());
     let key = h.upgraded("/");
     h.at(Duration::from_secs(1));
     assert!(h.frames(key).is_empty());
@@ -347,12 +351,7 @@ fn an_idle_peer_is_pinged_then_dropped() {
 
 #[test]
 fn a_pong_keeps_the_peer() {
-    let config = ServerConfig {
-        ping_interval: Some(Duration::from_secs(2)),
-        pong_timeout: Duration::from_secs(1),
-        ..ServerConfig::default()
-    };
-    let mut h = Harness::new(config);
+    let mut h = Harness::new(pinging());
     let key = h.upgraded("/");
     h.at(Duration::from_secs(2) + 2 * TICK);
     assert_eq!(h.frames(key), ["ping 0"]);

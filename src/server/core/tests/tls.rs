@@ -131,6 +131,21 @@ impl Client {
         }
     }
 
+    /// Sends the upgrade request over the TLS session and takes the valid 101 out of
+    /// the plaintext received.
+    fn upgrade(&mut self, h: &mut Harness) {
+        let (handshake, request) = ClientHandshake::new("localhost", "/", &[], &[]);
+        self.send(h, &request);
+        let end = self
+            .plain
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head")
+            + 4;
+        handshake.validate(&self.plain[..end]).expect("a valid 101");
+        self.plain.drain(..end);
+    }
+
     fn send(&mut self, h: &mut Harness, bytes: &[u8]) {
         self.tls.writer().write_all(bytes).unwrap();
         self.pump(h);
@@ -143,18 +158,7 @@ fn upgrade_and_echo(driver: Driver) {
     client.pump(&mut h);
     assert!(!client.tls.is_handshaking(), "the TLS handshake completed");
     assert_eq!(client.tls.alpn_protocol(), Some(&b"http/1.1"[..]));
-    let (handshake, request) = ClientHandshake::new("localhost", "/", &[], &[]);
-    client.send(&mut h, &request);
-    let end = client
-        .plain
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head")
-        + 4;
-    handshake
-        .validate(&client.plain[..end])
-        .expect("a valid 101");
-    client.plain.drain(..end);
+    client.upgrade(&mut h);
     client.send(&mut h, &masked(OpCode::Text, b"hello"));
     client.send(&mut h, &masked(OpCode::Text, "big 100000".as_bytes()));
     // A frame header split across two records that arrive in two reads: the first
@@ -204,16 +208,7 @@ fn a_slow_reader_holds_at_most_one_step_of_ciphertext_the_rest_stays_plaintext()
     let (mut h, config) = tls_harness();
     let mut client = Client::connect(&mut h, config, Driver::Readiness(1000));
     client.pump(&mut h);
-    let (handshake, request) = ClientHandshake::new("localhost", "/", &[], &[]);
-    client.send(&mut h, &request);
-    let end = client
-        .plain
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap()
-        + 4;
-    handshake.validate(&client.plain[..end]).unwrap();
-    client.plain.drain(..end);
+    client.upgrade(&mut h);
     // Ask for 1,000,000 bytes; the socket takes nothing meanwhile.
     client
         .tls
