@@ -183,22 +183,50 @@ fn join_part(part: Part) -> Result<Report, String> {
         .map_err(|_| "a soak part panicked".to_string())?
 }
 
-/// Opens `cfg.connections` connections, holds them a second, closes them, again and
-/// again until `until`; returns the connections churned, the rounds with an error, and
-/// how long it ran.
+/// Most churn rounds open at once: a round that takes longer than its second (a
+/// loaded machine) overlaps the next; past this many the next round waits, and the
+/// rate reported falls below `--churn`.
+const CHURN_ROUNDS_IN_FLIGHT: usize = 3;
+
+/// Starts a round every second until `until`: each opens `cfg.connections`
+/// connections, holds them a second and closes them, on a thread of its own, so a
+/// round's setup and teardown do not delay the next and the rate is `--churn` per
+/// second. Returns the connections churned, the rounds with an error, and how long it
+/// ran (until the last round ended).
 fn churn_until_deadline(cfg: &Config, until: Instant) -> (u64, u64, Duration) {
     let start = Instant::now();
     let (mut churned, mut errors) = (0, 0);
-    while cfg.connections > 0 && Instant::now() < until {
-        match crate::run(cfg) {
-            Ok(report) => {
-                churned += report.established as u64;
-                if report.tally.errors > 0 || report.established < cfg.connections {
-                    errors += 1;
-                }
+    let mut rounds: Vec<thread::JoinHandle<Result<Report, String>>> = Vec::new();
+    let mut tally = |round: thread::Result<Result<Report, String>>| match round {
+        Ok(Ok(report)) => {
+            churned += report.established as u64;
+            if report.tally.errors > 0 || report.established < cfg.connections {
+                errors += 1;
             }
-            Err(_) => errors += 1,
         }
+        _ => errors += 1,
+    };
+    let mut next = start;
+    while cfg.connections > 0 && next < until {
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+        while rounds.len() >= CHURN_ROUNDS_IN_FLIGHT {
+            tally(rounds.remove(0).join());
+        }
+        let round = cfg.clone();
+        match thread::Builder::new()
+            .name("soak-churn-round".into())
+            .spawn(move || crate::run(&round))
+        {
+            Ok(handle) => rounds.push(handle),
+            Err(e) => tally(Ok(Err(e.to_string()))),
+        }
+        next += Duration::from_secs(1);
+        while rounds.first().is_some_and(|r| r.is_finished()) {
+            tally(rounds.remove(0).join());
+        }
+    }
+    for round in rounds {
+        tally(round.join());
     }
     (churned, errors, start.elapsed())
 }
