@@ -197,6 +197,24 @@ fn two_servers_share_a_topic_in_order_exactly_once() {
         );
         assert!(s.lag_max >= s.lag_mean && s.lag_max >= s.lag_last, "{s:?}");
     }
+    // The same counts on /metrics, and every delivery in the lag histogram.
+    for (server, messages_in, messages_out) in [(&a, N + 4, N + 1), (&b, N + 1, N + 4)] {
+        let text = server.handle.metrics_text();
+        for line in [
+            "wavecore_bridge_connected 1".to_string(),
+            format!("wavecore_bridge_messages_in_total {messages_in}"),
+            format!("wavecore_bridge_messages_out_total {messages_out}"),
+            format!("wavecore_bridge_lag_seconds_count {messages_in}"),
+            "wavecore_bridge_lost_total 0".to_string(),
+            "wavecore_bridge_subscribed_topics 1".to_string(),
+            format!("wavecore_bridge_lag_seconds_bucket{{le=\"+Inf\"}} {messages_in}"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in the metrics:\n{text}"
+            );
+        }
+    }
 }
 
 /// Subscriber counts of `channel` on Redis (`PUBSUB NUMSUB`).

@@ -51,7 +51,20 @@
 //! | `topics` | gauge | topics with a subscriber |
 //! | `reactors`, `reactors_failed` | gauge | reactor threads started; failed |
 //! | `turn_duration_seconds{reactor}` | histogram | one turn of a reactor's event loop (events, timers, flush) |
+//!
+//! A server with a bridge ([`crate::ServerBuilder::bridge`]) adds its state and counts
+//! (each described at [`crate::BridgeStats`]):
+//!
+//! | metric | type | what |
+//! | --- | --- | --- |
+//! | `bridge_connected` | gauge | 1 while connected to the broker (publishing and subscribed), else 0 |
+//! | `bridge_messages_out_total`, `bridge_messages_in_total` | counter | messages published here and confirmed; messages from other servers delivered here |
+//! | `bridge_dropped_total`, `bridge_lost_total`, `bridge_duplicates_total`, `bridge_refused_total`, `bridge_invalid_total` | counter | messages dropped before leaving, lost on the way here, received twice, over the size limit, not envelopes |
+//! | `bridge_connect_failures_total`, `bridge_disconnects_total` | counter | failed connection attempts; connections lost |
+//! | `bridge_buffered`, `bridge_buffered_bytes`, `bridge_subscribed_topics` | gauge | messages and bytes waiting for the broker; topics subscribed to on it |
+//! | `bridge_lag_seconds` | histogram | delivery lag of messages from other servers, from the publishing server's bridge to this server's reactors (buckets 100 µs to 1 s) |
 
+mod bridge;
 pub(crate) mod counters;
 
 use std::fmt;
@@ -270,6 +283,9 @@ impl Collector for ServerCollector {
             "Reactors that stopped on a failure",
             failed,
         )?;
+        if let Some(bridge) = &shared.bridge {
+            out.bridge(bridge)?;
+        }
 
         let unit = Unit::Seconds;
         let mut metric = out.0.encode_descriptor(

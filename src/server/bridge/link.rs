@@ -19,7 +19,7 @@ use crate::server::bridge::BridgeLimits;
 use crate::server::bridge::envelope::{self, Header};
 use crate::server::bridge::queue::{Outgoing, Queue};
 use crate::server::bridge::sequence::{Numbering, Seen, Tracker};
-use crate::server::bridge::stats::{BridgeStats, Counters, Direction};
+use crate::server::bridge::stats::{BridgeStats, Counters, Direction, LAG_BOUNDS_US};
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 
@@ -177,6 +177,11 @@ impl Core {
     /// The bridge's state and counters.
     pub fn stats(&self) -> BridgeStats {
         self.counters.snapshot(self.node)
+    }
+
+    /// The delivery-lag histogram (see [`Counters::lag_histogram`]).
+    pub fn lag_histogram(&self) -> ([u64; LAG_BOUNDS_US.len() + 1], u64) {
+        self.counters.lag_histogram()
     }
 
     /// Stops the bridge: the transport sends what is buffered if it is connected, and

@@ -57,6 +57,7 @@ pub use self::redis::RedisBridge;
 pub use backoff::Backoff;
 pub use link::BridgeLink;
 pub use queue::Outgoing;
+pub(crate) use stats::LAG_BOUNDS_US;
 pub use stats::{BridgeState, BridgeStats, Direction};
 
 /// Limits the server applies on a bridge's behalf.

@@ -109,7 +109,16 @@ pub(crate) struct Counters {
     pub lag_last: AtomicU64,
     pub lag_sum: AtomicU64,
     pub lag_max: AtomicU64,
+    /// Lags per bucket of [`LAG_BOUNDS_US`] (not cumulative; the last is above every
+    /// bound).
+    pub lag_buckets: [AtomicU64; LAG_BOUNDS_US.len() + 1],
 }
+
+/// Upper bounds of the delivery-lag histogram's buckets, in microseconds
+/// (`wavecore_bridge_lag_seconds` in [`crate::server::metrics`]).
+pub(crate) const LAG_BOUNDS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
 
 impl Counters {
     /// Adds `n` to a counter.
@@ -122,6 +131,21 @@ impl Counters {
         self.lag_last.store(micros, Ordering::Relaxed);
         self.lag_sum.fetch_add(micros, Ordering::Relaxed);
         self.lag_max.fetch_max(micros, Ordering::Relaxed);
+        let bucket = LAG_BOUNDS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(LAG_BOUNDS_US.len());
+        self.lag_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The lag histogram: lags per bucket of [`LAG_BOUNDS_US`] (not cumulative) and
+    /// the sum of all lags in microseconds.
+    pub fn lag_histogram(&self) -> ([u64; LAG_BOUNDS_US.len() + 1], u64) {
+        let mut buckets = [0; LAG_BOUNDS_US.len() + 1];
+        for (count, bucket) in buckets.iter_mut().zip(&self.lag_buckets) {
+            *count = bucket.load(Ordering::Relaxed);
+        }
+        (buckets, self.lag_sum.load(Ordering::Relaxed))
     }
 
     /// Records whether the `direction` connection is connected now.
