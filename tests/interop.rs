@@ -3,7 +3,9 @@
 //! the contract of `tests/interop/README.md`.
 //!
 //! The Python and Node clients also run over `wss://` against the same server with
-//! TLS, trusting a certificate made at test time.
+//! TLS, trusting a certificate made at test time; Chromium loads the page over
+//! `https://` from that server (ignoring certificate errors) and its WebSockets go over
+//! `wss://`.
 //!
 //! The clients are installed by `bash .ci/install-interop.sh`. When one is missing the
 //! test is skipped with a note on stderr, unless `CI` is set: then it fails.
@@ -64,12 +66,22 @@ impl Drop for Running {
     }
 }
 
-/// Runs one client against a fresh server and asserts it exited 0.
-fn run_client(client: &str, program: &Path, script: &str, url: impl Fn(u16) -> String) {
+/// Runs one client against a fresh server and asserts it exited 0; returns its stdout.
+fn run_client(client: &str, program: &Path, script: &str, url: impl Fn(u16) -> String) -> String {
     let server = Running::start();
     let url = url(server.port());
-    clients::run_client(client, program, script, &[url], CLIENT_LIMIT);
+    let out = clients::run_client(client, program, script, &[url], CLIENT_LIMIT);
     drop(server);
+    out
+}
+
+/// Asserts the browser runner reported `check` as passed (its `ok CHECK: ...` line).
+fn assert_reported(out: &str, check: &str) {
+    let want = format!("ok {check}: ");
+    assert!(
+        out.lines().any(|line| line.starts_with(&want)),
+        "no `{want}...` line in the runner's output:\n{out}"
+    );
 }
 
 /// A self-signed certificate for `localhost` and its key, as PEM files in the
@@ -169,10 +181,33 @@ fn chromium_browser_page() {
     if !client_available("Chromium", missing_browser()) {
         return;
     }
-    run_client(
+    let out = run_client(
         "Chromium",
         Path::new("node"),
         "tests/interop/browser/run_chromium.mjs",
         |port| format!("http://127.0.0.1:{port}"),
     );
+    assert_reported(&out, "transport_ws");
+}
+
+/// The page over `https://` from the TLS server, its WebSockets over `wss://`: the
+/// runner starts Chromium with `--ignore-certificate-errors` for an `https://` URL
+/// and fails unless the page came over TLS and every WebSocket it opened was `wss:`.
+#[test]
+fn chromium_browser_page_over_tls() {
+    if !client_available("Chromium", missing_browser()) {
+        return;
+    }
+    let certs = TestCert::new("chromium");
+    let server = Running::start_tls(&certs);
+    let url = format!("https://localhost:{}", server.port());
+    let out = clients::run_client(
+        "Chromium (wss)",
+        Path::new("node"),
+        "tests/interop/browser/run_chromium.mjs",
+        &[url],
+        CLIENT_LIMIT,
+    );
+    drop(server);
+    assert_reported(&out, "transport_wss");
 }

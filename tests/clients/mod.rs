@@ -106,14 +106,14 @@ pub fn client_available(client: &str, missing: Option<String>) -> bool {
 
 /// Runs `program script args...` from the repository root in its own process group,
 /// killed (with everything it started) after `limit`; prints its output and asserts
-/// that it exited 0, listing its `FAIL` lines otherwise.
+/// that it exited 0, listing its `FAIL` lines otherwise. Returns its stdout.
 pub fn run_client<A: AsRef<OsStr>>(
     client: &str,
     program: &Path,
     script: &str,
     args: &[A],
     limit: Duration,
-) {
+) -> String {
     let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
     let command = format!("{} {script} {}", program.display(), shown.join(" "));
     println!("== {client}: {command}");
@@ -154,6 +154,7 @@ pub fn run_client<A: AsRef<OsStr>>(
             "{client} client exited with {status} (`{command}`); failed checks: {failures:#?}"
         ),
     }
+    stdout
 }
 
 /// Reads a pipe to the end on a thread; the text arrives on the returned channel.

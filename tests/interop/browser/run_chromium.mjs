@@ -2,11 +2,17 @@
 // Loads the wavecore browser interop page in Debian's headless Chromium.
 //
 // usage: node tests/interop/browser/run_chromium.mjs http://127.0.0.1:PORT
+//        node tests/interop/browser/run_chromium.mjs https://localhost:PORT
 //
 // Opens BASE/interop.html, waits (at most DONE_TIMEOUT_MS) for
 // `body[data-done]`, prints the page's `#result` text, and exits 0 only if
-// the page title is `PASS`. Uses `playwright-core` from tests/interop/node
-// (install with .ci/install-interop.sh); never downloads a browser.
+// the page title is `PASS` and every WebSocket the page opened used the
+// scheme that goes with BASE (ws: for http:, wss: for https:), which it
+// reports as the line `ok transport_ws: ...` or `ok transport_wss: ...`.
+// With an https:// BASE, Chromium runs with --ignore-certificate-errors (the
+// server's certificate is self-signed). Uses `playwright-core` from
+// tests/interop/node (install with .ci/install-interop.sh); never downloads a
+// browser.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -33,9 +39,10 @@ const ARGS = [
 async function main() {
   const base = process.argv[2];
   if (process.argv.length !== 3 || !/^https?:\/\//.test(base)) {
-    console.error('usage: node run_chromium.mjs http://127.0.0.1:PORT');
+    console.error('usage: node run_chromium.mjs http://127.0.0.1:PORT | https://localhost:PORT');
     return 2;
   }
+  const tls = base.startsWith('https:');
   const url = `${base.replace(/\/+$/, '')}/interop.html`;
   const userDataDir = mkdtempSync(join(tmpdir(), 'wavecore-chromium-'));
   let context;
@@ -48,13 +55,16 @@ async function main() {
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ARGS,
+      args: tls ? [...ARGS, '--ignore-certificate-errors'] : ARGS,
       timeout: 30_000,
     });
     const page = context.pages()[0] ?? (await context.newPage());
     // Page diagnostics go to stderr, so stdout stays the check lines.
     page.on('console', (msg) => console.error(`[page console.${msg.type()}] ${msg.text()}`));
     page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
+    // Every WebSocket the page opens, as the browser saw it.
+    const sockets = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
 
     const response = await page.goto(url, { waitUntil: 'load', timeout: 10_000 });
     if (!response || response.status() !== 200) {
@@ -73,12 +83,13 @@ async function main() {
       console.log(`FAIL run_chromium: page did not finish within ${DONE_TIMEOUT_MS / 1000}s`);
       return 1;
     }
+    const transport = await checkTransport(page, response, sockets, tls);
     const title = await page.title();
     if (title !== 'PASS') {
       console.log(`FAIL run_chromium: page title is ${JSON.stringify(title)}, want "PASS"`);
       return 1;
     }
-    return 0;
+    return transport ? 0 : 1;
   } catch (e) {
     console.log(`FAIL run_chromium: ${String(e?.message ?? e).split('\n')[0]}`);
     return 1;
@@ -87,6 +98,31 @@ async function main() {
     clearTimeout(hardTimer);
     rmSync(userDataDir, { recursive: true, force: true });
   }
+}
+
+// Prints `ok transport_wss: ...` (or `transport_ws`) when the page came over https:
+// (http:) and every WebSocket it opened was wss: (ws:); `FAIL ...` and false otherwise.
+async function checkTransport(page, response, sockets, tls) {
+  const name = tls ? 'transport_wss' : 'transport_ws';
+  const wantPage = tls ? 'https:' : 'http:';
+  const wantSocket = tls ? 'wss:' : 'ws:';
+  const pageProtocol = await page.evaluate(() => location.protocol);
+  const security = await response.securityDetails();
+  const schemes = [...new Set(sockets.map((url) => new URL(url).protocol))].sort();
+  const why = [];
+  if (pageProtocol !== wantPage) why.push(`page loaded over ${pageProtocol}, want ${wantPage}`);
+  if (tls && !security?.protocol) why.push('no TLS details for the page load');
+  if (sockets.length === 0) why.push('the page opened no WebSocket');
+  if (schemes.some((scheme) => scheme !== wantSocket)) {
+    why.push(`WebSocket schemes ${schemes.join(',')}, want only ${wantSocket}`);
+  }
+  if (why.length) {
+    console.log(`FAIL ${name}: ${why.join('; ')}`);
+    return false;
+  }
+  const over = tls ? ` over ${security.protocol}` : '';
+  console.log(`ok ${name}: page ${pageProtocol}${over}, ${sockets.length} WebSockets, all ${wantSocket}`);
+  return true;
 }
 
 process.exit(await main());
