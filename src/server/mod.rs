@@ -22,6 +22,7 @@ pub(crate) mod outbox;
 pub(crate) mod pubsub;
 pub(crate) mod shared;
 pub(crate) mod signals;
+pub(crate) mod slots;
 pub(crate) mod stats;
 #[cfg(test)]
 pub(crate) mod testing;

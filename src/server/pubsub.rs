@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use slab::Slab;
 
+use crate::server::slots::Slots;
+
 use crate::handler::Message;
 use crate::protocol::OpCode;
 use crate::protocol::deflate::DeflateConfig;
@@ -113,8 +115,10 @@ pub(crate) struct Subscription {
 #[derive(Debug)]
 struct Topic {
     name: Arc<str>,
-    /// Slab keys of the subscribed connections.
-    subscribers: Slab<usize>,
+    /// Slab keys of the subscribed connections (a table that can shrink without
+    /// freeing: a topic of thousands of subscribers on one reactor grows it past
+    /// 128 KiB; see `server/slots.rs`).
+    subscribers: Slots<usize>,
 }
 
 /// Subscriber counts per topic over all reactors, for the server handle and the
@@ -175,7 +179,7 @@ impl Topics {
                 let name: Arc<str> = Arc::from(name);
                 let topic = self.topics.insert(Topic {
                     name: name.clone(),
-                    subscribers: Slab::new(),
+                    subscribers: Slots::default(),
                 }) as u32;
                 self.by_name.insert(name, topic);
                 topic
@@ -215,6 +219,7 @@ impl Topics {
             }
         }
         if topic.subscribers.is_empty() {
+            topic.subscribers.release();
             let topic = self.topics.remove(sub.topic as usize);
             self.by_name.remove(&topic.name);
         }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
+use crate::server::slots::Slots;
 
 use crate::handler::Service;
 use crate::protocol::handshake::Refusal;
@@ -92,7 +92,7 @@ struct Slot<H, IO> {
 /// to the driver through its [`Transport`].
 pub(crate) struct Core<S: Service, IO> {
     index: usize,
-    conns: Slab<Slot<S::Handler, IO>>,
+    conns: Slots<Slot<S::Handler, IO>>,
     turn: Turn,
     wheel: TimerWheel,
     fired: Vec<timer::Entry>,
@@ -132,7 +132,7 @@ impl<S: Service, IO> Core<S, IO> {
     ) -> Self {
         Self {
             index,
-            conns: Slab::new(),
+            conns: Slots::default(),
             turn: Turn::for_reactor(&shared, index),
             wheel: TimerWheel::new(origin),
             fired: Vec::new(),
@@ -513,16 +513,20 @@ impl<S: Service, IO> Core<S, IO> {
     ///
     /// Keeps and allocates nothing that a crowd grew: a buffer kept from the crowd (the
     /// forwarding list) or allocated now (a fresh cork) sits among the pages the crowd
-    /// freed, often high in this thread's arena, where it splits the free memory.
+    /// freed, often high in this thread's arena, where it splits the free memory. The
+    /// exception: a table or list that grew to a block glibc mapped on its own is
+    /// shrunk, not freed ([`crate::server::allocator::release_vec`]), since freeing it
+    /// would raise glibc's thresholds for good and keep every arena's freed memory.
     fn release_idle_memory(&mut self) {
-        self.conns = Slab::new();
+        use crate::server::allocator::release_vec;
+        self.conns.release();
         self.wheel.clear();
-        self.dirty = Vec::new();
-        self.outgoing = Vec::new();
-        self.targets = Vec::new();
-        self.frames = Vec::new();
-        self.deflated_frames = Vec::new();
-        self.fired = Vec::new();
+        release_vec(&mut self.dirty);
+        release_vec(&mut self.outgoing);
+        release_vec(&mut self.targets);
+        release_vec(&mut self.frames);
+        release_vec(&mut self.deflated_frames);
+        release_vec(&mut self.fired);
         // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
         // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB
         // or more in that arena is what makes it give the top back.
