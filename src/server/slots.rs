@@ -1,9 +1,10 @@
 //! A slab (a key is an index that stays valid until its entry is removed; vacant
 //! entries are reused, most recent first) that can give its memory back without
-//! raising glibc's mmap threshold: a reactor's connections, and a topic's subscribers.
+//! raising glibc's mmap threshold: a reactor's connections, a topic's subscribers, the
+//! io_uring driver's table of writes in flight.
 //!
-//! Why not the `slab` crate, which the driver's tables use: its only way to give back
-//! its memory is to drop its vector. At 19,000 connections that vector is a
+//! Why not the `slab` crate (the topic registry's table of topics, which stays small,
+//! still is one): its only way to give back its memory is to drop its vector. At 19,000 connections that vector is a
 //! 1.8 MB block glibc maps on its own, and freeing such a block raises glibc's mmap
 //! threshold to its size and its trim threshold to twice that, for the rest of the
 //! process; from then on each thread arena keeps up to that much freed memory
@@ -43,27 +44,32 @@ pub(crate) struct VacantSlot<'a, T> {
     key: usize,
 }
 
-impl<T> VacantSlot<'_, T> {
+impl<'a, T> VacantSlot<'a, T> {
     /// The key the value will have.
     pub fn key(&self) -> usize {
         self.key
     }
 
-    /// Puts `value` at the key.
-    pub fn insert(self, value: T) {
+    /// Puts `value` at the key; returns it, in place.
+    pub fn insert(self, value: T) -> &'a mut T {
         let slots = self.slots;
-        if self.key == slots.entries.len() {
+        let key = self.key;
+        if key == slots.entries.len() {
             slots.entries.push(Entry::Occupied(value));
             slots.next = slots.entries.len();
         } else {
             let Entry::Vacant(next) =
-                std::mem::replace(&mut slots.entries[self.key], Entry::Occupied(value))
+                std::mem::replace(&mut slots.entries[key], Entry::Occupied(value))
             else {
                 unreachable!("the first vacant key is vacant");
             };
             slots.next = next;
         }
         slots.len += 1;
+        match &mut slots.entries[key] {
+            Entry::Occupied(value) => value,
+            Entry::Vacant(_) => unreachable!("just filled"),
+        }
     }
 }
 
@@ -163,6 +169,17 @@ impl<T> Slots<T> {
         crate::server::allocator::release_vec(&mut self.entries);
         self.next = 0;
     }
+
+    /// Shrinks the room to `capacity` entries (by `realloc`, never freeing: see the
+    /// module docs) once the table is empty; does nothing otherwise.
+    pub fn shrink_to(&mut self, capacity: usize) {
+        if !self.is_empty() {
+            return;
+        }
+        self.entries.clear();
+        self.entries.shrink_to(capacity.max(1));
+        self.next = 0;
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +237,21 @@ mod tests {
         assert_eq!(slots.iter().collect::<Vec<_>>(), [(0, &7)]);
         assert_eq!((slots.try_remove(0), slots.try_remove(0)), (Some(7), None));
         assert_eq!(slots.try_remove(99), None);
+        for i in 0..1_000 {
+            slots.insert(i);
+        }
+        slots.shrink_to(4);
+        assert_eq!(
+            slots.len(),
+            1_000,
+            "shrink_to does nothing while values are held"
+        );
+        for key in 0..1_000 {
+            slots.remove(key);
+        }
+        slots.shrink_to(4);
+        assert!(slots.capacity() < 1_000, "{}", slots.capacity());
+        assert_eq!(slots.insert(5), 0);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use slab::Slab;
+use crate::server::slots::Slots;
 
 use crate::handler::Service;
 use crate::server::config::ServerConfig;
@@ -111,7 +111,7 @@ struct Ops<'a> {
     /// submitted (a descriptor is looked up at submission: closed earlier, its
     /// number could name the next accepted socket).
     closing: &'a mut Vec<TcpStream>,
-    sends: &'a mut Slab<SendOp>,
+    sends: &'a mut Slots<SendOp>,
     to_send: &'a mut Vec<usize>,
     rearm: &'a mut Vec<usize>,
 }
@@ -196,7 +196,7 @@ pub(crate) struct UringDriver<S: Service> {
     /// The reactor's end of its eventfd, and where the kernel reads its counter to.
     eventfd: File,
     counter: Box<u64>,
-    sends: Slab<SendOp>,
+    sends: Slots<SendOp>,
     completions: Vec<Completion>,
     /// Connections with bytes for a write at the end of the turn.
     to_send: Vec<usize>,
@@ -355,7 +355,7 @@ impl<S: Service> UringDriver<S> {
             listener: Some(listener),
             eventfd,
             counter: Box::new(0),
-            sends: Slab::new(),
+            sends: Slots::default(),
             completions: Vec::new(),
             to_send: Vec::new(),
             rearm: Vec::new(),
@@ -448,7 +448,7 @@ impl<S: Service> UringDriver<S> {
         if let Some(target) = self.sends_peak.shrink_target(self.sends.capacity())
             && self.sends.is_empty()
         {
-            self.sends = Slab::with_capacity(target);
+            self.sends.shrink_to(target);
             shrunk = true;
         }
         if shrunk {
