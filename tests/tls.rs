@@ -427,7 +427,12 @@ fn a_record_over_the_maximum_size_after_the_handshake_ends_the_connection() {
     stream.sock.write_all(&record).unwrap();
     let (got, closed) = read_until_closed(&mut stream.sock);
     assert!(closed);
-    assert!(!got.is_empty(), "an (encrypted) alert before the close");
+    // One (encrypted) alert record, and no close_notify after it (RFC 8446 §6.1).
+    assert_eq!(
+        record_types(&got),
+        [0x17],
+        "an alert before the close: {got:?}"
+    );
     assert_eq!(wait_closes(&closes, 1), [(1006, String::new(), false)]);
     assert_serves(&certs, server.addr);
 }
@@ -586,4 +591,68 @@ fn sni_picks_the_certificate_through_the_configs_resolver() {
                 stream.read(&mut byte).is_err()
             }
     );
+}
+
+/// The TLS records in `bytes` (whole ones only): their content types.
+fn record_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut pos = 0;
+    while pos + 5 <= bytes.len() {
+        let len = u16::from_be_bytes([bytes[pos + 3], bytes[pos + 4]]) as usize;
+        types.push(bytes[pos]);
+        pos += 5 + len;
+    }
+    types
+}
+
+#[test]
+fn a_close_notify_from_the_client_is_answered_with_close_notify() {
+    let certs = CertFiles::new();
+    let (server, closes) = tls_server(&certs, builder());
+    let mut stream = tls_stream(&certs, server.addr);
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    upgrade(&mut stream);
+    stream.conn.send_close_notify();
+    stream.flush().unwrap();
+    // rustls reads Ok(0) only after the server's close_notify (RFC 8446 §6.1: each
+    // party sends one before closing its write side); a bare TCP EOF is an error.
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(wait_closes(&closes, 1), [(1006, String::new(), false)]);
+    assert!(wait_until(|| server.handle.connections() == 0));
+}
+
+/// Sends 2 MiB (32 x 64 KiB) for each message it receives.
+struct Flood;
+
+impl Handler for Flood {
+    fn on_message(&mut self, conn: &mut Conn<'_>, _: Message<'_>) {
+        let chunk = vec![7u8; 64 << 10];
+        for _ in 0..32 {
+            if conn.send(Message::Binary(&chunk)) == SendStatus::Dropped {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tls_reader_that_never_reads_is_closed_at_max_backpressure() {
+    let certs = CertFiles::new();
+    let server = TestServer::start(
+        builder()
+            .tls_pem_files(&certs.cert, &certs.key)
+            .max_backpressure(1 << 20)
+            .close_timeout(Duration::from_millis(200)),
+        wavecore::accept_all(|| Flood),
+    );
+    let mut stream = tls_stream(&certs, server.addr);
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    upgrade(&mut stream);
+    stream
+        .write_all(&encode_frame(true, OP_TEXT, b"go", true))
+        .unwrap();
+    // Never read: the 2 MiB cannot all wait for the socket.
+    assert!(wait_until(|| server.handle.stats().backpressure_closes == 1));
+    assert!(wait_until(|| server.handle.connections() == 0));
 }

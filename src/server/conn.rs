@@ -207,6 +207,18 @@ impl<H: Handler> Connection<H> {
         };
     }
 
+    /// The peer closed its side cleanly and still reads (a TLS close_notify, RFC 8446
+    /// §6.1): as [`Connection::eof`], except that the connection first writes what is
+    /// queued and its own close_notify, then ends without waiting for the peer's EOF
+    /// (bounded by `close_timeout`).
+    pub fn peer_closed<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        self.eof(env);
+        if self.is_done() {
+            self.phase = Phase::Finishing { linger: false };
+            self.deadline = env.turn.now + ticks(env.config.close_timeout);
+        }
+    }
+
     /// The transport under the connection failed in a way the peer can still be
     /// told about (a TLS alert is queued): the handler hears 1006 (Abnormal Closure,
     /// RFC 6455 §7.1.5: no close frame can follow) and the connection writes what is

@@ -70,10 +70,11 @@ impl<S: Service, IO> Core<S, IO> {
         match received {
             Ok(Received::Open) => {}
             // The peer will send nothing more. A connection still writing its last
-            // words (the reply to a close frame) writes them first.
+            // words (the reply to a close frame) writes them first; either way our
+            // close_notify answers the peer's (`Core::close_notify`).
             Ok(Received::Closed) => {
                 if !conn.is_finishing() && !conn.is_done() {
-                    conn.eof(&mut env);
+                    conn.peer_closed(&mut env);
                 }
             }
             Err(Fatal(reason)) => {
