@@ -411,7 +411,15 @@ fn bad_input_gets_an_alert_and_a_prompt_close_and_the_server_goes_on() {
     let (_, closed) = read_until_closed(&mut stream);
     assert!(closed, "closed after a truncated ClientHello and EOF");
     assert_serves(&certs, server.addr);
-    assert_eq!(server.handle.stats().internal_errors, 0);
+    let stats = server.handle.stats();
+    assert_eq!(stats.internal_errors, 0);
+    // Five failed TLS handshakes, counted as refusals; EOF mid-handshake is not one.
+    assert_eq!(stats.handshake_refusals, 5);
+    let metrics = server.handle.metrics_text();
+    assert!(
+        metrics.contains("wavecore_handshake_refusals_total{reason=\"tls\"} 5\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -434,6 +442,9 @@ fn a_record_over_the_maximum_size_after_the_handshake_ends_the_connection() {
         "an alert before the close: {got:?}"
     );
     assert_eq!(wait_closes(&closes, 1), [(1006, String::new(), false)]);
+    // A TLS failure after the handshake is a protocol error, not a refusal.
+    assert!(wait_until(|| server.handle.stats().protocol_errors == 1));
+    assert_eq!(server.handle.stats().handshake_refusals, 0);
     assert_serves(&certs, server.addr);
 }
 

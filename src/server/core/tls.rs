@@ -16,6 +16,7 @@ use std::io;
 use crate::handler::Service;
 use crate::server::conn::{Connection, Env};
 use crate::server::core::{Core, Slot, Transport};
+use crate::server::metrics::counters::RefusalReason;
 use crate::server::outbox::Flushed;
 use crate::server::stats::Stats;
 use crate::server::tls::session::{Fatal, MAX_SEAL, Received, Sealed, Session};
@@ -78,9 +79,17 @@ impl<S: Service, IO> Core<S, IO> {
                 }
             }
             Err(Fatal(reason)) => {
-                tracing::debug!(conn = conn.core.id.0, "TLS failed: {reason}");
+                tracing::debug!(
+                    conn = conn.core.id.0,
+                    peer = %conn.core.peer,
+                    handshaking,
+                    "TLS failed: {reason}"
+                );
                 if handshaking {
                     Stats::bump(&env.turn.stats.handshake_refusals);
+                    env.turn.counters.refused(RefusalReason::Tls);
+                } else {
+                    Stats::bump(&env.turn.stats.protocol_errors);
                 }
                 // The alert the session queued goes out; then the connection ends
                 // (its deadline is not moved by more bytes after the failure).
