@@ -667,3 +667,30 @@ fn a_tls_reader_that_never_reads_is_closed_at_max_backpressure() {
     assert!(wait_until(|| server.handle.stats().backpressure_closes == 1));
     assert!(wait_until(|| server.handle.connections() == 0));
 }
+
+#[test]
+fn a_client_offering_only_h2_is_refused_and_one_also_offering_http11_gets_it() {
+    let certs = CertFiles::new();
+    let (server, _) = tls_server(&certs, builder());
+    let stream_offering = |protocols: &[&[u8]]| {
+        let mut config = (*certs.client_config()).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut stream = StreamOwned::new(conn, tcp(server.addr));
+        stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+    };
+    // RFC 7301 §3.2: no protocol in common is a no_application_protocol alert.
+    let mut h2 = stream_offering(&[b"h2"]);
+    let refused = h2
+        .write_all(upgrade_request("/", &[], "").as_bytes())
+        .and_then(|()| h2.read(&mut [0u8; 1]));
+    let e = refused.expect_err("no HTTP/1.1 for a client that asked for h2 only");
+    assert!(e.to_string().contains("NoApplicationProtocol"), "{e}");
+    assert!(wait_until(|| server.handle.stats().handshake_refusals == 1));
+    // A browser's offer: h2 first, http/1.1 too.
+    let mut both = stream_offering(&[b"h2", b"http/1.1"]);
+    upgrade(&mut both);
+    assert_eq!(both.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
