@@ -677,7 +677,7 @@ fn a_client_offering_only_h2_is_refused_and_one_also_offering_http11_gets_it() {
         config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         let name = ServerName::try_from("localhost").unwrap();
         let conn = ClientConnection::new(Arc::new(config), name).unwrap();
-        let mut stream = StreamOwned::new(conn, tcp(server.addr));
+        let stream = StreamOwned::new(conn, tcp(server.addr));
         stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream
     };
