@@ -548,6 +548,25 @@ fn over_capacity_a_tls_client_gets_the_503_through_tls() {
     assert_eq!(server.handle.stats().refused_over_capacity, 1);
 }
 
+#[test]
+fn over_capacity_garbage_instead_of_a_client_hello_is_closed_at_once() {
+    let certs = CertFiles::new();
+    // A long close timeout: a refusal left waiting for a handshake that failed would
+    // show as the connection staying open.
+    let (server, _) = tls_server(
+        &certs,
+        builder()
+            .max_connections(1)
+            .close_timeout(Duration::from_secs(3600)),
+    );
+    let _first = connect(&certs, server.addr);
+    assert!(wait_until(|| server.handle.stats().open_connections == 1));
+    // The 503 waits for a handshake that cannot complete: only the alert goes.
+    assert_refused_promptly(server.addr, &[0xde; 64]);
+    assert_refused_promptly(server.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(server.handle.stats().refused_over_capacity, 2);
+}
+
 /// Serves a different certificate for each of two server names (SNI, RFC 6066 §3).
 #[test]
 fn sni_picks_the_certificate_through_the_configs_resolver() {

@@ -17,7 +17,7 @@ use crate::handler::Service;
 use crate::server::conn::{Connection, Env};
 use crate::server::core::{Core, Slot, Transport};
 use crate::server::metrics::counters::RefusalReason;
-use crate::server::outbox::Flushed;
+use crate::server::outbox::{Flushed, Outbox};
 use crate::server::stats::Stats;
 use crate::server::tls::session::{Fatal, MAX_SEAL, Received, Sealed, Session};
 
@@ -95,6 +95,11 @@ impl<S: Service, IO> Core<S, IO> {
                 // (its deadline is not moved by more bytes after the failure).
                 if !conn.is_done() && !conn.is_finishing() {
                     conn.fail_transport(&mut env);
+                } else if handshaking {
+                    // A refusal (503 over capacity) waiting for the handshake can
+                    // never be encrypted now: without it the alert goes and the
+                    // connection ends at once, instead of at its close timeout.
+                    conn.core.outbox = Outbox::default();
                 }
             }
         }
