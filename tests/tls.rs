@@ -567,6 +567,34 @@ fn over_capacity_garbage_instead_of_a_client_hello_is_closed_at_once() {
     assert_eq!(server.handle.stats().refused_over_capacity, 2);
 }
 
+/// A configuration rustls cannot start a connection with (a maximum fragment size
+/// under its minimum).
+fn unusable_config(certs: &CertFiles) -> Arc<wavecore::rustls::ServerConfig> {
+    let config =
+        wavecore::server::tls::server_config_from_pem_files(&certs.cert, &certs.key).unwrap();
+    let mut config = (*config).clone();
+    config.max_fragment_size = Some(1);
+    Arc::new(config)
+}
+
+#[test]
+fn a_tls_configuration_that_cannot_start_a_connection_never_serves_plaintext() {
+    let certs = CertFiles::new();
+    // Refused when the server starts (it served plaintext on the TLS port)...
+    let e = builder()
+        .tls(unusable_config(&certs))
+        .start(wavecore::accept_all(|| Subscriber))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    // ...and when it replaces a running one, which stays.
+    let (server, _) = tls_server(&certs, builder());
+    assert!(!server.handle.set_tls_config(unusable_config(&certs)));
+    assert_serves(&certs, server.addr);
+    // Never a plaintext upgrade on the TLS port.
+    assert_refused_promptly(server.addr, upgrade_request("/", &[], "").as_bytes());
+}
+
 /// Serves a different certificate for each of two server names (SNI, RFC 6066 §3).
 #[test]
 fn sni_picks_the_certificate_through_the_configs_resolver() {

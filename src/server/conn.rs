@@ -103,6 +103,11 @@ impl<H: Handler> Connection<H> {
         }
     }
 
+    /// Drops a connection just accepted, before anything was read: it is done.
+    pub fn abandon(&mut self) {
+        self.phase = Phase::Done;
+    }
+
     /// Whether the socket should be dropped now.
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)

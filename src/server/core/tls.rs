@@ -33,13 +33,14 @@ thread_local! {
 }
 
 impl<S: Service, IO> Core<S, IO> {
-    /// A session for a connection being opened, if the server speaks TLS.
+    /// A session for a connection being opened, if the server speaks TLS (`None` for a
+    /// TLS server too if rustls refused to start one: the connection is dropped).
     pub(super) fn tls_session(&self) -> Option<Box<Session>> {
         let acceptor = self.shared.tls.as_ref()?;
         match acceptor.accept() {
             Ok(session) => Some(session),
             Err(e) => {
-                // Only a configuration with no usable protocol version gets here.
+                // The configuration was checked when given (`Acceptor::check`).
                 tracing::error!(reactor = self.index, "TLS configuration unusable: {e}");
                 None
             }
