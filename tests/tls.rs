@@ -567,6 +567,29 @@ fn over_capacity_garbage_instead_of_a_client_hello_is_closed_at_once() {
     assert_eq!(server.handle.stats().refused_over_capacity, 2);
 }
 
+#[test]
+fn over_capacity_a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
+    let certs = CertFiles::new();
+    let (server, _) = tls_server(
+        &certs,
+        builder()
+            .max_connections(1)
+            .handshake_timeout(Duration::from_millis(300))
+            .close_timeout(Duration::from_secs(3600)),
+    );
+    let first = connect(&certs, server.addr);
+    assert!(wait_until(|| server.handle.stats().open_connections == 1));
+    // Half a ClientHello, then nothing: the 503 can never be encrypted.
+    let hello = client_hello(&certs);
+    let mut stream = tcp(server.addr);
+    stream.write_all(&hello[..hello.len() / 2]).unwrap();
+    let (got, closed) = read_until_closed(&mut stream);
+    assert!(closed, "the stalled handshake was dropped");
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(server.handle.stats().refused_over_capacity, 1);
+    drop(first);
+}
+
 /// A configuration rustls cannot start a connection with (a maximum fragment size
 /// under its minimum).
 fn unusable_config(certs: &CertFiles) -> Arc<wavecore::rustls::ServerConfig> {

@@ -151,11 +151,25 @@ impl<H: Handler> Connection<H> {
         }
     }
 
-    /// Sends `response` (an HTTP refusal made before reading anything) and ends.
-    pub fn finish_with(&mut self, response: bytes::Bytes, config: &ServerConfig, now: Tick) {
+    /// Sends `response` (an HTTP refusal made before reading anything) and ends. Over
+    /// TLS (`tls`) the response waits for the TLS handshake, which
+    /// `handshake_timeout` bounds as it does any other: the connection ends at the
+    /// earlier of the two timeouts.
+    pub fn finish_with(
+        &mut self,
+        response: bytes::Bytes,
+        config: &ServerConfig,
+        now: Tick,
+        tls: bool,
+    ) {
         self.core.outbox.push(response);
         self.phase = Phase::Finishing { linger: true };
-        self.deadline = now + ticks(config.close_timeout);
+        let timeout = if tls {
+            config.close_timeout.min(config.handshake_timeout)
+        } else {
+            config.close_timeout
+        };
+        self.deadline = now + ticks(timeout);
     }
 
     /// Handles bytes received (after any pending bytes, already in front of them).

@@ -249,7 +249,7 @@ impl<S: Service, IO> Core<S, IO> {
             Stats::bump(&self.shared.stats.refused_over_capacity);
             let mut bytes = Vec::new();
             Refusal::service_unavailable("too many connections").write(&mut bytes);
-            conn.finish_with(bytes.into(), &self.config, now);
+            conn.finish_with(bytes.into(), &self.config, now, tls.is_some());
         }
         if counted {
             self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
