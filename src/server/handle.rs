@@ -68,15 +68,19 @@ impl ServerHandle {
         cert: impl AsRef<std::path::Path>,
         key: impl AsRef<std::path::Path>,
     ) -> std::io::Result<()> {
-        let config = crate::server::tls::server_config_from_pem_files(cert, key)?;
-        if self.set_tls_config(config) {
-            Ok(())
-        } else {
-            Err(std::io::Error::new(
+        let Some(acceptor) = &self.shared.tls else {
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "this server does not serve TLS",
-            ))
-        }
+            ));
+        };
+        let config = crate::server::tls::server_config_from_pem_files(cert, key)?;
+        acceptor.replace(config).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("TLS configuration unusable: {e}"),
+            )
+        })
     }
 
     /// Open WebSocket connections (upgraded and not yet closing), all reactors together.
