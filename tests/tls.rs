@@ -3,8 +3,11 @@
 //! close_notify, EOF without close_notify (1006), the handshake timeout during the TLS
 //! handshake, bad input (garbage, a truncated ClientHello, an oversized record,
 //! plaintext HTTP) answered with a prompt close while the server goes on serving,
-//! HTTP over TLS, ALPN, replacing the certificate while the server runs, and clear
-//! errors for unusable certificate files.
+//! HTTP over TLS, ALPN (`h2` alone refused), replacing the certificate while the
+//! server runs, clear errors for unusable certificate files and configurations (never
+//! plaintext on the TLS port), a client's close_notify answered, refusals over
+//! capacity (bad input and stalled handshakes end promptly), and a reader that never
+//! reads closed at `max_backpressure`.
 
 mod common;
 
