@@ -3,8 +3,11 @@
 //! close_notify, EOF without close_notify (1006), the handshake timeout during the TLS
 //! handshake, bad input (garbage, a truncated ClientHello, an oversized record,
 //! plaintext HTTP) answered with a prompt close while the server goes on serving,
-//! HTTP over TLS, ALPN, replacing the certificate while the server runs, and clear
-//! errors for unusable certificate files.
+//! HTTP over TLS, ALPN (`h2` alone refused), replacing the certificate while the
+//! server runs, clear errors for unusable certificate files and configurations (never
+//! plaintext on the TLS port), a client's close_notify answered, refusals over
+//! capacity (bad input and stalled handshakes end promptly), and a reader that never
+//! reads closed at `max_backpressure`.
 
 mod common;
 
@@ -411,7 +414,15 @@ fn bad_input_gets_an_alert_and_a_prompt_close_and_the_server_goes_on() {
     let (_, closed) = read_until_closed(&mut stream);
     assert!(closed, "closed after a truncated ClientHello and EOF");
     assert_serves(&certs, server.addr);
-    assert_eq!(server.handle.stats().internal_errors, 0);
+    let stats = server.handle.stats();
+    assert_eq!(stats.internal_errors, 0);
+    // Five failed TLS handshakes, counted as refusals; EOF mid-handshake is not one.
+    assert_eq!(stats.handshake_refusals, 5);
+    let metrics = server.handle.metrics_text();
+    assert!(
+        metrics.contains("wavecore_handshake_refusals_total{reason=\"tls\"} 5\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -427,8 +438,16 @@ fn a_record_over_the_maximum_size_after_the_handshake_ends_the_connection() {
     stream.sock.write_all(&record).unwrap();
     let (got, closed) = read_until_closed(&mut stream.sock);
     assert!(closed);
-    assert!(!got.is_empty(), "an (encrypted) alert before the close");
+    // One (encrypted) alert record, and no close_notify after it (RFC 8446 §6.1).
+    assert_eq!(
+        record_types(&got),
+        [0x17],
+        "an alert before the close: {got:?}"
+    );
     assert_eq!(wait_closes(&closes, 1), [(1006, String::new(), false)]);
+    // A TLS failure after the handshake is a protocol error, not a refusal.
+    assert!(wait_until(|| server.handle.stats().protocol_errors == 1));
+    assert_eq!(server.handle.stats().handshake_refusals, 0);
     assert_serves(&certs, server.addr);
 }
 
@@ -532,6 +551,76 @@ fn over_capacity_a_tls_client_gets_the_503_through_tls() {
     assert_eq!(server.handle.stats().refused_over_capacity, 1);
 }
 
+#[test]
+fn over_capacity_garbage_instead_of_a_client_hello_is_closed_at_once() {
+    let certs = CertFiles::new();
+    // A long close timeout: a refusal left waiting for a handshake that failed would
+    // show as the connection staying open.
+    let (server, _) = tls_server(
+        &certs,
+        builder()
+            .max_connections(1)
+            .close_timeout(Duration::from_secs(3600)),
+    );
+    let _first = connect(&certs, server.addr);
+    assert!(wait_until(|| server.handle.stats().open_connections == 1));
+    // The 503 waits for a handshake that cannot complete: only the alert goes.
+    assert_refused_promptly(server.addr, &[0xde; 64]);
+    assert_refused_promptly(server.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(server.handle.stats().refused_over_capacity, 2);
+}
+
+#[test]
+fn over_capacity_a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
+    let certs = CertFiles::new();
+    let (server, _) = tls_server(
+        &certs,
+        builder()
+            .max_connections(1)
+            .handshake_timeout(Duration::from_millis(300))
+            .close_timeout(Duration::from_secs(3600)),
+    );
+    let first = connect(&certs, server.addr);
+    assert!(wait_until(|| server.handle.stats().open_connections == 1));
+    // Half a ClientHello, then nothing: the 503 can never be encrypted.
+    let hello = client_hello(&certs);
+    let mut stream = tcp(server.addr);
+    stream.write_all(&hello[..hello.len() / 2]).unwrap();
+    let (got, closed) = read_until_closed(&mut stream);
+    assert!(closed, "the stalled handshake was dropped");
+    assert!(got.is_empty(), "{got:?}");
+    assert_eq!(server.handle.stats().refused_over_capacity, 1);
+    drop(first);
+}
+
+/// A configuration rustls cannot start a connection with (a maximum fragment size
+/// under its minimum).
+fn unusable_config(certs: &CertFiles) -> Arc<wavecore::rustls::ServerConfig> {
+    let config =
+        wavecore::server::tls::server_config_from_pem_files(&certs.cert, &certs.key).unwrap();
+    let mut config = (*config).clone();
+    config.max_fragment_size = Some(1);
+    Arc::new(config)
+}
+
+#[test]
+fn a_tls_configuration_that_cannot_start_a_connection_never_serves_plaintext() {
+    let certs = CertFiles::new();
+    // Refused when the server starts (it served plaintext on the TLS port)...
+    let e = builder()
+        .tls(unusable_config(&certs))
+        .start(wavecore::accept_all(|| Subscriber))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    // ...and when it replaces a running one, which stays.
+    let (server, _) = tls_server(&certs, builder());
+    assert!(!server.handle.set_tls_config(unusable_config(&certs)));
+    assert_serves(&certs, server.addr);
+    // Never a plaintext upgrade on the TLS port.
+    assert_refused_promptly(server.addr, upgrade_request("/", &[], "").as_bytes());
+}
+
 /// Serves a different certificate for each of two server names (SNI, RFC 6066 §3).
 #[test]
 fn sni_picks_the_certificate_through_the_configs_resolver() {
@@ -586,4 +675,95 @@ fn sni_picks_the_certificate_through_the_configs_resolver() {
                 stream.read(&mut byte).is_err()
             }
     );
+}
+
+/// The TLS records in `bytes` (whole ones only): their content types.
+fn record_types(bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut pos = 0;
+    while pos + 5 <= bytes.len() {
+        let len = u16::from_be_bytes([bytes[pos + 3], bytes[pos + 4]]) as usize;
+        types.push(bytes[pos]);
+        pos += 5 + len;
+    }
+    types
+}
+
+#[test]
+fn a_close_notify_from_the_client_is_answered_with_close_notify() {
+    let certs = CertFiles::new();
+    let (server, closes) = tls_server(&certs, builder());
+    let mut stream = tls_stream(&certs, server.addr);
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    upgrade(&mut stream);
+    stream.conn.send_close_notify();
+    stream.flush().unwrap();
+    // rustls reads Ok(0) only after the server's close_notify (RFC 8446 §6.1: each
+    // party sends one before closing its write side); a bare TCP EOF is an error.
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(wait_closes(&closes, 1), [(1006, String::new(), false)]);
+    assert!(wait_until(|| server.handle.connections() == 0));
+}
+
+/// Sends 2 MiB (32 x 64 KiB) for each message it receives.
+struct Flood;
+
+impl Handler for Flood {
+    fn on_message(&mut self, conn: &mut Conn<'_>, _: Message<'_>) {
+        let chunk = vec![7u8; 64 << 10];
+        for _ in 0..32 {
+            if conn.send(Message::Binary(&chunk)) == SendStatus::Dropped {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tls_reader_that_never_reads_is_closed_at_max_backpressure() {
+    let certs = CertFiles::new();
+    let server = TestServer::start(
+        builder()
+            .tls_pem_files(&certs.cert, &certs.key)
+            .max_backpressure(1 << 20)
+            .close_timeout(Duration::from_millis(200)),
+        wavecore::accept_all(|| Flood),
+    );
+    let mut stream = tls_stream(&certs, server.addr);
+    stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    upgrade(&mut stream);
+    stream
+        .write_all(&encode_frame(true, OP_TEXT, b"go", true))
+        .unwrap();
+    // Never read: the 2 MiB cannot all wait for the socket.
+    assert!(wait_until(|| server.handle.stats().backpressure_closes == 1));
+    assert!(wait_until(|| server.handle.connections() == 0));
+}
+
+#[test]
+fn a_client_offering_only_h2_is_refused_and_one_also_offering_http11_gets_it() {
+    let certs = CertFiles::new();
+    let (server, _) = tls_server(&certs, builder());
+    let stream_offering = |protocols: &[&[u8]]| {
+        let mut config = (*certs.client_config()).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+        let stream = StreamOwned::new(conn, tcp(server.addr));
+        stream.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+    };
+    // RFC 7301 §3.2: no protocol in common is a no_application_protocol alert.
+    let mut h2 = stream_offering(&[b"h2"]);
+    let refused = h2
+        .write_all(upgrade_request("/", &[], "").as_bytes())
+        .and_then(|()| h2.read(&mut [0u8; 1]));
+    let e = refused.expect_err("no HTTP/1.1 for a client that asked for h2 only");
+    assert!(e.to_string().contains("NoApplicationProtocol"), "{e}");
+    assert!(wait_until(|| server.handle.stats().handshake_refusals == 1));
+    // A browser's offer: h2 first, http/1.1 too.
+    let mut both = stream_offering(&[b"h2", b"http/1.1"]);
+    upgrade(&mut both);
+    assert_eq!(both.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
 }

@@ -236,7 +236,9 @@ impl ServerBuilder {
     /// and this server both set [`reuse_port`](Self::reuse_port)); any other error
     /// from resolving the address, binding, or creating the polls and threads; with
     /// [`ServerBuilder::tls_pem_files`], `NotFound` or `InvalidData` (naming the file)
-    /// when the certificate or key cannot be read or used.
+    /// when the certificate or key cannot be read or used; with
+    /// [`ServerBuilder::tls`], `InvalidInput` when rustls cannot start a connection
+    /// with the configuration (a `max_fragment_size` out of range, say).
     pub fn start<S: Service>(self, service: S) -> io::Result<Server> {
         let workers = self.config.workers.max(1);
         let tls = match &self.tls {
@@ -246,6 +248,14 @@ impl ServerBuilder {
                 Some(crate::server::tls::server_config_from_pem_files(cert, key)?)
             }
         };
+        if let Some(config) = &tls {
+            crate::server::tls::Acceptor::check(config).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("TLS configuration unusable: {e}"),
+                )
+            })?;
+        }
         let addr = self
             .addr
             .to_socket_addrs()?

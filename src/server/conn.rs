@@ -103,6 +103,11 @@ impl<H: Handler> Connection<H> {
         }
     }
 
+    /// Drops a connection just accepted, before anything was read: it is done.
+    pub fn abandon(&mut self) {
+        self.phase = Phase::Done;
+    }
+
     /// Whether the socket should be dropped now.
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
@@ -146,11 +151,25 @@ impl<H: Handler> Connection<H> {
         }
     }
 
-    /// Sends `response` (an HTTP refusal made before reading anything) and ends.
-    pub fn finish_with(&mut self, response: bytes::Bytes, config: &ServerConfig, now: Tick) {
+    /// Sends `response` (an HTTP refusal made before reading anything) and ends. Over
+    /// TLS (`tls`) the response waits for the TLS handshake, which
+    /// `handshake_timeout` bounds as it does any other: the connection ends at the
+    /// earlier of the two timeouts.
+    pub fn finish_with(
+        &mut self,
+        response: bytes::Bytes,
+        config: &ServerConfig,
+        now: Tick,
+        tls: bool,
+    ) {
         self.core.outbox.push(response);
         self.phase = Phase::Finishing { linger: true };
-        self.deadline = now + ticks(config.close_timeout);
+        let timeout = if tls {
+            config.close_timeout.min(config.handshake_timeout)
+        } else {
+            config.close_timeout
+        };
+        self.deadline = now + ticks(timeout);
     }
 
     /// Handles bytes received (after any pending bytes, already in front of them).
@@ -205,6 +224,18 @@ impl<H: Handler> Connection<H> {
             }
             _ => Phase::Done,
         };
+    }
+
+    /// The peer closed its side cleanly and still reads (a TLS close_notify, RFC 8446
+    /// §6.1): as [`Connection::eof`], except that the connection first writes what is
+    /// queued and its own close_notify, then ends without waiting for the peer's EOF
+    /// (bounded by `close_timeout`).
+    pub fn peer_closed<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+        self.eof(env);
+        if self.is_done() {
+            self.phase = Phase::Finishing { linger: false };
+            self.deadline = env.turn.now + ticks(env.config.close_timeout);
+        }
     }
 
     /// The transport under the connection failed in a way the peer can still be

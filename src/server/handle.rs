@@ -37,14 +37,19 @@ impl ServerHandle {
 
     /// Replaces the TLS configuration (a renewed certificate, say): connections
     /// accepted after the call start with `config`; open ones keep the one they
-    /// started with. Returns whether the server serves TLS (`false`: it does not, and
-    /// nothing changed).
+    /// started with. Returns whether it was replaced: `false` if the server does not
+    /// serve TLS, or if rustls cannot start a connection with `config` (a
+    /// `max_fragment_size` out of range, say; logged at `error`), and then nothing
+    /// changed.
     pub fn set_tls_config(&self, config: Arc<rustls::ServerConfig>) -> bool {
         match &self.shared.tls {
-            Some(acceptor) => {
-                acceptor.replace(config);
-                true
-            }
+            Some(acceptor) => match acceptor.replace(config) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("TLS configuration refused, the running one stays: {e}");
+                    false
+                }
+            },
             None => false,
         }
     }
@@ -63,15 +68,19 @@ impl ServerHandle {
         cert: impl AsRef<std::path::Path>,
         key: impl AsRef<std::path::Path>,
     ) -> std::io::Result<()> {
-        let config = crate::server::tls::server_config_from_pem_files(cert, key)?;
-        if self.set_tls_config(config) {
-            Ok(())
-        } else {
-            Err(std::io::Error::new(
+        let Some(acceptor) = &self.shared.tls else {
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "this server does not serve TLS",
-            ))
-        }
+            ));
+        };
+        let config = crate::server::tls::server_config_from_pem_files(cert, key)?;
+        acceptor.replace(config).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("TLS configuration unusable: {e}"),
+            )
+        })
     }
 
     /// Open WebSocket connections (upgraded and not yet closing), all reactors together.

@@ -37,11 +37,11 @@
 //! | `connections_accepted_total` | counter | TCP connections accepted |
 //! | `accept_errors_total` | counter | failed `accept` calls (each pauses accepting for 100 ms) |
 //! | `io_uring_recv_buffers_exhausted_total`, `io_uring_cq_overflows_total` | counter | io_uring only: receives that found the provided buffers used up (`ENOBUFS`, re-armed); turns that found the completion queue overflowed (held by the kernel, not lost) |
-//! | `handshake_refusals_total{reason}` | counter | refused requests: `over_capacity` (503), `bad_request`, `method_not_allowed`, `length_required`, `content_too_large`, `upgrade_required`, `header_fields_too_large`, `other`, `service` |
+//! | `handshake_refusals_total{reason}` | counter | refused requests: `over_capacity` (503), `bad_request`, `method_not_allowed`, `length_required`, `content_too_large`, `upgrade_required`, `header_fields_too_large`, `other`, `service`, `tls` (a failed TLS handshake) |
 //! | `connections_closed_total{code}` | counter | WebSocket connections that left the open state, by close code (`1000`...`1014`, `application` for 3000-4999, `other`) |
 //! | `handshake_timeouts_total`, `idle_timeouts_total`, `http_idle_timeouts_total` | counter | connections dropped by `handshake_timeout`, `pong_timeout`, `keep_alive_timeout` |
 //! | `http_requests_total` | counter | plain HTTP requests answered by the service |
-//! | `protocol_errors_total` | counter | connections closed with 1002, 1007 or 1009 |
+//! | `protocol_errors_total` | counter | connections closed with 1002, 1007 or 1009, or failed by TLS after the handshake |
 //! | `messages_received_total`, `messages_sent_total` | counter | data messages handed to `on_message` / sent with `Conn::send*` |
 //! | `message_received_bytes_total`, `message_sent_bytes_total` | counter | their payload bytes |
 //! | `backpressure_events_total` | counter | sends queued behind a full socket |
@@ -177,7 +177,7 @@ impl Collector for ServerCollector {
         }
         out.labelled(
             "handshake_refusals",
-            "Requests refused with an HTTP error, by reason",
+            "Requests refused with an HTTP error or a failed TLS handshake, by reason",
             "reason",
             refusals.into_iter().map(|(l, n)| (l.to_owned(), n)),
         )?;

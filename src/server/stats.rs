@@ -47,11 +47,15 @@ pub struct StatsSnapshot {
     pub handshake_timeouts: u64,
     /// Requests refused with an HTTP error: malformed or over-limit heads, bad upgrades
     /// (wrong version, a body, ...), upgrades the service refused, and plain HTTP
-    /// requests with a body (413). Not counted in `http_requests`.
+    /// requests with a body (413); on a TLS server, failed TLS handshakes too (garbage
+    /// or plaintext HTTP instead of a ClientHello, nothing in common with the client).
+    /// Not counted in `http_requests`.
     pub handshake_refusals: u64,
     /// Plain HTTP requests answered.
     pub http_requests: u64,
-    /// Connections failed for a protocol violation or size limit (1002, 1007, 1009).
+    /// Connections failed for a protocol violation or size limit (1002, 1007, 1009),
+    /// or, on a TLS server, by TLS after the handshake (a record that does not decrypt
+    /// or is over the maximum size, a fatal alert from the client).
     pub protocol_errors: u64,
     /// Connections closed with 1008 for passing `max_backpressure`.
     pub backpressure_closes: u64,

@@ -232,6 +232,10 @@ impl<S: Service, IO> Core<S, IO> {
         let over_capacity =
             self.shared.stats.tcp.load(Ordering::Relaxed) >= self.config.max_connections;
         let tls = self.tls_session();
+        // A TLS server that cannot start a session drops the connection: never
+        // plaintext on its port.
+        let no_session = self.shared.tls.is_some() && tls.is_none();
+        let counted = !over_capacity && !no_session;
         let slot = self.conns.vacant_entry();
         let key = slot.key();
         let id = ConnId(((self.index as u64) << 48) | self.next_id);
@@ -239,19 +243,22 @@ impl<S: Service, IO> Core<S, IO> {
         let now = self.turn.now;
         let core = ConnCore::new(key, id, peer, now);
         let mut conn = Connection::new(core, &self.config, now);
-        if over_capacity {
+        if no_session {
+            conn.abandon();
+        } else if over_capacity {
             Stats::bump(&self.shared.stats.refused_over_capacity);
             let mut bytes = Vec::new();
             Refusal::service_unavailable("too many connections").write(&mut bytes);
-            conn.finish_with(bytes.into(), &self.config, now);
-        } else {
+            conn.finish_with(bytes.into(), &self.config, now, tls.is_some());
+        }
+        if counted {
             self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
         }
         slot.insert(Slot {
             io,
             conn,
             write_shut: false,
-            counted: !over_capacity,
+            counted,
             reads_paused: false,
             tls,
         });

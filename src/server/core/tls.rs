@@ -16,7 +16,8 @@ use std::io;
 use crate::handler::Service;
 use crate::server::conn::{Connection, Env};
 use crate::server::core::{Core, Slot, Transport};
-use crate::server::outbox::Flushed;
+use crate::server::metrics::counters::RefusalReason;
+use crate::server::outbox::{Flushed, Outbox};
 use crate::server::stats::Stats;
 use crate::server::tls::session::{Fatal, MAX_SEAL, Received, Sealed, Session};
 
@@ -32,13 +33,14 @@ thread_local! {
 }
 
 impl<S: Service, IO> Core<S, IO> {
-    /// A session for a connection being opened, if the server speaks TLS.
+    /// A session for a connection being opened, if the server speaks TLS (`None` for a
+    /// TLS server too if rustls refused to start one: the connection is dropped).
     pub(super) fn tls_session(&self) -> Option<Box<Session>> {
         let acceptor = self.shared.tls.as_ref()?;
         match acceptor.accept() {
             Ok(session) => Some(session),
             Err(e) => {
-                // Only a configuration with no usable protocol version gets here.
+                // The configuration was checked when given (`Acceptor::check`).
                 tracing::error!(reactor = self.index, "TLS configuration unusable: {e}");
                 None
             }
@@ -70,21 +72,35 @@ impl<S: Service, IO> Core<S, IO> {
         match received {
             Ok(Received::Open) => {}
             // The peer will send nothing more. A connection still writing its last
-            // words (the reply to a close frame) writes them first.
+            // words (the reply to a close frame) writes them first; either way our
+            // close_notify answers the peer's (`Core::close_notify`).
             Ok(Received::Closed) => {
                 if !conn.is_finishing() && !conn.is_done() {
-                    conn.eof(&mut env);
+                    conn.peer_closed(&mut env);
                 }
             }
             Err(Fatal(reason)) => {
-                tracing::debug!(conn = conn.core.id.0, "TLS failed: {reason}");
+                tracing::debug!(
+                    conn = conn.core.id.0,
+                    peer = %conn.core.peer,
+                    handshaking,
+                    "TLS failed: {reason}"
+                );
                 if handshaking {
                     Stats::bump(&env.turn.stats.handshake_refusals);
+                    env.turn.counters.refused(RefusalReason::Tls);
+                } else {
+                    Stats::bump(&env.turn.stats.protocol_errors);
                 }
                 // The alert the session queued goes out; then the connection ends
                 // (its deadline is not moved by more bytes after the failure).
                 if !conn.is_done() && !conn.is_finishing() {
                     conn.fail_transport(&mut env);
+                } else if handshaking {
+                    // A refusal (503 over capacity) waiting for the handshake can
+                    // never be encrypted now: without it the alert goes and the
+                    // connection ends at once, instead of at its close timeout.
+                    conn.core.outbox = Outbox::default();
                 }
             }
         }

@@ -53,11 +53,15 @@ pub(crate) enum RefusalReason {
     Other,
     /// [`crate::Service::upgrade`] refused (any status) or panicked (500).
     Service,
+    /// The TLS handshake failed (no HTTP status): garbage or plaintext HTTP instead of
+    /// a ClientHello, no protocol version, cipher suite or ALPN protocol in common, or
+    /// a fatal alert from the client.
+    Tls,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::BadRequest,
         Self::MethodNotAllowed,
         Self::LengthRequired,
@@ -66,6 +70,7 @@ impl RefusalReason {
         Self::HeaderFieldsTooLarge,
         Self::Other,
         Self::Service,
+        Self::Tls,
     ];
 
     /// The reason for a refusal by the server's own checks with `status`.
@@ -92,6 +97,7 @@ impl RefusalReason {
             Self::HeaderFieldsTooLarge => "header_fields_too_large",
             Self::Other => "other",
             Self::Service => "service",
+            Self::Tls => "tls",
         }
     }
 }

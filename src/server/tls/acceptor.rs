@@ -24,9 +24,26 @@ impl Acceptor {
         }
     }
 
-    /// Makes `config` the one new connections start with.
-    pub fn replace(&self, config: Arc<ServerConfig>) {
+    /// Makes `config` the one new connections start with, if it can start one.
+    ///
+    /// # Errors
+    ///
+    /// rustls' error if it cannot ([`Acceptor::check`]); the current one stays.
+    pub fn replace(&self, config: Arc<ServerConfig>) -> Result<(), rustls::Error> {
+        Self::check(&config)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
+
+    /// Whether `config` can start a connection: rustls refuses some configurations
+    /// only then (a `max_fragment_size` out of range, say), and a server must find
+    /// out when it is given one, not on every accept.
+    ///
+    /// # Errors
+    ///
+    /// rustls' error.
+    pub fn check(config: &Arc<ServerConfig>) -> Result<(), rustls::Error> {
+        UnbufferedServerConnection::new(config.clone()).map(drop)
     }
 
     /// A session for a connection just accepted (one uncontended read lock and a
