@@ -81,7 +81,9 @@ pub struct ServerConfig {
     pub ping_interval: Option<Duration>,
     /// After an automatic ping, the time allowed for anything (a pong or any frame) to
     /// arrive before the connection is dropped; the handler sees 1006 "idle timeout".
-    /// Default 30 s.
+    /// A peer still reading what was queued before the ping (a large message over a
+    /// slow link: the ping waits behind it) is not idle: each `pong_timeout` in which
+    /// its socket took some of those bytes gives it another. Default 30 s.
     pub pong_timeout: Duration,
     /// After sending a close frame, the time allowed for the peer's close frame before
     /// the TCP connection is dropped. Also bounds how long an HTTP response may take to

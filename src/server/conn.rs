@@ -339,13 +339,22 @@ impl<H: Handler> Connection<H> {
                     return;
                 };
                 if self.core.ping_outstanding {
-                    if now >= self.deadline {
-                        Stats::bump(&env.turn.stats.idle_timeouts);
-                        self.leave_open(CloseCode::ABNORMAL, "idle timeout", false, env);
+                    if now < self.deadline {
+                        return;
                     }
+                    if std::mem::take(&mut self.core.wrote_since_ping) {
+                        // Still reading what was queued before the ping (a large
+                        // message to a slow link): alive; it gets another
+                        // `pong_timeout` to reach the ping and answer it.
+                        self.deadline = now + ticks(env.config.pong_timeout);
+                        return;
+                    }
+                    Stats::bump(&env.turn.stats.idle_timeouts);
+                    self.leave_open(CloseCode::ABNORMAL, "idle timeout", false, env);
                 } else if now >= self.core.last_seen + ticks(interval) {
                     self.core.queue_control(OpCode::Ping, b"", None);
                     self.core.ping_outstanding = true;
+                    self.core.wrote_since_ping = false;
                     self.deadline = now + ticks(env.config.pong_timeout);
                 }
             }

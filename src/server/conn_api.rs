@@ -65,6 +65,10 @@ pub(crate) struct ConnCore {
     pub last_seen: Tick,
     /// An automatic ping is waiting for an answer.
     pub ping_outstanding: bool,
+    /// Since the automatic ping was queued, the socket took bytes and more were still
+    /// waiting after them: the peer reads, and the ping, queued behind a large send,
+    /// may not have reached it yet.
+    pub wrote_since_ping: bool,
     /// In the reactor's list of connections to flush at the end of the turn.
     pub dirty: bool,
     /// Recorded as holding ranges of this turn's batch (see `batch.rs`).
@@ -91,6 +95,7 @@ impl ConnCore {
             socket_full: false,
             last_seen: now,
             ping_outstanding: false,
+            wrote_since_ping: false,
             dirty: false,
             batch_holder: false,
             timer_due: 0,

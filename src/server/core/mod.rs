@@ -354,11 +354,17 @@ impl<S: Service, IO> Core<S, IO> {
             let had_queue = !slot.conn.core.outbox.is_empty();
             let turn = &mut self.turn;
             let io = &mut slot.io;
+            let mut wrote = false;
             let flushed = slot
                 .conn
                 .core
                 .outbox
-                .flush_with(&mut turn.cork, &turn.batch, |slices| t.write(io, slices));
+                .flush_with(&mut turn.cork, &turn.batch, |slices| {
+                    let written = t.write(io, slices);
+                    wrote |= written.as_ref().is_ok_and(|&n| n > 0);
+                    written
+                });
+            slot.conn.core.wrote_since_ping |= wrote && !slot.conn.core.outbox.is_empty();
             if !self.flushed(key, flushed, had_queue, t) {
                 return;
             }
@@ -446,6 +452,7 @@ impl<S: Service, IO> Core<S, IO> {
                     Some(tls) => tls.wire().consume(n),
                     None => slot.conn.core.outbox.consume(n),
                 };
+                slot.conn.core.wrote_since_ping |= n > 0 && !slot.all_sent();
                 if slot.all_sent() {
                     let mut env = env!(self);
                     slot.conn.drained(&mut env);

@@ -361,6 +361,48 @@ fn a_pong_keeps_the_peer() {
 }
 
 #[test]
+fn a_peer_still_reading_what_was_queued_before_the_ping_is_not_idle() {
+    let mut h = Harness::new(pinging());
+    let key = h.upgraded("/");
+    h.peer(key).budget = 0;
+    h.send_text(key, "big 100000");
+    // The ping goes out behind the 100 KB; the peer reads 1 KB every 100 ms, so it
+    // reaches the ping only after 10 s, long past the 1 s pong timeout.
+    let mut at = Duration::from_secs(2) + 2 * TICK;
+    h.at(at);
+    let mut frames = Vec::new();
+    while h.peer(key).taken.len() < 100_000 + 10 {
+        at += Duration::from_millis(100);
+        h.at(at);
+        assert!(h.released(key).is_none(), "dropped at {at:?} while reading");
+        h.writable(key, 1_000);
+    }
+    frames.extend(h.frames(key));
+    assert_eq!(frames, ["binary 100000", "ping 0"]);
+    h.read(key, &masked(OpCode::Pong, b""));
+    h.at(at + Duration::from_secs(1) + 4 * TICK);
+    assert!(h.released(key).is_none());
+    assert_eq!(h.shared.stats().idle_timeouts, 0);
+}
+
+#[test]
+fn a_peer_that_stops_reading_with_bytes_queued_is_dropped_as_idle() {
+    let mut h = Harness::new(pinging());
+    let key = h.upgraded("/");
+    h.peer(key).budget = 0;
+    h.send_text(key, "big 100000");
+    h.at(Duration::from_secs(2) + 2 * TICK);
+    // It reads a little after the ping, then nothing: one more pong timeout at most.
+    h.writable(key, 1_000);
+    h.at(Duration::from_secs(3) + 4 * TICK);
+    assert!(h.released(key).is_none(), "it read since the ping");
+    h.at(Duration::from_secs(4) + 6 * TICK);
+    assert!(h.released(key).is_some());
+    assert_eq!(*h.closes.lock().unwrap(), [1006]);
+    assert_eq!(h.shared.stats().idle_timeouts, 1);
+}
+
+#[test]
 fn reading_pauses_over_the_high_water_mark_and_resumes_under_half_of_it() {
     let config = ServerConfig {
         high_water_mark: 16 << 10,

@@ -124,24 +124,29 @@ impl<S: Service, IO> Core<S, IO> {
                 let had_queue = !outbox.is_empty();
                 // Ciphertext refused before goes first; only then is more encrypted, at
                 // most MAX_SEAL bytes at a time (the rest waits as plaintext).
-                let sent = tls
-                    .send(sealed, |slices| t.write(io, slices))
-                    .and_then(|sent| {
-                        let plaintext = !outbox.is_empty() || !turn.cork.is_empty();
-                        if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
-                            // The cork's plaintext waits in the outbox, unencrypted.
-                            outbox.flush_with(&mut turn.cork, &turn.batch, |_| {
-                                Err(io::ErrorKind::WouldBlock.into())
-                            })?;
-                            return Ok(sent);
-                        }
-                        if plaintext {
-                            outbox.flush_with(&mut turn.cork, &turn.batch, |slices| {
-                                tls.encrypt(slices, sealed, MAX_SEAL)
-                            })?;
-                        }
-                        tls.send(sealed, |slices| t.write(io, slices))
-                    });
+                let mut wrote = false;
+                let mut write = |slices: &[std::io::IoSlice<'_>]| {
+                    let written = t.write(io, slices);
+                    wrote |= written.as_ref().is_ok_and(|&n| n > 0);
+                    written
+                };
+                let sent = tls.send(sealed, &mut write).and_then(|sent| {
+                    let plaintext = !outbox.is_empty() || !turn.cork.is_empty();
+                    if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
+                        // The cork's plaintext waits in the outbox, unencrypted.
+                        outbox.flush_with(&mut turn.cork, &turn.batch, |_| {
+                            Err(io::ErrorKind::WouldBlock.into())
+                        })?;
+                        return Ok(sent);
+                    }
+                    if plaintext {
+                        outbox.flush_with(&mut turn.cork, &turn.batch, |slices| {
+                            tls.encrypt(slices, sealed, MAX_SEAL)
+                        })?;
+                    }
+                    tls.send(sealed, &mut write)
+                });
+                slot.conn.core.wrote_since_ping |= wrote && !slot.all_sent();
                 sealed.clear();
                 match sent {
                     Ok(Flushed::All) if !slot.conn.core.outbox.is_empty() => {
