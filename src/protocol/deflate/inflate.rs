@@ -70,8 +70,18 @@ impl Inflater {
             let (in_before, out_before) = (self.raw.total_in(), out.len());
             let status = self
                 .raw
-                .decompress_vec(&input[pos..], out, FlushDecompress::None)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
+                .decompress_vec(&input[pos..], out, FlushDecompress::None);
+            let Ok(status) = status else {
+                // The same call may have filled the room past the limit before it
+                // found the bad data (a block header needs no room): the size came
+                // first in the stream, as a split input would have shown.
+                check(&out[out_before..out.len().min(limit)])?;
+                return Err(if out.len() > limit {
+                    ProtocolError::MessageTooLarge
+                } else {
+                    ProtocolError::InvalidCompressedData
+                });
+            };
             let used = (self.raw.total_in() - in_before) as usize;
             pos += used;
             // What lies within the limit is checked first, so the outcome does not
