@@ -72,6 +72,21 @@ fn tls_server(certs: &CertFiles, builder: wavecore::ServerBuilder) -> (TestServe
     (server, closes)
 }
 
+/// A TLS server for one connection (`builder`'s other settings kept) whose close
+/// timeout is an hour, so a refusal that waited for it would show; with its one
+/// connection open (returned, to hold it).
+fn full_tls_server(certs: &CertFiles, builder: wavecore::ServerBuilder) -> (TestServer, Client) {
+    let (server, _) = tls_server(
+        certs,
+        builder
+            .max_connections(1)
+            .close_timeout(Duration::from_secs(3600)),
+    );
+    let first = connect(certs, server.addr);
+    assert!(wait_until(|| server.handle.stats().open_connections == 1));
+    (server, first)
+}
+
 fn url(addr: SocketAddr, path: &str) -> String {
     format!("wss://localhost:{}{path}", addr.port())
 }
@@ -339,6 +354,20 @@ fn client_hello(certs: &CertFiles) -> Vec<u8> {
     hello
 }
 
+/// Sends half a ClientHello to `addr`, then nothing: asserts the server closes the
+/// connection without a word.
+fn assert_half_a_client_hello_is_cut(certs: &CertFiles, addr: SocketAddr) {
+    let hello = client_hello(certs);
+    let mut stream = tcp(addr);
+    stream.write_all(&hello[..hello.len() / 2]).unwrap();
+    let (got, closed) = read_until_closed(&mut stream);
+    assert!(closed, "the server closed the stalled handshake");
+    assert!(
+        got.is_empty(),
+        "nothing to say to half a ClientHello: {got:?}"
+    );
+}
+
 #[test]
 fn a_client_stalling_in_the_tls_handshake_is_cut_by_the_handshake_timeout() {
     let certs = CertFiles::new();
@@ -347,15 +376,10 @@ fn a_client_stalling_in_the_tls_handshake_is_cut_by_the_handshake_timeout() {
         builder().handshake_timeout(Duration::from_millis(300)),
     );
     // A truncated ClientHello, then nothing.
-    let hello = client_hello(&certs);
-    let mut stream = tcp(server.addr);
-    stream.write_all(&hello[..hello.len() / 2]).unwrap();
-    let (got, closed) = read_until_closed(&mut stream);
-    assert!(closed, "the server closed the stalled handshake");
-    assert!(got.is_empty(), "nothing to say to half a ClientHello");
+    assert_half_a_client_hello_is_cut(&certs, server.addr);
     // A complete ClientHello and then nothing (the handshake never finishes).
     let mut stream = tcp(server.addr);
-    stream.write_all(&hello).unwrap();
+    stream.write_all(&client_hello(&certs)).unwrap();
     let (got, closed) = read_until_closed(&mut stream);
     assert!(closed, "the server closed the unfinished handshake");
     assert_eq!(
@@ -529,15 +553,9 @@ fn unusable_certificate_files_are_clear_errors_from_start() {
 #[test]
 fn over_capacity_a_tls_client_gets_the_503_through_tls() {
     let certs = CertFiles::new();
-    // A long close timeout: a refusal that waited for it would show as the client's
-    // read timing out instead of a 503.
-    let (server, _) = tls_server(
-        &certs,
-        builder()
-            .max_connections(1)
-            .close_timeout(Duration::from_secs(3600)),
-    );
-    let mut first = connect(&certs, server.addr);
+    // A refusal that waited for the close timeout would show as the client's read
+    // timing out instead of a 503.
+    let (server, mut first) = full_tls_server(&certs, builder());
     first.send_text("one").unwrap();
     assert_eq!(first.recv().unwrap(), ClientMessage::Text("one".into()));
     let mut stream = tls_stream(&certs, server.addr);
@@ -554,16 +572,9 @@ fn over_capacity_a_tls_client_gets_the_503_through_tls() {
 #[test]
 fn over_capacity_garbage_instead_of_a_client_hello_is_closed_at_once() {
     let certs = CertFiles::new();
-    // A long close timeout: a refusal left waiting for a handshake that failed would
-    // show as the connection staying open.
-    let (server, _) = tls_server(
-        &certs,
-        builder()
-            .max_connections(1)
-            .close_timeout(Duration::from_secs(3600)),
-    );
-    let _first = connect(&certs, server.addr);
-    assert!(wait_until(|| server.handle.stats().open_connections == 1));
+    // A refusal left waiting for a handshake that failed would show as the
+    // connection staying open.
+    let (server, _first) = full_tls_server(&certs, builder());
     // The 503 waits for a handshake that cannot complete: only the alert goes.
     assert_refused_promptly(server.addr, &[0xde; 64]);
     assert_refused_promptly(server.addr, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
@@ -573,22 +584,12 @@ fn over_capacity_garbage_instead_of_a_client_hello_is_closed_at_once() {
 #[test]
 fn over_capacity_a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
     let certs = CertFiles::new();
-    let (server, _) = tls_server(
+    let (server, first) = full_tls_server(
         &certs,
-        builder()
-            .max_connections(1)
-            .handshake_timeout(Duration::from_millis(300))
-            .close_timeout(Duration::from_secs(3600)),
+        builder().handshake_timeout(Duration::from_millis(300)),
     );
-    let first = connect(&certs, server.addr);
-    assert!(wait_until(|| server.handle.stats().open_connections == 1));
     // Half a ClientHello, then nothing: the 503 can never be encrypted.
-    let hello = client_hello(&certs);
-    let mut stream = tcp(server.addr);
-    stream.write_all(&hello[..hello.len() / 2]).unwrap();
-    let (got, closed) = read_until_closed(&mut stream);
-    assert!(closed, "the stalled handshake was dropped");
-    assert!(got.is_empty(), "{got:?}");
+    assert_half_a_client_hello_is_cut(&certs, server.addr);
     assert_eq!(server.handle.stats().refused_over_capacity, 1);
     drop(first);
 }
