@@ -287,19 +287,14 @@ impl Collector for ServerCollector {
             out.bridge(bridge)?;
         }
 
-        let unit = Unit::Seconds;
-        let mut metric = out.0.encode_descriptor(
+        let mut metric = out.seconds_histogram(
             "turn_duration",
             "Duration of one turn of a reactor's event loop",
-            Some(&unit),
-            MetricType::Histogram,
         )?;
         for (index, counters) in shared.counters.iter().enumerate() {
             let reading = counters.turns.read();
-            // Per-bucket counts: the encoder accumulates them.
             let bounds = TURN_BOUNDS_NS.iter().map(|&ns| ns as f64 / 1e9);
-            let buckets: Vec<(f64, u64)> =
-                bounds.chain([f64::INFINITY]).zip(reading.buckets).collect();
+            let buckets = buckets(bounds, reading.buckets);
             let labels = [("reactor", index.to_string())];
             metric
                 .encode_family(&labels)?
@@ -323,6 +318,17 @@ impl Out<'_, '_> {
             .0
             .encode_descriptor(name, help, None, MetricType::Gauge)?;
         metric.encode_gauge(&(value as u64))
+    }
+
+    /// The descriptor of a histogram in seconds, for its values to be encoded.
+    fn seconds_histogram<'s>(
+        &'s mut self,
+        name: &'s str,
+        help: &'s str,
+    ) -> Result<MetricEncoder<'s>, fmt::Error> {
+        static SECONDS: Unit = Unit::Seconds;
+        self.0
+            .encode_descriptor(name, help, Some(&SECONDS), MetricType::Histogram)
     }
 
     fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
@@ -356,6 +362,16 @@ impl Out<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// A histogram's buckets for the encoder: each bucket's own count (not cumulative: the
+/// encoder accumulates them) under its upper bound in seconds, the last above every
+/// bound.
+fn buckets(
+    bounds_seconds: impl Iterator<Item = f64>,
+    counts: impl IntoIterator<Item = u64>,
+) -> Vec<(f64, u64)> {
+    bounds_seconds.chain([f64::INFINITY]).zip(counts).collect()
 }
 
 fn counter_value(mut metric: MetricEncoder<'_>, value: u64) -> fmt::Result {

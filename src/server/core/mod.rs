@@ -355,16 +355,12 @@ impl<S: Service, IO> Core<S, IO> {
             let turn = &mut self.turn;
             let io = &mut slot.io;
             let mut wrote = false;
-            let flushed = slot
-                .conn
-                .core
-                .outbox
-                .flush_with(&mut turn.cork, &turn.batch, |slices| {
-                    let written = t.write(io, slices);
-                    wrote |= written.as_ref().is_ok_and(|&n| n > 0);
-                    written
-                });
-            slot.conn.core.wrote_since_ping |= wrote && !slot.conn.core.outbox.is_empty();
+            let flushed = slot.conn.core.outbox.flush_with(
+                &mut turn.cork,
+                &turn.batch,
+                transport::noting_writes(t, io, &mut wrote),
+            );
+            slot.conn.core.wrote_since_ping |= wrote && !slot.all_sent();
             if !self.flushed(key, flushed, had_queue, t) {
                 return;
             }

@@ -15,6 +15,7 @@ use std::io;
 
 use crate::handler::Service;
 use crate::server::conn::{Connection, Env};
+use crate::server::core::transport::noting_writes;
 use crate::server::core::{Core, Slot, Transport};
 use crate::server::metrics::counters::RefusalReason;
 use crate::server::outbox::{Flushed, Outbox};
@@ -125,11 +126,7 @@ impl<S: Service, IO> Core<S, IO> {
                 // Ciphertext refused before goes first; only then is more encrypted, at
                 // most MAX_SEAL bytes at a time (the rest waits as plaintext).
                 let mut wrote = false;
-                let mut write = |slices: &[std::io::IoSlice<'_>]| {
-                    let written = t.write(io, slices);
-                    wrote |= written.as_ref().is_ok_and(|&n| n > 0);
-                    written
-                };
+                let mut write = noting_writes(&mut *t, io, &mut wrote);
                 let sent = tls.send(sealed, &mut write).and_then(|sent| {
                     let plaintext = !outbox.is_empty() || !turn.cork.is_empty();
                     if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
@@ -146,6 +143,7 @@ impl<S: Service, IO> Core<S, IO> {
                     }
                     tls.send(sealed, &mut write)
                 });
+                drop(write);
                 slot.conn.core.wrote_since_ping |= wrote && !slot.all_sent();
                 sealed.clear();
                 match sent {

@@ -57,3 +57,17 @@ pub(crate) trait Transport<IO> {
     /// the next connection): the driver closes the socket and forgets it.
     fn release(&mut self, key: usize, io: IO);
 }
+
+/// `t`'s [`Transport::write`] for `io`, noting in `wrote` whether the socket took any
+/// byte (for [`crate::server::conn_api::ConnCore::wrote_since_ping`]).
+pub(super) fn noting_writes<'a, IO, T: Transport<IO>>(
+    t: &'a mut T,
+    io: &'a mut IO,
+    wrote: &'a mut bool,
+) -> impl FnMut(&[IoSlice<'_>]) -> io::Result<usize> + 'a {
+    move |slices| {
+        let written = t.write(io, slices);
+        *wrote |= written.as_ref().is_ok_and(|&n| n > 0);
+        written
+    }
+}

@@ -5,10 +5,8 @@
 use std::fmt;
 
 use prometheus_client::encoding::NoLabelSet;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
 
-use super::Out;
+use super::{Out, buckets};
 use crate::server::bridge::{BridgeState, Core as Bridge, LAG_BOUNDS_US};
 
 impl Out<'_, '_> {
@@ -91,17 +89,14 @@ impl Out<'_, '_> {
         for (name, help, value) in gauges {
             self.gauge(name, help, usize::try_from(value).unwrap_or(usize::MAX))?;
         }
-        let (buckets, sum_us) = bridge.lag_histogram();
-        let unit = Unit::Seconds;
-        let mut metric = self.0.encode_descriptor(
+        let (counts, sum_us) = bridge.lag_histogram();
+        let mut metric = self.seconds_histogram(
             "bridge_lag",
             "Delivery lag of messages from other servers: from the publishing server's bridge to this server's reactors (wall clocks of both)",
-            Some(&unit),
-            MetricType::Histogram,
         )?;
         let bounds = LAG_BOUNDS_US.iter().map(|&us| us as f64 / 1e6);
-        let buckets: Vec<(f64, u64)> = bounds.chain([f64::INFINITY]).zip(buckets).collect();
-        let count = buckets.iter().map(|&(_, n)| n).sum();
+        let buckets = buckets(bounds, counts);
+        let count = counts.iter().sum();
         metric.encode_histogram::<NoLabelSet>(sum_us as f64 / 1e6, count, &buckets, None)
     }
 }
