@@ -66,20 +66,20 @@ pub use rustls;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod handler;
+
 #[allow(unsafe_code)]
 pub mod protocol;
 pub mod server;
 
 #[doc(inline)]
-pub use handler::{
-    CloseInfo, Conn, ConnId, Handler, Message, Request, SendStatus, Service, Upgrade, accept_all,
-};
-#[doc(inline)]
 pub use protocol::CloseCode;
 #[doc(inline)]
 pub use protocol::deflate::{DeflateConfig, DeflateParams};
 pub use server::bridge::{BridgeState, BridgeStats};
+#[doc(inline)]
+pub use server::handler::{
+    CloseInfo, Conn, ConnId, Handler, Message, Request, SendStatus, Service, Upgrade, accept_all,
+};
 #[doc(inline)]
 pub use server::{
     Backend, BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::handler::{Handler, Message, Request, Upgrade};
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
+use crate::server::conn::state::ConnState;
 use crate::server::conn::{Connection, Env};
-use crate::server::conn_api::{Conn, ConnCore, ConnId};
-use crate::server::turn::Turn;
+use crate::server::conn_api::{Conn, ConnId};
+use crate::server::handler::{Handler, Message, Request, Upgrade};
+use crate::server::reactor_state::ReactorState;
 
 use super::Input;
 
@@ -84,9 +85,9 @@ pub fn connection(data: &[u8]) {
         config.max_backpressure = 1024;
     }
     config.ping_interval = Some(std::time::Duration::from_secs(2));
-    let mut turn = Turn::new(Arc::default(), Arc::default());
-    let core = ConnCore::new(0, ConnId(1), ([127, 0, 0, 1], 5000).into(), 0);
-    let mut conn = Connection::new(core, &config, 0);
+    let mut reactor = ReactorState::new(Arc::default(), Arc::default());
+    let state = ConnState::new(0, ConnId(1), ([127, 0, 0, 1], 5000).into(), 0);
+    let mut conn = Connection::new(state, &config, 0);
     let mut wire = Vec::new();
     let mut reads = input.reads();
     if input.option(0) {
@@ -103,43 +104,43 @@ pub fn connection(data: &[u8]) {
         let mut env = Env {
             service: &service,
             config: &config,
-            turn: &mut turn,
+            reactor: &mut reactor,
         };
         conn.receive(&mut buf, &mut env);
         if input.option(2) {
-            env.turn.now += 10;
+            env.reactor.now += 10;
             conn.on_timer(&mut env);
         }
         // Publishes would go to other connections; there are none.
-        env.turn.publishes.clear();
-        flush(&mut conn, &mut turn, &mut wire);
+        env.reactor.publishes.clear();
+        flush(&mut conn, &mut reactor, &mut wire);
         let mut env = Env {
             service: &service,
             config: &config,
-            turn: &mut turn,
+            reactor: &mut reactor,
         };
         conn.drained(&mut env);
-        flush(&mut conn, &mut turn, &mut wire);
+        flush(&mut conn, &mut reactor, &mut wire);
     }
     if input.option(3) {
         let mut env = Env {
             service: &service,
             config: &config,
-            turn: &mut turn,
+            reactor: &mut reactor,
         };
         conn.eof(&mut env);
-        flush(&mut conn, &mut turn, &mut wire);
+        flush(&mut conn, &mut reactor, &mut wire);
     }
     check_output(&wire);
 }
 
 /// Writes what the connection queued (its outbox, then this turn's cork) to `wire`,
 /// as a socket that takes everything would.
-fn flush(conn: &mut Connection<Echo>, turn: &mut Turn, wire: &mut Vec<u8>) {
-    let cork = std::mem::take(&mut turn.cork);
-    conn.core
+fn flush(conn: &mut Connection<Echo>, reactor: &mut ReactorState, wire: &mut Vec<u8>) {
+    let cork = std::mem::take(&mut reactor.cork);
+    conn.state
         .outbox
-        .flush(wire, &mut Vec::new(), &turn.batch)
+        .flush(wire, &mut Vec::new(), &reactor.batch)
         .expect("a Vec takes everything");
     wire.extend_from_slice(&cork);
 }

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::handler::Service;
 use crate::protocol::deflate::DeflateConfig;
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
+use crate::server::handler::Service;
 use crate::server::listener;
 use crate::server::pubsub::Interest;
 use crate::server::shared::{Remote, Shared};

@@ -21,7 +21,6 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::handler::{CloseInfo, Handler, Message, Request, Service};
 use crate::protocol::close::CloseFrame;
 use crate::protocol::frame::OpCode;
 use crate::protocol::handshake::{
@@ -29,18 +28,20 @@ use crate::protocol::handshake::{
 };
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
-use crate::server::conn_api::{Conn, ConnCore};
+use crate::server::conn::state::ConnState;
+use crate::server::conn_api::Conn;
+use crate::server::handler::{CloseInfo, Handler, Message, Request, Service};
 use crate::server::metrics::counters::RefusalReason;
 use crate::server::outbox::Delivery;
+use crate::server::reactor_state::ReactorState;
 use crate::server::stats::Stats;
 use crate::server::timer::{TICK, Tick};
-use crate::server::turn::Turn;
 
 /// What a connection needs from its reactor while it is served.
 pub(crate) struct Env<'a, S> {
     pub service: &'a S,
     pub config: &'a ServerConfig,
-    pub turn: &'a mut Turn,
+    pub reactor: &'a mut ReactorState,
 }
 
 /// Where a connection is in its life.
@@ -71,7 +72,7 @@ pub(crate) enum Phase<H> {
 /// A connection: its handler and protocol state, and what is queued for it.
 #[derive(Debug)]
 pub(crate) struct Connection<H> {
-    pub core: ConnCore,
+    pub state: ConnState,
     pub phase: Phase<H>,
     /// A partial frame header or control frame left over from the last read (at most
     /// 131 bytes; `None` almost always).
@@ -90,13 +91,13 @@ pub(crate) fn ticks(duration: std::time::Duration) -> Tick {
 
 impl<H: Handler> Connection<H> {
     /// A connection just accepted at tick `now`.
-    pub fn new(core: ConnCore, config: &ServerConfig, now: Tick) -> Self {
+    pub fn new(state: ConnState, config: &ServerConfig, now: Tick) -> Self {
         let limits = HandshakeLimits {
             max_header_bytes: config.max_handshake_bytes,
             max_headers: config.max_headers,
         };
         Self {
-            core,
+            state,
             phase: Phase::Handshake(Box::new(HeadReader::new(limits))),
             pending: None,
             deadline: now + ticks(config.handshake_timeout),
@@ -162,7 +163,7 @@ impl<H: Handler> Connection<H> {
         now: Tick,
         tls: bool,
     ) {
-        self.core.outbox.push(response);
+        self.state.outbox.push(response);
         self.phase = Phase::Finishing { linger: true };
         let timeout = if tls {
             config.close_timeout.min(config.handshake_timeout)
@@ -174,8 +175,8 @@ impl<H: Handler> Connection<H> {
 
     /// Handles bytes received (after any pending bytes, already in front of them).
     pub fn receive<S: Service<Handler = H>>(&mut self, data: &mut [u8], env: &mut Env<'_, S>) {
-        self.core.last_seen = env.turn.now;
-        self.core.ping_outstanding = false;
+        self.state.last_seen = env.reactor.now;
+        self.state.ping_outstanding = false;
         let mut pos = 0;
         loop {
             let rest = &mut data[pos..];
@@ -219,7 +220,7 @@ impl<H: Handler> Connection<H> {
         self.phase = match self.phase {
             // A client that half-closed after its request still gets the response.
             Phase::KeepAlive if self.owes_bytes(env) => {
-                self.deadline = env.turn.now + ticks(env.config.close_timeout);
+                self.deadline = env.reactor.now + ticks(env.config.close_timeout);
                 Phase::Finishing { linger: false }
             }
             _ => Phase::Done,
@@ -234,7 +235,7 @@ impl<H: Handler> Connection<H> {
         self.eof(env);
         if self.is_done() {
             self.phase = Phase::Finishing { linger: false };
-            self.deadline = env.turn.now + ticks(env.config.close_timeout);
+            self.deadline = env.reactor.now + ticks(env.config.close_timeout);
         }
     }
 
@@ -262,7 +263,7 @@ impl<H: Handler> Connection<H> {
     pub fn shut_down<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
         match self.phase {
             Phase::Open { .. } => {
-                self.core
+                self.state
                     .start_close(CloseCode::GOING_AWAY, "server shutting down", None);
                 self.after_callbacks(env);
             }
@@ -277,8 +278,8 @@ impl<H: Handler> Connection<H> {
 
     /// The socket took everything queued; tell the handler if it was waiting for that.
     pub fn drained<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
-        if self.core.needs_drain && self.core.outbox.len() < env.config.max_backpressure {
-            self.core.needs_drain = false;
+        if self.state.needs_drain && self.state.outbox.len() < env.config.max_backpressure {
+            self.state.needs_drain = false;
             self.call(env, |handler, conn| handler.on_drain(conn));
         }
     }
@@ -293,8 +294,8 @@ impl<H: Handler> Connection<H> {
         if !self.is_open() {
             return;
         }
-        self.core.deliver(delivery, env.config, &env.turn.stats);
-        if self.core.closing.is_some() {
+        self.state.deliver(delivery, env.config, &env.reactor.stats);
+        if self.state.closing.is_some() {
             self.after_callbacks(env);
         }
     }
@@ -309,10 +310,10 @@ impl<H: Handler> Connection<H> {
             | Phase::Finishing { .. } => Some(self.deadline),
             Phase::Open { .. } => {
                 let interval = config.ping_interval?;
-                Some(if self.core.ping_outstanding {
+                Some(if self.state.ping_outstanding {
                     self.deadline
                 } else {
-                    self.core.last_seen + ticks(interval)
+                    self.state.last_seen + ticks(interval)
                 })
             }
             Phase::Done => None,
@@ -321,14 +322,14 @@ impl<H: Handler> Connection<H> {
 
     /// Time passed: handshake, close and idle timeouts, and automatic pings.
     pub fn on_timer<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
-        let now = env.turn.now;
+        let now = env.reactor.now;
         match &self.phase {
             Phase::Handshake(_) | Phase::Body(_) if now >= self.deadline => {
-                Stats::bump(&env.turn.stats.handshake_timeouts);
+                Stats::bump(&env.reactor.stats.handshake_timeouts);
                 self.phase = Phase::Done;
             }
             Phase::KeepAlive if now >= self.deadline => {
-                Stats::bump(&env.turn.stats.http_idle_timeouts);
+                Stats::bump(&env.reactor.stats.http_idle_timeouts);
                 self.phase = Phase::Done;
             }
             Phase::Closing { .. } | Phase::Finishing { .. } if now >= self.deadline => {
@@ -338,23 +339,23 @@ impl<H: Handler> Connection<H> {
                 let Some(interval) = env.config.ping_interval else {
                     return;
                 };
-                if self.core.ping_outstanding {
+                if self.state.ping_outstanding {
                     if now < self.deadline {
                         return;
                     }
-                    if std::mem::take(&mut self.core.wrote_since_ping) {
+                    if std::mem::take(&mut self.state.wrote_since_ping) {
                         // Still reading what was queued before the ping (a large
                         // message to a slow link): alive; it gets another
                         // `pong_timeout` to reach the ping and answer it.
                         self.deadline = now + ticks(env.config.pong_timeout);
                         return;
                     }
-                    Stats::bump(&env.turn.stats.idle_timeouts);
+                    Stats::bump(&env.reactor.stats.idle_timeouts);
                     self.leave_open(CloseCode::ABNORMAL, "idle timeout", false, env);
-                } else if now >= self.core.last_seen + ticks(interval) {
-                    self.core.queue_control(OpCode::Ping, b"", None);
-                    self.core.ping_outstanding = true;
-                    self.core.wrote_since_ping = false;
+                } else if now >= self.state.last_seen + ticks(interval) {
+                    self.state.queue_control(OpCode::Ping, b"", None);
+                    self.state.ping_outstanding = true;
+                    self.state.wrote_since_ping = false;
                     self.deadline = now + ticks(env.config.pong_timeout);
                 }
             }
@@ -378,7 +379,7 @@ impl<H: Handler> Connection<H> {
             Ok(RequestKind::Http) => return self.http_request(head, rest, env),
             Ok(RequestKind::WebSocket { key }) => key,
         };
-        let request = Request::new(&head, &[], self.core.peer, &env.turn.server);
+        let request = Request::new(&head, &[], self.state.peer, &env.reactor.server);
         let upgrade = catch_unwind(AssertUnwindSafe(|| env.service.upgrade(&request)));
         let accepted = match upgrade {
             Ok(upgrade) => match upgrade.outcome {
@@ -389,7 +390,7 @@ impl<H: Handler> Connection<H> {
                 }
             },
             Err(panic) => {
-                report::service_panic(env.turn, &self.core, "upgrade", &*panic);
+                report::service_panic(env.reactor, &self.state, "upgrade", &*panic);
                 self.refuse_for(
                     &Refusal::new(500, "internal error"),
                     RefusalReason::Service,
@@ -401,7 +402,7 @@ impl<H: Handler> Connection<H> {
         if let Some(protocol) = accepted.protocol.as_deref()
             && !head.protocols().any(|offered| offered == protocol)
         {
-            report::unoffered_protocol(&self.core, protocol);
+            report::unoffered_protocol(&self.state, protocol);
             self.refuse_for(
                 &Refusal::new(500, "internal error"),
                 RefusalReason::Service,
@@ -423,13 +424,13 @@ impl<H: Handler> Connection<H> {
             headers.push(("Sec-WebSocket-Extensions", extension));
         }
         write_accept_response(
-            &mut env.turn.cork,
+            &mut env.reactor.cork,
             &key,
             accepted.protocol.as_deref(),
             &headers,
         );
-        self.core.protocol = accepted.protocol.map(String::into_boxed_str);
-        self.core.deflate_window = deflate.map(|(negotiated, _)| negotiated.server_window_bits);
+        self.state.protocol = accepted.protocol.map(String::into_boxed_str);
+        self.state.deflate_window = deflate.map(|(negotiated, _)| negotiated.server_window_bits);
         let decoder = Decoder::new(DecoderConfig {
             role: Role::Server,
             max_frame_size: env.config.max_frame_size,
@@ -441,7 +442,7 @@ impl<H: Handler> Connection<H> {
             decoder,
             handler: accepted.handler,
         };
-        env.turn
+        env.reactor
             .stats
             .open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -457,21 +458,21 @@ impl<H: Handler> Connection<H> {
 
     /// Sends `refusal` and ends the connection.
     fn refuse_for<S>(&mut self, refusal: &Refusal, reason: RefusalReason, env: &mut Env<'_, S>) {
-        Stats::bump(&env.turn.stats.handshake_refusals);
-        env.turn.counters.refused(reason);
-        report::refusal(&self.core, refusal, reason);
-        refusal.write(&mut env.turn.cork);
+        Stats::bump(&env.reactor.stats.handshake_refusals);
+        env.reactor.counters.refused(reason);
+        report::refusal(&self.state, refusal, reason);
+        refusal.write(&mut env.reactor.cork);
         self.finish(env);
     }
 
     /// Whether bytes for this connection wait to be written (this turn's or queued).
     fn owes_bytes<S>(&self, env: &Env<'_, S>) -> bool {
-        !self.core.outbox.is_empty() || !env.turn.cork.is_empty()
+        !self.state.outbox.is_empty() || !env.reactor.cork.is_empty()
     }
 
     fn finish<S>(&mut self, env: &mut Env<'_, S>) {
         self.phase = Phase::Finishing { linger: true };
-        self.deadline = env.turn.now + ticks(env.config.close_timeout);
+        self.deadline = env.reactor.now + ticks(env.config.close_timeout);
     }
 
     /// Decodes frames and calls the handler; returns the bytes consumed.
@@ -488,8 +489,8 @@ impl<H: Handler> Connection<H> {
             let (used, result) = decoder.decode(&mut data[pos..]);
             pos += used;
             let mut conn = Conn {
-                core: &mut self.core,
-                turn: env.turn,
+                state: &mut self.state,
+                reactor: env.reactor,
                 config: env.config,
             };
             let event = match result {
@@ -500,11 +501,11 @@ impl<H: Handler> Connection<H> {
                     return data.len();
                 }
                 Err(error) => {
-                    Stats::bump(&env.turn.stats.protocol_errors);
+                    Stats::bump(&env.reactor.stats.protocol_errors);
                     let code = error.close_code();
-                    report::protocol_close(&self.core, code, error.reason());
-                    self.core
-                        .start_close(code, error.reason(), Some(&mut env.turn.cork));
+                    report::protocol_close(&self.state, code, error.reason());
+                    self.state
+                        .start_close(code, error.reason(), Some(&mut env.reactor.cork));
                     self.leave_open(code, error.reason(), false, env);
                     self.phase = Phase::Finishing { linger: true };
                     return data.len();
@@ -516,7 +517,7 @@ impl<H: Handler> Connection<H> {
             }
             let (callback, outcome) = match event {
                 Event::Text(text) => {
-                    conn.turn.counters.received(text.len());
+                    conn.reactor.counters.received(text.len());
                     let message = Message::Text(text);
                     (
                         "on_message",
@@ -524,7 +525,7 @@ impl<H: Handler> Connection<H> {
                     )
                 }
                 Event::Binary(bytes) => {
-                    conn.turn.counters.received(bytes.len());
+                    conn.reactor.counters.received(bytes.len());
                     let message = Message::Binary(bytes);
                     (
                         "on_message",
@@ -532,8 +533,8 @@ impl<H: Handler> Connection<H> {
                     )
                 }
                 Event::Ping(payload) => {
-                    conn.core
-                        .queue_control(OpCode::Pong, payload, Some(&mut conn.turn.cork));
+                    conn.state
+                        .queue_control(OpCode::Pong, payload, Some(&mut conn.reactor.cork));
                     ("on_ping", guarded(|| handler.on_ping(&mut conn, payload)))
                 }
                 Event::Pong(payload) => {
@@ -545,21 +546,22 @@ impl<H: Handler> Connection<H> {
                         None => (CloseCode::NO_STATUS, String::new()),
                     };
                     // Answer with the same code (or an empty close for "no status").
-                    self.core.start_close(code, "", Some(&mut env.turn.cork));
+                    self.state
+                        .start_close(code, "", Some(&mut env.reactor.cork));
                     self.leave_open(code, &reason, true, env);
                     self.phase = Phase::Finishing { linger: false };
                     return data.len();
                 }
             };
             if let Err(panic) = outcome {
-                report::handler_panic(env.turn, &self.core, callback, &*panic);
-                self.core.start_close(
+                report::handler_panic(env.reactor, &self.state, callback, &*panic);
+                self.state.start_close(
                     CloseCode::INTERNAL_ERROR,
                     "internal error",
-                    Some(&mut env.turn.cork),
+                    Some(&mut env.reactor.cork),
                 );
             }
-            if self.core.closing.is_some() {
+            if self.state.closing.is_some() {
                 self.after_callbacks(env);
                 return pos;
             }
@@ -605,16 +607,16 @@ impl<H: Handler> Connection<H> {
             return;
         };
         let mut conn = Conn {
-            core: &mut self.core,
-            turn: env.turn,
+            state: &mut self.state,
+            reactor: env.reactor,
             config: env.config,
         };
         if let Err(panic) = guarded(|| callback(handler, &mut conn)) {
-            report::handler_panic(env.turn, &self.core, "a callback", &*panic);
-            self.core.start_close(
+            report::handler_panic(env.reactor, &self.state, "a callback", &*panic);
+            self.state.start_close(
                 CloseCode::INTERNAL_ERROR,
                 "internal error",
-                Some(&mut env.turn.cork),
+                Some(&mut env.reactor.cork),
             );
         }
     }
@@ -624,7 +626,7 @@ impl<H: Handler> Connection<H> {
         if !self.is_open() {
             return;
         }
-        if let Some(sent) = self.core.closing.as_deref() {
+        if let Some(sent) = self.state.closing.as_deref() {
             let (code, reason) = (sent.0, sent.1.clone());
             // We started the handshake: keep decoding to find the peer's answer.
             if let Some(decoder) = self.leave_open(code, &reason, false, env) {
@@ -651,15 +653,15 @@ impl<H: Handler> Connection<H> {
             self.phase = previous;
             return None;
         };
-        for sub in self.core.subscriptions.drain(..) {
-            env.turn.topics.unsubscribe(sub);
+        for sub in self.state.subscriptions.drain(..) {
+            env.reactor.topics.unsubscribe(sub);
         }
-        self.core.subscriptions = Vec::new();
-        env.turn
+        self.state.subscriptions = Vec::new();
+        env.reactor
             .stats
             .open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        env.turn.counters.closed(code);
+        env.reactor.counters.closed(code);
         let info = CloseInfo {
             code,
             reason,
@@ -671,9 +673,9 @@ impl<H: Handler> Connection<H> {
             handler.on_close(info);
             drop(handler);
         }) {
-            report::handler_panic(env.turn, &self.core, "on_close", &*panic);
+            report::handler_panic(env.reactor, &self.state, "on_close", &*panic);
         }
-        self.deadline = env.turn.now + ticks(env.config.close_timeout);
+        self.deadline = env.reactor.now + ticks(env.config.close_timeout);
         Some(decoder)
     }
 }
@@ -685,6 +687,7 @@ fn guarded(f: impl FnOnce()) -> Result<(), Box<dyn Any + Send>> {
 
 mod http;
 mod report;
+pub(crate) mod state;
 
 #[cfg(test)]
 mod tests;

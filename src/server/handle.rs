@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::handler::Message;
 use crate::server::bridge::PublishStatus;
 use crate::server::config::Backend;
 use crate::server::failure::ReactorFailure;
+use crate::server::handler::Message;
 use crate::server::metrics;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;

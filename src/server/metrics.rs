@@ -75,7 +75,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::handler::Request;
+use crate::server::handler::Request;
 use crate::server::http::HttpResponse;
 use crate::server::shared::Shared;
 use counters::{CLOSE_LABELS, RefusalReason, TURN_BOUNDS_NS, close_label};

@@ -14,13 +14,13 @@ use slab::Slab;
 
 use crate::server::slots::Slots;
 
-use crate::handler::Message;
 use crate::protocol::OpCode;
 use crate::protocol::deflate::DeflateConfig;
 use crate::protocol::frame::{Role, decode_header};
 use crate::server::bridge::Core as Bridge;
 use crate::server::conn_api::ConnId;
-use crate::server::turn::{deflate_message, encode_shared, encode_shared_frame};
+use crate::server::encode::{deflate_message, encode_shared, encode_shared_frame};
+use crate::server::handler::Message;
 
 /// A published frame on its way to subscribers.
 #[derive(Debug, Clone)]

@@ -1,14 +1,14 @@
-//! A coarse timer wheel: one slot per tick, entries checked lazily.
+//! A coarse timer wheel: one slot per tick, timers checked lazily.
 //!
 //! Connections keep their own deadline; the wheel only says when to look at them. A
-//! connection is scheduled at most once at a time, and an entry whose connection has
+//! connection is scheduled at most once at a time, and a timer whose connection has
 //! since moved its deadline is simply dropped when its slot comes up (the connection
 //! re-arms itself). So refreshing a deadline on every message costs nothing here.
 //!
-//! Memory follows the entries held: a slot whose entries fired gives back the room
-//! they took, so the wheel holds at most about four times its entries (Vec doubling,
-//! and its smallest allocation of 4 entries), whatever bursts came before. An entry of
-//! a closed connection stays until its slot comes up, so the entries held are bounded
+//! Memory follows the timers held: a slot whose timers fired gives back the room
+//! they took, so the wheel holds at most about four times its timers (Vec doubling,
+//! and its smallest allocation of 4 timers), whatever bursts came before. A timer of
+//! a closed connection stays until its slot comes up, so the timers held are bounded
 //! by the connections opened within the longest timeout (`handshake_timeout`,
 //! `ping_interval` plus `pong_timeout`, `close_timeout`), not by the connections
 //! ever opened.
@@ -25,10 +25,10 @@ const SLOTS: usize = 1024;
 /// A point in time, in ticks since the reactor started.
 pub(crate) type Tick = u32;
 
-/// An entry: a connection (slab key and id, so a reused key is not confused with the
-/// old connection) due at a tick.
+/// A timer: a check of one connection (slab key and id, so a reused key is not
+/// confused with the old connection) due at a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub(crate) struct Timer {
     pub key: usize,
     pub id: u64,
     pub due: Tick,
@@ -38,7 +38,7 @@ pub(crate) struct Entry {
 #[derive(Debug)]
 pub(crate) struct TimerWheel {
     origin: Instant,
-    slots: Vec<Vec<Entry>>,
+    slots: Vec<Vec<Timer>>,
     /// The next tick whose slot has not been processed.
     next: Tick,
     len: usize,
@@ -70,20 +70,20 @@ impl TimerWheel {
         elapsed.as_millis().div_ceil(TICK.as_millis()) as Tick
     }
 
-    /// Schedules an entry; returns the tick it is filed under, which the entry will
+    /// Schedules a timer; returns the tick it is filed under, which the timer will
     /// carry when it fires: `due`, or the next unprocessed tick for a `due` the wheel
     /// has already passed (it fires on the next `advance`). A caller that recognises
-    /// its entry by its tick must keep this one, not `due`.
-    #[must_use = "a fired entry carries the tick returned here, not the one asked for"]
+    /// its timer by its tick must keep this one, not `due`.
+    #[must_use = "a fired timer carries the tick returned here, not the one asked for"]
     pub fn schedule(&mut self, key: usize, id: u64, due: Tick) -> Tick {
         let due = due.max(self.next);
-        self.slots[(due % SLOTS as Tick) as usize].push(Entry { key, id, due });
+        self.slots[(due % SLOTS as Tick) as usize].push(Timer { key, id, due });
         self.len += 1;
         due
     }
 
-    /// Drops every entry and gives back the slots' memory (for a reactor left with no
-    /// connection, whose entries all belong to connections gone).
+    /// Drops every timer and gives back the slots' memory (for a reactor left with no
+    /// connection, whose timers all belong to connections gone).
     pub fn clear(&mut self) {
         for slot in &mut self.slots {
             *slot = Vec::new();
@@ -91,7 +91,7 @@ impl TimerWheel {
         self.len = 0;
     }
 
-    /// Whether no entry is scheduled.
+    /// Whether no timer is scheduled.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -102,8 +102,8 @@ impl TimerWheel {
         next.saturating_duration_since(now)
     }
 
-    /// Moves the wheel to `now`, appending every entry that came due to `fired`.
-    pub fn advance(&mut self, now: Instant, fired: &mut Vec<Entry>) {
+    /// Moves the wheel to `now`, appending every timer that came due to `fired`.
+    pub fn advance(&mut self, now: Instant, fired: &mut Vec<Timer>) {
         let now = self.tick_of(now);
         while self.next <= now {
             let slot = &mut self.slots[(self.next % SLOTS as Tick) as usize];
@@ -152,7 +152,7 @@ mod tests {
         assert!(fired.is_empty(), "nothing cleared fires later");
     }
 
-    /// Entries held and the memory the slots keep for them, in entries.
+    /// Timers held and the memory the slots keep for them, in timers.
     fn held(wheel: &TimerWheel) -> (usize, usize) {
         let capacity = wheel.slots.iter().map(Vec::capacity).sum();
         (wheel.len, capacity)
@@ -163,7 +163,7 @@ mod tests {
         // A churn that opens 100 connections at once about every 1.1 s: each burst's
         // handshake deadlines share one slot, and the burst slot moves round the
         // wheel. Before the fix every slot kept room for the largest burst it had
-        // ever held (128 entries, 3 KiB), so the wheel grew for as long as the churn
+        // ever held (128 timers, 3 KiB), so the wheel grew for as long as the churn
         // lasted, until every slot had met a burst.
         let origin = Instant::now();
         let mut wheel = TimerWheel::new(origin);
@@ -178,15 +178,15 @@ mod tests {
             }
         }
         let (len, capacity) = held(&wheel);
-        // Entries live until their deadline: the bursts of the last `timeout` ticks.
+        // Timers live until their deadline: the bursts of the last `timeout` ticks.
         assert!(
             len <= burst * (timeout / every + 1) as usize,
-            "{len} entries held"
+            "{len} timers held"
         );
-        // Vec doubling and its smallest allocation (4 entries) at most 4x.
+        // Vec doubling and its smallest allocation (4 timers) at most 4x.
         assert!(
             capacity <= 4 * len,
-            "the slots keep room for {capacity} entries while holding {len}"
+            "the slots keep room for {capacity} timers while holding {len}"
         );
         // Once everything fired, nothing is kept.
         wheel.advance(origin + TICK * (3 * SLOTS as Tick * every), &mut fired);
@@ -203,7 +203,7 @@ mod tests {
         wheel.advance(start + Duration::from_millis(200), &mut fired);
         assert!(fired.is_empty());
         wheel.advance(start + Duration::from_millis(300), &mut fired);
-        assert_eq!(fired, [Entry { key: 7, id: 1, due }]);
+        assert_eq!(fired, [Timer { key: 7, id: 1, due }]);
         assert!(wheel.is_empty());
     }
 
@@ -227,13 +227,13 @@ mod tests {
         let mut fired = Vec::new();
         wheel.advance(start + TICK * 50, &mut fired);
         // Filed under the next tick the wheel has not processed, and fired with it:
-        // the caller recognises its entry by the tick returned, not the one it asked.
+        // the caller recognises its timer by the tick returned, not the one it asked.
         let filed = wheel.schedule(3, 9, 0);
         assert_eq!(filed, 51);
         wheel.advance(start + TICK * 51, &mut fired);
         assert_eq!(
             fired,
-            [Entry {
+            [Timer {
                 key: 3,
                 id: 9,
                 due: filed

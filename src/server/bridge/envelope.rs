@@ -120,7 +120,7 @@ pub(crate) fn frame(envelope: &Bytes, max_payload: usize) -> Result<Bytes, Inval
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::turn::encode_shared;
+    use crate::server::encode::encode_shared;
 
     fn envelope(frame: &[u8]) -> Bytes {
         let header = Header {

@@ -19,11 +19,11 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::handler::{Handler, Request, Service};
 use crate::protocol::handshake::{
     HandshakeLimits, HeadReader, Refusal, RequestBody, RequestHead, has_token, request_body,
 };
 use crate::server::conn::{Connection, Env, Phase, report, ticks};
+use crate::server::handler::{Handler, Request, Service};
 use crate::server::http::HttpResponse;
 use crate::server::stats::Stats;
 
@@ -69,7 +69,7 @@ impl<H: Handler> Connection<H> {
             return length;
         }
         if rest.is_empty() && expects_continue(&head) {
-            env.turn.cork.extend_from_slice(CONTINUE);
+            env.reactor.cork.extend_from_slice(CONTINUE);
         }
         let mut body = Vec::with_capacity(length);
         body.extend_from_slice(rest);
@@ -106,7 +106,7 @@ impl<H: Handler> Connection<H> {
             max_headers: env.config.max_headers,
         };
         self.phase = Phase::Handshake(Box::new(HeadReader::new(limits)));
-        self.deadline = env.turn.now + ticks(env.config.handshake_timeout);
+        self.deadline = env.reactor.now + ticks(env.config.handshake_timeout);
     }
 
     /// Calls `Service::http` and writes its response; then keeps the connection
@@ -117,22 +117,22 @@ impl<H: Handler> Connection<H> {
         body: &[u8],
         env: &mut Env<'_, S>,
     ) {
-        Stats::bump(&env.turn.stats.http_requests);
-        let request = Request::new(head, body, self.core.peer, &env.turn.server);
+        Stats::bump(&env.reactor.stats.http_requests);
+        let request = Request::new(head, body, self.state.peer, &env.reactor.server);
         let response = match catch_unwind(AssertUnwindSafe(|| env.service.http(&request))) {
             Ok(response) => response,
             Err(panic) => {
-                report::service_panic(env.turn, &self.core, "http", &*panic);
+                report::service_panic(env.reactor, &self.state, "http", &*panic);
                 HttpResponse::new(500, "internal error\n")
             }
         };
-        let unread = env.turn.cork.len() + self.core.outbox.len();
+        let unread = env.reactor.cork.len() + self.state.outbox.len();
         let keep_alive =
             wants_keep_alive(head) && !response.closes() && unread <= env.config.max_backpressure;
-        response.write(&mut env.turn.cork, head.method() == "HEAD", keep_alive);
+        response.write(&mut env.reactor.cork, head.method() == "HEAD", keep_alive);
         if keep_alive {
             self.phase = Phase::KeepAlive;
-            self.deadline = env.turn.now + ticks(env.config.keep_alive_timeout);
+            self.deadline = env.reactor.now + ticks(env.config.keep_alive_timeout);
         } else {
             self.finish(env);
         }

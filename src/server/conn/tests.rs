@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::handler::Upgrade;
 use crate::protocol::frame::encode_frame;
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::{DecoderConfig, Role};
 use crate::server::conn_api::ConnId;
+use crate::server::handler::Upgrade;
 
 type Log = Arc<Mutex<Vec<String>>>;
 type TestService = Box<dyn Fn(&Request<'_>) -> Upgrade<Recorder> + Send + Sync>;
@@ -41,7 +41,7 @@ impl Handler for Recorder {
 
 struct Harness {
     conn: Connection<Recorder>,
-    turn: Turn,
+    reactor: ReactorState,
     config: ServerConfig,
     service: TestService,
     log: Log,
@@ -53,10 +53,10 @@ impl Harness {
         let service_log = log.clone();
         let config = ServerConfig::default();
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let core = ConnCore::new(0, ConnId(1), peer, 0);
+        let state = ConnState::new(0, ConnId(1), peer, 0);
         Self {
-            conn: Connection::new(core, &config, 0),
-            turn: Turn::new(Arc::default(), Arc::default()),
+            conn: Connection::new(state, &config, 0),
+            reactor: ReactorState::new(Arc::default(), Arc::default()),
             config,
             service: Box::new(move |_| {
                 Upgrade::accept(Recorder {
@@ -77,20 +77,20 @@ impl Harness {
         let mut env = Env {
             service,
             config: &self.config,
-            turn: &mut self.turn,
+            reactor: &mut self.reactor,
         };
         self.conn.receive(&mut data, &mut env);
         self.take_output()
     }
 
     fn take_output(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.turn.cork);
+        let mut out = std::mem::take(&mut self.reactor.cork);
         let mut sink = Vec::new();
         let mut cork = Vec::new();
         self.conn
-            .core
+            .state
             .outbox
-            .flush(&mut sink, &mut cork, &self.turn.batch)
+            .flush(&mut sink, &mut cork, &self.reactor.batch)
             .unwrap();
         sink.append(&mut out);
         sink
@@ -105,11 +105,11 @@ impl Harness {
     }
 
     fn tick(&mut self, now: Tick) {
-        self.turn.now = now;
+        self.reactor.now = now;
         let mut env = Env {
             service: &self.service,
             config: &self.config,
-            turn: &mut self.turn,
+            reactor: &mut self.reactor,
         };
         self.conn.on_timer(&mut env);
     }
@@ -245,7 +245,7 @@ fn a_panicking_handler_closes_with_1011() {
     h.open();
     let mut out = h.feed(&masked(OpCode::Text, true, b"boom"));
     assert_eq!(frames(&mut out), ["close 1011 internal error"]);
-    assert_eq!(h.turn.stats.snapshot().handler_panics, 1);
+    assert_eq!(h.reactor.stats.snapshot().handler_panics, 1);
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn idle_open_connection_holds_no_buffers() {
     h.feed(&masked(OpCode::Text, false, b"part"));
     h.feed(&masked(OpCode::Continuation, true, b"done"));
     assert!(h.conn.pending.is_none());
-    assert!(h.conn.core.outbox.is_empty());
+    assert!(h.conn.state.outbox.is_empty());
     let Phase::Open { decoder, .. } = &h.conn.phase else {
         panic!()
     };

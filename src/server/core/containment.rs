@@ -13,14 +13,14 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use crate::handler::Service;
 use crate::protocol::CloseCode;
 use crate::protocol::close::encode_close_payload;
 use crate::protocol::frame::OpCode;
 use crate::server::core::{Core, Transport};
+use crate::server::encode::encode_into;
 use crate::server::failure::{ReactorFailure, panic_message};
+use crate::server::handler::Service;
 use crate::server::stats::Stats;
-use crate::server::turn::encode_into;
 
 impl<S: Service, IO> Core<S, IO> {
     /// Runs `serve`, which works for the connection at `key` (or, with `None`, for
@@ -40,7 +40,7 @@ impl<S: Service, IO> Core<S, IO> {
             resume_unwind(panic);
         };
         // The cork may hold a half-encoded frame of the failed connection.
-        self.turn.cork.clear();
+        self.reactor.cork.clear();
         self.fail_internal(key, &*panic, t);
     }
 
@@ -84,7 +84,7 @@ impl<S: Service, IO> Core<S, IO> {
         Stats::bump(&self.shared.stats.internal_errors);
         tracing::error!(
             reactor = self.index,
-            conn = self.conns.get(key).map(|slot| slot.conn.core.id.0),
+            conn = self.conns.get(key).map(|slot| slot.conn.state.id.0),
             "panic in wavecore while serving a connection: {}; closing it (1011)",
             panic_message(panic)
         );
@@ -99,7 +99,7 @@ impl<S: Service, IO> Core<S, IO> {
         let was_open = slot.conn.is_open();
         let mut env = env!(self);
         let _ = catch_unwind(AssertUnwindSafe(|| slot.conn.fail(&mut env)));
-        if was_open && slot.conn.core.outbox.is_empty() && slot.tls.is_none() {
+        if was_open && slot.conn.state.outbox.is_empty() && slot.tls.is_none() {
             // Everything queued went out whole, so the stream is at a frame boundary.
             let mut payload = [0u8; 125];
             let n = encode_close_payload(CloseCode::INTERNAL_ERROR, "internal error", &mut payload);
@@ -114,7 +114,7 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// Ends every connection of a failed reactor (see [`Core::fail`]).
     fn abandon<T: Transport<IO>>(&mut self, t: &mut T) {
-        self.turn.cork.clear();
+        self.reactor.cork.clear();
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             self.fail(key, t);

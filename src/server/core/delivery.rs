@@ -12,9 +12,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::handler::Service;
 use crate::server::batch::TurnBatch;
 use crate::server::core::{Core, Transport};
+use crate::server::handler::Service;
 use crate::server::outbox::Delivery;
 use crate::server::pubsub::Publish;
 
@@ -23,7 +23,7 @@ impl<S: Service, IO> Core<S, IO> {
     pub(super) fn deliver_local<T: Transport<IO>>(&mut self, publishes: &[Publish], t: &mut T) {
         let mut rest = publishes;
         while !rest.is_empty() {
-            let (run, batched) = next_run(rest, &self.turn.batch);
+            let (run, batched) = next_run(rest, &self.reactor.batch);
             let (group, later) = rest.split_at(run);
             self.deliver_group(group, batched, t);
             rest = later;
@@ -35,7 +35,10 @@ impl<S: Service, IO> Core<S, IO> {
         let first = &group[0];
         self.targets.clear();
         match &first.topic {
-            Some(topic) => self.turn.topics.subscribers_into(topic, &mut self.targets),
+            Some(topic) => self
+                .reactor
+                .topics
+                .subscribers_into(topic, &mut self.targets),
             None => self.targets.extend(self.conns.iter().map(|(k, _)| k)),
         }
         if self.targets.is_empty() {
@@ -52,7 +55,7 @@ impl<S: Service, IO> Core<S, IO> {
             .max();
         let (delivery, deflated) = if batched {
             for publish in group {
-                self.frames.push(self.turn.batch.append(&publish.frame));
+                self.frames.push(self.reactor.batch.append(&publish.frame));
             }
             if needs.is_some() {
                 for publish in group {
@@ -60,7 +63,7 @@ impl<S: Service, IO> Core<S, IO> {
                         .deflated
                         .as_ref()
                         .map_or(&publish.frame, |d| &d.frame);
-                    self.deflated_frames.push(self.turn.batch.append(frame));
+                    self.deflated_frames.push(self.reactor.batch.append(frame));
                 }
             }
             let deflated = needs.map(|_| Delivery::batched(&self.deflated_frames));
@@ -85,14 +88,14 @@ impl<S: Service, IO> Core<S, IO> {
                     let Some(entry) = self.conns.get_mut(key) else {
                         continue;
                     };
-                    if first.exclude.is_some_and(|id| id == entry.conn.core.id) {
+                    if first.exclude.is_some_and(|id| id == entry.conn.state.id) {
                         continue;
                     }
                     #[cfg(test)]
                     group.iter().for_each(crate::server::testing::on_delivery);
                     let delivery = match deflated {
                         Some(deflated)
-                            if entry.conn.core.deflate_window.is_some_and(|w| w >= needs) =>
+                            if entry.conn.state.deflate_window.is_some_and(|w| w >= needs) =>
                         {
                             deflated
                         }
@@ -103,10 +106,12 @@ impl<S: Service, IO> Core<S, IO> {
                     if batched {
                         // Whatever becomes of the connection, the seal must find its
                         // ranges.
-                        env.turn.batch.hold(key, &mut entry.conn.core.batch_holder);
+                        env.reactor
+                            .batch
+                            .hold(key, &mut entry.conn.state.batch_holder);
                     }
-                    if !entry.conn.core.dirty {
-                        entry.conn.core.dirty = true;
+                    if !entry.conn.state.dirty {
+                        entry.conn.state.dirty = true;
                         self.dirty.push(key);
                     }
                 }
@@ -117,7 +122,7 @@ impl<S: Service, IO> Core<S, IO> {
             failed.push((self.targets[at], panic));
             next = at + 1;
         }
-        self.turn
+        self.reactor
             .counters
             .deliveries
             .add(delivered * group.len() as u64);

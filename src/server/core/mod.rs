@@ -1,7 +1,7 @@
 //! The backend-neutral reactor core: one thread's connections and everything decided
 //! about them, with no system call and no clock of its own.
 //!
-//! The core owns the slab of connections, the turn (cork, turn batch, topics,
+//! The core owns the slab of connections, the reactor state (cork, turn batch, topics,
 //! publishes), the timer wheel, the list of connections to flush at the end of the
 //! turn, publish delivery and graceful shutdown. A driver (`driver/epoll.rs`) owns the
 //! sockets and the event source, and tells the core what happened:
@@ -13,7 +13,7 @@
 //! | EOF or a read error             | [`Core::eof`]                                     |
 //! | room to write (readiness)       | [`Core::write`]                                   |
 //! | a write completed (completion)  | [`Core::sent`]                                    |
-//! | it is done serving a connection | [`Core::after_io`]                                |
+//! | it is done serving a connection | [`Core::served`]                                  |
 //! | a wake-up from another thread   | [`Core::wake`]                                    |
 //! | a turn starts, a turn ends      | [`Core::begin_turn`], [`Core::end_turn`]          |
 //!
@@ -30,18 +30,19 @@ use std::time::{Duration, Instant};
 
 use crate::server::slots::Slots;
 
-use crate::handler::Service;
 use crate::protocol::handshake::Refusal;
 use crate::server::batch::BatchRange;
 use crate::server::config::ServerConfig;
 use crate::server::conn::Connection;
-use crate::server::conn_api::{ConnCore, ConnId};
+use crate::server::conn::state::ConnState;
+use crate::server::conn_api::ConnId;
+use crate::server::handler::Service;
 use crate::server::outbox::Flushed;
 use crate::server::pubsub::Publish;
+use crate::server::reactor_state::ReactorState;
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
 use crate::server::timer::{self, TimerWheel};
-use crate::server::turn::Turn;
 
 pub(crate) use transport::Transport;
 
@@ -52,7 +53,7 @@ macro_rules! env {
         $crate::server::conn::Env {
             service: &*$core.service,
             config: &$core.config,
-            turn: &mut $core.turn,
+            reactor: &mut $core.reactor,
         }
     };
 }
@@ -93,9 +94,9 @@ struct Slot<H, IO> {
 pub(crate) struct Core<S: Service, IO> {
     index: usize,
     conns: Slots<Slot<S::Handler, IO>>,
-    turn: Turn,
+    reactor: ReactorState,
     wheel: TimerWheel,
-    fired: Vec<timer::Entry>,
+    fired: Vec<timer::Timer>,
     service: Arc<S>,
     config: Arc<ServerConfig>,
     shared: Arc<Shared>,
@@ -133,7 +134,7 @@ impl<S: Service, IO> Core<S, IO> {
         Self {
             index,
             conns: Slots::default(),
-            turn: Turn::for_reactor(&shared, index),
+            reactor: ReactorState::for_reactor(&shared, index),
             wheel: TimerWheel::new(origin),
             fired: Vec::new(),
             service,
@@ -170,7 +171,7 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// The current tick (as of the last [`Core::begin_turn`]).
     pub fn tick(&self) -> timer::Tick {
-        self.turn.now
+        self.reactor.now
     }
 
     /// The driver's state for the connection at `key`, if it is still there.
@@ -186,7 +187,7 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// A turn starts at `now`: the clock the connections see moves on.
     pub fn begin_turn(&mut self, now: Instant) {
-        self.turn.now = self.wheel.tick_of(now);
+        self.reactor.now = self.wheel.tick_of(now);
     }
 
     /// How long the driver may wait for events from `now`: zero while deliveries made
@@ -222,13 +223,13 @@ impl<S: Service, IO> Core<S, IO> {
     /// Records how long the turn took (from the wake-up to the end of
     /// [`Core::end_turn`]), for the turn-duration histogram.
     pub fn observe_turn(&self, took: Duration) {
-        self.turn.counters.turns.observe(took);
+        self.reactor.counters.turns.observe(took);
     }
 
     /// Takes a connection just accepted from `peer` (its driver state `io`), at the
     /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503.
     pub fn open<T: Transport<IO>>(&mut self, io: IO, peer: std::net::SocketAddr, t: &mut T) {
-        self.turn.reserve_cork();
+        self.reactor.reserve_cork();
         let over_capacity =
             self.shared.stats.tcp.load(Ordering::Relaxed) >= self.config.max_connections;
         let tls = self.tls_session();
@@ -240,9 +241,9 @@ impl<S: Service, IO> Core<S, IO> {
         let key = slot.key();
         let id = ConnId(((self.index as u64) << 48) | self.next_id);
         self.next_id += 1;
-        let now = self.turn.now;
-        let core = ConnCore::new(key, id, peer, now);
-        let mut conn = Connection::new(core, &self.config, now);
+        let now = self.reactor.now;
+        let state = ConnState::new(key, id, peer, now);
+        let mut conn = Connection::new(state, &self.config, now);
         if no_session {
             conn.abandon();
         } else if over_capacity {
@@ -262,7 +263,7 @@ impl<S: Service, IO> Core<S, IO> {
             reads_paused: false,
             tls,
         });
-        self.contained(Some(key), t, |core, t| core.after_io(key, t));
+        self.contained(Some(key), t, |core, t| core.served(key, t));
     }
 
     /// Copies the bytes the connection at `key` left over from its last read (a
@@ -313,7 +314,7 @@ impl<S: Service, IO> Core<S, IO> {
     pub fn is_flushed(&self, key: usize) -> bool {
         self.conns
             .get(key)
-            .is_none_or(|slot| slot.conn.core.outbox.is_empty())
+            .is_none_or(|slot| slot.conn.state.outbox.is_empty())
     }
 
     /// Whether the connection at `key` is gone or about to be (nothing more to read).
@@ -342,25 +343,25 @@ impl<S: Service, IO> Core<S, IO> {
     pub fn write<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         loop {
             let Some(slot) = self.conns.get_mut(key) else {
-                self.turn.cork.clear();
+                self.reactor.cork.clear();
                 return;
             };
             if slot.tls.is_some() {
                 return self.write_tls(key, t);
             }
-            if slot.conn.core.outbox.is_empty() && self.turn.cork.is_empty() {
+            if slot.conn.state.outbox.is_empty() && self.reactor.cork.is_empty() {
                 return;
             }
-            let had_queue = !slot.conn.core.outbox.is_empty();
-            let turn = &mut self.turn;
+            let had_queue = !slot.conn.state.outbox.is_empty();
+            let reactor = &mut self.reactor;
             let io = &mut slot.io;
             let mut wrote = false;
-            let flushed = slot.conn.core.outbox.flush_with(
-                &mut turn.cork,
-                &turn.batch,
+            let flushed = slot.conn.state.outbox.flush_with(
+                &mut reactor.cork,
+                &reactor.batch,
                 transport::noting_writes(t, io, &mut wrote),
             );
-            slot.conn.core.wrote_since_ping |= wrote && !slot.all_sent();
+            slot.conn.state.wrote_since_ping |= wrote && !slot.all_sent();
             if !self.flushed(key, flushed, had_queue, t) {
                 return;
             }
@@ -383,19 +384,19 @@ impl<S: Service, IO> Core<S, IO> {
         };
         match flushed {
             Ok(Flushed::All) => {
-                slot.conn.core.socket_full = false;
-                if !had_queue && !slot.conn.core.needs_drain {
+                slot.conn.state.socket_full = false;
+                if !had_queue && !slot.conn.state.needs_drain {
                     return false;
                 }
                 let mut env = env!(self);
                 slot.conn.drained(&mut env);
-                !self.turn.cork.is_empty()
+                !self.reactor.cork.is_empty()
             }
             Ok(Flushed::Blocked) => {
                 // A completion driver's deferral says nothing of the socket: its
                 // completions do (`sent`).
                 if !t.defers_writes() {
-                    slot.conn.core.socket_full = true;
+                    slot.conn.state.socket_full = true;
                 }
                 false
             }
@@ -425,7 +426,7 @@ impl<S: Service, IO> Core<S, IO> {
             .map_or(0, |slot| match slot.tls.as_deref_mut() {
                 // A TLS connection's ciphertext (`Core::write` encrypted its outbox).
                 Some(tls) => tls.wire().frozen(out, MAX_CHUNKS),
-                None => slot.conn.core.outbox.frozen(out, MAX_CHUNKS),
+                None => slot.conn.state.outbox.frozen(out, MAX_CHUNKS),
             })
     }
 
@@ -443,12 +444,12 @@ impl<S: Service, IO> Core<S, IO> {
         };
         match n {
             Some(n) => {
-                slot.conn.core.socket_full = short;
+                slot.conn.state.socket_full = short;
                 match slot.tls.as_deref_mut() {
                     Some(tls) => tls.wire().consume(n),
-                    None => slot.conn.core.outbox.consume(n),
+                    None => slot.conn.state.outbox.consume(n),
                 };
-                slot.conn.core.wrote_since_ping |= n > 0 && !slot.all_sent();
+                slot.conn.state.wrote_since_ping |= n > 0 && !slot.all_sent();
                 if slot.all_sent() {
                     let mut env = env!(self);
                     slot.conn.drained(&mut env);
@@ -456,18 +457,35 @@ impl<S: Service, IO> Core<S, IO> {
             }
             None => self.eof(key),
         }
-        self.after_io(key, t);
+        self.served(key, t);
     }
 
-    /// After serving `key`: write what it sent, deliver what it published, end it if
-    /// done, and keep its timer armed.
-    pub fn after_io<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+    /// The driver is done serving `key` (bytes read, a write completed, a timer
+    /// fired): flush it, deliver what it published, end it if it is done, else keep
+    /// its timer armed.
+    pub fn served<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        self.flush(key, t);
+        self.deliver_publishes(t);
+        if self.retire_if_done(key, t) {
+            return;
+        }
+        self.arm_timer(key);
+    }
+
+    /// Writes what `key` queued (and, for TLS, a close_notify when it is time), and
+    /// resumes reading it once flow control allows.
+    fn flush<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         self.write(key, t);
         self.close_notify(key, t);
         self.resume_reading(key, t);
-        self.deliver_publishes(t);
+    }
+
+    /// Ends a finishing connection whose bytes are all written: shuts down our write
+    /// side first when it lingers for the peer's EOF, else forgets it (also one that
+    /// is done). Returns whether `key` is gone.
+    fn retire_if_done<T: Transport<IO>>(&mut self, key: usize, t: &mut T) -> bool {
         let Some(slot) = self.conns.get_mut(key) else {
-            return;
+            return true;
         };
         let written = slot.conn.is_finishing() && slot.all_sent();
         if written && slot.conn.lingers() && !slot.write_shut {
@@ -476,16 +494,25 @@ impl<S: Service, IO> Core<S, IO> {
         }
         if slot.conn.is_done() || (written && !slot.conn.lingers()) {
             self.remove(key, t);
-            return;
+            return true;
         }
-        if let Some(due) = slot.conn.next_due(&self.config) {
-            let core = &mut slot.conn.core;
-            if core.timer_due == 0 || due < core.timer_due {
-                // The tick the entry is filed under: a deadline the wheel has passed
-                // (a long turn) is filed at its next tick, and the fired entry is
-                // recognised by that tick.
-                core.timer_due = self.wheel.schedule(key, core.id.0, due);
-            }
+        false
+    }
+
+    /// Files `key`'s next deadline in the timer wheel, unless an earlier one is filed.
+    fn arm_timer(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(due) = slot.conn.next_due(&self.config) else {
+            return;
+        };
+        let state = &mut slot.conn.state;
+        if state.timer_due == 0 || due < state.timer_due {
+            // The tick the timer is filed under: a deadline the wheel has passed (a
+            // long turn) is filed at its next tick, and the fired timer is recognised
+            // by that tick.
+            state.timer_due = self.wheel.schedule(key, state.id.0, due);
         }
     }
 
@@ -540,8 +567,8 @@ impl<S: Service, IO> Core<S, IO> {
         // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
         // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB
         // or more in that arena is what makes it give the top back.
-        let cork = std::mem::take(&mut self.turn.cork);
-        self.turn.release_idle_memory();
+        let cork = std::mem::take(&mut self.reactor.cork);
+        self.reactor.release_idle_memory();
         let released = crate::server::allocator::release_free_memory();
         drop(cork);
         tracing::debug!(
@@ -554,10 +581,10 @@ impl<S: Service, IO> Core<S, IO> {
     /// Delivers publishes made by handlers to local subscribers, and keeps them for the
     /// other reactors.
     fn deliver_publishes<T: Transport<IO>>(&mut self, t: &mut T) {
-        if self.turn.publishes.is_empty() {
+        if self.reactor.publishes.is_empty() {
             return;
         }
-        let publishes = std::mem::take(&mut self.turn.publishes);
+        let publishes = std::mem::take(&mut self.reactor.publishes);
         self.deliver_local(&publishes, t);
         if self.shared.remotes.len() > 1 || self.shared.bridge.is_some() {
             self.outgoing.extend(publishes);
@@ -588,22 +615,22 @@ impl<S: Service, IO> Core<S, IO> {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &key in &dirty {
             if let Some(slot) = self.conns.get_mut(key) {
-                slot.conn.core.dirty = false;
-                self.contained(Some(key), t, |core, t| core.after_io(key, t));
+                slot.conn.state.dirty = false;
+                self.contained(Some(key), t, |core, t| core.served(key, t));
             }
         }
         // Connections delivered to while flushing are in `self.dirty` again, for the
         // next turn; the seal settles them with every other holder.
         let conns = &mut self.conns;
-        self.turn.batch.seal(|key, sealed| {
+        self.reactor.batch.seal(|key, sealed| {
             if let Some(slot) = conns.get_mut(key) {
-                slot.conn.core.settle(sealed);
+                slot.conn.state.settle(sealed);
             }
         });
         debug_assert!(
             self.conns
                 .iter()
-                .all(|(_, slot)| !slot.conn.core.outbox.holds_batch()),
+                .all(|(_, slot)| !slot.conn.state.outbox.holds_batch()),
             "a connection kept a range of the sealed turn batch"
         );
         dirty.clear();

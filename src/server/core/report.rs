@@ -1,7 +1,7 @@
 //! What a reactor tells the log about its own life (failures are in `containment.rs`).
 
-use crate::handler::Service;
 use crate::server::core::Core;
+use crate::server::handler::Service;
 
 impl<S: Service, IO> Core<S, IO> {
     /// The reactor returns after a graceful shutdown: `debug` when every connection

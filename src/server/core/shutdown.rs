@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use crate::handler::Service;
 use crate::server::core::{Core, Transport};
+use crate::server::handler::Service;
 use crate::server::shared::ShutdownPhase;
 
 impl<S: Service, IO> Core<S, IO> {
@@ -75,7 +75,7 @@ impl<S: Service, IO> Core<S, IO> {
                 if let Some(slot) = core.conns.get_mut(key) {
                     slot.conn.shut_down(&mut env);
                 }
-                core.after_io(key, t);
+                core.served(key, t);
             });
         }
     }

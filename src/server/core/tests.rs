@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Core, Transport};
-use crate::handler::{CloseInfo, Conn, Handler, Message, Request, Service, Upgrade};
 use crate::protocol::frame::{OpCode, encode_frame};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::{Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
+use crate::server::handler::{CloseInfo, Conn, Handler, Message, Request, Service, Upgrade};
 use crate::server::pubsub::{Interest, Publish};
 use crate::server::shared::{Remote, Shared, Wake};
 use crate::server::stats::Stats;
@@ -204,7 +204,7 @@ impl Harness {
         buf.truncate(held + bytes.len());
         self.core.received(key, &mut buf);
         self.core.write(key, &mut self.wire);
-        self.core.after_io(key, &mut self.wire);
+        self.core.served(key, &mut self.wire);
     }
 
     /// A masked text frame from the peer of `key`.
@@ -216,7 +216,7 @@ impl Harness {
     fn writable(&mut self, key: usize, budget: usize) {
         self.peer(key).budget = budget;
         self.core.write(key, &mut self.wire);
-        self.core.after_io(key, &mut self.wire);
+        self.core.served(key, &mut self.wire);
     }
 
     /// A graceful shutdown asked from another thread: the core settles at the end of
@@ -513,7 +513,7 @@ fn an_http_refusal_shuts_our_side_then_waits_for_eof() {
     assert!(h.peer(key).taken.starts_with(b"HTTP/1.1 404"));
     assert!(h.peer(key).shut, "our FIN after the response");
     h.core.eof(key);
-    h.core.after_io(key, &mut h.wire);
+    h.core.served(key, &mut h.wire);
     assert!(h.released(key).is_some());
 }
 

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use crate::handler::Service;
 use crate::server::core::{Core, Transport};
+use crate::server::handler::Service;
 
 impl<S: Service, IO> Core<S, IO> {
     /// Runs every connection timer due at `now` (handshake, idle and close
@@ -12,19 +12,19 @@ impl<S: Service, IO> Core<S, IO> {
         self.fired.clear();
         // The turn's clock moves to the time the wheel is moved to, so a timer that
         // came due while the turn ran (a long handler, say) finds its deadline passed.
-        self.turn.now = self.wheel.tick_of(now);
+        self.reactor.now = self.wheel.tick_of(now);
         self.wheel.advance(now, &mut self.fired);
         let fired = std::mem::take(&mut self.fired);
-        for entry in &fired {
-            let Some(slot) = self.conns.get_mut(entry.key) else {
+        for timer in &fired {
+            let Some(slot) = self.conns.get_mut(timer.key) else {
                 continue;
             };
-            let core = &slot.conn.core;
-            if core.id.0 != entry.id || core.timer_due != entry.due {
+            let state = &slot.conn.state;
+            if state.id.0 != timer.id || state.timer_due != timer.due {
                 continue;
             }
-            slot.conn.core.timer_due = 0;
-            self.contained(Some(entry.key), t, |core, t| core.fire_timer(entry.key, t));
+            slot.conn.state.timer_due = 0;
+            self.contained(Some(timer.key), t, |core, t| core.fire_timer(timer.key, t));
         }
         self.fired = fired;
     }
@@ -36,11 +36,11 @@ impl<S: Service, IO> Core<S, IO> {
         };
         let mut env = env!(self);
         slot.conn.on_timer(&mut env);
-        self.after_io(key, t);
+        self.served(key, t);
         // A connection whose timer fires has been quiet (or is closing): give back
         // the outbox allocation kept for busy subscribers.
         if let Some(slot) = self.conns.get_mut(key) {
-            slot.conn.core.outbox.release();
+            slot.conn.state.outbox.release();
         }
     }
 }

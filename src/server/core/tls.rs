@@ -13,10 +13,10 @@
 use std::cell::RefCell;
 use std::io;
 
-use crate::handler::Service;
 use crate::server::conn::{Connection, Env};
 use crate::server::core::transport::noting_writes;
 use crate::server::core::{Core, Slot, Transport};
+use crate::server::handler::Service;
 use crate::server::metrics::counters::RefusalReason;
 use crate::server::outbox::{Flushed, Outbox};
 use crate::server::stats::Stats;
@@ -82,16 +82,16 @@ impl<S: Service, IO> Core<S, IO> {
             }
             Err(Fatal(reason)) => {
                 tracing::debug!(
-                    conn = conn.core.id.0,
-                    peer = %conn.core.peer,
+                    conn = conn.state.id.0,
+                    peer = %conn.state.peer,
                     handshaking,
                     "TLS failed: {reason}"
                 );
                 if handshaking {
-                    Stats::bump(&env.turn.stats.handshake_refusals);
-                    env.turn.counters.refused(RefusalReason::Tls);
+                    Stats::bump(&env.reactor.stats.handshake_refusals);
+                    env.reactor.counters.refused(RefusalReason::Tls);
                 } else {
-                    Stats::bump(&env.turn.stats.protocol_errors);
+                    Stats::bump(&env.reactor.stats.protocol_errors);
                 }
                 // The alert the session queued goes out; then the connection ends
                 // (its deadline is not moved by more bytes after the failure).
@@ -101,7 +101,7 @@ impl<S: Service, IO> Core<S, IO> {
                     // A refusal (503 over capacity) waiting for the handshake can
                     // never be encrypted now: without it the alert goes and the
                     // connection ends at once, instead of at its close timeout.
-                    conn.core.outbox = Outbox::default();
+                    conn.state.outbox = Outbox::default();
                 }
             }
         }
@@ -113,41 +113,41 @@ impl<S: Service, IO> Core<S, IO> {
         BUFFERS.with_borrow_mut(|(_, sealed)| {
             loop {
                 let Some(slot) = self.conns.get_mut(key) else {
-                    self.turn.cork.clear();
+                    self.reactor.cork.clear();
                     return;
                 };
                 let Some(tls) = slot.tls.as_deref_mut() else {
                     return;
                 };
                 let io = &mut slot.io;
-                let outbox = &mut slot.conn.core.outbox;
-                let turn = &mut self.turn;
+                let outbox = &mut slot.conn.state.outbox;
+                let reactor = &mut self.reactor;
                 let had_queue = !outbox.is_empty();
                 // Ciphertext refused before goes first; only then is more encrypted, at
                 // most MAX_SEAL bytes at a time (the rest waits as plaintext).
                 let mut wrote = false;
                 let mut write = noting_writes(&mut *t, io, &mut wrote);
                 let sent = tls.send(sealed, &mut write).and_then(|sent| {
-                    let plaintext = !outbox.is_empty() || !turn.cork.is_empty();
+                    let plaintext = !outbox.is_empty() || !reactor.cork.is_empty();
                     if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
                         // The cork's plaintext waits in the outbox, unencrypted.
-                        outbox.flush_with(&mut turn.cork, &turn.batch, |_| {
+                        outbox.flush_with(&mut reactor.cork, &reactor.batch, |_| {
                             Err(io::ErrorKind::WouldBlock.into())
                         })?;
                         return Ok(sent);
                     }
                     if plaintext {
-                        outbox.flush_with(&mut turn.cork, &turn.batch, |slices| {
+                        outbox.flush_with(&mut reactor.cork, &reactor.batch, |slices| {
                             tls.encrypt(slices, sealed, MAX_SEAL)
                         })?;
                     }
                     tls.send(sealed, &mut write)
                 });
                 drop(write);
-                slot.conn.core.wrote_since_ping |= wrote && !slot.all_sent();
+                slot.conn.state.wrote_since_ping |= wrote && !slot.all_sent();
                 sealed.clear();
                 match sent {
-                    Ok(Flushed::All) if !slot.conn.core.outbox.is_empty() => {
+                    Ok(Flushed::All) if !slot.conn.state.outbox.is_empty() => {
                         // More plaintext than one step encrypts, or a handshake that
                         // is not complete yet (then it waits).
                         if !slot.tls.as_ref().is_some_and(|tls| tls.can_encrypt()) {
@@ -174,7 +174,7 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(tls) = slot.tls.as_deref_mut() else {
             return;
         };
-        if !slot.conn.is_finishing() || !slot.conn.core.outbox.is_empty() {
+        if !slot.conn.is_finishing() || !slot.conn.state.outbox.is_empty() {
             return;
         }
         let io = &mut slot.io;
@@ -192,12 +192,12 @@ impl<S: Service, IO> Core<S, IO> {
 impl<H, IO> Slot<H, IO> {
     /// Bytes that wait for the socket: plaintext queued, and ciphertext refused.
     pub(super) fn unsent(&self) -> usize {
-        self.conn.core.outbox.len() + self.tls.as_ref().map_or(0, |tls| tls.unsent_len())
+        self.conn.state.outbox.len() + self.tls.as_ref().map_or(0, |tls| tls.unsent_len())
     }
 
     /// Whether everything queued for the connection went out.
     pub(super) fn all_sent(&self) -> bool {
-        self.conn.core.outbox.is_empty() && self.tls.as_ref().is_none_or(|tls| !tls.has_unsent())
+        self.conn.state.outbox.is_empty() && self.tls.as_ref().is_none_or(|tls| !tls.has_unsent())
     }
 }
 

@@ -31,7 +31,7 @@ pub(crate) trait Transport<IO> {
     /// Whether [`Transport::write`] defers rather than writes (a completion driver):
     /// its `WouldBlock` then means "queued for the turn's submission", not "the
     /// socket is full", and sends queued behind such bytes are not backpressure
-    /// (see [`crate::server::conn_api::ConnCore::socket_full`]).
+    /// (see [`crate::server::conn::state::ConnState::socket_full`]).
     fn defers_writes(&self) -> bool {
         false
     }
@@ -59,7 +59,7 @@ pub(crate) trait Transport<IO> {
 }
 
 /// `t`'s [`Transport::write`] for `io`, noting in `wrote` whether the socket took any
-/// byte (for [`crate::server::conn_api::ConnCore::wrote_since_ping`]).
+/// byte (for [`crate::server::conn::state::ConnState::wrote_since_ping`]).
 pub(super) fn noting_writes<'a, IO, T: Transport<IO>>(
     t: &'a mut T,
     io: &'a mut IO,

@@ -5,8 +5,8 @@
 
 use std::io;
 
-use crate::handler::Service;
 use crate::server::core::Core;
+use crate::server::handler::Service;
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
 

@@ -17,11 +17,11 @@ use std::time::Instant;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
-use crate::handler::Service;
 use crate::server::config::ServerConfig;
 use crate::server::core::{Core, Transport};
 use crate::server::driver::AcceptPause;
 use crate::server::failure::{ReactorFailure, panic_message};
+use crate::server::handler::Service;
 use crate::server::shared::{Shared, Wake};
 use crate::server::stats::Stats;
 
@@ -323,7 +323,7 @@ impl<S: Service> EpollDriver<S> {
             if readiness.readable || readiness.hung_up {
                 read(core, read_buf, ops, key);
             }
-            core.after_io(key, ops);
+            core.served(key, ops);
         });
     }
 

@@ -10,9 +10,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::handler::Service;
 use crate::server::config::{Backend, ServerConfig};
 use crate::server::failure::ReactorFailure;
+use crate::server::handler::Service;
 use crate::server::shared::{Shared, Wake};
 
 mod accept_pause;

@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use crate::server::slots::Slots;
 
-use crate::handler::Service;
 use crate::server::config::ServerConfig;
 use crate::server::core::{Core, Transport};
 use crate::server::driver::AcceptPause;
 use crate::server::failure::{ReactorFailure, panic_message};
+use crate::server::handler::Service;
 use crate::server::shared::{Shared, Wake};
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
@@ -679,7 +679,7 @@ impl<S: Service> UringDriver<S> {
                         let _ = ops.ring.cancel(recv, user_data(Kind::Other, 0, 0));
                     }
                 }
-                core.after_io(key, ops);
+                core.served(key, ops);
             }
             e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
                 if e == -libc::ENOBUFS {
@@ -699,7 +699,7 @@ impl<S: Service> UringDriver<S> {
             }
             _ => {
                 core.eof(key);
-                core.after_io(key, ops);
+                core.served(key, ops);
             }
         });
     }
@@ -726,7 +726,7 @@ impl<S: Service> UringDriver<S> {
             core.sent(key, written, short, ops);
             if eof_pending && core.is_flushed(key) {
                 core.eof(key);
-                core.after_io(key, ops);
+                core.served(key, ops);
             }
         });
         drop(op.buffers);

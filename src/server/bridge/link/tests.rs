@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::protocol::frame::OpCode;
 use crate::server::bridge::BridgeState;
-use crate::server::turn::encode_shared;
+use crate::server::encode::encode_shared;
 
 fn link(max_buffered_bytes: usize) -> BridgeLink {
     BridgeLink::new(Arc::new(Core::new(BridgeLimits {

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::handler::{Conn, Handler, Message, Request, Service, Upgrade};
 use crate::server::config::ServerConfig;
+use crate::server::conn::state::ConnState;
 use crate::server::conn::{Connection, Env, Phase, ticks};
-use crate::server::conn_api::{ConnCore, ConnId};
+use crate::server::conn_api::ConnId;
+use crate::server::handler::{Conn, Handler, Message, Request, Service, Upgrade};
 use crate::server::http::HttpResponse;
+use crate::server::reactor_state::ReactorState;
 use crate::server::timer::Tick;
-use crate::server::turn::Turn;
 
 struct Never;
 
@@ -42,16 +43,16 @@ impl Service for Site {
 
 struct Harness {
     conn: Connection<Never>,
-    turn: Turn,
+    reactor: ReactorState,
     config: ServerConfig,
 }
 
 impl Harness {
     fn new(config: ServerConfig) -> Self {
-        let core = ConnCore::new(0, ConnId(1), "127.0.0.1:5000".parse().unwrap(), 0);
+        let state = ConnState::new(0, ConnId(1), "127.0.0.1:5000".parse().unwrap(), 0);
         Self {
-            conn: Connection::new(core, &config, 0),
-            turn: Turn::new(Arc::default(), Arc::default()),
+            conn: Connection::new(state, &config, 0),
+            reactor: ReactorState::new(Arc::default(), Arc::default()),
             config,
         }
     }
@@ -63,18 +64,18 @@ impl Harness {
         let mut env = Env {
             service: &Site,
             config: &self.config,
-            turn: &mut self.turn,
+            reactor: &mut self.reactor,
         };
         self.conn.receive(&mut data, &mut env);
-        String::from_utf8(std::mem::take(&mut self.turn.cork)).unwrap()
+        String::from_utf8(std::mem::take(&mut self.reactor.cork)).unwrap()
     }
 
     fn tick(&mut self, now: Tick) {
-        self.turn.now = now;
+        self.reactor.now = now;
         let mut env = Env {
             service: &Site,
             config: &self.config,
-            turn: &mut self.turn,
+            reactor: &mut self.reactor,
         };
         self.conn.on_timer(&mut env);
     }
@@ -118,7 +119,7 @@ fn a_body_with_its_head_reaches_the_service_and_the_connection_stays() {
     // The next request on the same connection.
     let out = h.feed(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(bodies(&out), ["GET /two "]);
-    assert_eq!(h.turn.stats.snapshot().http_requests, 2);
+    assert_eq!(h.reactor.stats.snapshot().http_requests, 2);
 }
 
 #[test]
@@ -212,7 +213,7 @@ fn a_panicking_service_gets_500_and_the_connection_goes_on() {
     let mut h = Harness::new(ServerConfig::default());
     let out = h.feed(b"GET /panic HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 500"), "{out}");
-    assert_eq!(h.turn.stats.snapshot().handler_panics, 1);
+    assert_eq!(h.reactor.stats.snapshot().handler_panics, 1);
     assert!(h.kept_alive());
 }
 
@@ -254,8 +255,8 @@ fn an_idle_kept_alive_connection_is_closed_at_keep_alive_timeout() {
     assert!(h.kept_alive());
     h.tick(due);
     assert!(h.conn.is_done());
-    assert_eq!(h.turn.stats.snapshot().http_idle_timeouts, 1);
-    assert_eq!(h.turn.stats.snapshot().handshake_timeouts, 0);
+    assert_eq!(h.reactor.stats.snapshot().http_idle_timeouts, 1);
+    assert_eq!(h.reactor.stats.snapshot().handshake_timeouts, 0);
 }
 
 #[test]
@@ -268,7 +269,7 @@ fn a_started_request_gets_handshake_timeout() {
     assert_eq!(due, 3 + ticks(h.config.handshake_timeout));
     h.tick(due);
     assert!(h.conn.is_done());
-    assert_eq!(h.turn.stats.snapshot().handshake_timeouts, 1);
+    assert_eq!(h.reactor.stats.snapshot().handshake_timeouts, 1);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{Client, ClientMessage};
-use crate::handler::{CloseInfo, Conn, Handler, Message, Request, Upgrade};
+use crate::server::handler::{CloseInfo, Conn, Handler, Message, Request, Upgrade};
 use crate::server::testing::{PANIC_IN_REACTOR, PANIC_ON_DELIVERY, PANIC_ON_READ};
 use crate::{Server, ServerHandle};
 

@@ -2,7 +2,7 @@
 //! the turn batch outliving its turn).
 //!
 //! The real parts: topics, the grouping of publishes into runs, the turn batch and its
-//! holders, each subscriber's `ConnCore` (backpressure policy) and `Outbox`, control
+//! holders, each subscriber's `ConnState` (backpressure policy) and `Outbox`, control
 //! frames queued by timers and sends, and seals. The test plays the reactor: it
 //! interleaves publishes from several publishers to several topics (small frames that
 //! are batched and large ones that are not), deliveries, writes to sockets that take
@@ -17,16 +17,17 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::next_run;
-use crate::handler::Message;
 use crate::protocol::frame::OpCode;
 use crate::server::batch::TurnBatch;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
-use crate::server::conn_api::{ConnCore, ConnId};
+use crate::server::conn::state::ConnState;
+use crate::server::conn_api::ConnId;
+use crate::server::encode::encode_into;
+use crate::server::handler::Message;
 use crate::server::outbox::Delivery;
 use crate::server::pubsub::{Publish, Topics};
 use crate::server::stats::Stats;
 use crate::server::testing::Limited;
-use crate::server::turn::encode_into;
 
 const TOPICS: [&str; 2] = ["a", "b"];
 
@@ -72,7 +73,7 @@ fn step(subscribers: usize, publishers: usize) -> impl Strategy<Value = Step> {
 
 /// A subscriber: its connection state, its socket, and what it must receive.
 struct Subscriber {
-    core: ConnCore,
+    core: ConnState,
     socket: Limited,
     /// Every frame queued for it, in order.
     expected: Vec<Bytes>,
@@ -103,7 +104,7 @@ impl Model {
                     topics.subscribe(topic, key);
                 }
                 Subscriber {
-                    core: ConnCore::new(key, ConnId(key as u64 + 1), peer, 0),
+                    core: ConnState::new(key, ConnId(key as u64 + 1), peer, 0),
                     socket: Limited::default(),
                     expected: Vec::new(),
                 }

@@ -223,7 +223,7 @@ fn a_slow_reader_holds_at_most_one_step_of_ciphertext_the_rest_stays_plaintext()
     h.read(client.key, &out);
     let slot = h.core.conns.get(client.key).unwrap();
     let ciphertext = slot.tls.as_ref().unwrap().unsent_len();
-    let plaintext = slot.conn.core.outbox.len();
+    let plaintext = slot.conn.state.outbox.len();
     assert!(
         ciphertext > 0 && ciphertext <= MAX_SEAL + 4 * 32,
         "{ciphertext}"

@@ -3,10 +3,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use crate::protocol::deflate::{DeflateConfig, pool};
-use crate::protocol::frame::{MAX_HEADER_LEN, OpCode, RSV1, encode_header};
 use crate::server::batch::TurnBatch;
 use crate::server::handle::ServerHandle;
 use crate::server::metrics::counters::ReactorCounters;
@@ -18,9 +14,11 @@ use crate::server::timer::Tick;
 /// The cork's room while a reactor serves connections; an idle reactor holds none.
 pub(crate) const CORK_CAPACITY: usize = 64 << 10;
 
-/// Per-reactor scratch and registries, lent to the connection being served.
+/// The reactor's state a connection may touch while it is served (per-turn scratch:
+/// the cork, publishes, the turn batch; per-reactor: topics, the clock, counters),
+/// lent to it by the core through `Conn` and `conn::Env`.
 #[derive(Debug)]
-pub(crate) struct Turn {
+pub(crate) struct ReactorState {
     /// Frames sent by the connection being served, written when it is done.
     pub cork: Vec<u8>,
     /// Publishes made by handlers, delivered once the publisher's callback returned.
@@ -38,14 +36,11 @@ pub(crate) struct Turn {
     /// The server, as [`crate::Request::server`] shows it to a service.
     pub server: ServerHandle,
     /// Where a message sent with permessage-deflate is compressed before it is
-    /// framed (reused; given back past [`MAX_KEPT_SCRATCH`]).
+    /// framed (reused; see `encode::deflate_message`).
     pub scratch: Vec<u8>,
 }
 
-/// A compression scratch buffer larger than this is not kept after use.
-const MAX_KEPT_SCRATCH: usize = 256 << 10;
-
-impl Turn {
+impl ReactorState {
     /// The turn state of reactor `index` of the server `shared`.
     pub fn for_reactor(shared: &Arc<Shared>, index: usize) -> Self {
         Self {
@@ -68,11 +63,11 @@ impl Turn {
     }
 }
 
-impl Turn {
+impl ReactorState {
     /// Gives back scratch memory grown by a crowd of connections, once none is left.
     ///
     /// Allocates nothing: the cork is dropped, not replaced, and comes back with the
-    /// next connection ([`Turn::reserve_cork`]). A buffer allocated here would be placed
+    /// next connection ([`ReactorState::reserve_cork`]). A buffer allocated here would be placed
     /// among the pages the crowd just freed, often high in this thread's arena, and keep
     /// what lies below it from going back to the system.
     pub fn release_idle_memory(&mut self) {
@@ -92,83 +87,26 @@ impl Turn {
     }
 }
 
-/// Appends an unmasked server frame to `out`.
-pub(crate) fn encode_into(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    encode_frame_into(out, opcode, payload, false);
-}
-
-/// Appends an unmasked server frame to `out`, with RSV1 set when `compressed` (the
-/// payload is a permessage-deflate message, RFC 7692 section 6).
-pub(crate) fn encode_frame_into(
-    out: &mut Vec<u8>,
-    opcode: OpCode,
-    payload: &[u8],
-    compressed: bool,
-) {
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let n = encode_header(&mut header, true, opcode, payload.len() as u64, None);
-    if compressed {
-        header[0] |= RSV1 << 4;
-    }
-    out.reserve(n + payload.len());
-    out.extend_from_slice(&header[..n]);
-    out.extend_from_slice(payload);
-}
-
-/// An unmasked server frame in its own shared buffer (for queues and broadcast).
-pub(crate) fn encode_shared(opcode: OpCode, payload: &[u8]) -> Bytes {
-    encode_shared_frame(opcode, payload, false)
-}
-
-/// [`encode_frame_into`] into a buffer of its own.
-pub(crate) fn encode_shared_frame(opcode: OpCode, payload: &[u8], compressed: bool) -> Bytes {
-    let mut out = Vec::with_capacity(payload.len() + 10);
-    encode_frame_into(&mut out, opcode, payload, compressed);
-    Bytes::from(out)
-}
-
-/// Compresses `payload` into `scratch` (cleared first) for a connection that
-/// negotiated permessage-deflate with windows up to `window` bits, if `config` says
-/// it is worth it: at least `min_message_size` bytes, and smaller once compressed.
-/// Returns whether `scratch` holds the compressed payload to send (RSV1 set);
-/// otherwise the message goes out as it is.
-pub(crate) fn deflate_message(
-    scratch: &mut Vec<u8>,
-    window: Option<u8>,
-    config: Option<&DeflateConfig>,
-    payload: &[u8],
-) -> bool {
-    let (Some(window), Some(config)) = (window, config) else {
-        return false;
-    };
-    if payload.len() < config.min_message_size {
-        return false;
-    }
-    if scratch.capacity() > MAX_KEPT_SCRATCH {
-        *scratch = Vec::new();
-    }
-    scratch.clear();
-    pool::compress(config.level, window, payload, scratch) && scratch.len() < payload.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::frame::OpCode;
+    use crate::server::encode::encode_into;
 
     #[test]
     fn an_idle_turn_holds_no_cork_until_a_connection_comes() {
-        let mut turn = Turn::new(Arc::default(), Arc::default());
-        assert!(turn.cork.capacity() >= CORK_CAPACITY);
-        encode_into(&mut turn.cork, OpCode::Text, b"hello");
-        turn.cork.clear();
-        turn.release_idle_memory();
-        assert_eq!(turn.cork.capacity(), 0);
-        assert_eq!(turn.publishes.capacity(), 0);
-        turn.reserve_cork();
-        assert!(turn.cork.capacity() >= CORK_CAPACITY);
+        let mut reactor = ReactorState::new(Arc::default(), Arc::default());
+        assert!(reactor.cork.capacity() >= CORK_CAPACITY);
+        encode_into(&mut reactor.cork, OpCode::Text, b"hello");
+        reactor.cork.clear();
+        reactor.release_idle_memory();
+        assert_eq!(reactor.cork.capacity(), 0);
+        assert_eq!(reactor.publishes.capacity(), 0);
+        reactor.reserve_cork();
+        assert!(reactor.cork.capacity() >= CORK_CAPACITY);
         // A cork that has room is left as it is.
-        let before = turn.cork.as_ptr();
-        turn.reserve_cork();
-        assert_eq!(turn.cork.as_ptr(), before);
+        let before = reactor.cork.as_ptr();
+        reactor.reserve_cork();
+        assert_eq!(reactor.cork.as_ptr(), before);
     }
 }
