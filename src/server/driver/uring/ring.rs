@@ -50,26 +50,51 @@ impl Completion {
 }
 
 /// Vectored-write memory handed to the kernel: the iovec array and the bytes it points
-/// at, owned until the completion (see the module docs).
+/// at, owned until the completion (see the module docs). Reused: once its write
+/// completed, [`SendBuffers::clear`] drops the bytes and keeps both lists' room for
+/// the next write.
+#[derive(Default)]
 pub(crate) struct SendBuffers {
     /// Owns the memory the iovecs point at; held, never read, until the completion.
-    #[allow(dead_code, reason = "held for the kernel, not read")]
     chunks: Vec<bytes::Bytes>,
-    iovecs: Box<[libc::iovec]>,
+    iovecs: Vec<libc::iovec>,
 }
 
 impl SendBuffers {
-    /// The iovecs of `chunks` (the `Bytes` own the memory; their heap buffers do not
-    /// move when the `Vec` or this struct does).
+    /// The buffers of a write of `chunks`.
     pub fn new(chunks: Vec<bytes::Bytes>) -> Self {
-        let iovecs = chunks
-            .iter()
-            .map(|chunk| libc::iovec {
+        Self {
+            chunks,
+            iovecs: Vec::new(),
+        }
+    }
+
+    /// The list to append a write's bytes to ([`Ring::writev`] points the iovecs at
+    /// them).
+    pub fn chunks_mut(&mut self) -> &mut Vec<bytes::Bytes> {
+        &mut self.chunks
+    }
+
+    /// Points the iovecs at the chunks (the `Bytes` own the memory; their heap buffers
+    /// do not move when the `Vec` or this struct does).
+    fn seal(&mut self) {
+        self.iovecs.clear();
+        self.iovecs
+            .extend(self.chunks.iter().map(|chunk| libc::iovec {
                 iov_base: chunk.as_ptr() as *mut libc::c_void,
                 iov_len: chunk.len(),
-            })
-            .collect();
-        Self { chunks, iovecs }
+            }));
+    }
+
+    /// Drops the bytes of a completed write; keeps the lists' room.
+    pub fn clear(&mut self) {
+        self.iovecs.clear();
+        self.chunks.clear();
+    }
+
+    /// How many chunks the lists have room for.
+    pub fn capacity(&self) -> usize {
+        self.chunks.capacity().min(self.iovecs.capacity())
     }
 }
 
@@ -245,14 +270,16 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
-    /// Queues a vectored write of `buffers` on `socket`. The caller keeps `buffers`
-    /// in its operations table, unmoved, until this operation's completion.
+    /// Queues a vectored write of `buffers`' chunks on `socket`. The caller keeps
+    /// `buffers` in its operations table, unmoved and untouched, until this
+    /// operation's completion.
     pub fn writev(
         &mut self,
         socket: RawFd,
-        buffers: &SendBuffers,
+        buffers: &mut SendBuffers,
         user_data: u64,
     ) -> io::Result<()> {
+        buffers.seal();
         let entry = opcode::Writev::new(
             types::Fd(socket),
             buffers.iovecs.as_ptr(),
