@@ -358,7 +358,7 @@ impl<S: Service, IO> Core<S, IO> {
             let flushed = slot.conn.core.outbox.flush_with(
                 &mut turn.cork,
                 &turn.batch,
-                transport::noting_writes(t, io, &mut wrote),
+                transport::noting_writes(t, key, io, &mut wrote),
             );
             slot.conn.core.wrote_since_ping |= wrote && !slot.all_sent();
             if !self.flushed(key, flushed, had_queue, t) {
