@@ -725,6 +725,7 @@ impl<S: Service> UringDriver<S> {
             e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
                 if e == -libc::ENOBUFS {
                     Stats::bump(&core.shared().stats.recv_buffers_exhausted);
+                    ops.ring.ran_dry();
                 }
                 if let Some(bid) = completion.buffer() {
                     ops.ring.recycle(bid);
@@ -876,6 +877,34 @@ mod tests {
             std::mem::size_of::<Socket>()
                 <= std::mem::size_of::<crate::server::driver::epoll::Socket>()
         );
+    }
+
+    #[test]
+    fn provided_buffers_are_lent_as_receives_run_dry_up_to_all_of_them() {
+        // Without io_uring here (seccomp, an old kernel), there is nothing to test.
+        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
+            return;
+        };
+        assert_eq!(ring.lent(), 32);
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 64);
+        // Many receives finding the ring dry in one batch grow it once.
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 64);
+        ring.submit_and_wait(Some(std::time::Duration::ZERO))
+            .unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+        ring.submit_and_wait(Some(std::time::Duration::ZERO))
+            .unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+
+        // A ring smaller than the first loan lends all of it at once.
+        let Ok(ring) = Ring::new(8, 2, 4096 + HEADROOM) else {
+            return;
+        };
+        assert_eq!(ring.lent(), 2);
     }
 
     #[test]
