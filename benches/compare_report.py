@@ -136,6 +136,11 @@ md.append(table("Latency p99 (microseconds)", "p99_us", "{:,.0f}", load_rows,
 if idle_rows:
     md.append(table("Idle memory per connection (bytes)", "bytes_per_conn", "{:,.0f}", idle_rows,
                     "(server RSS with the connections open - RSS before) / open connections."))
+    md.append(table("Idle memory per connection at the margin (bytes)", "marginal_bytes_per_conn",
+                    "{:,.0f}", idle_rows,
+                    "(server RSS at the end - RSS with the first half open) / connections opened"
+                    " since: what one more connection costs, without what a reactor spends once"
+                    " (n/a: results from a load generator without the staged measurement)."))
 md.append("## Errors\n\n" + ("\n".join(errors) if errors else "None: every run verified clean and moved messages.") + "\n")
 if "have_broadcast=0" in note:
     md.append("wavecore's broadcast rows are missing: `examples/broadcast.rs` did not exist.\n")

@@ -19,7 +19,10 @@ pub enum Mode {
     /// latency: from the send time in the payload to delivery
     Broadcast,
     /// Opens --connections connections and holds them idle for --duration seconds; with
-    /// --server-pid, reports the server's memory per connection
+    /// --server-pid, reports the server's memory per connection: on average (all of its
+    /// growth over the open connections), and at the margin (the growth from the first
+    /// half of the connections to all of them, over the second half, which leaves out
+    /// what the server spends once, however many connect)
     Connect,
     /// All at once against a server like examples/broadcast, for --duration seconds:
     /// --connections broadcast subscribers and --publishers publishers (checked for
@@ -134,6 +137,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether connections open in two halves, with the server's memory measured after
+    /// each (connect mode with a server to measure): the first half, then, once the
+    /// server has been idle as long as it will be at the end, the rest.
+    pub fn staged(&self) -> bool {
+        self.mode == Mode::Connect && self.server_pid.is_some()
+    }
+
     /// Publishing connections: `publishers` in broadcast mode, none otherwise.
     pub fn publishing(&self) -> usize {
         if matches!(self.mode, Mode::Broadcast | Mode::Soak) {

@@ -23,6 +23,9 @@ pub struct Report {
     pub server_cpu: Option<f64>,
     /// Server RSS in KiB before any connection was opened.
     pub rss_before: Option<u64>,
+    /// A staged run ([`Config::staged`]): connections open after the first half, and
+    /// the server's RSS in KiB then.
+    pub halfway: Option<(usize, u64)>,
     /// Server RSS in KiB when the window closed.
     pub rss_after: Option<u64>,
 }
@@ -47,6 +50,24 @@ impl Report {
     pub fn cpu_us_per_msg(&self) -> Option<f64> {
         let cpu = self.server_cpu?;
         (self.tally.messages > 0).then(|| cpu * 1e6 / self.tally.messages as f64)
+    }
+
+    /// Server bytes per open connection: its RSS growth over the connections open at
+    /// the end.
+    pub fn bytes_per_conn(&self) -> Option<f64> {
+        let (before, after) = self.rss_before.zip(self.rss_after)?;
+        (self.established > 0)
+            .then(|| (after as f64 - before as f64) * 1024.0 / self.established as f64)
+    }
+
+    /// A staged run: server bytes per connection at the margin, the RSS growth from
+    /// the first half to the end over the connections opened in between (what the
+    /// server spends once, whatever the number of connections, is not in it).
+    pub fn marginal_bytes_per_conn(&self) -> Option<f64> {
+        let (open, halfway) = self.halfway?;
+        let after = self.rss_after?;
+        (self.established > open)
+            .then(|| (after as f64 - halfway as f64) * 1024.0 / (self.established - open) as f64)
     }
 
     fn mode(&self) -> &'static str {
@@ -124,9 +145,19 @@ impl Report {
                 s,
                 "  server RSS: {before} KiB before, {after} KiB at the end"
             );
-            if self.established > 0 {
-                let per = (after as f64 - before as f64) * 1024.0 / self.established as f64;
+            if let Some(per) = self.bytes_per_conn() {
                 let _ = write!(s, " ({per:.0} B per open connection)");
+            }
+            s.push('\n');
+        }
+        if let (Some((open, halfway)), Some(after)) = (self.halfway, self.rss_after) {
+            let _ = write!(
+                s,
+                "  at the margin: {halfway} KiB with {open} open, {after} KiB with {}",
+                self.established
+            );
+            if let Some(per) = self.marginal_bytes_per_conn() {
+                let _ = write!(s, " ({per:.0} B per connection in between)");
             }
             s.push('\n');
         }
@@ -164,7 +195,9 @@ impl Report {
                 "\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},",
                 "\"errors\":{},\"lost\":{},\"out_of_order\":{},\"first_error\":{},",
                 "\"server_cpu_s\":{},\"server_cpu_us_per_msg\":{},",
-                "\"server_rss_kib_before\":{},\"server_rss_kib\":{}}}"
+                "\"server_rss_kib_before\":{},\"server_rss_kib\":{},",
+                "\"bytes_per_conn\":{},\"halfway_established\":{},",
+                "\"server_rss_kib_halfway\":{},\"marginal_bytes_per_conn\":{}}}"
             ),
             self.mode(),
             c.host,
@@ -200,6 +233,10 @@ impl Report {
             opt(self.cpu_us_per_msg()),
             opt_u(self.rss_before),
             opt_u(self.rss_after),
+            opt(self.bytes_per_conn()),
+            opt_u(self.halfway.map(|(open, _)| open as u64)),
+            opt_u(self.halfway.map(|(_, rss)| rss)),
+            opt(self.marginal_bytes_per_conn()),
         )
     }
 }

@@ -29,7 +29,12 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let progress = Progress::new(cfg.progress, cfg.connections + cfg.publishing());
     let rss_before = cfg.server_pid.and_then(procfs::rss_kib);
     let threads = spawn(&cfg, &shared, plan::per_thread(&cfg))?;
-    let setup = wait_ready(&cfg, &shared, &progress);
+    let (first_half, halfway) = if cfg.staged() {
+        wait_halfway(&cfg, &shared, &progress)
+    } else {
+        (Duration::ZERO, None)
+    };
+    let setup = first_half + wait_ready(&cfg, &shared, &progress);
     if cfg.publish_to.is_some() {
         // Cross-node: the subscribers' server subscribes on the broker when its first
         // subscriber arrives; give it that long before anything is published.
@@ -63,6 +68,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         tally,
         server_cpu: end.server_cpu,
         rss_before,
+        halfway,
         rss_after: end.rss_after,
     })
 }
@@ -100,6 +106,37 @@ fn wait_ready(cfg: &Config, shared: &Shared, progress: &Progress) -> Duration {
         std::thread::sleep(Duration::from_millis(5));
     }
     setup_start.elapsed()
+}
+
+/// A staged run: waits for the first half of the connections to open (or fail),
+/// then as long as the server will be idle before its memory is measured at the end
+/// (the warm-up and the window), measures it, and lets the second half open. Returns
+/// how long the first half took to open, and the connections open with the server's
+/// RSS in KiB at that point (`None` if the run was aborted or the server could not
+/// be read).
+fn wait_halfway(
+    cfg: &Config,
+    shared: &Shared,
+    progress: &Progress,
+) -> (Duration, Option<(usize, u64)>) {
+    let start = Instant::now();
+    let limit = Duration::from_secs(30 + (cfg.connections / 2000) as u64);
+    while shared.halfway.load(Ordering::SeqCst) < cfg.threads {
+        progress.connecting(shared.established.load(Ordering::Relaxed));
+        if start.elapsed() > limit || shared.abort.load(Ordering::Relaxed) {
+            shared.abort.store(true, Ordering::SeqCst);
+            return (start.elapsed(), None);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let opened = start.elapsed();
+    std::thread::sleep(cfg.warmup + cfg.duration);
+    let halfway = cfg.server_pid.and_then(procfs::rss_kib).map(|rss| {
+        let established = shared.established.load(Ordering::Relaxed);
+        (established, rss)
+    });
+    shared.second_half.store(true, Ordering::SeqCst);
+    (opened, halfway)
 }
 
 /// Starts the workload now: the window opens after the warm-up.

@@ -22,6 +22,11 @@ pub struct Shared {
     pub epoch: Instant,
     /// Threads whose connections are all open (or failed).
     pub ready: AtomicUsize,
+    /// A staged run ([`crate::config::Config::staged`]): threads whose connections of
+    /// the first half are all open (or failed).
+    pub halfway: AtomicUsize,
+    /// A staged run: set by the main thread when the second half may open.
+    pub second_half: AtomicBool,
     /// Connections past their handshake.
     pub established: AtomicUsize,
     /// Set by the main thread once every thread is ready.
@@ -46,6 +51,8 @@ impl Shared {
         Self {
             epoch: Instant::now(),
             ready: AtomicUsize::new(0),
+            halfway: AtomicUsize::new(0),
+            second_half: AtomicBool::new(false),
             established: AtomicUsize::new(0),
             window: OnceLock::new(),
             abort: AtomicBool::new(false),

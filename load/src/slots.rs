@@ -49,6 +49,9 @@ pub struct Slots {
     todo: std::vec::IntoIter<Spec>,
     /// Connections this thread opens in all.
     total: usize,
+    /// Connections this thread may open so far: `total`, unless a staged run holds its
+    /// second half back ([`Slots::allow`]).
+    allowed: usize,
     /// Connections past their handshake.
     open: usize,
     /// Connections that failed (to open or later).
@@ -72,6 +75,7 @@ impl Slots {
             poll,
             slots: Vec::with_capacity(specs.len()),
             total: specs.len(),
+            allowed: specs.len(),
             todo: specs.into_iter(),
             open: 0,
             failed: 0,
@@ -85,6 +89,16 @@ impl Slots {
     /// Whether every connection is open or has failed.
     pub fn settled(&self) -> bool {
         self.open + self.failed + self.ended == self.total
+    }
+
+    /// Lets the first `allowed` connections open (at most all of them).
+    pub fn allow(&mut self, allowed: usize) {
+        self.allowed = allowed.min(self.total);
+    }
+
+    /// Whether the connections allowed so far are all open or have failed.
+    pub fn settled_allowed(&self) -> bool {
+        self.slots.len() == self.allowed && self.open + self.failed + self.ended >= self.allowed
     }
 
     /// Whether every connection has ended (failed or closed).
@@ -116,7 +130,9 @@ impl Slots {
     /// Opens more connections while few are in progress.
     pub fn open_more(&mut self, cfg: &Config, shared: &Shared, tally: &mut Tally) {
         let all = cfg.connections + cfg.publishing();
-        while self.slots.len() - self.open - self.failed < MAX_CONNECTING {
+        while self.slots.len() < self.allowed
+            && self.slots.len() - self.open - self.failed < MAX_CONNECTING
+        {
             let Some(spec) = self.todo.next() else { break };
             let source = (all > SPREAD_ABOVE)
                 .then(|| Ipv4Addr::new(127, 0, 0, 2 + (spec.index / PER_SOURCE) as u8));

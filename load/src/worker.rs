@@ -31,10 +31,22 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
             return tally;
         }
     };
+    // A staged run opens the connections of the first half (the lowest indices, first
+    // in each thread's list) until the main thread lets the rest open.
+    let first_half = cfg.staged().then(|| {
+        specs
+            .iter()
+            .filter(|s| s.index < cfg.connections / 2)
+            .count()
+    });
+    let mut slots = Slots::new(poll, specs);
+    if let Some(first_half) = first_half {
+        slots.allow(first_half);
+    }
     let mut worker = Worker {
         cfg,
         shared,
-        slots: Slots::new(poll, specs),
+        slots,
         events: Events::with_capacity(1024),
         local: Local {
             tally: Tally::default(),
@@ -43,6 +55,8 @@ pub fn run(cfg: &Config, shared: &Shared, specs: Vec<Spec>) -> Tally {
             scratch: Vec::with_capacity(cfg.size),
         },
         ready_sent: false,
+        halfway: first_half.is_some(),
+        halfway_sent: false,
         started: false,
         draining: false,
         wake: None,
@@ -60,6 +74,11 @@ struct Worker<'a> {
     local: Local,
     /// Whether this thread has told the main thread its connections are settled.
     ready_sent: bool,
+    /// A staged run, before the second half may open: the thread is to tell the main
+    /// thread when its first half is settled, then wait.
+    halfway: bool,
+    /// Whether it has told it.
+    halfway_sent: bool,
     /// Whether the roles have started (the window is known).
     started: bool,
     /// Whether the slow consumers are being read again (after their window).
@@ -103,6 +122,7 @@ impl Worker<'_> {
     fn run(&mut self) {
         loop {
             let (cfg, shared) = (self.cfg, self.shared);
+            self.report_halfway();
             self.slots.open_more(cfg, shared, &mut self.local.tally);
             self.report_ready();
             let now = Instant::now();
@@ -154,8 +174,27 @@ impl Worker<'_> {
         true
     }
 
+    /// A staged run: tells the main thread, once, that every connection of this
+    /// thread's first half is open or failed; lets the rest open once the main thread
+    /// says so.
+    fn report_halfway(&mut self) {
+        if !self.halfway {
+            return;
+        }
+        if self.shared.second_half.load(Ordering::SeqCst) {
+            self.halfway = false;
+            self.slots.allow(usize::MAX);
+        } else if self.slots.settled_allowed() && !self.halfway_sent {
+            self.halfway_sent = true;
+            self.shared.halfway.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Tells the main thread, once, that every connection is open or failed.
     fn report_ready(&mut self) {
+        if self.halfway {
+            return;
+        }
         if !self.ready_sent && self.slots.settled() {
             self.ready_sent = true;
             self.shared.ready.fetch_add(1, Ordering::SeqCst);

@@ -97,3 +97,40 @@ fn refused_connections_are_errors() {
     assert_eq!(report.tally.errors, 3);
     assert_eq!(report.established, 0);
 }
+
+#[test]
+fn connect_with_a_server_pid_measures_halfway_and_at_the_margin() {
+    let server = server();
+    let cfg = Config {
+        mode: Mode::Connect,
+        connections: 21,
+        duration: Duration::from_millis(200),
+        warmup: Duration::ZERO,
+        server_pid: Some(std::process::id()),
+        ..config(&server)
+    };
+    let report = wavecore_load::run(&cfg).unwrap();
+    assert_eq!(report.tally.errors, 0, "{}", report.summary());
+    assert_eq!(report.established, 21);
+    // The first half (connections 0 to 9) opened alone, was measured, then the rest.
+    let (open, _) = report.halfway.expect("measured halfway");
+    assert_eq!(open, 10);
+    assert!(report.bytes_per_conn().is_some());
+    assert!(report.marginal_bytes_per_conn().is_some());
+    assert!(
+        report.summary().contains("at the margin"),
+        "{}",
+        report.summary()
+    );
+    assert!(report.json().contains("\"halfway_established\":10"));
+
+    // Without a server to measure, connections open in one go.
+    let report = wavecore_load::run(&Config {
+        server_pid: None,
+        ..cfg
+    })
+    .unwrap();
+    assert_eq!(report.established, 21);
+    assert_eq!(report.halfway, None);
+    assert!(report.json().contains("\"marginal_bytes_per_conn\":null"));
+}

@@ -155,11 +155,15 @@ pub struct ServerConfig {
     /// io_uring only: provided buffers in each reactor's buffer ring (default 256,
     /// a power of two, at most 32,768), each `read_buffer_size` bytes (clamped to
     /// 4 KiB..=64 KiB) plus 256 bytes of headroom. Every connection's receives share
-    /// them; a receive is given one for the turn it is handled in. When they run out
-    /// a receive ends with `ENOBUFS` and is armed again
-    /// ([`crate::StatsSnapshot::recv_buffers_exhausted`]). The ring's memory,
-    /// `count × (size + 256)` bytes per reactor (16 MiB by default), becomes resident
-    /// as the kernel fills the buffers.
+    /// them; a receive is given one for the turn it is handled in. They are lent to
+    /// the kernel as the load asks: 32 at first (all of them if fewer), twice as many
+    /// each time a receive finds none left, up to this count. When the lent ones run
+    /// out a receive ends with `ENOBUFS` and is armed again
+    /// ([`crate::StatsSnapshot::recv_buffers_exhausted`]; a few are the ring growing).
+    /// The ring's memory, `count × (size + 256)` bytes per reactor (16 MiB by
+    /// default), is mapped at start and becomes resident as the kernel fills the
+    /// buffers: one page of each buffer lent while reads are small (128 KiB with 32
+    /// lent, 1 MiB with 256), up to all of their bytes after large reads.
     pub io_uring_provided_buffers: u16,
     /// permessage-deflate (RFC 7692): `None` (the default) declines every offer;
     /// `Some` accepts the first valid offer a client makes (browsers always offer it)

@@ -78,9 +78,10 @@ pub struct StatsSnapshot {
     pub http_idle_timeouts: u64,
     /// io_uring only: receives that found the reactor's provided-buffer ring empty
     /// (`ENOBUFS`). Each ends that connection's multishot receive, which is armed
-    /// again at the end of the turn; no byte is lost, but a count that keeps growing
-    /// says [`crate::ServerConfig::io_uring_provided_buffers`] is too small for the
-    /// load.
+    /// again at the end of the turn; no byte is lost. The first few are expected (each
+    /// lends the kernel more of the ring's buffers, see
+    /// [`crate::ServerConfig::io_uring_provided_buffers`]); a count that keeps growing
+    /// says that setting is too small for the load.
     pub recv_buffers_exhausted: u64,
     /// io_uring only: turns that found the completion queue overflowed. The kernel
     /// keeps what did not fit and hands it over at the next wait, so nothing is lost;

@@ -107,7 +107,7 @@ impl<S: Service, IO> Core<S, IO> {
             encode_into(&mut frame, OpCode::Close, &payload[..n]);
             // Best effort, and the connection is released right after. (Not over
             // TLS: the session may be what failed.)
-            t.write_last(&mut slot.io, &frame);
+            t.write_last(key, &mut slot.io, &frame);
         }
         self.remove(key, t);
     }

@@ -359,7 +359,7 @@ impl<S: Service, IO> Core<S, IO> {
             let flushed = slot.conn.state.outbox.flush_with(
                 &mut reactor.cork,
                 &reactor.batch,
-                transport::noting_writes(t, io, &mut wrote),
+                transport::noting_writes(t, key, io, &mut wrote),
             );
             slot.conn.state.wrote_since_ping |= wrote && !slot.all_sent();
             if !self.flushed(key, flushed, had_queue, t) {

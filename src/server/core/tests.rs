@@ -93,7 +93,7 @@ struct Wire {
 }
 
 impl Transport<Memory> for Wire {
-    fn write(&mut self, io: &mut Memory, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write(&mut self, _key: usize, io: &mut Memory, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         if io.budget == 0 || io.completion {
             return Err(io::ErrorKind::WouldBlock.into());
         }

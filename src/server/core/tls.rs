@@ -126,7 +126,7 @@ impl<S: Service, IO> Core<S, IO> {
                 // Ciphertext refused before goes first; only then is more encrypted, at
                 // most MAX_SEAL bytes at a time (the rest waits as plaintext).
                 let mut wrote = false;
-                let mut write = noting_writes(&mut *t, io, &mut wrote);
+                let mut write = noting_writes(&mut *t, key, io, &mut wrote);
                 let sent = tls.send(sealed, &mut write).and_then(|sent| {
                     let plaintext = !outbox.is_empty() || !reactor.cork.is_empty();
                     if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
@@ -182,7 +182,7 @@ impl<S: Service, IO> Core<S, IO> {
             tls.close_notify(sealed);
             if !sealed.is_empty() {
                 // A write error shows at the next write; the connection ends anyway.
-                let _ = tls.send(sealed, |slices| t.write(io, slices));
+                let _ = tls.send(sealed, |slices| t.write(key, io, slices));
             }
             sealed.clear();
         });

@@ -17,8 +17,8 @@ use std::io::{self, IoSlice};
 
 /// A driver's side of the core's decisions (see the module docs).
 pub(crate) trait Transport<IO> {
-    /// Writes what the socket takes now of `slices` (in order, as one stream); returns
-    /// the bytes taken.
+    /// Writes what the socket of the connection at `key` takes now of `slices` (in
+    /// order, as one stream); returns the bytes taken.
     ///
     /// # Errors
     ///
@@ -26,7 +26,7 @@ pub(crate) trait Transport<IO> {
     /// try again, with [`crate::server::core::Core::write`] or
     /// [`crate::server::core::Core::sent`]); `Interrupted` to be retried at once; any
     /// other error ends the connection as if the peer had gone.
-    fn write(&mut self, io: &mut IO, slices: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn write(&mut self, key: usize, io: &mut IO, slices: &[IoSlice<'_>]) -> io::Result<usize>;
 
     /// Whether [`Transport::write`] defers rather than writes (a completion driver):
     /// its `WouldBlock` then means "queued for the turn's submission", not "the
@@ -40,8 +40,8 @@ pub(crate) trait Transport<IO> {
     /// server's own code failed), just before [`Transport::release`]: best effort,
     /// whatever the socket does not take is lost. A completion driver keeps its own
     /// copy in flight past the release.
-    fn write_last(&mut self, io: &mut IO, bytes: &[u8]) {
-        let _ = self.write(io, &[IoSlice::new(bytes)]);
+    fn write_last(&mut self, key: usize, io: &mut IO, bytes: &[u8]) {
+        let _ = self.write(key, io, &[IoSlice::new(bytes)]);
     }
 
     /// Shuts down our side of the connection (TCP `FIN`) once everything is written;
@@ -58,15 +58,17 @@ pub(crate) trait Transport<IO> {
     fn release(&mut self, key: usize, io: IO);
 }
 
-/// `t`'s [`Transport::write`] for `io`, noting in `wrote` whether the socket took any
-/// byte (for [`crate::server::conn::state::ConnState::wrote_since_ping`]).
+/// `t`'s [`Transport::write`] for the connection at `key`, noting in `wrote` whether
+/// the socket took any byte (for
+/// [`crate::server::conn::state::ConnState::wrote_since_ping`]).
 pub(super) fn noting_writes<'a, IO, T: Transport<IO>>(
     t: &'a mut T,
+    key: usize,
     io: &'a mut IO,
     wrote: &'a mut bool,
 ) -> impl FnMut(&[IoSlice<'_>]) -> io::Result<usize> + 'a {
     move |slices| {
-        let written = t.write(io, slices);
+        let written = t.write(key, io, slices);
         *wrote |= written.as_ref().is_ok_and(|&n| n > 0);
         written
     }

@@ -91,7 +91,7 @@ struct Ops<'a> {
 }
 
 impl Transport<Socket> for Ops<'_> {
-    fn write(&mut self, io: &mut Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write(&mut self, _key: usize, io: &mut Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         if slices.len() == 1 {
             io.stream.write(&slices[0])
         } else {

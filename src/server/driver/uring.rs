@@ -11,7 +11,7 @@
 //!
 //! `unsafe` is confined to `ring.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::net::{TcpListener, TcpStream};
@@ -73,27 +73,67 @@ impl Wake for EventFd {
     }
 }
 
-/// A connection's descriptor and the state of its operations (the core's `IO`).
+/// A connection's descriptor and the state of its operations (the core's `IO`),
+/// packed into 8 bytes: no larger than the epoll driver's, since every connection,
+/// idle or not, holds one in the core's slab. Its slab key is not kept (the core
+/// passes it to every [`Transport`] call), and the completions held during a pause
+/// live in the driver's [`Held`] table, not here.
 pub(crate) struct Socket {
     stream: TcpStream,
-    /// The connection's slab key.
-    key: usize,
-    generation: u32,
-    /// A multishot receive is armed.
-    receiving: bool,
-    /// Reading is paused for flow control (the receive was cancelled).
-    paused: bool,
-    /// A write is in flight.
-    sending: bool,
-    /// In the list of connections to write at the end of the turn.
-    queued: bool,
-    /// The peer's EOF arrived while replies were still being written: end the
-    /// connection once they are.
-    eof_pending: bool,
-    /// Receive completions that arrived while reading was paused, in order.
-    #[allow(clippy::box_collection)] // Deliberate: 8 bytes per connection instead of 32.
-    held: Option<Box<VecDeque<Completion>>>,
+    /// The generation (the low 24 bits, as in `user_data`) and the flags below (the
+    /// high 8 bits).
+    state: u32,
 }
+
+/// The bits of [`Socket::state`] that hold the generation.
+const GENERATION: u32 = 0xff_ffff;
+/// A multishot receive is armed.
+const RECEIVING: u32 = 1 << 24;
+/// Reading is paused for flow control (the receive was cancelled).
+const PAUSED: u32 = 1 << 25;
+/// A write is in flight.
+const SENDING: u32 = 1 << 26;
+/// In the list of connections to write at the end of the turn.
+const QUEUED: u32 = 1 << 27;
+/// The peer's EOF arrived while replies were still being written: end the
+/// connection once they are.
+const EOF_PENDING: u32 = 1 << 28;
+/// Receive completions wait for it in [`Held`] (they arrived while reading was
+/// paused).
+const HELD: u32 = 1 << 29;
+
+impl Socket {
+    fn new(stream: TcpStream, generation: u32) -> Self {
+        Self {
+            stream,
+            state: generation & GENERATION,
+        }
+    }
+
+    /// The connection's generation (24 bits).
+    fn generation(&self) -> u32 {
+        self.state & GENERATION
+    }
+
+    /// Whether `flag` is set.
+    fn is(&self, flag: u32) -> bool {
+        self.state & flag != 0
+    }
+
+    /// Sets `flag` (`on`) or clears it.
+    fn set(&mut self, flag: u32, on: bool) {
+        if on {
+            self.state |= flag;
+        } else {
+            self.state &= !flag;
+        }
+    }
+}
+
+/// Receive completions that arrived while their connection's reading was paused, in
+/// order, by slab key (only paused connections have an entry: rare, so a map beside
+/// the slab rather than a field in every [`Socket`]).
+type Held = HashMap<usize, VecDeque<Completion>>;
 
 /// Completed writes' buffers a reactor keeps for its next writes: enough for a turn
 /// of 64 connections without an allocation, 12 KiB at most (4 chunks each).
@@ -121,15 +161,16 @@ struct Ops<'a> {
     sends: &'a mut Slots<SendOp>,
     to_send: &'a mut Vec<usize>,
     rearm: &'a mut Vec<usize>,
+    held: &'a mut Held,
 }
 
 impl Transport<Socket> for Ops<'_> {
-    fn write(&mut self, io: &mut Socket, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write(&mut self, key: usize, io: &mut Socket, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
         // Completion-based: the bytes stay in the outbox and leave, frozen, after the
         // turn (`submit_sends`).
-        if !io.queued {
-            io.queued = true;
-            self.to_send.push(io.key);
+        if !io.is(QUEUED) {
+            io.set(QUEUED, true);
+            self.to_send.push(key);
         }
         Err(io::ErrorKind::WouldBlock.into())
     }
@@ -138,7 +179,7 @@ impl Transport<Socket> for Ops<'_> {
         true
     }
 
-    fn write_last(&mut self, io: &mut Socket, bytes: &[u8]) {
+    fn write_last(&mut self, key: usize, io: &mut Socket, bytes: &[u8]) {
         // Its own copy, in flight past the release: the write holds the socket open
         // until it completes, and its completion finds no connection of its
         // generation.
@@ -146,12 +187,12 @@ impl Transport<Socket> for Ops<'_> {
         let entry = self.sends.vacant_entry();
         let id = entry.key();
         let op = entry.insert(SendOp {
-            key: io.key,
-            generation: io.generation,
+            key,
+            generation: io.generation(),
             len: bytes.len(),
             buffers: SendBuffers::new(chunks),
         });
-        let ud = user_data(Kind::Send, io.generation, id);
+        let ud = user_data(Kind::Send, io.generation(), id);
         if self
             .ring
             .writev(io.stream.as_raw_fd(), &mut op.buffers, ud)
@@ -174,18 +215,20 @@ impl Transport<Socket> for Ops<'_> {
     fn resume_reading(&mut self, key: usize, io: &mut Socket) {
         // What was held during the pause is handed over, and the receive armed again
         // if it ended, at the end of the turn (`rearm_receives`).
-        io.paused = false;
+        io.set(PAUSED, false);
         self.rearm.push(key);
     }
 
     fn release(&mut self, key: usize, io: Socket) {
-        for completion in io.held.map(|held| *held).into_iter().flatten() {
-            if let Some(bid) = completion.buffer() {
-                self.ring.recycle(bid);
+        if io.is(HELD) {
+            for completion in self.held.remove(&key).into_iter().flatten() {
+                if let Some(bid) = completion.buffer() {
+                    self.ring.recycle(bid);
+                }
             }
         }
-        if io.receiving {
-            let recv = user_data(Kind::Recv, io.generation, key);
+        if io.is(RECEIVING) {
+            let recv = user_data(Kind::Recv, io.generation(), key);
             let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
         }
         // Closed after the next submission (see `closing`); safe with operations in
@@ -211,6 +254,8 @@ pub(crate) struct UringDriver<S: Service> {
     to_send: Vec<usize>,
     /// Connections whose receive is to be armed again.
     rearm: Vec<usize>,
+    /// What paused connections received (see [`Held`]).
+    held: Held,
     /// The next connection's generation.
     generation: u32,
     /// Bytes a connection left over, on their way in front of its next read.
@@ -330,6 +375,7 @@ macro_rules! split {
                 sends: &mut $driver.sends,
                 to_send: &mut $driver.to_send,
                 rearm: &mut $driver.rearm,
+                held: &mut $driver.held,
             },
         )
     };
@@ -369,6 +415,7 @@ impl<S: Service> UringDriver<S> {
             completions: Vec::new(),
             to_send: Vec::new(),
             rearm: Vec::new(),
+            held: Held::new(),
             generation: 0,
             scratch: vec![0; HEADROOM],
             closing: Vec::new(),
@@ -459,6 +506,11 @@ impl<S: Service> UringDriver<S> {
             && self.sends.is_empty()
         {
             self.sends.shrink_to(target);
+            shrunk = true;
+        }
+        if self.held.is_empty() && self.held.capacity() > 0 {
+            // Every pause ended: the table of held completions goes.
+            self.held = Held::new();
             shrunk = true;
         }
         if shrunk {
@@ -604,25 +656,15 @@ impl<S: Service> UringDriver<S> {
         Stats::bump(&self.core.shared().stats.accepted);
         self.generation = self.generation.wrapping_add(1) & 0xff_ffff;
         let key = self.core.vacant_key();
-        let socket = Socket {
-            stream,
-            key,
-            generation: self.generation,
-            receiving: false,
-            paused: false,
-            sending: false,
-            queued: false,
-            eof_pending: false,
-            held: None,
-        };
+        let socket = Socket::new(stream, self.generation);
         let fd = socket.stream.as_raw_fd();
-        let generation = socket.generation;
+        let generation = socket.generation();
         let (core, ops) = split!(self);
         core.open(socket, peer, ops);
         if let Some(socket) = self.core.io_mut(key)
-            && socket.generation == generation
+            && socket.generation() == generation
         {
-            socket.receiving = true;
+            socket.set(RECEIVING, true);
             let _ = self.ring.recv(fd, user_data(Kind::Recv, generation, key));
         }
     }
@@ -634,7 +676,7 @@ impl<S: Service> UringDriver<S> {
         let Some(socket) = self
             .core
             .io_mut(key)
-            .filter(|socket| socket.generation == generation)
+            .filter(|socket| socket.generation() == generation)
         else {
             // A late completion of a connection gone: give its buffer back.
             if let Some(bid) = completion.buffer() {
@@ -643,13 +685,14 @@ impl<S: Service> UringDriver<S> {
             return;
         };
         if !completion.more() {
-            socket.receiving = false;
+            socket.set(RECEIVING, false);
         }
-        if socket.paused || socket.held.is_some() {
+        if socket.is(PAUSED) || socket.is(HELD) {
             // Reading is paused (the receive was cancelled, but what it had already
             // taken keeps coming): hold it, in order, until reading resumes.
-            socket.held.get_or_insert_default().push_back(completion);
-            if !socket.paused {
+            socket.set(HELD, true);
+            self.held.entry(key).or_default().push_back(completion);
+            if !socket.is(PAUSED) {
                 // Resumed, with completions still held: they go first.
                 self.rearm.push(key);
             }
@@ -657,10 +700,8 @@ impl<S: Service> UringDriver<S> {
         }
         self.process(key, generation, completion);
         if let Some(socket) = self.core.io_mut(key)
-            && socket.generation == generation
-            && !socket.receiving
-            && !socket.paused
-            && !socket.eof_pending
+            && socket.generation() == generation
+            && !socket.is(RECEIVING | PAUSED | EOF_PENDING)
         {
             self.rearm.push(key);
         }
@@ -684,8 +725,8 @@ impl<S: Service> UringDriver<S> {
                 if core.pause_reading(key)
                     && let Some(socket) = core.io_mut(key)
                 {
-                    socket.paused = true;
-                    if socket.receiving {
+                    socket.set(PAUSED, true);
+                    if socket.is(RECEIVING) {
                         let recv = user_data(Kind::Recv, generation, key);
                         let _ = ops.ring.cancel(recv, user_data(Kind::Other, 0, 0));
                     }
@@ -695,6 +736,7 @@ impl<S: Service> UringDriver<S> {
             e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
                 if e == -libc::ENOBUFS {
                     Stats::bump(&core.shared().stats.recv_buffers_exhausted);
+                    ops.ring.ran_dry();
                 }
                 if let Some(bid) = completion.buffer() {
                     ops.ring.recycle(bid);
@@ -705,7 +747,7 @@ impl<S: Service> UringDriver<S> {
                 // their way: as epoll's read loop writes them before it reads the
                 // EOF, end the connection once they are written (`sent`).
                 if let Some(socket) = core.io_mut(key) {
-                    socket.eof_pending = true;
+                    socket.set(EOF_PENDING, true);
                 }
             }
             _ => {
@@ -724,12 +766,12 @@ impl<S: Service> UringDriver<S> {
         let Some(socket) = self
             .core
             .io_mut(op.key)
-            .filter(|socket| socket.generation == op.generation)
+            .filter(|socket| socket.generation() == op.generation)
         else {
             return;
         };
-        socket.sending = false;
-        let eof_pending = socket.eof_pending;
+        socket.set(SENDING, false);
+        let eof_pending = socket.is(EOF_PENDING);
         let written = usize::try_from(completion.result).ok();
         let short = written.is_some_and(|n| n < op.len);
         let (core, ops) = split!(self);
@@ -760,11 +802,11 @@ impl<S: Service> UringDriver<S> {
             let Some(socket) = self.core.io_mut(key) else {
                 continue;
             };
-            if socket.receiving || socket.paused || socket.held.is_some() || socket.eof_pending {
+            if socket.is(RECEIVING | PAUSED | HELD | EOF_PENDING) {
                 continue;
             }
-            socket.receiving = true;
-            let ud = user_data(Kind::Recv, socket.generation, key);
+            socket.set(RECEIVING, true);
+            let ud = user_data(Kind::Recv, socket.generation(), key);
             let fd = socket.stream.as_raw_fd();
             let _ = self.ring.recv(fd, ud);
         }
@@ -776,23 +818,25 @@ impl<S: Service> UringDriver<S> {
         let Some(socket) = self.core.io_mut(key) else {
             return;
         };
-        if socket.paused {
+        if socket.is(PAUSED) || !socket.is(HELD) {
             return;
         }
-        let generation = socket.generation;
-        let Some(mut held) = socket.held.take() else {
+        socket.set(HELD, false);
+        let generation = socket.generation();
+        let Some(mut held) = self.held.remove(&key) else {
             return;
         };
         while let Some(completion) = held.pop_front() {
             self.process(key, generation, completion);
             match self.core.io_mut(key) {
-                Some(socket) if socket.generation == generation && socket.paused => {
+                Some(socket) if socket.generation() == generation && socket.is(PAUSED) => {
                     if !held.is_empty() {
-                        socket.held = Some(held);
+                        socket.set(HELD, true);
+                        self.held.insert(key, held);
                     }
                     return;
                 }
-                Some(socket) if socket.generation == generation => {}
+                Some(socket) if socket.generation() == generation => {}
                 _ => {
                     // The connection ended: give the rest of its buffers back.
                     for completion in held.drain(..) {
@@ -812,11 +856,11 @@ impl<S: Service> UringDriver<S> {
             let Some(socket) = self.core.io_mut(key) else {
                 continue;
             };
-            socket.queued = false;
-            if socket.sending {
+            socket.set(QUEUED, false);
+            if socket.is(SENDING) {
                 continue;
             }
-            let (generation, fd) = (socket.generation, socket.stream.as_raw_fd());
+            let (generation, fd) = (socket.generation(), socket.stream.as_raw_fd());
             let mut buffers = self.spare.pop().unwrap_or_default();
             let len = self.core.sendable(key, buffers.chunks_mut());
             if len == 0 {
@@ -837,8 +881,84 @@ impl<S: Service> UringDriver<S> {
                 .is_ok()
                 && let Some(socket) = self.core.io_mut(key)
             {
-                socket.sending = true;
+                socket.set(SENDING, true);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_is_no_larger_than_the_epoll_drivers() {
+        assert_eq!(std::mem::size_of::<Socket>(), 8);
+        assert!(
+            std::mem::size_of::<Socket>()
+                <= std::mem::size_of::<crate::server::driver::epoll::Socket>()
+        );
+    }
+
+    #[test]
+    fn provided_buffers_are_lent_as_receives_run_dry_up_to_all_of_them() {
+        // Without io_uring here (seccomp, an old kernel), there is nothing to test.
+        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
+            return;
+        };
+        assert_eq!(ring.lent(), 32);
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 64);
+        // Many receives finding the ring dry in one batch grow it once.
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 64);
+        ring.submit_and_wait(Some(std::time::Duration::ZERO))
+            .unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+        ring.submit_and_wait(Some(std::time::Duration::ZERO))
+            .unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+
+        // A ring smaller than the first loan lends all of it at once.
+        let Ok(ring) = Ring::new(8, 2, 4096 + HEADROOM) else {
+            return;
+        };
+        assert_eq!(ring.lent(), 2);
+    }
+
+    #[test]
+    fn flags_and_generation_share_the_state_without_touching_each_other() {
+        let (listener, addr) = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let a = l.local_addr().unwrap();
+            (l, a)
+        };
+        let stream = TcpStream::connect(addr).unwrap();
+        let mut socket = Socket::new(stream, 0x1ff_fffe);
+        assert_eq!(socket.generation(), 0xff_fffe);
+        let flags = [RECEIVING, PAUSED, SENDING, QUEUED, EOF_PENDING, HELD];
+        for flag in flags {
+            assert!(!socket.is(flag));
+        }
+        for (i, flag) in flags.into_iter().enumerate() {
+            socket.set(flag, true);
+            assert!(socket.is(flag));
+            assert_eq!(socket.generation(), 0xff_fffe);
+            for other in &flags[i + 1..] {
+                assert!(!socket.is(*other));
+            }
+        }
+        assert!(socket.is(RECEIVING | PAUSED));
+        socket.set(PAUSED, false);
+        assert!(!socket.is(PAUSED));
+        assert!(socket.is(RECEIVING | SENDING | QUEUED | EOF_PENDING | HELD));
+        for flag in flags {
+            socket.set(flag, false);
+        }
+        assert!(!socket.is(RECEIVING | PAUSED | SENDING | QUEUED | EOF_PENDING | HELD));
+        assert_eq!(socket.generation(), 0xff_fffe);
+        drop(listener);
     }
 }

@@ -29,6 +29,14 @@ const GROUP: u16 = 0;
 /// in place with the new bytes.
 pub(crate) const HEADROOM: usize = 256;
 
+/// Provided buffers lent to the kernel at first; more are lent, doubling, when a
+/// receive finds none left ([`Ring::ran_dry`]). A buffer the kernel fills has its first
+/// page made resident (a small read touches no more), and the ring hands out its
+/// buffers in turn, so every buffer ever lent ends up costing a page: lending them as
+/// the load asks keeps a reactor that never had more than a few receives at once at
+/// a few pages instead of one per buffer of the ring.
+const FIRST_LENT: u16 = 32;
+
 /// A completion, copied out of the completion queue.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Completion {
@@ -113,6 +121,13 @@ struct BufRing {
     size: usize,
     /// Our copy of the ring's tail (the kernel reads the shared one).
     tail: u16,
+    /// Buffers lent to the kernel so far: `0..lent` go round (in the ring, or ours
+    /// between a receive's completion and [`Ring::recycle`]); `lent..count` were never
+    /// in the ring, so the kernel never wrote to them (their pages are not resident).
+    lent: u16,
+    /// The ring was grown since the last wait: more receives that found it dry in the
+    /// same batch of completions do not grow it again.
+    grown: bool,
 }
 
 // SAFETY: the buffer ring's memory is owned by this value alone (the raw pointers
@@ -186,6 +201,8 @@ impl Ring {
             count,
             size,
             tail: 0,
+            lent: 0,
+            grown: false,
         };
         // SAFETY: the ring memory is page-aligned, `count` entries long, and lives until
         // `BufRing::drop`, which runs after the ring is unregistered or gone.
@@ -199,10 +216,7 @@ impl Ring {
             drop(bufs);
             return Err(error);
         }
-        for bid in 0..count {
-            bufs.push(bid);
-        }
-        bufs.publish();
+        bufs.lend(FIRST_LENT);
         Ok(Self {
             uring: ManuallyDrop::new(uring),
             bufs: ManuallyDrop::new(bufs),
@@ -231,6 +245,23 @@ impl Ring {
     pub fn recycle(&mut self, bid: u16) {
         self.bufs.push(bid);
         self.bufs.publish();
+    }
+
+    /// A receive found no provided buffer left (`ENOBUFS`): lends the kernel twice
+    /// as many as so far (at most all of them), once per wait however many receives
+    /// found the ring dry in it.
+    pub fn ran_dry(&mut self) {
+        if !self.bufs.grown {
+            self.bufs.grown = true;
+            let more = self.bufs.lent.saturating_mul(2);
+            self.bufs.lend(more);
+        }
+    }
+
+    /// Provided buffers lent to the kernel so far.
+    #[cfg(test)]
+    pub fn lent(&self) -> u16 {
+        self.bufs.lent
     }
 
     /// Queues a multishot accept on `listener`.
@@ -321,6 +352,7 @@ impl Ring {
     /// Submits what is queued and waits for at least one completion, at most
     /// `timeout` (`None`: until one comes): one `io_uring_enter`.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.bufs.grown = false;
         let result = match timeout {
             Some(timeout) => {
                 let ts = types::Timespec::from(timeout);
@@ -413,6 +445,19 @@ impl Ring {
 }
 
 impl BufRing {
+    /// Lends the kernel the buffers not lent yet up to `upto` (at most `count`), and
+    /// publishes them. Each buffer enters the ring once here, then only through
+    /// [`Ring::recycle`] after its completion: the ring, `count` entries long, never
+    /// holds more than `count` buffers.
+    fn lend(&mut self, upto: u16) {
+        let upto = upto.min(self.count);
+        for bid in self.lent..upto {
+            self.push(bid);
+        }
+        self.lent = self.lent.max(upto);
+        self.publish();
+    }
+
     /// Puts buffer `bid` at the ring's tail (seen by the kernel at [`BufRing::publish`]).
     fn push(&mut self, bid: u16) {
         let slot = usize::from(self.tail & (self.count - 1));
