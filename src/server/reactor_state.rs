@@ -41,7 +41,7 @@ pub(crate) struct ReactorState {
 }
 
 impl ReactorState {
-    /// The turn state of reactor `index` of the server `shared`.
+    /// The state of reactor `index` of the server `shared`.
     pub fn for_reactor(shared: &Arc<Shared>, index: usize) -> Self {
         Self {
             cork: Vec::with_capacity(CORK_CAPACITY),
@@ -56,7 +56,7 @@ impl ReactorState {
         }
     }
 
-    /// A turn state outside any server (unit tests), reporting to `stats` and `counts`.
+    /// A reactor state outside any server (unit tests), reporting to `stats` and `counts`.
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn new(stats: Arc<Stats>, counts: crate::server::pubsub::TopicCounts) -> Self {
         Self::for_reactor(&Arc::new(Shared::detached(stats, counts)), 0)
