@@ -78,7 +78,8 @@ pub use protocol::deflate::{DeflateConfig, DeflateParams};
 pub use server::bridge::{BridgeState, BridgeStats};
 #[doc(inline)]
 pub use server::handler::{
-    CloseInfo, Conn, ConnId, Handler, Message, Request, SendStatus, Service, Upgrade, accept_all,
+    CloseInfo, Conn, ConnHandle, ConnId, HandleStatus, Handler, Message, PendingResponse,
+    PendingUpgrade, Request, SendStatus, Service, TooLate, Upgrade, accept_all,
 };
 #[doc(inline)]
 pub use server::{

@@ -198,6 +198,8 @@ impl ServerBuilder {
         close_timeout: Duration;
         /// See [`ServerConfig::max_connections`].
         max_connections: usize;
+        /// See [`ServerConfig::max_pending_requests`].
+        max_pending_requests: usize;
         /// See [`ServerConfig::max_backpressure`].
         max_backpressure: usize;
         /// See [`ServerConfig::backpressure_policy`].
@@ -286,6 +288,8 @@ impl ServerBuilder {
             backend,
             deflate: self.config.permessage_deflate,
             tls: tls.map(|config| Arc::new(crate::server::tls::Acceptor::new(config))),
+            config: Arc::new(self.config.clone()),
+            handler_type: std::any::TypeId::of::<S::Handler>(),
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
@@ -295,7 +299,7 @@ impl ServerBuilder {
             None
         };
         let service = Arc::new(service);
-        let config = Arc::new(self.config.clone());
+        let config = shared.config.clone();
         let mut threads = Vec::with_capacity(workers);
         for (index, (source, listener)) in sources.into_iter().zip(listeners).enumerate() {
             let (service, config, shared) = (service.clone(), config.clone(), shared.clone());

@@ -92,6 +92,13 @@ pub struct ServerConfig {
     /// Most open connections (all reactors together). Past it, new connections get
     /// `503 Service Unavailable` before any upgrade. Default 100,000.
     pub max_connections: usize,
+    /// Most requests (upgrades and plain HTTP requests, all reactors together)
+    /// waiting for an answer the service deferred ([`crate::Upgrade::defer`],
+    /// [`crate::HttpResponse::defer`]). Past it, a request whose service defers is
+    /// answered `503 Service Unavailable` with `Retry-After: 1` (counted under the
+    /// refusal reason `pending`). Each waiting request also holds its connection,
+    /// which counts against `max_connections`. Default 4,096.
+    pub max_pending_requests: usize,
     /// Most bytes buffered for one connection because its socket would not take them.
     /// Default 1 MiB.
     pub max_backpressure: usize,
@@ -192,6 +199,7 @@ impl Default for ServerConfig {
             pong_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(5),
             max_connections: 100_000,
+            max_pending_requests: 4096,
             max_backpressure: 1 << 20,
             backpressure_policy: BackpressurePolicy::Close,
             high_water_mark: 256 << 10,

@@ -30,7 +30,7 @@ use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
 use crate::server::conn::state::ConnState;
 use crate::server::conn_api::Conn;
-use crate::server::handler::{CloseInfo, Handler, Message, Request, Service};
+use crate::server::handler::{Accepted, CloseInfo, Handler, Message, Outcome, Request, Service};
 use crate::server::metrics::counters::RefusalReason;
 use crate::server::outbox::Delivery;
 use crate::server::reactor_state::ReactorState;
@@ -55,6 +55,9 @@ pub(crate) enum Phase<H> {
     /// A kept-alive HTTP connection between requests: holds nothing, waits (bounded
     /// by `keep_alive_timeout`) for the next request's first byte.
     KeepAlive,
+    /// Waiting for the answer the service deferred to another thread (see
+    /// `conn/pending.rs`): an upgrade's or a plain HTTP request's.
+    Pending(Box<pending::Deferred>),
     /// Upgraded: frames go to the handler.
     Open { decoder: Decoder, handler: H },
     /// We sent a close frame; reading (and discarding) until the peer's close frame.
@@ -197,6 +200,10 @@ impl<H: Handler> Connection<H> {
                 }
                 Phase::KeepAlive if rest.is_empty() => return,
                 Phase::KeepAlive => self.next_request(env),
+                Phase::Pending(deferred) => {
+                    deferred.hold(rest);
+                    return;
+                }
                 Phase::Open { .. } => {
                     pos += self.receive_frames(rest, env);
                     if self.is_open() {
@@ -268,6 +275,7 @@ impl<H: Handler> Connection<H> {
                 self.after_callbacks(env);
             }
             Phase::Handshake(_) | Phase::Body(_) => self.phase = Phase::Done,
+            Phase::Pending(_) => self.give_up_waiting("server shutting down", env),
             Phase::KeepAlive if self.owes_bytes(env) => {
                 self.phase = Phase::Finishing { linger: false };
             }
@@ -305,6 +313,7 @@ impl<H: Handler> Connection<H> {
         match &self.phase {
             Phase::Handshake(_)
             | Phase::Body(_)
+            | Phase::Pending(_)
             | Phase::KeepAlive
             | Phase::Closing { .. }
             | Phase::Finishing { .. } => Some(self.deadline),
@@ -331,6 +340,10 @@ impl<H: Handler> Connection<H> {
             Phase::KeepAlive if now >= self.deadline => {
                 Stats::bump(&env.reactor.stats.http_idle_timeouts);
                 self.phase = Phase::Done;
+            }
+            Phase::Pending(_) if now >= self.deadline => {
+                Stats::bump(&env.reactor.stats.handshake_timeouts);
+                self.give_up_waiting("no answer in time", env);
             }
             Phase::Closing { .. } | Phase::Finishing { .. } if now >= self.deadline => {
                 self.phase = Phase::Done;
@@ -383,9 +396,13 @@ impl<H: Handler> Connection<H> {
         let upgrade = catch_unwind(AssertUnwindSafe(|| env.service.upgrade(&request)));
         let accepted = match upgrade {
             Ok(upgrade) => match upgrade.outcome {
-                Ok(accepted) => accepted,
-                Err(refusal) => {
+                Outcome::Accept(accepted) => accepted,
+                Outcome::Refuse(refusal) => {
                     self.refuse_for(&refusal, RefusalReason::Service, env);
+                    return 0;
+                }
+                Outcome::Defer(decide) => {
+                    self.defer_upgrade(head, decide, env);
                     return 0;
                 }
             },
@@ -399,6 +416,20 @@ impl<H: Handler> Connection<H> {
                 return 0;
             }
         };
+        self.accept_upgrade(&head, &key, accepted, env);
+        0
+    }
+
+    /// Answers an accepted upgrade (`key`: its `Sec-WebSocket-Key`) with `101`, with
+    /// permessage-deflate negotiated from the offers in `head`, and opens the
+    /// connection: `on_open` runs.
+    fn accept_upgrade<S: Service<Handler = H>>(
+        &mut self,
+        head: &RequestHead,
+        key: &[u8],
+        accepted: Accepted<H>,
+        env: &mut Env<'_, S>,
+    ) {
         if let Some(protocol) = accepted.protocol.as_deref()
             && !head.protocols().any(|offered| offered == protocol)
         {
@@ -408,7 +439,7 @@ impl<H: Handler> Connection<H> {
                 RefusalReason::Service,
                 env,
             );
-            return 0;
+            return;
         }
         let deflate = match &env.config.permessage_deflate {
             Some(config) if accepted.compression => config.accept(head.extensions()),
@@ -425,7 +456,7 @@ impl<H: Handler> Connection<H> {
         }
         write_accept_response(
             &mut env.reactor.cork,
-            &key,
+            key,
             accepted.protocol.as_deref(),
             &headers,
         );
@@ -448,16 +479,15 @@ impl<H: Handler> Connection<H> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.call(env, |handler, conn| handler.on_open(conn));
         self.after_callbacks(env);
-        0
     }
 
     /// Refuses a request that failed the server's own checks.
-    fn refuse<S>(&mut self, refusal: &Refusal, env: &mut Env<'_, S>) {
+    pub(super) fn refuse<S>(&mut self, refusal: &Refusal, env: &mut Env<'_, S>) {
         self.refuse_for(refusal, RefusalReason::of_status(refusal.status), env);
     }
 
     /// Sends `refusal` and ends the connection.
-    fn refuse_for<S>(&mut self, refusal: &Refusal, reason: RefusalReason, env: &mut Env<'_, S>) {
+    pub(super) fn refuse_for<S>(&mut self, refusal: &Refusal, reason: RefusalReason, env: &mut Env<'_, S>) {
         Stats::bump(&env.reactor.stats.handshake_refusals);
         env.reactor.counters.refused(reason);
         report::refusal(&self.state, refusal, reason);
@@ -470,7 +500,7 @@ impl<H: Handler> Connection<H> {
         !self.state.outbox.is_empty() || !env.reactor.cork.is_empty()
     }
 
-    fn finish<S>(&mut self, env: &mut Env<'_, S>) {
+    pub(super) fn finish<S>(&mut self, env: &mut Env<'_, S>) {
         self.phase = Phase::Finishing { linger: true };
         self.deadline = env.reactor.now + ticks(env.config.close_timeout);
     }
@@ -598,7 +628,7 @@ impl<H: Handler> Connection<H> {
     }
 
     /// Runs a handler callback with this connection, catching a panic (close 1011).
-    fn call<S: Service<Handler = H>>(
+    pub(super) fn call<S: Service<Handler = H>>(
         &mut self,
         env: &mut Env<'_, S>,
         callback: impl FnOnce(&mut H, &mut Conn<'_>),
@@ -622,7 +652,7 @@ impl<H: Handler> Connection<H> {
     }
 
     /// If a close frame went out while open, leave the open state.
-    fn after_callbacks<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+    pub(super) fn after_callbacks<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
         if !self.is_open() {
             return;
         }
@@ -653,6 +683,7 @@ impl<H: Handler> Connection<H> {
             self.phase = previous;
             return None;
         };
+        self.state.forget_handles();
         for sub in self.state.subscriptions.drain(..) {
             env.reactor.topics.unsubscribe(sub);
         }
@@ -685,7 +716,9 @@ fn guarded(f: impl FnOnce()) -> Result<(), Box<dyn Any + Send>> {
     catch_unwind(AssertUnwindSafe(f))
 }
 
+mod handle_ops;
 mod http;
+pub(crate) mod pending;
 mod report;
 pub(crate) mod state;
 

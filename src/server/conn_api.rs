@@ -70,6 +70,23 @@ impl Conn<'_> {
         self.state.outbox.len() + self.reactor.cork.len()
     }
 
+    /// A handle to this connection that any thread can keep and use: send to it,
+    /// close it, subscribe it, run code on its reactor (see [`crate::ConnHandle`]).
+    /// The first call allocates the link the handles share; later calls clone it.
+    pub fn handle(&mut self) -> crate::ConnHandle {
+        let state = &mut *self.state;
+        let link = state.link.get_or_insert_with(|| {
+            crate::server::conn_handle::Link::new(
+                self.reactor.server.shared_arc(),
+                crate::server::command::Target {
+                    key: state.key,
+                    id: state.id,
+                },
+            )
+        });
+        crate::ConnHandle::new(link.clone())
+    }
+
     /// Whether a close frame was sent (nothing more can be sent).
     pub fn is_closing(&self) -> bool {
         self.state.closing.is_some()

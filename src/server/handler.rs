@@ -36,6 +36,8 @@ use crate::server::ServerHandle;
 use crate::server::http::HttpResponse;
 
 pub use crate::server::conn_api::{Conn, ConnId, SendStatus};
+pub use crate::server::conn_handle::{ConnHandle, HandleStatus};
+pub use crate::server::pending::{PendingResponse, PendingUpgrade, TooLate};
 
 /// A complete data message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,10 +209,34 @@ impl Deref for Request<'_> {
     }
 }
 
-/// The answer to an upgrade request: accept with a handler, or refuse.
-#[derive(Debug)]
+/// The answer to an upgrade request: accept with a handler, refuse, or decide later
+/// ([`Upgrade::defer`]).
 pub struct Upgrade<H> {
-    pub(crate) outcome: Result<Accepted<H>, Refusal>,
+    pub(crate) outcome: Outcome<H>,
+}
+
+/// What an [`Upgrade`] says.
+pub(crate) enum Outcome<H> {
+    Accept(Accepted<H>),
+    Refuse(Refusal),
+    /// Decide later: called once, on the reactor, with the pending upgrade (unless
+    /// too many wait already: then the client gets 503 and this is dropped).
+    Defer(Box<dyn FnOnce(PendingUpgrade<H>) + Send>),
+}
+
+impl<H> std::fmt::Debug for Upgrade<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            Outcome::Accept(accepted) => f
+                .debug_struct("Accept")
+                .field("protocol", &accepted.protocol)
+                .field("headers", &accepted.headers)
+                .field("compression", &accepted.compression)
+                .finish_non_exhaustive(),
+            Outcome::Refuse(refusal) => f.debug_tuple("Refuse").field(refusal).finish(),
+            Outcome::Defer(_) => f.write_str("Defer"),
+        }
+    }
 }
 
 /// An accepted upgrade: the handler and what goes into the 101 response.
@@ -227,7 +253,7 @@ impl<H> Upgrade<H> {
     /// Accepts the connection; `handler` receives its callbacks.
     pub fn accept(handler: H) -> Self {
         Self {
-            outcome: Ok(Accepted {
+            outcome: Outcome::Accept(Accepted {
                 handler,
                 protocol: None,
                 headers: Vec::new(),
@@ -241,7 +267,7 @@ impl<H> Upgrade<H> {
     /// fails a handshake that names another (RFC 6455 section 4.1), so the server
     /// answers `500` instead and logs the mistake at `error`.
     pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
-        if let Ok(accepted) = &mut self.outcome {
+        if let Outcome::Accept(accepted) = &mut self.outcome {
             accepted.protocol = Some(protocol.into());
         }
         self
@@ -251,7 +277,7 @@ impl<H> Upgrade<H> {
     /// and the server's [`crate::ServerConfig::permessage_deflate`] says: its messages
     /// go out and must come in uncompressed (RSV1 then fails the connection with 1002).
     pub fn without_compression(mut self) -> Self {
-        if let Ok(accepted) = &mut self.outcome {
+        if let Outcome::Accept(accepted) = &mut self.outcome {
             accepted.compression = false;
         }
         self
@@ -259,7 +285,7 @@ impl<H> Upgrade<H> {
 
     /// Adds a header to the 101 response.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        if let Ok(accepted) = &mut self.outcome {
+        if let Outcome::Accept(accepted) = &mut self.outcome {
             accepted.headers.push((name.into(), value.into()));
         }
         self
@@ -269,7 +295,62 @@ impl<H> Upgrade<H> {
     /// the response body.
     pub fn refuse(status: u16, reason: impl Into<Cow<'static, str>>) -> Self {
         Self {
-            outcome: Err(Refusal::new(status, reason)),
+            outcome: Outcome::Refuse(Refusal::new(status, reason)),
+        }
+    }
+
+    /// Decides later, off the reactor: `decide` is called at once, on the reactor,
+    /// with a [`PendingUpgrade`] (owned and `Send`: hand it to a worker thread, a
+    /// pool, a Redis client's callback) and must return quickly; whoever holds the
+    /// pending upgrade then completes it from any thread with
+    /// [`PendingUpgrade::accept`] or [`PendingUpgrade::refuse`].
+    ///
+    /// Meanwhile the reactor serves every other connection. The waiting connection
+    /// counts against `max_connections` and
+    /// [`max_pending_requests`](crate::ServerConfig::max_pending_requests): past that
+    /// bound the client is answered `503` with `Retry-After: 1` and `decide` is
+    /// dropped uncalled. If no answer comes within `handshake_timeout` (counted from
+    /// the connection's accept), the client is answered `503` and the completion
+    /// learns [`crate::TooLate`]; the same if the client leaves (its slot is freed at
+    /// once) or the server shuts down. Compression (RFC 7692) is negotiated at the
+    /// completion from the offer the request carried.
+    ///
+    /// ```no_run
+    /// use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
+    ///
+    /// struct Session { user: String }
+    ///
+    /// impl Handler for Session {
+    ///     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+    ///         conn.send(message);
+    ///     }
+    /// }
+    ///
+    /// /// A slow lookup (Redis, a database, an identity provider).
+    /// fn user_of(cookie: Option<String>) -> Option<String> {
+    ///     cookie.map(|c| c.trim_start_matches("session=").to_owned())
+    /// }
+    ///
+    /// Server::builder()
+    ///     .bind("127.0.0.1:9001")
+    ///     .run(|request: &Request<'_>| {
+    ///         let cookie = request.header_str("cookie").map(str::to_owned);
+    ///         Upgrade::defer(move |pending| {
+    ///             std::thread::spawn(move || match user_of(cookie) {
+    ///                 Some(user) => {
+    ///                     let _ = pending.accept(Session { user });
+    ///                 }
+    ///                 None => {
+    ///                     let _ = pending.refuse(401, "log in first");
+    ///                 }
+    ///             });
+    ///         })
+    ///     })
+    ///     .unwrap();
+    /// ```
+    pub fn defer(decide: impl FnOnce(PendingUpgrade<H>) + Send + 'static) -> Self {
+        Self {
+            outcome: Outcome::Defer(Box::new(decide)),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! Plain HTTP on the WebSocket port: the response type of [`crate::Service::http`].
 
+use std::sync::{Arc, Mutex};
+
 use crate::protocol::handshake::{
     closing_fields, has_token, is_upgrade_field, write_http_head, write_http_response,
 };
+use crate::server::pending::PendingResponse;
 
 /// A complete HTTP response.
 ///
@@ -23,6 +26,29 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// Set by [`HttpResponse::defer`]: the answer comes later.
+    later: Option<Later>,
+}
+
+/// The deferral an [`HttpResponse::defer`] carries: taken (once) by the reactor.
+/// Clones share it; two responses are equal only if neither defers or both share one.
+#[derive(Clone)]
+struct Later(Arc<Mutex<Option<DecideLater>>>);
+
+type DecideLater = Box<dyn FnOnce(PendingResponse) + Send>;
+
+impl PartialEq for Later {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Later {}
+
+impl std::fmt::Debug for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Later")
+    }
 }
 
 impl HttpResponse {
@@ -32,7 +58,40 @@ impl HttpResponse {
             status,
             headers: Vec::new(),
             body: body.into(),
+            later: None,
         }
+    }
+
+    /// Answers later, off the reactor: `decide` is called at once, on the reactor,
+    /// with a [`PendingResponse`] (owned and `Send`, body included), must return
+    /// quickly, and whoever holds the pending response answers it from any thread
+    /// with [`PendingResponse::respond`] (a login that writes a session to Redis, a
+    /// health check that asks a dependency).
+    ///
+    /// The bounds and endings are those of [`crate::Upgrade::defer`]: the request
+    /// counts against [`max_pending_requests`](crate::ServerConfig::max_pending_requests)
+    /// (past it: `503` with `Retry-After: 1`, `decide` dropped uncalled), and no
+    /// answer within `handshake_timeout` of the request's start, a client that
+    /// leaves, or a shutdown answers `503` (the client gone: nothing) and makes the
+    /// completion [`crate::TooLate`]. Keep-alive holds: requests the client pipelined
+    /// behind this one are read and answered after it, in order. The status, headers
+    /// and body of the value returned here are not sent.
+    pub fn defer(decide: impl FnOnce(PendingResponse) + Send + 'static) -> Self {
+        let mut response = Self::new(500, Vec::new());
+        response.later = Some(Later(Arc::new(Mutex::new(Some(Box::new(decide))))));
+        response
+    }
+
+    /// Whether this response was made by [`HttpResponse::defer`].
+    pub fn is_deferred(&self) -> bool {
+        self.later.is_some()
+    }
+
+    /// Takes the deferral out (the first caller among clones gets it).
+    pub(crate) fn take_deferred(&mut self) -> Option<DecideLater> {
+        let later = self.later.take()?;
+        let mut slot = later.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.take()
     }
 
     /// 200 with a `text/html; charset=utf-8` body.

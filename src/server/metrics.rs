@@ -153,6 +153,11 @@ impl Collector for ServerCollector {
             s.open_connections,
         )?;
         out.gauge("tcp_connections", "TCP connections held, in any phase", tcp)?;
+        out.gauge(
+            "pending_requests",
+            "Requests waiting for an answer their service deferred",
+            s.pending_requests,
+        )?;
         out.counter(
             "connections_accepted",
             "TCP connections accepted",

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::server::bridge::Core as Bridge;
-use crate::server::config::Backend;
+use crate::server::command::Command;
+use crate::server::config::{Backend, ServerConfig};
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, TopicCounts};
@@ -51,6 +52,9 @@ pub(crate) enum ShutdownPhase {
 #[derive(Debug, Default)]
 struct Inbox {
     publishes: Vec<Publish>,
+    /// Commands (`command.rs`), each with the number of publishes queued before it,
+    /// so the reactor applies both in the order they were queued.
+    commands: Vec<(usize, Command)>,
     shutdown: ShutdownPhase,
     /// A wake-up was sent since the reactor last took its inbox: it will come.
     woken: bool,
@@ -96,6 +100,20 @@ impl Remote {
         self.wake(inbox);
     }
 
+    /// Queues `command` behind everything queued so far, waking the reactor as
+    /// [`Remote::send_publishes`] does. Returns `false` (and drops the command) if the
+    /// reactor is gone.
+    pub fn send_command(&self, command: Command) -> bool {
+        let mut inbox = self.lock();
+        if inbox.closed {
+            return false;
+        }
+        let at = inbox.publishes.len();
+        inbox.commands.push((at, command));
+        self.wake(inbox);
+        true
+    }
+
     /// Moves the reactor's shutdown on to `phase` (never back).
     pub fn send_shutdown(&self, phase: ShutdownPhase) {
         let mut inbox = self.lock();
@@ -120,14 +138,30 @@ impl Remote {
         let mut inbox = self.lock();
         inbox.closed = true;
         inbox.publishes = Vec::new();
+        let commands = std::mem::take(&mut inbox.commands);
+        // Dropped outside the lock: a dropped decision may queue its answer here.
+        drop(inbox);
+        drop(commands);
     }
 
-    /// Takes everything queued: the publishes, and the shutdown's phase.
-    pub fn take(&self) -> (Vec<Publish>, ShutdownPhase) {
+    /// Takes everything queued: the publishes, the commands (each with how many of
+    /// the publishes came before it), and the shutdown's phase.
+    pub fn take(&self) -> Taken {
         let mut inbox = self.lock();
         inbox.woken = false;
-        (std::mem::take(&mut inbox.publishes), inbox.shutdown)
+        Taken {
+            publishes: std::mem::take(&mut inbox.publishes),
+            commands: std::mem::take(&mut inbox.commands),
+            shutdown: inbox.shutdown,
+        }
     }
+}
+
+/// What a reactor took from its inbox (see [`Remote::take`]).
+pub(crate) struct Taken {
+    pub publishes: Vec<Publish>,
+    pub commands: Vec<(usize, Command)>,
+    pub shutdown: ShutdownPhase,
 }
 
 /// Server-wide state.
@@ -152,6 +186,10 @@ pub(crate) struct Shared {
     pub backend: Backend,
     /// The TLS configuration new connections start with, for a TLS server.
     pub tls: Option<Arc<crate::server::tls::Acceptor>>,
+    /// The server's configuration (handles check sends against its limits).
+    pub config: Arc<ServerConfig>,
+    /// The service's `Handler` type, which [`crate::ConnHandle::run`] checks.
+    pub handler_type: std::any::TypeId,
 }
 
 impl Shared {
@@ -171,6 +209,8 @@ impl Shared {
             settled: AtomicUsize::new(0),
             backend: Backend::Epoll,
             tls: None,
+            config: Arc::default(),
+            handler_type: std::any::TypeId::of::<()>(),
         }
     }
 

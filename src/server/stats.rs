@@ -32,6 +32,9 @@ pub(crate) struct Stats {
     pub http_idle_timeouts: AtomicU64,
     pub recv_buffers_exhausted: AtomicU64,
     pub cq_overflows: AtomicU64,
+    /// Requests waiting for a deferred answer, checked against
+    /// `max_pending_requests`.
+    pub pending: AtomicUsize,
 }
 
 /// A snapshot of the server's counters.
@@ -39,6 +42,9 @@ pub(crate) struct Stats {
 pub struct StatsSnapshot {
     /// WebSocket connections open now.
     pub open_connections: usize,
+    /// Requests (upgrades and plain HTTP) waiting now for an answer their service
+    /// deferred ([`crate::Upgrade::defer`], [`crate::HttpResponse::defer`]).
+    pub pending_requests: usize,
     /// TCP connections accepted since start.
     pub accepted: u64,
     /// Connections answered 503 because `max_connections` was reached.
@@ -124,6 +130,7 @@ impl Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             open_connections: self.open.load(Ordering::Relaxed),
+            pending_requests: self.pending.load(Ordering::Relaxed),
             accepted: get(&self.accepted),
             refused_over_capacity: get(&self.refused_over_capacity),
             handshake_timeouts: get(&self.handshake_timeouts),

@@ -119,13 +119,27 @@ impl<H: Handler> Connection<H> {
     ) {
         Stats::bump(&env.reactor.stats.http_requests);
         let request = Request::new(head, body, self.state.peer, &env.reactor.server);
-        let response = match catch_unwind(AssertUnwindSafe(|| env.service.http(&request))) {
+        let mut response = match catch_unwind(AssertUnwindSafe(|| env.service.http(&request))) {
             Ok(response) => response,
             Err(panic) => {
                 report::service_panic(env.reactor, &self.state, "http", &*panic);
                 HttpResponse::new(500, "internal error\n")
             }
         };
+        if let Some(decide) = response.take_deferred() {
+            return self.defer_http(head, body, decide, env);
+        }
+        self.write_response(head, response, env);
+    }
+
+    /// Writes `response` to the request `head`; then keeps the connection alive for
+    /// the next request or finishes it.
+    pub(super) fn write_response<S>(
+        &mut self,
+        head: &RequestHead,
+        response: HttpResponse,
+        env: &mut Env<'_, S>,
+    ) {
         let unread = env.reactor.cork.len() + self.state.outbox.len();
         let keep_alive =
             wants_keep_alive(head) && !response.closes() && unread <= env.config.max_backpressure;

@@ -9,6 +9,7 @@ use crate::protocol::close::encode_close_payload;
 use crate::protocol::frame::OpCode;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::conn_api::ConnId;
+use crate::server::conn_handle::Link;
 use crate::server::encode::{encode_into, encode_shared};
 use crate::server::outbox::{Chunk, Delivery, Outbox};
 use crate::server::pubsub::Subscription;
@@ -51,6 +52,14 @@ pub(crate) struct ConnState {
     /// permessage-deflate negotiated: the largest window (8 to 15 bits) our messages
     /// may be compressed with. No compression state is kept per connection.
     pub deflate_window: Option<u8>,
+    /// What this connection's [`crate::ConnHandle`]s share with it, once one was made.
+    pub link: Option<std::sync::Arc<Link>>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        self.forget_handles();
+    }
 }
 
 impl ConnState {
@@ -73,6 +82,14 @@ impl ConnState {
             batch_holder: false,
             timer_due: 0,
             deflate_window: None,
+            link: None,
+        }
+    }
+
+    /// The connection leaves the open state: its handles answer `Gone` from now on.
+    pub fn forget_handles(&mut self) {
+        if let Some(link) = &self.link {
+            link.mark_gone();
         }
     }
 

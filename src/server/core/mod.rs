@@ -58,6 +58,7 @@ macro_rules! env {
     };
 }
 
+mod commands;
 mod containment;
 mod delivery;
 mod report;
@@ -330,7 +331,8 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return true;
         };
-        let over = slot.unsent() > self.config.high_water_mark;
+        let over = slot.unsent() > self.config.high_water_mark
+            || slot.conn.holds_too_much(&self.config);
         if over {
             slot.reads_paused = true;
         }
@@ -524,7 +526,10 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if !slot.reads_paused || slot.unsent() > low_water {
+        if !slot.reads_paused
+            || slot.unsent() > low_water
+            || slot.conn.holds_too_much(&self.config)
+        {
             return;
         }
         slot.reads_paused = false;

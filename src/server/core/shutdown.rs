@@ -1,4 +1,4 @@
-//! Commands from other threads (publishes, shutdown) and the graceful shutdown they
+//! Commands from other threads (publishes, shutdown, and those of `commands.rs`) and the graceful shutdown they
 //! can start, in two phases (see `shared.rs`): settle (stop accepting, hand this
 //! turn's publishes on), then close every connection with 1001.
 
@@ -38,10 +38,20 @@ impl<S: Service, IO> Core<S, IO> {
     /// Commands from other threads: publishes and shutdown. Publishes queued before a
     /// shutdown's `Closing` are delivered before the connections start closing.
     fn drain_inbox<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
-        let (publishes, shutdown) = self.shared.remotes[self.index].take();
+        let taken = self.shared.remotes[self.index].take();
+        let (publishes, shutdown) = (taken.publishes, taken.shutdown);
         #[cfg(test)]
         crate::server::testing::on_inbox(&publishes);
-        self.deliver_local(&publishes, t);
+        // Publishes and commands in the order they were queued.
+        let mut delivered = 0;
+        for (at, command) in taken.commands {
+            if at > delivered {
+                self.deliver_local(&publishes[delivered..at], t);
+                delivered = at;
+            }
+            self.apply(command, t);
+        }
+        self.deliver_local(&publishes[delivered..], t);
         if shutdown >= ShutdownPhase::Settling && !self.settled {
             self.stopping = true;
             self.settle_due = true;

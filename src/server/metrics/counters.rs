@@ -57,11 +57,14 @@ pub(crate) enum RefusalReason {
     /// a ClientHello, no protocol version, cipher suite or ALPN protocol in common, or
     /// a fatal alert from the client.
     Tls,
+    /// 503 for a deferred request: `max_pending_requests` reached, no answer within
+    /// `handshake_timeout`, or a shutdown while it waited.
+    Pending,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::BadRequest,
         Self::MethodNotAllowed,
         Self::LengthRequired,
@@ -71,6 +74,7 @@ impl RefusalReason {
         Self::Other,
         Self::Service,
         Self::Tls,
+        Self::Pending,
     ];
 
     /// The reason for a refusal by the server's own checks with `status`.
@@ -98,6 +102,7 @@ impl RefusalReason {
             Self::Other => "other",
             Self::Service => "service",
             Self::Tls => "tls",
+            Self::Pending => "pending",
         }
     }
 }
