@@ -141,7 +141,9 @@ impl Worker<'_> {
                 self.local.tally.error(|| format!("poll: {e}"));
                 break;
             }
-            self.turn(window);
+            // Read again: another worker may have opened the window during the wait,
+            // and a publisher of its may already have sent what this wake-up reads.
+            self.turn(shared.window.get().copied());
         }
     }
 
