@@ -35,7 +35,10 @@ impl Target {
 pub(crate) enum Command {
     /// The application decided a deferred request.
     Decided { target: Target, decision: Decision },
-    /// A [`crate::ConnHandle`] call.
+    /// A message sent through a [`crate::ConnHandle`], encoded (and compressed,
+    /// where that applies) by the sender.
+    Send { target: Target, message: Publish },
+    /// Any other [`crate::ConnHandle`] call.
     Conn { target: Target, op: ConnOp },
 }
 
@@ -65,8 +68,6 @@ pub(crate) type RunOnReactor = Box<dyn FnOnce(&mut dyn Any, &mut Conn<'_>) + Sen
 
 /// What a [`crate::ConnHandle`] asks of its connection.
 pub(crate) enum ConnOp {
-    /// Send a message, encoded (and compressed, where that applies) by the sender.
-    Send(Publish),
     /// Start the closing handshake.
     Close(CloseCode, String),
     Subscribe(String),
@@ -87,18 +88,20 @@ impl fmt::Debug for Command {
                     "decision",
                     &match decision {
                         Decision::Upgrade { outcome: Ok(_), .. } => "accept",
-                        Decision::Upgrade { outcome: Err(_), .. } => "refuse",
+                        Decision::Upgrade {
+                            outcome: Err(_), ..
+                        } => "refuse",
                         Decision::Http { .. } => "respond",
                     },
                 )
                 .finish(),
+            Command::Send { target, .. } => f.debug_struct("Send").field("target", target).finish(),
             Command::Conn { target, op } => f
                 .debug_struct("Conn")
                 .field("target", target)
                 .field(
                     "op",
                     &match op {
-                        ConnOp::Send(_) => "send",
                         ConnOp::Close(..) => "close",
                         ConnOp::Subscribe(_) => "subscribe",
                         ConnOp::Unsubscribe(_) => "unsubscribe",

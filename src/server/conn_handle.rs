@@ -81,14 +81,18 @@ impl Link {
     }
 
     fn send(&self, op: ConnOp) -> HandleStatus {
+        self.queue(Command::Conn {
+            target: self.target,
+            op,
+        })
+    }
+
+    fn queue(&self, command: Command) -> HandleStatus {
         if self.gone.load(Ordering::Acquire) {
             return HandleStatus::Gone;
         }
         let remote = &self.shared.remotes[self.target.reactor()];
-        if remote.send_command(Command::Conn {
-            target: self.target,
-            op,
-        }) {
+        if remote.send_command(command) {
             HandleStatus::Queued
         } else {
             HandleStatus::Gone
@@ -172,7 +176,10 @@ impl ConnHandle {
         let publish = Publish::new(None, message, None, link.shared.deflate.as_ref());
         let taken = publish.frame.len();
         link.queued.fetch_add(taken, Ordering::AcqRel);
-        let status = link.send(ConnOp::Send(publish));
+        let status = link.queue(Command::Send {
+            target: link.target,
+            message: publish,
+        });
         if status != HandleStatus::Queued {
             link.taken(taken);
         }

@@ -145,13 +145,16 @@ impl Remote {
     }
 
     /// Takes everything queued: the publishes, the commands (each with how many of
-    /// the publishes came before it), and the shutdown's phase.
-    pub fn take(&self) -> Taken {
+    /// the publishes came before it), and the shutdown's phase. `spare` (empty) takes
+    /// the commands' place, so that a reactor that keeps handing back the list it
+    /// drained spares the senders from growing a new one at every wake-up.
+    pub fn take(&self, spare: Vec<(usize, Command)>) -> Taken {
+        debug_assert!(spare.is_empty());
         let mut inbox = self.lock();
         inbox.woken = false;
         Taken {
             publishes: std::mem::take(&mut inbox.publishes),
-            commands: std::mem::take(&mut inbox.commands),
+            commands: std::mem::replace(&mut inbox.commands, spare),
             shutdown: inbox.shutdown,
         }
     }

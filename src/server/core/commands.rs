@@ -1,24 +1,77 @@
 //! Commands from other threads (`command.rs`), applied at a wake-up: deferred
 //! decisions and handle calls, each for the connection it names, if it is still
 //! there (same slab key and id).
+//!
+//! Messages sent through handles are applied a run at a time (the messages queued
+//! one after another, with no other command or publish between them): grouped by
+//! connection (a stable sort, so each connection's messages keep their order), and
+//! each connection's small frames copied end to end into the turn batch, so they
+//! leave in one range of one write at the end of the turn, as broadcast deliveries
+//! do (`delivery.rs`), whatever the order in which the senders interleaved them.
 
 use crate::server::command::{Command, Target};
 use crate::server::core::{Core, Transport};
 use crate::server::handler::Service;
+use crate::server::outbox::Delivery;
+use crate::server::pubsub::Publish;
+
+/// The most commands a reactor's spare list keeps room for between wake-ups.
+const KEEP_COMMANDS: usize = 1 << 16;
 
 impl<S: Service, IO> Core<S, IO> {
-    /// Applies `command`. A handle's message joins the connection's outbox and is
-    /// written at the end of the turn with everything else delivered in it; anything
-    /// else is served at once, as after a read.
-    pub(super) fn apply<T: Transport<IO>>(&mut self, command: Command, t: &mut T) {
+    /// Applies `commands`, delivering `publishes[.. at]` before each command queued
+    /// after `at` publishes, so that both keep the order they were queued in.
+    pub(super) fn apply_all<T: Transport<IO>>(
+        &mut self,
+        publishes: &[Publish],
+        mut commands: Vec<(usize, Command)>,
+        t: &mut T,
+    ) {
+        let mut sends = std::mem::take(&mut self.sends);
+        let mut delivered = 0;
+        for (at, command) in commands.drain(..) {
+            if at > delivered {
+                self.apply_sends(&mut sends, t);
+                self.deliver_local(&publishes[delivered..at], t);
+                delivered = at;
+            }
+            match command {
+                Command::Send { target, message } => sends.push((target, message)),
+                other => {
+                    self.apply_sends(&mut sends, t);
+                    self.apply(other, t);
+                }
+            }
+        }
+        self.apply_sends(&mut sends, t);
+        self.deliver_local(&publishes[delivered..], t);
+        self.sends = sends;
+        // Handed back to the inbox at the next wake-up, unless a burst grew it.
+        if commands.capacity() <= KEEP_COMMANDS {
+            self.spare_commands = commands;
+        }
+    }
+
+    /// Applies a command other than a message. A decision or call is served at once,
+    /// as after a read.
+    fn apply<T: Transport<IO>>(&mut self, command: Command, t: &mut T) {
         let target = match &command {
-            Command::Decided { target, .. } | Command::Conn { target, .. } => *target,
+            Command::Decided { target, .. }
+            | Command::Conn { target, .. }
+            | Command::Send { target, .. } => *target,
         };
         if !self.holds(target) {
-            // Dropped here: a decision's handler and link go with it (the link's
-            // handles already answer `Gone`, or will once marked).
-            if let Command::Decided { decision, .. } = command {
-                drop_decision(decision);
+            // A decision's handler and link go with it: its handles learn it.
+            if let Command::Decided {
+                decision:
+                    crate::server::command::Decision::Upgrade {
+                        outcome: Ok((_, link)),
+                        ..
+                    },
+                ..
+            } = &command
+            {
+                link.mark_gone();
             }
             return;
         }
@@ -29,26 +82,92 @@ impl<S: Service, IO> Core<S, IO> {
             let Some(slot) = core.conns.get_mut(key) else {
                 return;
             };
-            let queued = match command {
+            match command {
                 Command::Decided { decision, .. } => {
                     slot.conn.decided(decision, stopping, &mut env);
-                    false
                 }
-                Command::Conn { op, .. } => {
-                    let queued = matches!(op, crate::server::command::ConnOp::Send(_));
-                    slot.conn.apply(op, &mut env);
-                    queued && env.reactor.cork.is_empty()
+                Command::Conn { op, .. } => slot.conn.apply(op, &mut env),
+                Command::Send { target, message } => {
+                    core.send_group(&[(target, message)]);
                 }
-            };
-            if queued {
-                if !slot.conn.state.dirty {
-                    slot.conn.state.dirty = true;
-                    core.dirty.push(key);
-                }
-            } else {
-                core.served(key, t);
             }
+            core.served(key, t);
         });
+    }
+
+    /// Applies a run of messages sent through handles (see the module docs).
+    fn apply_sends<T: Transport<IO>>(&mut self, sends: &mut Vec<(Target, Publish)>, t: &mut T) {
+        if sends.is_empty() {
+            return;
+        }
+        sends.sort_by_key(|(target, _)| target.key);
+        let mut rest = &sends[..];
+        while let Some((first, _)) = rest.first() {
+            let n = rest.iter().take_while(|(t, _)| t.key == first.key).count();
+            let (group, later) = rest.split_at(n);
+            let key = first.key;
+            self.contained(Some(key), t, |core, _| core.send_group(group));
+            rest = later;
+        }
+        sends.clear();
+    }
+
+    /// Queues messages sent through handles to one connection (all with the same
+    /// key; those for an earlier connection at that key are dropped): small frames
+    /// into the turn batch, the rest as shared bytes, under the backpressure policy;
+    /// the connection is written at the end of the turn.
+    fn send_group(&mut self, group: &[(Target, Publish)]) {
+        let Some((first, _)) = group.first() else {
+            return;
+        };
+        let key = first.key;
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !slot.conn.is_open() {
+            return;
+        }
+        let id = slot.conn.state.id;
+        let window = slot.conn.state.deflate_window;
+        let mut env = env!(self);
+        self.frames.clear();
+        let mut batched = false;
+        for (target, message) in group {
+            if target.id != id {
+                continue;
+            }
+            if let Some(link) = &slot.conn.state.link {
+                link.taken(message.frame.len());
+            }
+            env.reactor.counters.sent(payload_len(&message.frame));
+            let frame = match &message.deflated {
+                Some(deflated) if window.is_some_and(|w| w >= deflated.needs) => &deflated.frame,
+                _ => &message.frame,
+            };
+            if env.reactor.batch.takes(frame.len(), 0) {
+                self.frames.push(env.reactor.batch.append(frame));
+                batched = true;
+            } else {
+                if !self.frames.is_empty() {
+                    slot.conn.deliver(Delivery::batched(&self.frames), &mut env);
+                    self.frames.clear();
+                }
+                slot.conn.deliver(Delivery::Shared(frame), &mut env);
+            }
+        }
+        if !self.frames.is_empty() {
+            slot.conn.deliver(Delivery::batched(&self.frames), &mut env);
+        }
+        if batched {
+            // Whatever became of the connection, the seal must find its ranges.
+            env.reactor
+                .batch
+                .hold(key, &mut slot.conn.state.batch_holder);
+        }
+        if !slot.conn.state.dirty {
+            slot.conn.state.dirty = true;
+            self.dirty.push(key);
+        }
     }
 
     /// Whether the connection `target` names is still the one at its key.
@@ -59,13 +178,13 @@ impl<S: Service, IO> Core<S, IO> {
     }
 }
 
-/// A decision for a connection that is gone: its handles learn it.
-fn drop_decision(decision: crate::server::command::Decision) {
-    if let crate::server::command::Decision::Upgrade {
-        outcome: Ok((_, link)),
-        ..
-    } = decision
-    {
-        link.mark_gone();
-    }
+/// The payload length of an encoded, unmasked data frame (the frame less its
+/// header).
+fn payload_len(frame: &[u8]) -> usize {
+    let header = match frame.get(1).map(|b| b & 0x7f) {
+        Some(127) => 10,
+        Some(126) => 4,
+        _ => 2,
+    };
+    frame.len().saturating_sub(header)
 }

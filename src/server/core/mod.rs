@@ -111,6 +111,10 @@ pub(crate) struct Core<S: Service, IO> {
     frames: Vec<BatchRange>,
     /// The compressed counterparts of `frames` (permessage-deflate subscribers).
     deflated_frames: Vec<BatchRange>,
+    /// Scratch list of messages sent through handles (see `commands.rs`).
+    sends: Vec<(crate::server::command::Target, Publish)>,
+    /// The command list drained at the last wake-up, handed back to the inbox.
+    spare_commands: Vec<(usize, crate::server::command::Command)>,
     next_id: u64,
     /// A shutdown was seen: the driver stops accepting.
     stopping: bool,
@@ -146,6 +150,8 @@ impl<S: Service, IO> Core<S, IO> {
             targets: Vec::new(),
             frames: Vec::new(),
             deflated_frames: Vec::new(),
+            sends: Vec::new(),
+            spare_commands: Vec::new(),
             next_id: 1,
             stopping: false,
             settle_due: false,
@@ -331,8 +337,8 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return true;
         };
-        let over = slot.unsent() > self.config.high_water_mark
-            || slot.conn.holds_too_much(&self.config);
+        let over =
+            slot.unsent() > self.config.high_water_mark || slot.conn.holds_too_much(&self.config);
         if over {
             slot.reads_paused = true;
         }
@@ -526,9 +532,7 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if !slot.reads_paused
-            || slot.unsent() > low_water
-            || slot.conn.holds_too_much(&self.config)
+        if !slot.reads_paused || slot.unsent() > low_water || slot.conn.holds_too_much(&self.config)
         {
             return;
         }
@@ -568,6 +572,8 @@ impl<S: Service, IO> Core<S, IO> {
         release_vec(&mut self.targets);
         release_vec(&mut self.frames);
         release_vec(&mut self.deflated_frames);
+        release_vec(&mut self.sends);
+        self.spare_commands = Vec::new();
         release_vec(&mut self.fired);
         // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
         // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB

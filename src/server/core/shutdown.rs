@@ -38,20 +38,13 @@ impl<S: Service, IO> Core<S, IO> {
     /// Commands from other threads: publishes and shutdown. Publishes queued before a
     /// shutdown's `Closing` are delivered before the connections start closing.
     fn drain_inbox<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
-        let taken = self.shared.remotes[self.index].take();
+        let spare = std::mem::take(&mut self.spare_commands);
+        let taken = self.shared.remotes[self.index].take(spare);
         let (publishes, shutdown) = (taken.publishes, taken.shutdown);
         #[cfg(test)]
         crate::server::testing::on_inbox(&publishes);
         // Publishes and commands in the order they were queued.
-        let mut delivered = 0;
-        for (at, command) in taken.commands {
-            if at > delivered {
-                self.deliver_local(&publishes[delivered..at], t);
-                delivered = at;
-            }
-            self.apply(command, t);
-        }
-        self.deliver_local(&publishes[delivered..], t);
+        self.apply_all(&publishes, taken.commands, t);
         if shutdown >= ShutdownPhase::Settling && !self.settled {
             self.stopping = true;
             self.settle_due = true;
