@@ -256,3 +256,41 @@ fn a_publish_reaches_compressed_and_plain_subscribers() {
     );
     assert_eq!(read_raw(&mut plain), (0x80 | OP_TEXT, text.into_bytes()));
 }
+
+/// Hands its handle to the test at `on_open`.
+struct Reached(std::sync::mpsc::Sender<wavecore::ConnHandle>);
+
+impl Handler for Reached {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let _ = self.0.send(conn.handle());
+    }
+
+    fn on_message(&mut self, _: &mut Conn<'_>, _: Message<'_>) {}
+}
+
+#[test]
+fn a_handle_send_is_compressed_for_a_client_that_negotiated_it() {
+    let (tx, handles) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = TestServer::start(deflate_builder(), move |_: &wavecore::Request<'_>| {
+        wavecore::Upgrade::accept(Reached(tx.lock().unwrap().clone()))
+    });
+    let (mut compressed, answer) = upgrade_with(&server, "/", OFFER);
+    assert!(answer.is_some());
+    let to_compressed = handles.recv_timeout(IO_TIMEOUT).unwrap();
+    let (mut plain, _) = upgrade_with(&server, "/", "");
+    let to_plain = handles.recv_timeout(IO_TIMEOUT).unwrap();
+    let text = json();
+    for handle in [&to_compressed, &to_plain] {
+        // A large message (compressed on the sending thread) and a small one (never
+        // compressed).
+        assert_eq!(handle.send_text(&text), wavecore::HandleStatus::Queued);
+        assert_eq!(handle.send_text("hi"), wavecore::HandleStatus::Queued);
+    }
+    let (first, payload) = read_raw(&mut compressed);
+    assert_eq!(first, 0x80 | 0x40 | OP_TEXT);
+    assert_eq!(inflate(&payload), text.as_bytes());
+    assert_eq!(read_raw(&mut compressed), (0x80 | OP_TEXT, b"hi".to_vec()));
+    assert_eq!(read_raw(&mut plain), (0x80 | OP_TEXT, text.into_bytes()));
+    assert_eq!(read_raw(&mut plain), (0x80 | OP_TEXT, b"hi".to_vec()));
+}

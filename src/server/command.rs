@@ -37,7 +37,7 @@ pub(crate) enum Command {
     Decided { target: Target, decision: Decision },
     /// A message sent through a [`crate::ConnHandle`], encoded (and compressed,
     /// where that applies) by the sender.
-    Send { target: Target, message: Publish },
+    Send { target: Target, message: Outgoing },
     /// Any other [`crate::ConnHandle`] call.
     Conn { target: Target, op: ConnOp },
 }
@@ -60,6 +60,26 @@ pub(crate) enum Decision {
         head: RequestHead,
         response: HttpResponse,
     },
+}
+
+/// A message sent through a handle, as the sender encoded it.
+pub(crate) enum Outgoing {
+    /// A small uncompressed frame, laid in the inbox's frame arena (`shared.rs`) at
+    /// this range: no allocation of its own.
+    Arena(std::ops::Range<usize>),
+    /// A frame of its own (a large message, or one compressed with
+    /// permessage-deflate beside the plain one).
+    Own(Publish),
+}
+
+impl Outgoing {
+    /// The plain frame's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Arena(range) => range.len(),
+            Outgoing::Own(publish) => publish.frame.len(),
+        }
+    }
 }
 
 /// A closure to run on the connection's reactor with its handler (type-checked by

@@ -16,13 +16,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::protocol::CloseCode;
 use crate::protocol::frame::header_len;
-use crate::server::command::{Command, ConnOp, Target};
+use crate::server::command::{Command, ConnOp, Outgoing, Target};
 use crate::server::config::BackpressurePolicy;
 use crate::server::conn_api::{Conn, ConnId};
 use crate::server::handler::{Handler, Message};
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
+
+/// Payloads up to this many bytes (and not compressed) are encoded straight into the
+/// reactor's inbox instead of a buffer of their own.
+const ARENA_MAX: usize = 4096;
 
 /// What became of a [`ConnHandle`] call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,17 +177,36 @@ impl ConnHandle {
         if queued > 0 && queued + size > config.max_backpressure {
             return self.over_limit();
         }
-        let publish = Publish::new(None, message, None, link.shared.deflate.as_ref());
-        let taken = publish.frame.len();
-        link.queued.fetch_add(taken, Ordering::AcqRel);
-        let status = link.queue(Command::Send {
-            target: link.target,
-            message: publish,
-        });
-        if status != HandleStatus::Queued {
-            link.taken(taken);
-        }
-        status
+        let deflate = link.shared.deflate.as_ref();
+        let taken = if message.len() <= ARENA_MAX
+            && deflate.is_none_or(|config| message.len() < config.min_message_size)
+        {
+            // Small and never compressed: encoded straight into the reactor's inbox.
+            link.queued.fetch_add(size, Ordering::AcqRel);
+            if link.gone.load(Ordering::Acquire) {
+                link.taken(size);
+                return HandleStatus::Gone;
+            }
+            let remote = &link.shared.remotes[link.target.reactor()];
+            match remote.send_small(link.target, message.opcode(), message.as_bytes()) {
+                Some(_) => return HandleStatus::Queued,
+                None => size,
+            }
+        } else {
+            let publish = Publish::new(None, message, None, deflate);
+            let taken = publish.frame.len();
+            link.queued.fetch_add(taken, Ordering::AcqRel);
+            let status = link.queue(Command::Send {
+                target: link.target,
+                message: Outgoing::Own(publish),
+            });
+            if status == HandleStatus::Queued {
+                return status;
+            }
+            taken
+        };
+        link.taken(taken);
+        HandleStatus::Gone
     }
 
     /// Sends a text message (see [`ConnHandle::send`]).

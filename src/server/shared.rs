@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::server::bridge::Core as Bridge;
-use crate::server::command::Command;
+use crate::server::command::{Command, Outgoing, Target};
 use crate::server::config::{Backend, ServerConfig};
 use crate::server::failure::ReactorFailure;
 use crate::server::metrics::counters::ReactorCounters;
@@ -55,6 +55,8 @@ struct Inbox {
     /// Commands (`command.rs`), each with the number of publishes queued before it,
     /// so the reactor applies both in the order they were queued.
     commands: Vec<(usize, Command)>,
+    /// Small frames sent through handles, end to end (`Outgoing::Arena`).
+    frames: Vec<u8>,
     shutdown: ShutdownPhase,
     /// A wake-up was sent since the reactor last took its inbox: it will come.
     woken: bool,
@@ -114,6 +116,35 @@ impl Remote {
         true
     }
 
+    /// Queues a small message for `target`, encoding its frame (`opcode`, `payload`,
+    /// uncompressed) straight into the inbox's frame arena. Returns the frame's
+    /// length, or `None` (nothing queued) if the reactor is gone.
+    pub fn send_small(
+        &self,
+        target: Target,
+        opcode: crate::protocol::OpCode,
+        payload: &[u8],
+    ) -> Option<usize> {
+        let mut inbox = self.lock();
+        if inbox.closed {
+            return None;
+        }
+        let start = inbox.frames.len();
+        crate::server::encode::encode_frame_into(&mut inbox.frames, opcode, payload, false);
+        let range = start..inbox.frames.len();
+        let len = range.len();
+        let at = inbox.publishes.len();
+        inbox.commands.push((
+            at,
+            Command::Send {
+                target,
+                message: Outgoing::Arena(range),
+            },
+        ));
+        self.wake(inbox);
+        Some(len)
+    }
+
     /// Moves the reactor's shutdown on to `phase` (never back).
     pub fn send_shutdown(&self, phase: ShutdownPhase) {
         let mut inbox = self.lock();
@@ -138,6 +169,7 @@ impl Remote {
         let mut inbox = self.lock();
         inbox.closed = true;
         inbox.publishes = Vec::new();
+        inbox.frames = Vec::new();
         let commands = std::mem::take(&mut inbox.commands);
         // Dropped outside the lock: a dropped decision may queue its answer here.
         drop(inbox);
@@ -147,14 +179,16 @@ impl Remote {
     /// Takes everything queued: the publishes, the commands (each with how many of
     /// the publishes came before it), and the shutdown's phase. `spare` (empty) takes
     /// the commands' place, so that a reactor that keeps handing back the list it
-    /// drained spares the senders from growing a new one at every wake-up.
-    pub fn take(&self, spare: Vec<(usize, Command)>) -> Taken {
-        debug_assert!(spare.is_empty());
+    /// drained spares the senders from growing a new one at every wake-up; the
+    /// same for the frame arena and `spare_frames`.
+    pub fn take(&self, spare: Vec<(usize, Command)>, spare_frames: Vec<u8>) -> Taken {
+        debug_assert!(spare.is_empty() && spare_frames.is_empty());
         let mut inbox = self.lock();
         inbox.woken = false;
         Taken {
             publishes: std::mem::take(&mut inbox.publishes),
             commands: std::mem::replace(&mut inbox.commands, spare),
+            frames: std::mem::replace(&mut inbox.frames, spare_frames),
             shutdown: inbox.shutdown,
         }
     }
@@ -164,6 +198,8 @@ impl Remote {
 pub(crate) struct Taken {
     pub publishes: Vec<Publish>,
     pub commands: Vec<(usize, Command)>,
+    /// The frame arena the commands' `Outgoing::Arena` ranges point into.
+    pub frames: Vec<u8>,
     pub shutdown: ShutdownPhase,
 }
 

@@ -9,7 +9,7 @@
 //! leave in one range of one write at the end of the turn, as broadcast deliveries
 //! do (`delivery.rs`), whatever the order in which the senders interleaved them.
 
-use crate::server::command::{Command, Target};
+use crate::server::command::{Command, Outgoing, Target};
 use crate::server::core::{Core, Transport};
 use crate::server::handler::Service;
 use crate::server::outbox::Delivery;
@@ -18,6 +18,9 @@ use crate::server::pubsub::Publish;
 /// The most commands a reactor's spare list keeps room for between wake-ups.
 const KEEP_COMMANDS: usize = 1 << 16;
 
+/// The most bytes a reactor's spare frame arena keeps between wake-ups.
+const KEEP_ARENA: usize = 4 << 20;
+
 impl<S: Service, IO> Core<S, IO> {
     /// Applies `commands`, delivering `publishes[.. at]` before each command queued
     /// after `at` publishes, so that both keep the order they were queued in.
@@ -25,30 +28,35 @@ impl<S: Service, IO> Core<S, IO> {
         &mut self,
         publishes: &[Publish],
         mut commands: Vec<(usize, Command)>,
+        mut arena: Vec<u8>,
         t: &mut T,
     ) {
         let mut sends = std::mem::take(&mut self.sends);
         let mut delivered = 0;
         for (at, command) in commands.drain(..) {
             if at > delivered {
-                self.apply_sends(&mut sends, t);
+                self.apply_sends(&mut sends, &arena, t);
                 self.deliver_local(&publishes[delivered..at], t);
                 delivered = at;
             }
             match command {
                 Command::Send { target, message } => sends.push((target, message)),
                 other => {
-                    self.apply_sends(&mut sends, t);
+                    self.apply_sends(&mut sends, &arena, t);
                     self.apply(other, t);
                 }
             }
         }
-        self.apply_sends(&mut sends, t);
+        self.apply_sends(&mut sends, &arena, t);
         self.deliver_local(&publishes[delivered..], t);
         self.sends = sends;
         // Handed back to the inbox at the next wake-up, unless a burst grew it.
         if commands.capacity() <= KEEP_COMMANDS {
             self.spare_commands = commands;
+        }
+        if arena.capacity() <= KEEP_ARENA {
+            arena.clear();
+            self.spare_frames = arena;
         }
     }
 
@@ -88,7 +96,7 @@ impl<S: Service, IO> Core<S, IO> {
                 }
                 Command::Conn { op, .. } => slot.conn.apply(op, &mut env),
                 Command::Send { target, message } => {
-                    core.send_group(&[(target, message)]);
+                    core.send_group(&[(target, message)], &[]);
                 }
             }
             core.served(key, t);
@@ -96,7 +104,12 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// Applies a run of messages sent through handles (see the module docs).
-    fn apply_sends<T: Transport<IO>>(&mut self, sends: &mut Vec<(Target, Publish)>, t: &mut T) {
+    fn apply_sends<T: Transport<IO>>(
+        &mut self,
+        sends: &mut Vec<(Target, Outgoing)>,
+        arena: &[u8],
+        t: &mut T,
+    ) {
         if sends.is_empty() {
             return;
         }
@@ -106,7 +119,7 @@ impl<S: Service, IO> Core<S, IO> {
             let n = rest.iter().take_while(|(t, _)| t.key == first.key).count();
             let (group, later) = rest.split_at(n);
             let key = first.key;
-            self.contained(Some(key), t, |core, _| core.send_group(group));
+            self.contained(Some(key), t, |core, _| core.send_group(group, arena));
             rest = later;
         }
         sends.clear();
@@ -116,7 +129,7 @@ impl<S: Service, IO> Core<S, IO> {
     /// key; those for an earlier connection at that key are dropped): small frames
     /// into the turn batch, the rest as shared bytes, under the backpressure policy;
     /// the connection is written at the end of the turn.
-    fn send_group(&mut self, group: &[(Target, Publish)]) {
+    fn send_group(&mut self, group: &[(Target, Outgoing)], arena: &[u8]) {
         let Some((first, _)) = group.first() else {
             return;
         };
@@ -137,13 +150,22 @@ impl<S: Service, IO> Core<S, IO> {
                 continue;
             }
             if let Some(link) = &slot.conn.state.link {
-                link.taken(message.frame.len());
+                link.taken(message.len());
             }
-            env.reactor.counters.sent(payload_len(&message.frame));
-            let frame = match &message.deflated {
-                Some(deflated) if window.is_some_and(|w| w >= deflated.needs) => &deflated.frame,
-                _ => &message.frame,
+            // The frame, and the buffer it lives in if it has one of its own.
+            let (frame, own): (&[u8], Option<&bytes::Bytes>) = match message {
+                Outgoing::Arena(range) => (&arena[range.clone()], None),
+                Outgoing::Own(publish) => {
+                    let bytes = match &publish.deflated {
+                        Some(deflated) if window.is_some_and(|w| w >= deflated.needs) => {
+                            &deflated.frame
+                        }
+                        _ => &publish.frame,
+                    };
+                    (bytes, Some(bytes))
+                }
             };
+            env.reactor.counters.sent(payload_len(frame));
             if env.reactor.batch.takes(frame.len(), 0) {
                 self.frames.push(env.reactor.batch.append(frame));
                 batched = true;
@@ -152,7 +174,10 @@ impl<S: Service, IO> Core<S, IO> {
                     slot.conn.deliver(Delivery::batched(&self.frames), &mut env);
                     self.frames.clear();
                 }
-                slot.conn.deliver(Delivery::Shared(frame), &mut env);
+                let own = own
+                    .cloned()
+                    .unwrap_or_else(|| bytes::Bytes::copy_from_slice(frame));
+                slot.conn.deliver(Delivery::Shared(&own), &mut env);
             }
         }
         if !self.frames.is_empty() {

@@ -112,7 +112,12 @@ pub(crate) struct Core<S: Service, IO> {
     /// The compressed counterparts of `frames` (permessage-deflate subscribers).
     deflated_frames: Vec<BatchRange>,
     /// Scratch list of messages sent through handles (see `commands.rs`).
-    sends: Vec<(crate::server::command::Target, Publish)>,
+    sends: Vec<(
+        crate::server::command::Target,
+        crate::server::command::Outgoing,
+    )>,
+    /// The frame arena drained at the last wake-up, handed back to the inbox.
+    spare_frames: Vec<u8>,
     /// The command list drained at the last wake-up, handed back to the inbox.
     spare_commands: Vec<(usize, crate::server::command::Command)>,
     next_id: u64,
@@ -152,6 +157,7 @@ impl<S: Service, IO> Core<S, IO> {
             deflated_frames: Vec::new(),
             sends: Vec::new(),
             spare_commands: Vec::new(),
+            spare_frames: Vec::new(),
             next_id: 1,
             stopping: false,
             settle_due: false,
@@ -574,6 +580,7 @@ impl<S: Service, IO> Core<S, IO> {
         release_vec(&mut self.deflated_frames);
         release_vec(&mut self.sends);
         self.spare_commands = Vec::new();
+        self.spare_frames = Vec::new();
         release_vec(&mut self.fired);
         // The cork goes last, after the trim: glibc's `malloc_trim` leaves a thread
         // arena's top chunk (where the freed crowd coalesces) resident; a free of 64 KiB

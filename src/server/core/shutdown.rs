@@ -39,12 +39,13 @@ impl<S: Service, IO> Core<S, IO> {
     /// shutdown's `Closing` are delivered before the connections start closing.
     fn drain_inbox<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
         let spare = std::mem::take(&mut self.spare_commands);
-        let taken = self.shared.remotes[self.index].take(spare);
+        let spare_frames = std::mem::take(&mut self.spare_frames);
+        let taken = self.shared.remotes[self.index].take(spare, spare_frames);
         let (publishes, shutdown) = (taken.publishes, taken.shutdown);
         #[cfg(test)]
         crate::server::testing::on_inbox(&publishes);
         // Publishes and commands in the order they were queued.
-        self.apply_all(&publishes, taken.commands, t);
+        self.apply_all(&publishes, taken.commands, taken.frames, t);
         if shutdown >= ShutdownPhase::Settling && !self.settled {
             self.stopping = true;
             self.settle_due = true;
