@@ -341,3 +341,121 @@ fn a_handle_from_a_deferred_accept_sends_after_on_open() {
         assert_eq!(text(&mut ws), format!("early {i}"));
     }
 }
+
+/// Seconds the churn soak runs: 3 by default, `WAVECORE_SOAK_SECS` for a long run.
+fn soak_secs() -> u64 {
+    std::env::var("WAVECORE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// A client of the churn soak: its socket, its connection's handle, and the last
+/// sequence number seen from each sender.
+struct SoakClient {
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+    handle: ConnHandle,
+    last: HashMap<u64, u64>,
+}
+
+impl SoakClient {
+    fn new(f: &Fixture) -> Self {
+        let (ws, handle) = f.connect();
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        Self {
+            ws,
+            handle,
+            last: HashMap::new(),
+        }
+    }
+
+    /// Reads up to `reads` messages; checks each is for this connection and in each
+    /// sender's order. Returns how many arrived.
+    fn read(&mut self, reads: usize) -> u64 {
+        let mut received = 0;
+        for _ in 0..reads {
+            let Ok(tungstenite::Message::Text(text)) = self.ws.read() else {
+                break;
+            };
+            let parts: Vec<u64> = text.split(':').map(|p| p.parse().unwrap()).collect();
+            assert_eq!(parts[0], self.handle.id().0, "misdelivered: {text}");
+            let last = self.last.entry(parts[1]).or_insert(0);
+            assert!(
+                parts[2] >= *last,
+                "sender {}: {} after {last}",
+                parts[1],
+                parts[2]
+            );
+            *last = parts[2] + 1;
+            received += 1;
+        }
+        received
+    }
+}
+
+#[test]
+fn senders_churn_and_slow_readers_nothing_misdelivered_or_reordered() {
+    const CLIENTS: usize = 12;
+    const SENDERS: u64 = 3;
+    let f = fixture(
+        builder()
+            .workers(2)
+            .max_backpressure(64 << 10)
+            .backpressure_policy(BackpressurePolicy::Drop),
+    );
+    // Each client's current handle, swapped when the client reconnects.
+    let slots: Arc<Vec<Mutex<Option<ConnHandle>>>> =
+        Arc::new((0..CLIENTS).map(|_| Mutex::new(None)).collect());
+    let mut clients: Vec<SoakClient> = (0..CLIENTS).map(|_| SoakClient::new(&f)).collect();
+    for (slot, client) in slots.iter().zip(&clients) {
+        *slot.lock().unwrap() = Some(client.handle.clone());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|s| {
+            let (slots, stop) = (slots.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut queued = 0u64;
+                let mut seq = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for slot in slots.iter() {
+                        let handle = slot.lock().unwrap().clone();
+                        let Some(handle) = handle else { continue };
+                        let message = format!("{}:{s}:{seq}", handle.id());
+                        if handle.send_text(&message) == HandleStatus::Queued {
+                            queued += 1;
+                        }
+                    }
+                    seq += 1;
+                }
+                queued
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(soak_secs());
+    let (mut received, mut opened, mut round) = (0u64, CLIENTS, 0usize);
+    while std::time::Instant::now() < deadline {
+        round += 1;
+        for (i, client) in clients.iter_mut().enumerate() {
+            // A quarter of the clients read slowly: their queues hit the limit.
+            received += client.read(if i % 4 == 0 { 5 } else { 500 });
+        }
+        // Churn: every third round one client leaves and a new one takes its place.
+        if round % 3 == 0 {
+            let i = (round / 3) % CLIENTS;
+            *slots[i].lock().unwrap() = None;
+            let mut old = std::mem::replace(&mut clients[i], SoakClient::new(&f));
+            let _ = old.ws.close(None);
+            assert_ne!(old.handle.id(), clients[i].handle.id());
+            *slots[i].lock().unwrap() = Some(clients[i].handle.clone());
+            opened += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let queued: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
+    assert!(received > 0 && queued >= received, "{received} of {queued}");
+    assert!(opened > CLIENTS);
+    f.server.check_health();
+}

@@ -768,3 +768,55 @@ fn a_client_offering_only_h2_is_refused_and_one_also_offering_http11_gets_it() {
     upgrade(&mut both);
     assert_eq!(both.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
+
+/// Echoes; reports its handle at `on_open`.
+struct Handed(std::sync::mpsc::Sender<wavecore::ConnHandle>);
+
+impl Handler for Handed {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        let _ = self.0.send(conn.handle());
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
+        conn.send(message);
+    }
+}
+
+#[test]
+fn over_tls_a_deferred_upgrade_opens_and_a_handle_reaches_it() {
+    let certs = CertFiles::new();
+    let (handles, handed) = std::sync::mpsc::channel();
+    let handles = std::sync::Mutex::new(handles);
+    let service = move |request: &wavecore::Request<'_>| {
+        let handles = handles.lock().unwrap().clone();
+        let allowed = request.path() == "/";
+        wavecore::Upgrade::defer(move |pending| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                if allowed {
+                    let _ = pending.accept(Handed(handles));
+                } else {
+                    let _ = pending.refuse(403, "not here");
+                }
+            });
+        })
+    };
+    let server = TestServer::start(builder().tls_pem_files(&certs.cert, &certs.key), service);
+    let mut client = connect(&certs, server.addr);
+    let handle = handed.recv_timeout(IO_TIMEOUT).unwrap();
+    client.send_text("over tls").unwrap();
+    assert_eq!(
+        client.recv().unwrap(),
+        ClientMessage::Text("over tls".into())
+    );
+    assert_eq!(
+        handle.send_text("from a thread"),
+        wavecore::HandleStatus::Queued
+    );
+    assert_eq!(
+        client.recv().unwrap(),
+        ClientMessage::Text("from a thread".into())
+    );
+    let refused = Client::connect_tls(&url(server.addr, "/other"), &[], certs.client_config());
+    assert!(refused.is_err(), "a deferred refusal over TLS");
+}
