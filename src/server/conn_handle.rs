@@ -95,8 +95,8 @@ impl Link {
         if self.gone.load(Ordering::Acquire) {
             return HandleStatus::Gone;
         }
-        let remote = &self.shared.remotes[self.target.reactor()];
-        if remote.send_command(command) {
+        let remote = self.shared.remotes.get(self.target.reactor());
+        if remote.is_some_and(|remote| remote.send_command(command)) {
             HandleStatus::Queued
         } else {
             HandleStatus::Gone
@@ -187,8 +187,10 @@ impl ConnHandle {
                 link.taken(size);
                 return HandleStatus::Gone;
             }
-            let remote = &link.shared.remotes[link.target.reactor()];
-            match remote.send_small(link.target, message.opcode(), message.as_bytes()) {
+            let remote = link.shared.remotes.get(link.target.reactor());
+            match remote
+                .and_then(|r| r.send_small(link.target, message.opcode(), message.as_bytes()))
+            {
                 Some(_) => return HandleStatus::Queued,
                 None => size,
             }

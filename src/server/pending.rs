@@ -86,7 +86,9 @@ impl Waiting {
             decision: decision(head),
         };
         // A reactor that failed meanwhile drops the command (and its connection).
-        self.server.shared().remotes[self.target.reactor()].send_command(command);
+        if let Some(remote) = self.server.shared().remotes.get(self.target.reactor()) {
+            remote.send_command(command);
+        }
         Ok(())
     }
 

@@ -28,6 +28,8 @@ type Closes = Arc<Mutex<Vec<u16>>>;
 /// anything else is echoed. Close codes are recorded.
 struct App {
     closes: Closes,
+    /// Upgrades of `/later`, deferred: the test decides them.
+    pending: Arc<Mutex<Vec<crate::server::handler::PendingUpgrade<Peer>>>>,
 }
 
 struct Peer {
@@ -39,6 +41,10 @@ impl Service for App {
     type Handler = Peer;
 
     fn upgrade(&self, request: &Request<'_>) -> Upgrade<Peer> {
+        if request.path() == "/later" {
+            let pending = self.pending.clone();
+            return Upgrade::defer(move |p| pending.lock().unwrap().push(p));
+        }
         Upgrade::accept(Peer {
             subscribe: request.path() == "/sub",
             closes: self.closes.clone(),
@@ -140,6 +146,7 @@ struct Harness {
     now: Instant,
     shared: Arc<Shared>,
     closes: Closes,
+    pending: Arc<Mutex<Vec<crate::server::handler::PendingUpgrade<Peer>>>>,
 }
 
 impl Harness {
@@ -152,7 +159,9 @@ impl Harness {
         let closes = Closes::default();
         let app = App {
             closes: closes.clone(),
+            pending: Arc::default(),
         };
+        let pending = app.pending.clone();
         let origin = Instant::now();
         let core = Core::new(0, Arc::new(app), Arc::new(config), shared.clone(), origin);
         Self {
@@ -162,6 +171,7 @@ impl Harness {
             now: origin,
             shared,
             closes,
+            pending,
         }
     }
 
@@ -582,6 +592,91 @@ fn publishes_queued_before_the_shutdown_go_out_before_the_1001() {
     h.core.wake(h.now, &mut h.wire);
     h.at(Duration::ZERO);
     assert_eq!(h.frames(subscriber), ["text last", "close 1001"]);
+}
+
+/// A connection whose upgrade of `/later` waits for the test; returns its key.
+fn deferred(h: &mut Harness) -> usize {
+    let key = h.connect(usize::MAX);
+    let (_, request) = ClientHandshake::new("localhost", "/later", &[], &[]);
+    h.read(key, &request);
+    assert_eq!(h.pending.lock().unwrap().len(), 1);
+    key
+}
+
+fn peer_peer(closes: &Closes) -> Peer {
+    Peer {
+        subscribe: false,
+        closes: closes.clone(),
+    }
+}
+
+#[test]
+fn a_decision_already_on_its_way_at_the_timeout_is_waited_for() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let key = deferred(&mut h);
+    let pending = h.pending.lock().unwrap().pop().unwrap();
+    // Decided (queued in the inbox), but the reactor has not woken yet...
+    let handle = pending.accept(peer_peer(&h.closes)).expect("in time");
+    // ...when the deadline passes: the reactor waits for the decision.
+    h.at(Duration::from_secs(2));
+    assert!(
+        h.peer(key).taken.is_empty(),
+        "no 503: the answer is on its way"
+    );
+    h.core.wake(h.now, &mut h.wire);
+    h.at(Duration::from_secs(2));
+    assert!(h.peer(key).taken.starts_with(b"HTTP/1.1 101"));
+    assert!(!handle.is_gone());
+    assert_eq!(
+        h.shared
+            .stats
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn a_timeout_before_the_decision_answers_503_and_the_decision_is_too_late() {
+    let config = ServerConfig {
+        handshake_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let key = deferred(&mut h);
+    h.at(Duration::from_secs(2));
+    assert!(h.peer(key).taken.starts_with(b"HTTP/1.1 503"));
+    let pending = h.pending.lock().unwrap().pop().unwrap();
+    assert!(pending.accept(peer_peer(&h.closes)).is_err());
+    assert_eq!(
+        h.shared
+            .stats
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn a_decision_for_a_reused_slot_never_reaches_the_new_connection() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = deferred(&mut h);
+    let pending = h.pending.lock().unwrap().pop().unwrap();
+    h.core.eof(key);
+    h.core.served(key, &mut h.wire);
+    // A new connection takes the slot, then the old decision arrives.
+    let reused = h.upgraded("/");
+    assert_eq!(reused, key);
+    assert!(
+        pending.accept(peer_peer(&h.closes)).is_err(),
+        "the ticket expired with the old one"
+    );
+    h.send_text(reused, "still mine");
+    assert_eq!(h.frames(reused), ["text still mine"]);
 }
 
 mod tls;

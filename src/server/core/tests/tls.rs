@@ -28,6 +28,7 @@ fn tls_harness() -> (Harness, Arc<rustls::ClientConfig>) {
     });
     let app = App {
         closes: h.closes.clone(),
+        pending: Arc::default(),
     };
     h.core = Core::new(
         0,
