@@ -147,16 +147,18 @@ fn work(jobs: Arc<Mutex<Receiver<Job>>>) {
 /// Streams one reply through the job's handle; stops when the client left, stopped
 /// reading, or sent another prompt.
 fn stream(job: &Job) {
+    let stopped = |why: &str| tracing::debug!(id = %job.handle.id(), "reply stopped: {why}");
     for (i, token) in tokens(&job.prompt).iter().enumerate() {
         thread::sleep(Duration::from_millis(20 + (i as u64 * 17) % 41));
         if job.cancelled.load(Ordering::Relaxed) {
-            return;
+            return stopped("the client left or sent another prompt");
         }
         match job.handle.send_text(token) {
             HandleStatus::Queued => {}
-            HandleStatus::Gone | HandleStatus::Dropped | HandleStatus::WrongHandler => {
-                tracing::debug!(id = %job.handle.id(), "reply stopped: the client left or stopped reading");
-                return;
+            HandleStatus::Gone => return stopped("the client left"),
+            // (`WrongHandler` is `run`'s answer only.)
+            HandleStatus::Dropped | HandleStatus::WrongHandler => {
+                return stopped("the client stopped reading");
             }
         }
     }

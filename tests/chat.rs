@@ -18,46 +18,12 @@ use std::time::Duration;
 /// How long the script may run before it is killed (it gives up by itself at 100 s).
 const LIMIT: Duration = Duration::from_secs(150);
 
-/// Builds the chat example with the profile and target directory this test was built
-/// with (a no-op when `cargo test` has just built it) and returns its path.
-fn chat_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/chat-HASH
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("target directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    // No `-p`: the same packages as `cargo test` at the root, so the same features and
-    // nothing rebuilt.
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "chat",
-            "--profile",
-            profile,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(clients::repo())
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build --example chat: {status}");
-    profile_dir.join("examples/chat")
-}
-
 #[test]
 fn chat_in_chromium() {
     if !clients::client_available("Chromium (chat)", clients::missing_browser()) {
         return;
     }
-    let chat = chat_binary();
+    let chat = clients::example_binary("chat");
     clients::run_client(
         "chat in Chromium",
         Path::new("node"),
@@ -88,7 +54,7 @@ fn chat_over_tls_serves_the_page_and_the_rooms() {
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     let mut chat = Killed(
-        Command::new(chat_binary())
+        Command::new(clients::example_binary("chat"))
             .arg("127.0.0.1:0")
             .arg("--tls-cert")
             .arg(&cert)
