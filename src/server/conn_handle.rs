@@ -58,6 +58,8 @@ pub(crate) struct Link {
     gone: AtomicBool,
     /// Bytes of messages sent through handles and not yet taken by the reactor.
     queued: AtomicUsize,
+    /// Bytes waiting in the connection's outbox, as its reactor last saw them.
+    buffered: AtomicUsize,
     /// An `OverLimit` command was queued (once).
     over_limit: AtomicBool,
 }
@@ -70,6 +72,7 @@ impl Link {
             target,
             gone: AtomicBool::new(false),
             queued: AtomicUsize::new(0),
+            buffered: AtomicUsize::new(0),
             over_limit: AtomicBool::new(false),
         })
     }
@@ -77,6 +80,11 @@ impl Link {
     /// The connection left the open state: every handle answers `Gone` from now on.
     pub fn mark_gone(&self) {
         self.gone.store(true, Ordering::Release);
+    }
+
+    /// The connection's outbox holds `bytes` after its reactor served it.
+    pub fn note_buffered(&self, bytes: usize) {
+        self.buffered.store(bytes, Ordering::Relaxed);
     }
 
     /// The reactor took `bytes` of a message sent through a handle.
@@ -126,11 +134,12 @@ impl Link {
 /// topic reaches it.
 ///
 /// **Cost.** A handle is one pointer (an `Arc`): the first one made for a connection
-/// allocates the shared link (about 80 bytes), later ones share it. A send allocates
-/// the encoded frame once, on the calling thread (compressed there too, when the
-/// server has permessage-deflate on and the message is worth it); the reactor writes
-/// it with everything else it sends that turn. `docs/benchmarks.md` has the
-/// measurements.
+/// allocates the shared link (about 70 bytes), later ones share it. A send encodes
+/// the frame on the calling thread: a small one (up to 4 KiB, not compressed)
+/// straight into the reactor's inbox, with no allocation of its own; a larger one
+/// into a buffer of its own (compressed there too, when the server has
+/// permessage-deflate on and the message is worth it). The reactor writes it with
+/// everything else it sends that turn. `docs/benchmarks.md` has the measurements.
 #[derive(Clone)]
 pub struct ConnHandle {
     link: Arc<Link>,
@@ -164,8 +173,12 @@ impl ConnHandle {
 
     /// Sends a text or binary message. It obeys `max_backpressure` and the
     /// backpressure policy as [`Conn::send`] does, counting the bytes queued through
-    /// handles and not yet taken by the reactor as well as those the socket has not
-    /// taken: past the limit, [`HandleStatus::Dropped`].
+    /// handles and not yet taken by the reactor as well as those waiting for the
+    /// socket (as the reactor last saw them): past the limit,
+    /// [`HandleStatus::Dropped`]. A message the handle queued can still meet a
+    /// queue that filled meanwhile when the reactor takes it: the policy applies
+    /// there as it does to [`Conn::send`] (closed with 1008, or dropped and counted
+    /// in `dropped_messages`).
     pub fn send(&self, message: Message<'_>) -> HandleStatus {
         let link = &self.link;
         if link.gone.load(Ordering::Acquire) {
@@ -173,8 +186,8 @@ impl ConnHandle {
         }
         let config = &link.shared.config;
         let size = header_len(message.len() as u64, false) + message.len();
-        let queued = link.queued.load(Ordering::Acquire);
-        if queued > 0 && queued + size > config.max_backpressure {
+        let waiting = link.queued.load(Ordering::Acquire) + link.buffered.load(Ordering::Relaxed);
+        if waiting > 0 && waiting + size > config.max_backpressure {
             return self.over_limit();
         }
         let deflate = link.shared.deflate.as_ref();

@@ -479,6 +479,12 @@ impl<S: Service, IO> Core<S, IO> {
     /// its timer armed.
     pub fn served<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         self.flush(key, t);
+        if let Some(slot) = self.conns.get(key)
+            && let Some(link) = &slot.conn.state.link
+        {
+            // What its handles weigh their sends against (`max_backpressure`).
+            link.note_buffered(slot.conn.state.outbox.len());
+        }
         self.deliver_publishes(t);
         if self.retire_if_done(key, t) {
             return;
