@@ -134,12 +134,13 @@ impl Link {
 /// topic reaches it.
 ///
 /// **Cost.** A handle is one pointer (an `Arc`): the first one made for a connection
-/// allocates the shared link (about 80 bytes with the allocator's overhead), later ones share it. A send encodes
-/// the frame on the calling thread: a small one (up to 4 KiB, not compressed)
-/// straight into the reactor's inbox, with no allocation of its own; a larger one
-/// into a buffer of its own (compressed there too, when the server has
-/// permessage-deflate on and the message is worth it). The reactor writes it with
-/// everything else it sends that turn. `docs/benchmarks.md` has the measurements.
+/// allocates the shared link (about 80 bytes with the allocator's overhead), later
+/// ones share it. A send encodes the frame on the calling thread: a small one (up to
+/// 4 KiB, not compressed) straight into the reactor's inbox, with no allocation of
+/// its own; a larger one into a buffer of its own (compressed there too, when the
+/// server has permessage-deflate on and the message is worth it). The reactor writes
+/// it with everything else it sends that turn. `docs/benchmarks.md` has the
+/// measurements.
 #[derive(Clone)]
 pub struct ConnHandle {
     link: Arc<Link>,
