@@ -11,7 +11,7 @@
 
 mod clients;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 

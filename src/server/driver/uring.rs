@@ -9,7 +9,9 @@
 //! and never reaches the new connection; what it carried (a provided buffer, the
 //! bytes of a write) is given back or dropped.
 //!
-//! `unsafe` is confined to `ring.rs`.
+//! `unsafe` is confined to `ring.rs`, and to the three calls here of its two `unsafe
+//! fn`s (a write, the wake-up's read), each of which keeps the memory it hands the
+//! kernel in the driver until the completion (see `ring.rs`'s safety argument).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -193,11 +195,11 @@ impl Transport<Socket> for Ops<'_> {
             buffers: SendBuffers::new(chunks),
         });
         let ud = user_data(Kind::Send, io.generation(), id);
-        if self
-            .ring
-            .writev(io.stream.as_raw_fd(), &mut op.buffers, ud)
-            .is_err()
-        {
+        // SAFETY: `op` stays in `sends` until its completion arrives (or is leaked
+        // with the table by `UringDriver::drop`).
+        #[allow(unsafe_code)]
+        let queued = unsafe { self.ring.writev(io.stream.as_raw_fd(), &mut op.buffers, ud) };
+        if queued.is_err() {
             self.sends.remove(id);
         }
     }
@@ -383,10 +385,12 @@ macro_rules! split {
 
 impl<S: Service> Drop for UringDriver<S> {
     fn drop(&mut self) {
-        // Writes in flight read the memory `sends` owns: free it only once the ring
-        // says none is left, else keep it for the life of the process.
+        // Writes in flight read the memory `sends` owns, and the wake-up's read writes
+        // `counter`: free them only once the ring says nothing is left in flight,
+        // else keep them for the life of the process.
         if !self.ring.cancel_all_and_wait() {
             std::mem::forget(std::mem::take(&mut self.sends));
+            std::mem::forget(std::mem::replace(&mut self.counter, Box::new(0)));
         }
     }
 }
@@ -535,8 +539,13 @@ impl<S: Service> UringDriver<S> {
 
     fn arm_wake(&mut self) -> io::Result<()> {
         let fd = self.eventfd.as_raw_fd();
-        self.ring
-            .read_eventfd(fd, &mut self.counter, user_data(Kind::Wake, 0, 0))
+        // SAFETY: the counter lives as long as the driver, and `UringDriver::drop`
+        // leaks it if the read may still be in flight.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.ring
+                .read_eventfd(fd, &mut self.counter, user_data(Kind::Wake, 0, 0))
+        }
     }
 
     fn complete(&mut self, completion: Completion) -> io::Result<()> {
@@ -875,10 +884,14 @@ impl<S: Service> UringDriver<S> {
                 len,
                 buffers,
             });
-            if self
-                .ring
-                .writev(fd, &mut op.buffers, user_data(Kind::Send, generation, id))
-                .is_ok()
+            // SAFETY: `op` stays in `sends` until its completion arrives (or is
+            // leaked with the table by `UringDriver::drop`).
+            #[allow(unsafe_code)]
+            let queued = unsafe {
+                self.ring
+                    .writev(fd, &mut op.buffers, user_data(Kind::Send, generation, id))
+            };
+            if queued.is_ok()
                 && let Some(socket) = self.core.io_mut(key)
             {
                 socket.set(SENDING, true);

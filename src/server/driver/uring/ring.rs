@@ -4,13 +4,26 @@
 //! # The safety argument, in one place
 //!
 //! The kernel reads or writes memory named by a submission until that operation's
-//! completion is reaped. So every method that submits such an operation takes the
-//! memory as an [`InFlight`] owner: heap memory (`Box`, `Bytes`) that the driver keeps,
-//! unmoved and alive, in its table of operations until the completion with the same
-//! `user_data` arrives (`uring/ops.rs`), and that is leaked, never freed, if the ring
-//! is dropped before that (`Ring::drop`). The provided buffers and their ring are
-//! allocated here, registered once, and freed only after the ring is gone (or leaked
-//! if unregistering fails).
+//! completion is reaped. Who keeps each kind of such memory alive:
+//!
+//! - **Provided buffers** (receives): allocated by [`Ring::new`], owned by the ring
+//!   (`BufRing`), and freed only after the ring is gone with nothing in flight; if
+//!   the ring's teardown cannot confirm that, they are leaked (`Ring::drop`). A
+//!   buffer a completion handed us is ours until [`Ring::recycle`] gives it back.
+//! - **A write's iovecs and bytes** ([`SendBuffers`]): owned by the driver's table of
+//!   writes in flight (`uring.rs`, `sends`), entered before [`Ring::writev`] and
+//!   removed only when the write's completion arrives; heap memory, so moving the
+//!   table does not move it.
+//! - **The wake-up counter** (`read_eventfd`): a `Box<u64>` the driver owns for its
+//!   whole life.
+//!
+//! The two methods that hand the kernel caller-owned memory, [`Ring::writev`] and
+//! [`Ring::read_eventfd`], are `unsafe fn`s whose contract is exactly that: keep it
+//! alive and unmoved until the completion. When the driver goes (`UringDriver::drop`)
+//! it cancels everything in flight and waits for the completions
+//! ([`Ring::cancel_all_and_wait`]); if they do not all come, it leaks the writes'
+//! table and the counter rather than free memory the kernel may still write. The
+//! ring never leaves the reactor thread that made it (no `Send`).
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
@@ -129,11 +142,6 @@ struct BufRing {
     /// same batch of completions do not grow it again.
     grown: bool,
 }
-
-// SAFETY: the buffer ring's memory is owned by this value alone (the raw pointers
-// are never shared), and the kernel's use of it does not depend on which thread owns
-// the ring; a ring is made on the starting thread and moved, unused, to its reactor.
-unsafe impl Send for BufRing {}
 
 /// An io_uring instance with its provided buffers.
 pub(crate) struct Ring {
@@ -301,10 +309,14 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
-    /// Queues a vectored write of `buffers`' chunks on `socket`. The caller keeps
-    /// `buffers` in its operations table, unmoved and untouched, until this
-    /// operation's completion.
-    pub fn writev(
+    /// Queues a vectored write of `buffers`' chunks on `socket`.
+    ///
+    /// # Safety
+    ///
+    /// `buffers` (its iovecs and the bytes they point at) must stay alive, and its
+    /// lists unchanged, until this operation's completion is reaped, or until
+    /// [`Ring::cancel_all_and_wait`] returned `true`; otherwise it must be leaked.
+    pub unsafe fn writev(
         &mut self,
         socket: RawFd,
         buffers: &mut SendBuffers,
@@ -319,14 +331,18 @@ impl Ring {
         .build()
         .user_data(user_data);
         // SAFETY: the iovecs and the bytes they point at are heap memory owned by
-        // `buffers`, which the caller keeps alive and unmoved until the completion
-        // (and which is leaked if the ring is dropped first).
+        // `buffers`, which the caller keeps as this function's contract says.
         unsafe { self.push(&entry) }
     }
 
-    /// Queues a read of one 8-byte counter from `eventfd` into `counter`, which the
-    /// caller keeps until the completion.
-    pub fn read_eventfd(
+    /// Queues a read of one 8-byte counter from `eventfd` into `counter`.
+    ///
+    /// # Safety
+    ///
+    /// The `u64` that `counter` owns must stay alive until this operation's
+    /// completion is reaped, or until [`Ring::cancel_all_and_wait`] returned `true`;
+    /// otherwise it must be leaked.
+    pub unsafe fn read_eventfd(
         &mut self,
         eventfd: RawFd,
         counter: &mut Box<u64>,
@@ -335,7 +351,8 @@ impl Ring {
         let entry = opcode::Read::new(types::Fd(eventfd), (&mut **counter as *mut u64).cast(), 8)
             .build()
             .user_data(user_data);
-        // SAFETY: `counter` is heap memory the caller keeps alive until the completion.
+        // SAFETY: `counter` is heap memory the caller keeps as this function's
+        // contract says.
         unsafe { self.push(&entry) }
     }
 
