@@ -168,12 +168,11 @@ impl WsUrl {
 /// A client TLS configuration trusting `roots`, with ALPN `http/1.1` (and rustls'
 /// safe defaults, the `ring` provider).
 pub fn tls_config(roots: RootCertStore) -> Arc<ClientConfig> {
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut config = ClientConfig::builder_with_provider(crate::server::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }

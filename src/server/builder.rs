@@ -238,7 +238,10 @@ impl ServerBuilder {
     /// [`ServerBuilder::tls_pem_files`], `NotFound` or `InvalidData` (naming the file)
     /// when the certificate or key cannot be read or used; with
     /// [`ServerBuilder::tls`], `InvalidInput` when rustls cannot start a connection
-    /// with the configuration (a `max_fragment_size` out of range, say).
+    /// with the configuration (a `max_fragment_size` out of range, say). The message
+    /// names what failed: `listen on 127.0.0.1:9001: Address already in use (os error
+    /// 98)`, the file of a certificate (the kind is the underlying error's); an
+    /// io_uring failure is the kernel's error as it is (`raw_os_error` kept).
     pub fn start<S: Service>(self, service: S) -> io::Result<Server> {
         let workers = self.config.workers.max(1);
         let tls = match &self.tls {
@@ -256,12 +259,21 @@ impl ServerBuilder {
                 )
             })?;
         }
+        let named =
+            |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
         let addr = self
             .addr
-            .to_socket_addrs()?
+            .to_socket_addrs()
+            .map_err(named(format!("listen address {}", self.addr)))?
             .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        let (local_addr, listeners) = listener::bind(addr, workers, self.config.reuse_port)?;
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("listen address {}: no address to bind", self.addr),
+                )
+            })?;
+        let (local_addr, listeners) = listener::bind(addr, workers, self.config.reuse_port)
+            .map_err(named(format!("listen on {addr}")))?;
         let backend = driver::resolve(self.config.backend, &self.config);
         let mut sources = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
@@ -337,25 +349,15 @@ impl ServerBuilder {
     }
 }
 
-/// The one line a server logs when it starts (at `info`): where, how, and its limits.
+/// What a server logs when it starts: one short line at `info` (where, on which
+/// backend, TLS or not, how many reactors), and its whole configuration at `debug`.
 fn log_start(addr: SocketAddr, workers: usize, backend: Backend, config: &ServerConfig, tls: bool) {
     tracing::info!(
         address = %addr,
+        backend = backend.name(),
         tls,
         reactors = workers,
-        backend = backend.name(),
-        reuse_port = config.reuse_port,
-        max_connections = config.max_connections,
-        max_message_size = config.max_message_size,
-        max_frame_size = config.max_frame_size,
-        max_backpressure = config.max_backpressure,
-        backpressure_policy = ?config.backpressure_policy,
-        max_http_body_size = config.max_http_body_size,
-        handshake_timeout = ?config.handshake_timeout,
-        keep_alive_timeout = ?config.keep_alive_timeout,
-        ping_interval = ?config.ping_interval,
-        shutdown_timeout = ?config.shutdown_timeout,
-        permessage_deflate = ?config.permessage_deflate,
         "wavecore server listening"
     );
+    tracing::debug!(address = %addr, ?config, "wavecore server configuration");
 }
