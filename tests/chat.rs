@@ -3,8 +3,9 @@
 //! presence, a multi-byte line at the limit and past it, a refused room, Ctrl-C
 //! (SIGINT: pages get 1001 and the process exits 0) and reconnecting after a restart.
 //!
-//! Skipped with a note when Chromium or the Node packages are missing, unless `CI` is
-//! set: then it fails (install with `bash .ci/install-interop.sh`).
+//! `#[ignore]`d (it needs Chromium and the Node packages: `bash
+//! .ci/install-interop.sh`); `cargo test -- --include-ignored` runs it, and then a
+//! missing client fails it.
 //!
 //! Also, with no browser: the chat with `--tls-cert` and `--tls-key` serves its page
 //! over `https://` and its rooms over `wss://`.
@@ -53,10 +54,9 @@ fn chat_binary() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs Chromium and Node playwright-core: bash .ci/install-interop.sh, then --include-ignored"]
 fn chat_in_chromium() {
-    if !clients::client_available("Chromium (chat)", clients::missing_browser()) {
-        return;
-    }
+    clients::require_client("Chromium (chat)", clients::missing_browser());
     let chat = chat_binary();
     clients::run_client(
         "chat in Chromium",
