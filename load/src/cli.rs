@@ -243,6 +243,19 @@ impl Cli {
             json_payload: self.json_payload,
             tls,
         };
+        // A soak's parts may be empty (no subscribers, only echo connections, say),
+        // the whole run may not.
+        let any = match cfg.mode {
+            Mode::Soak => cfg.connections + cfg.echo + cfg.slow + cfg.churn,
+            _ => cfg.connections,
+        };
+        if any == 0 {
+            return Err(match cfg.mode {
+                Mode::Soak => "a soak needs connections: -c, --echo, --slow or --churn",
+                _ => "--connections must be at least 1: a run with no connection measures nothing",
+            }
+            .into());
+        }
         if cfg.shutdown && (cfg.mode != Mode::Soak || cfg.server_pid.is_none()) {
             return Err("--shutdown is for a soak with --server-pid".into());
         }

@@ -30,9 +30,9 @@ const FIRST_OPEN_LIMIT: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 ///
-/// The settings do not fit together, a thread could not start, or no connection
-/// opened (refused, or no handshake answer within 10 s): then the message says what
-/// the first connection ran into and what to check.
+/// The settings do not fit together, a thread could not start, or none of the
+/// connections opened (refused, or no handshake answer within 10 s): then the message
+/// says what the first connection ran into and what to check.
 pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
@@ -46,7 +46,8 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         (Duration::ZERO, None)
     };
     let setup = first_half + wait_ready(&cfg, &shared, &progress);
-    if shared.established.load(Ordering::SeqCst) == 0 {
+    // (A soak's part may have no connection at all: nothing to fail.)
+    if shared.established.load(Ordering::SeqCst) == 0 && cfg.connections + cfg.publishing() > 0 {
         shared.abort.store(true, Ordering::SeqCst);
         progress.finish();
         let tally = collect(threads);
