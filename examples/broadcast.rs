@@ -4,23 +4,29 @@
 //!
 //! ```text
 //! cargo run --release --example broadcast -- [ADDR] [--redis URL] [--tls-cert FILE --tls-key FILE]
+//!     [--workers N] [--backend epoll|io_uring|auto]
 //! ```
 //!
-//! `ADDR` defaults to 127.0.0.1:9001. With `--tls-cert` and `--tls-key` (PEM files)
-//! it serves `wss://` (and `https://` for `/metrics`).
+//! `--help` lists every option and its default. `ADDR` defaults to 127.0.0.1:9001 (a
+//! port alone listens on 127.0.0.1; `--addr` and `--port` also work). With
+//! `--tls-cert` and `--tls-key` (PEM files) it serves `wss://` (and `https://` for
+//! `/metrics`). `WORKERS` and `WAVECORE_BACKEND` set `--workers` and `--backend` from
+//! the environment.
 //!
 //! With `--redis redis://127.0.0.1:6379`, `/broadcast` is shared with every other
 //! broadcast server on that Redis: start two on two ports and a message sent to one
 //! reaches the `/broadcast` connections of both.
 //!
-//! One reactor per core (`WORKERS=n` to override); room for 20,000 connections.
+//! One reactor per core unless `--workers`; room for 20,000 connections.
 //! permessage-deflate (RFC 7692) is on for clients that offer it: a published message
 //! is compressed once and the same bytes go to every subscriber that negotiated it.
 //!
 //! Logs go to stdout (`RUST_LOG`, default `info`); Ctrl-C or `SIGTERM` stops
 //! gracefully: every client gets close 1001 after what was queued for it.
 
-use tracing_subscriber::EnvFilter;
+use std::process::ExitCode;
+
+use clap::Parser;
 use wavecore::{
     Conn, DeflateConfig, Handler, HttpResponse, Message, RedisBridge, Request, Server, Service,
     Upgrade,
@@ -30,6 +36,19 @@ use wavecore::{
 mod cli;
 
 const TOPIC: &str = "broadcast";
+
+/// Broadcast: every message received on /broadcast goes to every connection on
+/// /broadcast (the sender included); any other path echoes; GET /metrics serves the
+/// Prometheus metrics. Logs go to stdout (RUST_LOG, default info); Ctrl-C or SIGTERM
+/// stops gracefully.
+#[derive(Debug, Parser)]
+#[command(name = "broadcast")]
+struct Cli {
+    #[command(flatten)]
+    server: cli::ServerArgs,
+    #[command(flatten)]
+    bridge: cli::BridgeArgs,
+}
 
 /// A connection on `/broadcast`: subscribes on open, publishes what it receives.
 struct Subscriber;
@@ -97,36 +116,35 @@ impl Service for Routes {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let args = cli::Args::parse()?;
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::init_logging();
     let mut builder = Server::builder()
-        .bind(&args.addr)
         .shutdown_on_signals(true)
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)
         .max_connections(20_000)
         .permessage_deflate(DeflateConfig::default());
-    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|w| w.parse().ok()) {
-        builder = builder.workers(workers);
+    if let Some(url) = &args.bridge.redis {
+        match RedisBridge::new(url) {
+            Ok(bridge) => builder = builder.bridge(bridge),
+            Err(e) => return cli::fail("broadcast", &e, &args.server),
+        }
     }
-    // WAVECORE_BACKEND=epoll|io_uring|auto (default epoll).
-    if let Some(backend) = wavecore::Backend::from_env() {
-        builder = builder.backend(backend);
-    }
-    if let Some(url) = &args.redis {
-        builder = builder.bridge(RedisBridge::new(url)?);
-    }
-    let server = args.tls(builder).start(Routes)?;
+    let server = match args.server.apply(builder).start(Routes) {
+        Ok(server) => server,
+        Err(e) => return cli::fail("broadcast", &e, &args.server),
+    };
     tracing::info!(
         "broadcast server on {}://{}/broadcast",
-        args.ws_scheme(),
+        args.server.ws_scheme(),
         server.local_addr()
     );
-    server.join()?;
-    Ok(())
+    match server.join() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("broadcast: {failure}");
+            ExitCode::FAILURE
+        }
+    }
 }

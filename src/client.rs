@@ -168,12 +168,11 @@ impl WsUrl {
 /// A client TLS configuration trusting `roots`, with ALPN `http/1.1` (and rustls'
 /// safe defaults, the `ring` provider).
 pub fn tls_config(roots: RootCertStore) -> Arc<ClientConfig> {
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports TLS 1.2 and 1.3")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let mut config = ClientConfig::builder_with_provider(crate::server::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
@@ -288,8 +287,10 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// Connection and I/O errors; `InvalidData` when the URL or the server's
-    /// handshake response is not valid, or the server's certificate is not trusted.
+    /// Connection and I/O errors (a failed connect names the address: `connect
+    /// 127.0.0.1:9001: Connection refused (os error 111)`); `InvalidData` when the URL
+    /// or the server's handshake response is not valid, or the server's certificate is
+    /// not trusted.
     pub fn connect(url: &str) -> io::Result<Self> {
         Self::connect_with(url, &[])
     }
@@ -346,11 +347,17 @@ impl Client {
         tls: Option<Arc<ClientConfig>>,
     ) -> io::Result<Self> {
         let url = WsUrl::parse(url)?;
-        let tcp = TcpStream::connect(&url.authority)?;
+        // The error names the address: `connect 127.0.0.1:9001: Connection refused`.
+        let tcp = TcpStream::connect(&url.authority)
+            .map_err(|e| io::Error::new(e.kind(), format!("connect {}: {e}", url.authority)))?;
         tcp.set_nodelay(true)?;
         let mut stream = if url.secure {
-            let name = ServerName::try_from(url.host().to_owned())
-                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+            let name = ServerName::try_from(url.host().to_owned()).map_err(|e| {
+                io::Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("TLS name {}: {e}", url.host()),
+                )
+            })?;
             let config = tls.unwrap_or_else(default_tls_config);
             let tls = ClientConnection::new(config, name)
                 .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;

@@ -3,27 +3,33 @@
 //! presence, a multi-byte line at the limit and past it, a refused room, Ctrl-C
 //! (SIGINT: pages get 1001 and the process exits 0) and reconnecting after a restart.
 //!
-//! Skipped with a note when Chromium or the Node packages are missing, unless `CI` is
-//! set: then it fails (install with `bash .ci/install-interop.sh`).
+//! `#[ignore]`d (it needs Chromium and the Node packages: `bash
+//! .ci/install-interop.sh`); `cargo test -- --include-ignored` runs it, and then a
+//! missing client fails it.
 //!
 //! Also, with no browser: the chat with `--tls-cert` and `--tls-key` serves its page
 //! over `https://` and its rooms over `wss://`.
 
 mod clients;
+mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 /// How long the script may run before it is killed (it gives up by itself at 100 s).
 const LIMIT: Duration = Duration::from_secs(150);
 
+/// The chat binary, built for this test (see [`common::examples::binary`]).
+fn chat_binary() -> PathBuf {
+    common::examples::binary("chat")
+}
+
 #[test]
+#[ignore = "needs Chromium and Node playwright-core: bash .ci/install-interop.sh, then --include-ignored"]
 fn chat_in_chromium() {
-    if !clients::client_available("Chromium (chat)", clients::missing_browser()) {
-        return;
-    }
-    let chat = clients::example_binary("chat");
+    clients::require_client("Chromium (chat)", clients::missing_browser());
+    let chat = chat_binary();
     clients::run_client(
         "chat in Chromium",
         Path::new("node"),
@@ -54,7 +60,7 @@ fn chat_over_tls_serves_the_page_and_the_rooms() {
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     let mut chat = Killed(
-        Command::new(clients::example_binary("chat"))
+        Command::new(chat_binary())
             .arg("127.0.0.1:0")
             .arg("--tls-cert")
             .arg(&cert)

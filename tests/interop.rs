@@ -7,8 +7,10 @@
 //! `https://` from that server (ignoring certificate errors) and its WebSockets go over
 //! `wss://`.
 //!
-//! The clients are installed by `bash .ci/install-interop.sh`. When one is missing the
-//! test is skipped with a note on stderr, unless `CI` is set: then it fails.
+//! The clients are installed by `bash .ci/install-interop.sh`. The tests are
+//! `#[ignore]`d, so that `cargo test` says in its summary that it did not run them:
+//! `cargo test -- --include-ignored` (what `.ci/run` does) runs them, and then a
+//! missing client fails the test.
 
 mod clients;
 mod interop_server;
@@ -18,7 +20,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use clients::{client_available, missing_browser, missing_node, missing_python, venv};
+use clients::{missing_browser, missing_node, missing_python, require_client, venv};
 use wavecore::Server;
 
 /// How long a client may run before it is killed (each client bounds its own checks
@@ -125,10 +127,9 @@ fn run_client_tls(client: &str, program: &Path, script: &str, tag: &str) {
 }
 
 #[test]
+#[ignore = "needs Python websockets: bash .ci/install-interop.sh, then --include-ignored"]
 fn python_websockets_client_over_tls() {
-    if !client_available("Python websockets", missing_python()) {
-        return;
-    }
+    require_client("Python websockets", missing_python());
     run_client_tls(
         "Python websockets (wss)",
         &venv().join("bin/python"),
@@ -138,10 +139,9 @@ fn python_websockets_client_over_tls() {
 }
 
 #[test]
+#[ignore = "needs Node ws: bash .ci/install-interop.sh, then --include-ignored"]
 fn node_ws_client_over_tls() {
-    if !client_available("Node ws", missing_node(&["ws"])) {
-        return;
-    }
+    require_client("Node ws", missing_node(&["ws"]));
     run_client_tls(
         "Node ws (wss)",
         Path::new("node"),
@@ -151,10 +151,9 @@ fn node_ws_client_over_tls() {
 }
 
 #[test]
+#[ignore = "needs Python websockets: bash .ci/install-interop.sh, then --include-ignored"]
 fn python_websockets_client() {
-    if !client_available("Python websockets", missing_python()) {
-        return;
-    }
+    require_client("Python websockets", missing_python());
     run_client(
         "Python websockets",
         &venv().join("bin/python"),
@@ -164,10 +163,9 @@ fn python_websockets_client() {
 }
 
 #[test]
+#[ignore = "needs Node ws: bash .ci/install-interop.sh, then --include-ignored"]
 fn node_ws_client() {
-    if !client_available("Node ws", missing_node(&["ws"])) {
-        return;
-    }
+    require_client("Node ws", missing_node(&["ws"]));
     run_client(
         "Node ws",
         Path::new("node"),
@@ -177,10 +175,9 @@ fn node_ws_client() {
 }
 
 #[test]
+#[ignore = "needs Chromium and Node playwright-core: bash .ci/install-interop.sh, then --include-ignored"]
 fn chromium_browser_page() {
-    if !client_available("Chromium", missing_browser()) {
-        return;
-    }
+    require_client("Chromium", missing_browser());
     let out = run_client(
         "Chromium",
         Path::new("node"),
@@ -194,10 +191,9 @@ fn chromium_browser_page() {
 /// runner starts Chromium with `--ignore-certificate-errors` for an `https://` URL
 /// and fails unless the page came over TLS and every WebSocket it opened was `wss:`.
 #[test]
+#[ignore = "needs Chromium and Node playwright-core: bash .ci/install-interop.sh, then --include-ignored"]
 fn chromium_browser_page_over_tls() {
-    if !client_available("Chromium", missing_browser()) {
-        return;
-    }
+    require_client("Chromium", missing_browser());
     let certs = TestCert::new("chromium");
     let server = Running::start_tls(&certs);
     let url = format!("https://localhost:{}", server.port());

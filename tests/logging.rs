@@ -131,7 +131,7 @@ fn about((id, peer): (ConnId, SocketAddr)) -> Vec<Seen> {
 }
 
 #[test]
-fn the_start_is_logged_at_info_with_address_and_reactors() {
+fn the_start_is_one_info_line_and_the_configuration_a_debug_event() {
     let (server, _) = start();
     let address = server.addr.to_string();
     let start = seen()
@@ -148,7 +148,20 @@ fn the_start_is_logged_at_info_with_address_and_reactors() {
         _ => "epoll (mio)",
     };
     assert_eq!(start.field("backend"), backend);
-    assert_eq!(start.field("max_connections"), "100000");
+    assert_eq!(start.field("tls"), "false");
+    // One short line: the full configuration is a debug event of its own.
+    assert_eq!(start.field("max_connections"), "");
+    let config = seen()
+        .into_iter()
+        .find(|e| {
+            e.field("address") == address && e.field("message") == "wavecore server configuration"
+        })
+        .expect("a configuration event");
+    assert_eq!(config.level, Level::DEBUG);
+    assert!(
+        config.field("config").contains("max_connections: 100000"),
+        "{config:?}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! token by token from its worker pool through the connection's handle, many clients
 //! at once, and a client that leaves mid-reply (the worker learns it and stops).
 
-mod clients;
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -22,7 +22,7 @@ struct Stream {
 
 impl Stream {
     fn start() -> Self {
-        let mut child = Command::new(clients::example_binary("stream"))
+        let mut child = Command::new(common::examples::binary("stream"))
             .arg("127.0.0.1:0")
             .env("RUST_LOG", "stream=debug,wavecore=info")
             .env("NO_COLOR", "1")

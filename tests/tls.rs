@@ -643,9 +643,9 @@ fn sni_picks_the_certificate_through_the_configs_resolver() {
         roots.add(made.cert.der().clone()).unwrap();
         trust.push((name, wavecore::client::tls_config(roots)));
     }
-    let mut config = wavecore::rustls::ServerConfig::builder_with_provider(Arc::new(
-        wavecore::rustls::crypto::ring::default_provider(),
-    ))
+    let mut config = wavecore::rustls::ServerConfig::builder_with_provider(
+        wavecore::server::tls::crypto_provider(),
+    )
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()

@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo run --release --example chat -- [ADDR] [--redis URL] [--tls-cert FILE --tls-key FILE]
+//!     [--workers N] [--backend epoll|io_uring|auto]
 //! ```
 //!
-//! `ADDR` defaults to 127.0.0.1:9001; Ctrl-C stops it. With `--tls-cert` and
-//! `--tls-key` (PEM files; README.md shows how to make a self-signed pair) the page
-//! is served over `https://` and connects with `wss://`.
+//! `--help` lists every option and its default. `ADDR` defaults to 127.0.0.1:9001 (a
+//! port alone listens on 127.0.0.1; `--addr` and `--port` also work); Ctrl-C stops
+//! it. With `--tls-cert` and `--tls-key` (PEM files; README.md shows how to make a
+//! self-signed pair) the page is served over `https://` and connects with `wss://`.
 //!
 //! With `--redis redis://127.0.0.1:6379`, rooms are shared with every other chat
 //! server on that Redis (two processes on two ports, behind a load balancer or not):
@@ -27,7 +29,8 @@
 //!   events that number already counts.
 //! * **Refusals a person can read.** A browser sees neither the status nor the body of
 //!   a refused upgrade (it reports 1006), so a bad room or name is accepted and closed
-//!   at once with 1008 and the reason, which the page shows.
+//!   at once with 1008 and the reason, which the page shows. A name already present
+//!   in the room is refused the same way (a second tab asks for another name).
 //! * **Limits.** A line is at most [`MAX_LINE`] bytes of UTF-8 (not characters); the
 //!   page counts bytes before sending, and the server closes with 1009 past it.
 //! * **Graceful stop.** Ctrl-C or SIGTERM: every page gets Close 1001 and reconnects
@@ -54,7 +57,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing_subscriber::EnvFilter;
+use std::process::ExitCode;
+
+use clap::Parser;
 use wavecore::{
     CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
     Request, Server, ServerHandle, Service, Upgrade,
@@ -64,6 +69,20 @@ use wavecore::{
 mod cli;
 
 const PAGE: &str = include_str!("page.html");
+
+/// The wavecore demo: chat rooms with presence, served with their web page on one
+/// port (open http://ADDR/ in a few browser tabs). Ctrl-C or SIGTERM stops gracefully.
+#[derive(Debug, Parser)]
+#[command(name = "chat")]
+struct Cli {
+    #[command(flatten)]
+    server: cli::ServerArgs,
+    #[command(flatten)]
+    bridge: cli::BridgeArgs,
+}
+
+/// The close reason for a name already present in the room.
+const NAME_TAKEN: &str = "that name is already in the room: choose another";
 
 /// Longest chat line, in bytes of UTF-8: the server's `max_message_size` (past it the
 /// connection is closed with 1009) and the page's limit (sent in the welcome).
@@ -92,11 +111,19 @@ struct Presence {
 }
 
 impl Rooms {
-    /// Adds `member` to its room, tells the room, and returns the member's welcome.
-    /// The event is published under the lock, so every reactor's inbox gets the events
-    /// in `seq` order.
-    fn join(&self, member: &Member) -> String {
+    /// Adds `member` to its room, tells the room, and returns the member's welcome;
+    /// `Err` with the reason if the name is already present in the room. The event is
+    /// published under the lock, so every reactor's inbox gets the events in `seq`
+    /// order.
+    fn join(&self, member: &Member) -> Result<String, &'static str> {
         let mut presence = self.presence.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = presence
+            .rooms
+            .get(&member.room)
+            .is_some_and(|room| room.values().any(|name| name == &member.name));
+        if taken {
+            return Err(NAME_TAKEN);
+        }
         presence.seq += 1;
         let seq = presence.seq;
         let room = presence.rooms.entry(member.room.clone()).or_default();
@@ -107,13 +134,13 @@ impl Rooms {
             let _ = write!(members, r#"{comma}{{"id":{id},"name":{}}}"#, json(name));
         }
         self.publish_presence("join", seq, member);
-        format!(
+        Ok(format!(
             r#"{{"type":"welcome","you":{},"name":{},"room":{},"limit":{MAX_LINE},"seq":{seq},"at":{},"members":[{members}]}}"#,
             member.id,
             json(&member.name),
             json(&member.room),
             now_ms(),
-        )
+        ))
     }
 
     /// Removes `member` from its room and tells the room.
@@ -166,8 +193,16 @@ impl Handler for Session {
                 member.id = conn.id();
                 // Subscribe before joining: no event after the welcome's `seq` is missed.
                 conn.subscribe(&member.topic);
-                let welcome = member.rooms.join(member);
-                conn.send_text(&welcome);
+                match member.rooms.join(member) {
+                    Ok(welcome) => {
+                        conn.send_text(&welcome);
+                    }
+                    Err(reason) => {
+                        // Not a member: `on_close` has no one to remove.
+                        *self = Session::Refused(reason);
+                        conn.close(CloseCode::POLICY_VIOLATION, reason);
+                    }
+                }
             }
         }
     }
@@ -216,7 +251,7 @@ impl Service for Chat {
         if self.rooms.server.get().is_none() {
             return Upgrade::refuse(503, "starting, try again");
         }
-        let name = request.query().and_then(|query| query_value(query, "name"));
+        let name = request.query_param("name");
         let name = name.as_deref().map(str::trim).unwrap_or_default();
         let session = if room.is_empty()
             || room.len() > MAX_ROOM
@@ -252,36 +287,44 @@ impl Service for Chat {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    let args = cli::Args::parse()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::init_logging();
     let rooms = Arc::new(Rooms::default());
     // Ctrl-C or SIGTERM: no new connections, Close 1001 to every page after what is
     // queued for it, then `join` returns. A second signal exits at once.
     let mut builder = Server::builder()
-        .bind(&args.addr)
         .max_message_size(MAX_LINE)
         .permessage_deflate(DeflateConfig::default())
         .shutdown_on_signals(true);
-    if let Some(url) = &args.redis {
-        builder = builder.bridge(RedisBridge::new(url)?.channel_prefix("chat:"));
+    if let Some(url) = &args.bridge.redis {
+        match RedisBridge::new(url) {
+            Ok(bridge) => builder = builder.bridge(bridge.channel_prefix("chat:")),
+            Err(e) => return cli::fail("chat", &e, &args.server),
+        }
     }
-    let server = args.tls(builder).start(Chat {
+    let chat = Chat {
         rooms: rooms.clone(),
-    })?;
+    };
+    let server = match args.server.apply(builder).start(chat) {
+        Ok(server) => server,
+        Err(e) => return cli::fail("chat", &e, &args.server),
+    };
     let _ = rooms.server.set(server.handle());
     println!(
         "chat on {}://{}/ (open it in a few browser tabs; Ctrl-C stops)",
-        args.http_scheme(),
+        args.server.http_scheme(),
         server.local_addr()
     );
-    server.join()?;
+    let outcome = server.join();
     println!("stopped");
-    Ok(())
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("chat: {failure}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `text` as a JSON string literal.
@@ -300,27 +343,6 @@ fn json(text: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// The value of `key` in a query string, percent-decoded (`+` is a space); `None`
-/// when absent, badly escaped or not UTF-8.
-fn query_value(query: &str, key: &str) -> Option<String> {
-    let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))?;
-    let mut bytes = Vec::with_capacity(value.len());
-    let mut rest = value.bytes();
-    while let Some(byte) = rest.next() {
-        bytes.push(match byte {
-            b'+' => b' ',
-            b'%' => {
-                let hex = [rest.next()?, rest.next()?];
-                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
-            }
-            byte => byte,
-        });
-    }
-    String::from_utf8(bytes).ok()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,74 +1,201 @@
-//! The command line the examples share: `[ADDR] [--redis URL] [--tls-cert FILE
-//! --tls-key FILE]` (echo takes no `--redis`).
+//! The command line the examples share, parsed by clap: where to listen, TLS, reactors
+//! and backend ([`ServerArgs`]), the Redis bridge ([`BridgeArgs`], broadcast and chat
+//! only), and what a person reads when the server cannot start ([`fail`]).
+//!
+//! Each example's `Cli` flattens these groups, so an option added here reaches every
+//! example that takes the group, with its `--help` line.
 
 #![allow(dead_code, reason = "each example uses part of it")]
 
-use std::io::{Error, ErrorKind, Result};
+use std::io::{self, ErrorKind, IsTerminal};
+use std::net::ToSocketAddrs;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-/// What the command line asked for.
-pub struct Args {
-    /// The address to bind (default `127.0.0.1:9001`).
-    pub addr: String,
-    /// The Redis URL of `--redis`, if given.
-    pub redis: Option<String>,
-    /// The PEM certificate chain and key files of `--tls-cert` and `--tls-key`: serve
-    /// TLS (`wss://`, `https://`).
-    pub tls: Option<(String, String)>,
+use tracing_subscriber::EnvFilter;
+use wavecore::{Backend, ServerBuilder};
+
+/// Where the server listens, how it runs, and its TLS certificate.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Where to listen: host:port (127.0.0.1:9001, 0.0.0.0:9001, [::1]:9001) or a
+    /// port alone (on 127.0.0.1) [default: 127.0.0.1:9001]
+    #[arg(value_name = "ADDR", value_parser = listen_addr)]
+    addr_arg: Option<String>,
+
+    /// Where to listen, as ADDR [default: 127.0.0.1:9001]
+    #[arg(long = "addr", value_name = "ADDR", value_parser = listen_addr, conflicts_with = "addr_arg")]
+    addr_opt: Option<String>,
+
+    /// Listen on this port of 127.0.0.1 (or of ADDR's host)
+    #[arg(long, value_name = "PORT")]
+    port: Option<u16>,
+
+    /// Serve TLS (wss://, https://) with this PEM certificate chain (with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Reactor threads [default: one per core]
+    #[arg(long, env = "WORKERS", value_name = "N")]
+    pub workers: Option<NonZeroUsize>,
+
+    /// The event source the reactors run on: auto is io_uring where the kernel allows
+    /// it, else epoll
+    #[arg(
+        long,
+        env = "WAVECORE_BACKEND",
+        value_enum,
+        ignore_case = true,
+        default_value = "epoll"
+    )]
+    pub backend: BackendArg,
 }
 
-impl Args {
-    /// Parses the process's arguments; `InvalidInput` when an option lacks its value,
-    /// or only one of `--tls-cert` and `--tls-key` is given.
-    pub fn parse() -> Result<Self> {
-        let (mut addr, mut redis, mut cert, mut key) = (None, None, None, None);
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let slot = match arg.as_str() {
-                "--redis" => &mut redis,
-                "--tls-cert" => &mut cert,
-                "--tls-key" => &mut key,
-                _ => {
-                    addr = Some(arg);
-                    continue;
-                }
-            };
-            let value = args.next().ok_or_else(|| {
-                Error::new(ErrorKind::InvalidInput, format!("{arg} needs a value"))
-            })?;
-            *slot = Some(value);
+/// `--backend`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// Readiness through epoll (mio)
+    Epoll,
+    /// Completions through io_uring (Linux 6.0 or later)
+    #[value(name = "io_uring", alias = "iouring", alias = "uring")]
+    IoUring,
+    /// io_uring where the kernel allows it, else epoll
+    Auto,
+}
+
+/// The Redis bridge: topics shared with the other servers on one Redis.
+#[derive(Debug, clap::Args)]
+pub struct BridgeArgs {
+    /// Share topics with every other server on this Redis (redis://HOST:PORT)
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+}
+
+/// Parses an address to listen on: `host:port`, or a port alone (on 127.0.0.1).
+fn listen_addr(text: &str) -> Result<String, String> {
+    if text.parse::<u16>().is_ok() {
+        return Ok(format!("127.0.0.1:{text}"));
+    }
+    match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(_)) => Ok(text.to_owned()),
+        _ => Err(
+            "not an address to listen on: give host:port (127.0.0.1:9001, \
+                  0.0.0.0:9001, [::1]:9001) or a port (9001)"
+                .into(),
+        ),
+    }
+}
+
+impl ServerArgs {
+    /// The address to listen on, `host:port`.
+    pub fn addr(&self) -> String {
+        let addr = self
+            .addr_opt
+            .as_deref()
+            .or(self.addr_arg.as_deref())
+            .unwrap_or("127.0.0.1:9001");
+        match self.port {
+            // The host part of `addr` (IPv6 brackets kept) with the new port.
+            Some(port) => match addr.rsplit_once(':') {
+                Some((host, _)) => format!("{host}:{port}"),
+                None => format!("127.0.0.1:{port}"),
+            },
+            None => addr.to_owned(),
         }
-        let tls = match (cert, key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "--tls-cert and --tls-key go together",
-                ));
-            }
-        };
-        Ok(Self {
-            addr: addr.unwrap_or_else(|| "127.0.0.1:9001".into()),
-            redis,
-            tls,
-        })
     }
 
-    /// `builder`, serving TLS if the command line asked for it.
-    pub fn tls(&self, builder: wavecore::ServerBuilder) -> wavecore::ServerBuilder {
-        match &self.tls {
-            Some((cert, key)) => builder.tls_pem_files(cert, key),
-            None => builder,
+    /// `builder` bound to [`addr`](Self::addr), with the reactors, backend and TLS of
+    /// the command line.
+    pub fn apply(&self, mut builder: ServerBuilder) -> ServerBuilder {
+        builder = builder.bind(self.addr()).backend(match self.backend {
+            BackendArg::Epoll => Backend::Epoll,
+            BackendArg::IoUring => Backend::IoUring,
+            BackendArg::Auto => Backend::Auto,
+        });
+        if let Some(workers) = self.workers {
+            builder = builder.workers(workers.get());
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => builder.tls_pem_files(cert, key),
+            _ => builder,
         }
     }
 
-    /// `ws` or `wss`, for the log line.
+    /// `ws` or `wss`, for the start line.
     pub fn ws_scheme(&self) -> &'static str {
-        if self.tls.is_some() { "wss" } else { "ws" }
+        if self.tls_cert.is_some() { "wss" } else { "ws" }
     }
 
-    /// `http` or `https`, for the log line.
+    /// `http` or `https`, for the start line.
     pub fn http_scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
+}
+
+/// Logs to stdout at `RUST_LOG` (default `info`), in colour only on a terminal (a file
+/// or a journal gets no escape codes).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(io::stdout().is_terminal())
+        .init();
+}
+
+/// Tells a person on stderr that `program` could not start, why (`error` names the
+/// address or file, except the kernel's io_uring refusals) and what to do about it;
+/// returns the exit status (1).
+pub fn fail(program: &str, error: &io::Error, args: &ServerArgs) -> ExitCode {
+    let text = error.to_string();
+    let uring = args.backend == BackendArg::IoUring
+        && !text.contains("listen")
+        && !text.contains("TLS")
+        && !text.contains("Redis");
+    if uring {
+        eprintln!("{program}: cannot start on io_uring: {error}");
+    } else {
+        eprintln!("{program}: cannot start: {error}");
+    }
+    if let Some(hint) = hint(error, uring) {
+        eprintln!("  {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+/// What to do about a start error, where we know.
+fn hint(error: &io::Error, uring: bool) -> Option<&'static str> {
+    let text = error.to_string();
+    Some(match error.kind() {
+        ErrorKind::AddrInUse => {
+            "is another server running there? give another address with --addr or --port"
+        }
+        ErrorKind::AddrNotAvailable => {
+            "that address is not one of this machine's: try 127.0.0.1:PORT or 0.0.0.0:PORT"
+        }
+        ErrorKind::PermissionDenied if text.contains("listen on") => {
+            "ports below 1024 need privileges: use a higher --port"
+        }
+        _ if text.contains("TLS") => {
+            "--tls-cert and --tls-key take PEM files; README.md (TLS) shows how to make a \
+             self-signed pair"
+        }
+        _ if uring => {
+            "io_uring is unavailable here (old kernel, seccomp, sysctl or memlock limit): \
+             use --backend epoll or --backend auto"
+        }
+        _ if text.contains("redis") || text.contains("Redis") => {
+            "check the --redis URL (redis://HOST:PORT) and that the Redis server is running"
+        }
+        _ => return None,
+    })
 }

@@ -12,7 +12,10 @@ use crate::config::{Config, Mode, Target};
 const AFTER_HELP: &str = "\
 Rates count one direction: an echo is one message, a broadcast one delivery per subscriber;
 MB/s is payload received. Latency is reported in microseconds (p50, p99, p99.9, max).
-Exit status: 0, 1 when any error was counted, 2 when the run could not start.
+Exit status: 0; 1 when any error was counted; 2 when the run could not start (bad
+arguments, or no connection opened: refused, or no handshake answer within 10 s, said at
+once with the first error); 130 when interrupted (Ctrl-C prints the partial summary first;
+a second Ctrl-C exits at once).
 
 Examples:
   wavecore-load echo 127.0.0.1:9001 -c 100 -p 1 -s 32 -d 10
@@ -33,8 +36,8 @@ pub struct Cli {
     #[arg(value_enum, value_name = "MODE")]
     pub mode: Mode,
 
-    /// The server, as host:port (also sent as the Host header), or a ws:// or wss://
-    /// URL (wss: TLS on every connection; a path in the URL is the request path)
+    /// The server, as host:port[/path] (host:port is also sent as the Host header), or
+    /// a ws:// or wss:// URL (wss: TLS on every connection; a path is the request path)
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:9001")]
     pub addr: String,
 
@@ -171,13 +174,25 @@ impl Cli {
             }
             url_path = (url.path != "/").then_some(url.path);
             self.addr = url.authority;
-        } else if self.tls_ca.is_some() || self.tls_insecure {
-            return Err("--tls-ca and --tls-insecure need a wss:// URL".into());
+        } else {
+            if self.tls_ca.is_some() || self.tls_insecure {
+                return Err("--tls-ca and --tls-insecure need a wss:// URL".into());
+            }
+            // host:port/path, without a scheme: ws://.
+            if let Some(slash) = self.addr.find('/') {
+                url_path = Some(self.addr[slash..].to_owned());
+                self.addr.truncate(slash);
+            }
         }
         let addr = self
             .addr
             .to_socket_addrs()
-            .map_err(|e| format!("{}: {e}", self.addr))?
+            .map_err(|e| {
+                format!(
+                    "{}: {e} (give host:port, host:port/path, or a ws:// or wss:// URL)",
+                    self.addr
+                )
+            })?
             .next()
             .ok_or_else(|| format!("{}: no address", self.addr))?;
         let default_path = match self.mode {
@@ -228,6 +243,19 @@ impl Cli {
             json_payload: self.json_payload,
             tls,
         };
+        // A soak's parts may be empty (no subscribers, only echo connections, say),
+        // the whole run may not.
+        let any = match cfg.mode {
+            Mode::Soak => cfg.connections + cfg.echo + cfg.slow + cfg.churn,
+            _ => cfg.connections,
+        };
+        if any == 0 {
+            return Err(match cfg.mode {
+                Mode::Soak => "a soak needs connections: -c, --echo, --slow or --churn",
+                _ => "--connections must be at least 1: a run with no connection measures nothing",
+            }
+            .into());
+        }
         if cfg.shutdown && (cfg.mode != Mode::Soak || cfg.server_pid.is_none()) {
             return Err("--shutdown is for a soak with --server-pid".into());
         }

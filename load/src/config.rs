@@ -161,8 +161,25 @@ impl Config {
         }
     }
 
+    /// The target as a URL, for reports: `ws://host:port/path`, `wss://...`, or
+    /// `tcp://host:port` for a raw run.
+    pub fn url(&self) -> String {
+        if self.raw {
+            return format!("tcp://{}", self.host);
+        }
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.host, self.path)
+    }
+
     /// Checks that the settings fit together.
     pub fn validate(&self) -> Result<(), String> {
+        if self.duration.is_zero() {
+            return Err(
+                "--duration must be more than 0 seconds: the window is what is \
+                        measured"
+                    .into(),
+            );
+        }
         let min = match self.mode {
             Mode::Echo => ECHO_HEADER,
             Mode::Broadcast | Mode::Soak => BROADCAST_HEADER,

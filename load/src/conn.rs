@@ -217,6 +217,11 @@ impl Conn {
         }
     }
 
+    /// Whether the server accepted permessage-deflate (RFC 7692) for this connection.
+    pub fn deflate_negotiated(&self) -> bool {
+        self.out.deflate.is_some()
+    }
+
     /// Whether the connection is past its handshake.
     pub fn is_open(&self) -> bool {
         matches!(self.state, State::Open)

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod hist;
+pub mod interrupt;
 pub mod metrics;
 pub mod payload;
 pub mod plan;

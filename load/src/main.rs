@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use wavecore_load::Cli;
+use wavecore_load::{Cli, interrupt};
 
 fn main() -> ExitCode {
     // Usage errors and --help exit here (status 2 and 0).
@@ -17,6 +17,10 @@ fn main() -> ExitCode {
                 .exit();
         }
     };
+    if let Err(e) = interrupt::install() {
+        eprintln!("wavecore-load: cannot catch Ctrl-C: {e}");
+        return ExitCode::from(2);
+    }
     // What to print, and the errors counted.
     let outcome = if cfg.mode == wavecore_load::Mode::Soak {
         wavecore_load::soak::run(&cfg).map(|report| (report.summary(), report.errors()))
@@ -33,7 +37,9 @@ fn main() -> ExitCode {
     match outcome {
         Ok((text, errors)) => {
             print!("{text}");
-            if errors > 0 {
+            if interrupt::requested() {
+                ExitCode::from(interrupt::EXIT_STATUS)
+            } else if errors > 0 {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -30,7 +30,7 @@ pub enum Progress {
 pub struct Sample {
     /// Time since the window opened.
     pub elapsed: Duration,
-    /// Messages (or deliveries) per second over the last second.
+    /// Messages (or deliveries) per second since the window opened.
     pub rate: f64,
     /// Connections open.
     pub open: usize,
@@ -78,11 +78,13 @@ impl Progress {
     /// The workload has started; the window of `duration` opens after `warmup`.
     pub fn started(&self, warmup: Duration, duration: Duration) {
         if let Progress::Bar(bar) = self {
-            bar.set_length(duration.as_millis() as u64);
-            bar.set_position(0);
+            // The style first: a redraw between these calls with the connecting style
+            // would show the window's length in milliseconds as "0/4000 connections".
+            bar.set_style(style(MEASURING));
             bar.set_prefix("warm-up");
             bar.set_message(format!("{:.1}s before the window", warmup.as_secs_f64()));
-            bar.set_style(style(MEASURING));
+            bar.set_length(duration.as_millis() as u64);
+            bar.set_position(0);
         }
     }
 
@@ -115,12 +117,14 @@ impl Progress {
         }
     }
 
-    /// The window has closed: leaves the last reading on screen.
+    /// The window has closed (or the run gave up): ends the line, or clears the bar,
+    /// so that what is printed next starts on a line of its own (the summary repeats
+    /// the bar's figures).
     pub fn finish(&self) {
         match self {
             Progress::Off => {}
             Progress::Line => eprintln!(),
-            Progress::Bar(bar) => bar.abandon(),
+            Progress::Bar(bar) => bar.finish_and_clear(),
         }
     }
 }

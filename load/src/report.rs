@@ -13,8 +13,10 @@ pub struct Report {
     pub cfg: Config,
     /// Time to open every connection.
     pub setup: Duration,
-    /// Length of the measured window.
+    /// Length of the measured window (shorter when interrupted).
     pub measured: Duration,
+    /// Whether Ctrl-C ended the run early: the figures cover part of the window.
+    pub interrupted: bool,
     /// Connections open when the window closed.
     pub established: usize,
     /// Counts and latencies of all threads together.
@@ -83,11 +85,19 @@ impl Report {
     pub fn summary(&self) -> String {
         let c = &self.cfg;
         let mut s = String::new();
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "interrupted (Ctrl-C): the figures below cover {:.2}s of the {:.2}s window",
+                self.measured.as_secs_f64(),
+                c.duration.as_secs_f64()
+            );
+        }
         let _ = writeln!(
             s,
             "{} {}{}{} | {} connections ({} open) | {} B {} | setup {:.2}s, window {:.2}s",
             self.mode(),
-            c.host,
+            c.url(),
             if c.raw { " (raw TCP)" } else { "" },
             c.publish_to
                 .as_ref()
@@ -119,6 +129,19 @@ impl Report {
                 self.latency_us(0.99),
                 self.latency_us(0.999),
                 self.tally.latency.max() as f64 / 1000.0
+            );
+        }
+        if c.deflate {
+            let _ = writeln!(
+                s,
+                "  permessage-deflate: offered; negotiated on {} of {} connections{}",
+                self.tally.deflate_negotiated,
+                c.connections + c.publishing(),
+                if self.tally.deflate_negotiated == 0 {
+                    " (messages went uncompressed)"
+                } else {
+                    ""
+                }
             );
         }
         let _ = write!(s, "  errors: {}", self.tally.errors);
@@ -173,21 +196,12 @@ impl Report {
             .tally
             .first_error
             .as_deref()
-            .map_or("null".to_owned(), |e| {
-                let escaped: String = e
-                    .chars()
-                    .flat_map(|ch| match ch {
-                        '"' | '\\' => vec!['\\', ch],
-                        c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-                        c => vec![c],
-                    })
-                    .collect();
-                format!("\"{escaped}\"")
-            });
+            .map_or("null".to_owned(), |e| format!("\"{}\"", json_escape(e)));
         let lat = |q| format!("{:.2}", self.latency_us(q));
         format!(
             concat!(
-                "{{\"mode\":\"{}\",\"addr\":\"{}\",\"publish_to\":{},\"raw\":{},",
+                "{{\"mode\":\"{}\",\"addr\":\"{}\",\"url\":\"{}\",\"publish_to\":{},\"raw\":{},",
+                "\"interrupted\":{},\"deflate_offered\":{},\"deflate_negotiated\":{},",
                 "\"connections\":{},",
                 "\"established\":{},\"in_flight\":{},\"size\":{},\"binary\":{},",
                 "\"publishers\":{},\"rate\":{},\"setup_s\":{:.3},\"duration_s\":{:.3},",
@@ -201,10 +215,14 @@ impl Report {
             ),
             self.mode(),
             c.host,
+            json_escape(&c.url()),
             c.publish_to
                 .as_ref()
                 .map_or("null".to_owned(), |t| format!("\"{}\"", t.host)),
             c.raw,
+            self.interrupted,
+            c.deflate,
+            self.tally.deflate_negotiated,
             c.connections,
             self.established,
             c.in_flight,
@@ -239,4 +257,15 @@ impl Report {
             opt(self.marginal_bytes_per_conn()),
         )
     }
+}
+
+/// `text` escaped for the inside of a JSON string.
+fn json_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|ch| match ch {
+            '"' | '\\' => vec!['\\', ch],
+            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
 }

@@ -1,13 +1,13 @@
 //! A whole run: spread connections over threads, wait for them, open the window,
 //! measure the server, collect the tallies.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Mode};
+use crate::interrupt;
 use crate::plan;
 use crate::procfs;
 use crate::progress::{Progress, Sample};
@@ -21,7 +21,18 @@ use crate::worker;
 /// publish.
 const BRIDGE_SETTLE: Duration = Duration::from_millis(250);
 
+/// How long the run waits for its first connection to open before it gives up (a
+/// server that accepts but never answers the handshake: a TLS port addressed with
+/// ws://, say).
+const FIRST_OPEN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs the workload `cfg` describes and reports on it.
+///
+/// # Errors
+///
+/// The settings do not fit together, a thread could not start, or none of the
+/// connections opened (refused, or no handshake answer within 10 s): then the message
+/// says what the first connection ran into and what to check.
 pub fn run(cfg: &Config) -> Result<Report, String> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
@@ -35,6 +46,13 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         (Duration::ZERO, None)
     };
     let setup = first_half + wait_ready(&cfg, &shared, &progress);
+    // (A soak's part may have no connection at all: nothing to fail.)
+    if shared.established.load(Ordering::SeqCst) == 0 && cfg.connections + cfg.publishing() > 0 {
+        shared.abort.store(true, Ordering::SeqCst);
+        progress.finish();
+        let tally = collect(threads);
+        return Err(nothing_opened(&cfg, &tally, setup));
+    }
     if cfg.publish_to.is_some() {
         // Cross-node: the subscribers' server subscribes on the broker when its first
         // subscriber arrives; give it that long before anything is published.
@@ -56,14 +74,16 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         }
     }
     let tally = collect(threads);
+    let interrupted = interrupt::requested();
     Ok(Report {
         cfg: (*cfg).clone(),
         setup,
-        measured: if cfg.mode == Mode::Connect {
+        measured: if cfg.mode == Mode::Connect && !interrupted {
             cfg.duration
         } else {
             end.measured
         },
+        interrupted,
         established: end.established,
         tally,
         server_cpu: end.server_cpu,
@@ -93,19 +113,58 @@ fn spawn(
 }
 
 /// Waits for every connection to open (or fail), or aborts the run when that takes
-/// too long; returns how long it took.
+/// too long (or none opened within [`FIRST_OPEN_LIMIT`], or Ctrl-C); returns how
+/// long it took.
 fn wait_ready(cfg: &Config, shared: &Shared, progress: &Progress) -> Duration {
     let setup_start = Instant::now();
     let setup_limit = Duration::from_secs(30 + (cfg.connections / 1000) as u64);
     while shared.ready.load(Ordering::SeqCst) < cfg.threads {
-        progress.connecting(shared.established.load(Ordering::Relaxed));
-        if setup_start.elapsed() > setup_limit {
+        let open = shared.established.load(Ordering::Relaxed);
+        progress.connecting(open);
+        let elapsed = setup_start.elapsed();
+        if elapsed > setup_limit
+            || (open == 0 && elapsed > FIRST_OPEN_LIMIT)
+            || interrupt::requested()
+        {
             shared.abort.store(true, Ordering::SeqCst);
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     setup_start.elapsed()
+}
+
+/// The error of a run in which no connection opened: where to, what the first one
+/// ran into, and what to check.
+fn nothing_opened(cfg: &Config, tally: &Tally, waited: Duration) -> String {
+    let tried = cfg.connections + cfg.publishing();
+    let mut message = format!("no connection opened to {} ({tried} tried", cfg.url());
+    if interrupt::requested() {
+        message.push_str(", interrupted)");
+        return message;
+    }
+    let first = tally.first_error.as_deref().unwrap_or("");
+    message.push_str(&format!(
+        ", {:.1} s): {}",
+        waited.as_secs_f64(),
+        if first.is_empty() { "no answer" } else { first }
+    ));
+    let hint = if first.contains("refused") {
+        "is a server listening there?"
+    } else if first.contains("no handshake answer") || first.is_empty() {
+        if cfg.tls.is_some() {
+            "is it a TLS server?"
+        } else {
+            "is it a TLS server? then give a wss:// URL"
+        }
+    } else if cfg.tls.is_none() && first.contains("closed") {
+        "a TLS server closes a plain connection so: is it one? then give a wss:// URL"
+    } else {
+        "is it a WebSocket server, and is the path right?"
+    };
+    message.push_str("\n  ");
+    message.push_str(hint);
+    message
 }
 
 /// A staged run: waits for the first half of the connections to open (or fail),
@@ -130,7 +189,7 @@ fn wait_halfway(
         std::thread::sleep(Duration::from_millis(5));
     }
     let opened = start.elapsed();
-    std::thread::sleep(cfg.warmup + cfg.duration);
+    sleep_until(Instant::now() + cfg.warmup + cfg.duration);
     let halfway = cfg.server_pid.and_then(procfs::rss_kib).map(|rss| {
         let established = shared.established.load(Ordering::Relaxed);
         (established, rss)
@@ -185,25 +244,25 @@ fn measure(cfg: &Config, shared: &Shared, window: Window, progress: &Progress) -
 /// the run is aborted, showing progress when asked to.
 fn watch(shared: &Shared, window: Window, progress: &Progress) {
     let duration = window.to - window.from;
-    // Readings from the newest one at least a second old onwards: the rate is taken
-    // over that second (or since the window opened).
-    let mut readings = VecDeque::from([(Instant::now(), shared.received.load(Ordering::Relaxed))]);
-    let mut woke = readings[0].0;
+    // The rate shown is the window's so far, the figure the summary gives at the end
+    // (a rate over the last second swings with the server's and this machine's
+    // hiccups, and did not match the final number).
+    let (opened, at_open) = (Instant::now(), shared.received.load(Ordering::Relaxed));
+    let mut woke = opened;
     while Instant::now() < window.to && !shared.abort.load(Ordering::Relaxed) {
         sleep_until((woke + progress.interval()).min(window.to));
+        if interrupt::requested() {
+            shared.abort.store(true, Ordering::SeqCst);
+            break;
+        }
         let now = Instant::now();
         // Always move on, or the loop would spin on the clock for the whole window,
         // stealing the CPU the load threads share with this one.
         woke = now;
         let received = shared.received.load(Ordering::Relaxed);
-        readings.push_back((now, received));
-        while now - readings[1].0 >= Duration::from_secs(1) {
-            readings.pop_front();
-        }
-        let (since, before) = readings[0];
         let sample = Sample {
             elapsed: now - window.from,
-            rate: (received - before) as f64 / (now - since).as_secs_f64(),
+            rate: (received - at_open) as f64 / (now - opened).as_secs_f64().max(1e-9),
             open: shared.established.load(Ordering::Relaxed),
             errors: shared.errors.load(Ordering::Relaxed),
         };
@@ -223,9 +282,13 @@ fn collect(threads: Vec<JoinHandle<Tally>>) -> Tally {
     tally
 }
 
+/// Sleeps until `t`, or until Ctrl-C (checked every 50 ms).
 fn sleep_until(t: Instant) {
-    let now = Instant::now();
-    if t > now {
-        std::thread::sleep(t - now);
+    loop {
+        let now = Instant::now();
+        if t <= now || interrupt::requested() {
+            return;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(50)));
     }
 }

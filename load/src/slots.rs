@@ -114,6 +114,16 @@ impl Slots {
         }
     }
 
+    /// Counts every connection not yet open nor failed (still connecting or
+    /// handshaking, or not yet started) as an error: `what` happened to it.
+    pub fn fail_unsettled(&mut self, tally: &mut Tally, what: &str) {
+        let unsettled = self.total - (self.open + self.failed + self.ended);
+        for _ in 0..unsettled {
+            tally.error(|| what.to_string());
+        }
+        self.failed += unsettled;
+    }
+
     /// Starts reading the slow consumers again, each at once to the end of what its
     /// socket holds (their readiness events went unanswered): each one found closed
     /// by the server (a close frame, EOF or reset) counts in [`Tally::server_closed`].
@@ -213,6 +223,9 @@ impl Slots {
         if !was_open && result.is_ok() && slot.connected && slot.conn.is_open() {
             self.open += 1;
             ctx.shared.established.fetch_add(1, Ordering::Relaxed);
+            if slot.conn.deflate_negotiated() {
+                ctx.tally.deflate_negotiated += 1;
+            }
         }
         match result {
             Ok(Flow::Open) => return,

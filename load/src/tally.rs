@@ -23,6 +23,8 @@ pub struct Tally {
     /// Slow consumers found closed by the server (EOF or reset) when checked at the
     /// end of their run: its backpressure policy at work.
     pub server_closed: u64,
+    /// Connections on which the server accepted permessage-deflate (`--deflate`).
+    pub deflate_negotiated: u64,
     /// The first error's description.
     pub first_error: Option<String>,
 }
@@ -46,6 +48,7 @@ impl Tally {
         self.out_of_order += other.out_of_order;
         self.closed_1001 += other.closed_1001;
         self.server_closed += other.server_closed;
+        self.deflate_negotiated += other.deflate_negotiated;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }

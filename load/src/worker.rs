@@ -128,6 +128,13 @@ impl Worker<'_> {
             let now = Instant::now();
             let window = shared.window.get().copied();
             if shared.abort.load(Ordering::Relaxed) {
+                if !self.ready_sent && !crate::interrupt::requested() {
+                    // The run gave up waiting for these: each is an error.
+                    self.slots.fail_unsettled(
+                        &mut self.local.tally,
+                        "no handshake answer before the run gave up waiting",
+                    );
+                }
                 break;
             }
             if let Some(w) = window

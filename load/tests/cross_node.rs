@@ -59,12 +59,7 @@ fn redis() -> Option<(String, Option<OwnRedis>)> {
         .stderr(Stdio::null())
         .spawn();
     let Ok(child) = started else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is not installed"
-        );
-        eprintln!("cross_node: skipped: no WAVECORE_REDIS_URL and no redis-server");
-        return None;
+        panic!("no WAVECORE_REDIS_URL and no redis-server: apt-get install redis-server");
     };
     let own = OwnRedis(child);
     let up = (0..500).any(|_| {
@@ -87,6 +82,7 @@ fn server(url: &str) -> Server {
 }
 
 #[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
 fn publishers_on_one_server_reach_subscribers_on_another() {
     let Some((url, _own)) = redis() else {
         return;

@@ -79,7 +79,7 @@ fn large_messages_and_deep_pipelines() {
 }
 
 #[test]
-fn refused_connections_are_errors() {
+fn refused_connections_fail_the_run() {
     // Bind and drop a listener to find a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -93,9 +93,13 @@ fn refused_connections_are_errors() {
         warmup: Duration::ZERO,
         ..Config::default()
     };
-    let report = wavecore_load::run(&cfg).unwrap();
-    assert_eq!(report.tally.errors, 3);
-    assert_eq!(report.established, 0);
+    // Nothing opened: the run fails at once, with the first connection's error.
+    let error = wavecore_load::run(&cfg).expect_err("no connection opened");
+    assert!(
+        error.contains(&format!("no connection opened to ws://{port}/ (3 tried")),
+        "{error}"
+    );
+    assert!(error.contains("Connection refused"), "{error}");
 }
 
 #[test]

@@ -25,6 +25,9 @@ use crate::server::stats::Stats;
 pub struct ServerBuilder {
     addr: String,
     config: ServerConfig,
+    /// `WAVECORE_BACKEND`'s value when it names no backend: `start` refuses it unless
+    /// [`backend`](Self::backend) or [`config`](Self::config) chose one.
+    bad_env_backend: Option<String>,
     bridge: Option<Arc<dyn Bridge>>,
     tls: Option<TlsSource>,
 }
@@ -52,12 +55,19 @@ impl Server {
     /// The backend is [`Backend::Epoll`] unless the `WAVECORE_BACKEND` environment
     /// variable names another (`epoll`, `io_uring`, `auto`; see
     /// [`Backend::from_env`]): an operator's switch, and how the test suite runs on
-    /// each backend. [`ServerBuilder::backend`] overrides both.
+    /// each backend. [`ServerBuilder::backend`] overrides both. Set to anything else
+    /// (`kqueue`), it makes [`ServerBuilder::start`] fail rather than silently run on
+    /// epoll, unless `backend` chose one.
     pub fn builder() -> ServerBuilder {
+        let (backend, bad_env_backend) = match Backend::env_setting() {
+            Ok(backend) => (backend.unwrap_or_default(), None),
+            Err(value) => (Backend::default(), Some(value)),
+        };
         ServerBuilder {
             addr: "127.0.0.1:9001".into(),
+            bad_env_backend,
             config: ServerConfig {
-                backend: Backend::from_env().unwrap_or_default(),
+                backend,
                 ..ServerConfig::default()
             },
             bridge: None,
@@ -174,6 +184,15 @@ impl ServerBuilder {
     /// Replaces every setting at once.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
+        self.bad_env_backend = None;
+        self
+    }
+
+    /// The event source (default epoll, or what `WAVECORE_BACKEND` names). See
+    /// [`ServerConfig::backend`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.config.backend = backend;
+        self.bad_env_backend = None;
         self
     }
 
@@ -220,8 +239,6 @@ impl ServerBuilder {
         /// Lets other servers share the port (default false). See
         /// [`ServerConfig::reuse_port`].
         reuse_port: bool;
-        /// The event source (default epoll). See [`ServerConfig::backend`].
-        backend: Backend;
         /// io_uring submission queue entries per reactor (default 4,096). See
         /// [`ServerConfig::io_uring_sq_entries`].
         io_uring_sq_entries: u32;
@@ -234,14 +251,24 @@ impl ServerBuilder {
     ///
     /// # Errors
     ///
-    /// `ErrorKind::AddrInUse` if something already listens on the address (unless it
+    /// `InvalidInput` if `WAVECORE_BACKEND` names no backend and none was chosen
+    /// ([`Server::builder`]); `ErrorKind::AddrInUse` if something already listens on the address (unless it
     /// and this server both set [`reuse_port`](Self::reuse_port)); any other error
     /// from resolving the address, binding, or creating the polls and threads; with
     /// [`ServerBuilder::tls_pem_files`], `NotFound` or `InvalidData` (naming the file)
     /// when the certificate or key cannot be read or used; with
     /// [`ServerBuilder::tls`], `InvalidInput` when rustls cannot start a connection
-    /// with the configuration (a `max_fragment_size` out of range, say).
+    /// with the configuration (a `max_fragment_size` out of range, say). The message
+    /// names what failed: `listen on 127.0.0.1:9001: Address already in use (os error
+    /// 98)`, the file of a certificate (the kind is the underlying error's); an
+    /// io_uring failure is the kernel's error as it is (`raw_os_error` kept).
     pub fn start<S: Service>(self, service: S) -> io::Result<Server> {
+        if let Some(value) = &self.bad_env_backend {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("WAVECORE_BACKEND={value}: not a backend (epoll, io_uring or auto)"),
+            ));
+        }
         let workers = self.config.workers.max(1);
         let tls = match &self.tls {
             None => None,
@@ -258,12 +285,21 @@ impl ServerBuilder {
                 )
             })?;
         }
+        let named =
+            |what: String| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
         let addr = self
             .addr
-            .to_socket_addrs()?
+            .to_socket_addrs()
+            .map_err(named(format!("listen address {}", self.addr)))?
             .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        let (local_addr, listeners) = listener::bind(addr, workers, self.config.reuse_port)?;
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("listen address {}: no address to bind", self.addr),
+                )
+            })?;
+        let (local_addr, listeners) = listener::bind(addr, workers, self.config.reuse_port)
+            .map_err(named(format!("listen on {addr}")))?;
         let backend = driver::resolve(self.config.backend, &self.config);
         let mut sources = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
@@ -341,25 +377,15 @@ impl ServerBuilder {
     }
 }
 
-/// The one line a server logs when it starts (at `info`): where, how, and its limits.
+/// What a server logs when it starts: one short line at `info` (where, on which
+/// backend, TLS or not, how many reactors), and its whole configuration at `debug`.
 fn log_start(addr: SocketAddr, workers: usize, backend: Backend, config: &ServerConfig, tls: bool) {
     tracing::info!(
         address = %addr,
+        backend = backend.name(),
         tls,
         reactors = workers,
-        backend = backend.name(),
-        reuse_port = config.reuse_port,
-        max_connections = config.max_connections,
-        max_message_size = config.max_message_size,
-        max_frame_size = config.max_frame_size,
-        max_backpressure = config.max_backpressure,
-        backpressure_policy = ?config.backpressure_policy,
-        max_http_body_size = config.max_http_body_size,
-        handshake_timeout = ?config.handshake_timeout,
-        keep_alive_timeout = ?config.keep_alive_timeout,
-        ping_interval = ?config.ping_interval,
-        shutdown_timeout = ?config.shutdown_timeout,
-        permessage_deflate = ?config.permessage_deflate,
         "wavecore server listening"
     );
+    tracing::debug!(address = %addr, ?config, "wavecore server configuration");
 }

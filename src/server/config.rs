@@ -37,12 +37,20 @@ impl Backend {
     /// The backend named by the `WAVECORE_BACKEND` environment variable (`epoll`,
     /// `io_uring` or `auto`, any case), if it is set to one of them.
     pub fn from_env() -> Option<Self> {
-        let name = std::env::var("WAVECORE_BACKEND").ok()?;
+        Self::env_setting().ok().flatten()
+    }
+
+    /// What `WAVECORE_BACKEND` says: `Ok(None)` when it is unset, `Err` with its value
+    /// when that names no backend.
+    pub(crate) fn env_setting() -> Result<Option<Self>, String> {
+        let Ok(name) = std::env::var("WAVECORE_BACKEND") else {
+            return Ok(None);
+        };
         match name.to_ascii_lowercase().as_str() {
-            "epoll" => Some(Backend::Epoll),
-            "io_uring" | "iouring" | "uring" => Some(Backend::IoUring),
-            "auto" => Some(Backend::Auto),
-            _ => None,
+            "epoll" => Ok(Some(Backend::Epoll)),
+            "io_uring" | "iouring" | "uring" => Ok(Some(Backend::IoUring)),
+            "auto" => Ok(Some(Backend::Auto)),
+            _ => Err(name),
         }
     }
 

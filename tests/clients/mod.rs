@@ -3,13 +3,13 @@
 //! and running one to completion within a time limit. Shared by `tests/interop.rs` and
 //! `tests/chat.rs`.
 //!
-//! The clients are installed by `bash .ci/install-interop.sh`. When one is missing the
-//! test is skipped with a note on stderr, unless `CI` is set: then it fails.
+//! The clients are installed by `bash .ci/install-interop.sh`. The tests that need
+//! them are `#[ignore]`d and fail when run (`--include-ignored`) without them.
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -84,24 +84,14 @@ pub fn missing_browser() -> Option<String> {
     })
 }
 
-/// Whether the test should go on: `true` if nothing is missing; `false` (after a note on
-/// stderr) if something is and `CI` is unset. Panics if something is missing under CI.
-pub fn client_available(client: &str, missing: Option<String>) -> bool {
-    let Some(what) = missing else {
-        return true;
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{client} client unavailable under CI: {what}; \
-             the CI must {INSTALL_HINT} before `cargo test`"
-        );
+/// Fails the test, saying what to install, if something it needs is missing
+/// (`missing`). The tests that call this are `#[ignore]`d: `cargo test` reports them
+/// as ignored rather than as passed, and `--include-ignored` (`.ci/run`) runs them, so
+/// a missing client there is a failure, never a silent pass.
+pub fn require_client(client: &str, missing: Option<String>) {
+    if let Some(what) = missing {
+        panic!("{client} client unavailable: {what}; {INSTALL_HINT} before `cargo test`");
     }
-    // Straight to the process's stderr: libtest captures `eprintln!` of passing tests.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {client} test: {what} ({INSTALL_HINT})"
-    );
-    false
 }
 
 /// Runs `program script args...` from the repository root in its own process group,
@@ -192,32 +182,4 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Builds the example `name` with the profile and target directory this test was
-/// built with (a no-op when `cargo test` has just built it) and returns its path.
-#[allow(dead_code, reason = "each test crate uses part of this module")]
-pub fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/TEST-HASH
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary in target/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("target directory");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    // No `-p`: the same packages as `cargo test` at the root, so the same features and
-    // nothing rebuilt.
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name, "--profile", profile])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(repo())
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "cargo build --example {name}: {status}");
-    profile_dir.join("examples").join(name)
 }

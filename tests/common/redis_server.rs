@@ -2,9 +2,9 @@
 //!
 //! `.ci/run` starts one and exports its URL as `WAVECORE_REDIS_URL`; tests that only
 //! need *a* Redis use it (each with its own channel prefix). Tests that stop and start
-//! Redis run their own `redis-server` on another loopback port. Without the variable
-//! and without `redis-server` installed, a test skips with a message locally, and fails
-//! under CI (`CI` set).
+//! Redis run their own `redis-server` on another loopback port. Those tests are
+//! `#[ignore]`d (run with `--include-ignored`); without the variable and without
+//! `redis-server` installed, they fail.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -46,27 +46,24 @@ pub fn installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Returns whether the test can go on: `redis-server` is installed; otherwise skips
-/// with a message (fails under CI).
-pub fn require(test: &str) -> bool {
-    if installed() {
-        return true;
-    }
+/// Fails the test unless `redis-server` is installed. The tests that call this are
+/// `#[ignore]`d: `cargo test` reports them as not run, and `--include-ignored`
+/// (`.ci/run`) runs them, where a missing Redis is a failure, never a silent pass.
+pub fn require(test: &str) {
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: redis-server is not installed (CI must install it: .ci/run)"
+        installed(),
+        "{test}: redis-server is not installed (apt-get install redis-server; .ci/run does)"
     );
-    eprintln!("{test}: skipped: redis-server is not installed (apt-get install redis-server)");
-    false
 }
 
-/// The shared Redis (`WAVECORE_REDIS_URL`) or, without it, one of the test's own;
-/// `None` (after a message) when neither is possible outside CI.
-pub fn shared(test: &str) -> Option<Redis> {
+/// The shared Redis (`WAVECORE_REDIS_URL`) or, without it, one of the test's own
+/// (the test fails without `redis-server`).
+pub fn shared(test: &str) -> Redis {
     if let Ok(url) = std::env::var("WAVECORE_REDIS_URL") {
-        return Some(Redis::Shared(url));
+        return Redis::Shared(url);
     }
-    require(test).then(|| Redis::Own(RedisServer::start()))
+    require(test);
+    Redis::Own(RedisServer::start())
 }
 
 /// A loopback port nothing listens on (as far as can be told).

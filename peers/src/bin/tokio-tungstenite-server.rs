@@ -65,14 +65,16 @@ fn tls_config(cert: &Path, key: &Path) -> std::io::Result<Arc<ServerConfig>> {
         .map_err(|e| invalid(format!("{}: {e}", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| invalid(format!("{}: {e}", key.display())))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| invalid(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| invalid(e.to_string()))?;
+    // The provider wavecore's TLS uses (ring; rustls 0.23.48 deprecated its
+    // constructor for lacking post-quantum key exchange): the same crypto on both sides.
+    #[expect(deprecated, reason = "the same ring provider as wavecore's")]
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

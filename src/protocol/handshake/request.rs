@@ -1,5 +1,6 @@
 //! An owned, parsed HTTP/1.x request head.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -130,9 +131,31 @@ impl RequestHead {
         self.text(path)
     }
 
-    /// The query after the first `?` of the target, if there is a `?`.
+    /// The query after the first `?` of the target, if there is a `?`, as sent
+    /// (still percent-encoded); [`query_param`](Self::query_param) decodes it.
     pub fn query(&self) -> Option<&str> {
         self.layout.query.map(|span| self.text(span))
+    }
+
+    /// The query's `name=value` pairs in order, decoded as a browser's form and
+    /// `URLSearchParams` encode them (`application/x-www-form-urlencoded`): split on
+    /// `&`, `+` is a space, `%XX` escapes decoded. A malformed escape (`%zz`, a
+    /// lone `%`) stays as it is; bytes that are not UTF-8 after decoding become
+    /// U+FFFD. A pair without `=` has an empty value. Empty when there is no query.
+    ///
+    /// Borrowed from the head where nothing needed decoding.
+    pub fn query_params(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
+        form_urlencoded::parse(self.query().unwrap_or("").as_bytes())
+    }
+
+    /// The decoded value of the first query parameter called `name` (compared after
+    /// decoding, case-sensitive), or `None` if there is none; decoding as in
+    /// [`query_params`](Self::query_params). For `/chat?foo=1&name=J%C3%BCrgen`,
+    /// `query_param("name")` is `Some("Jürgen")`; for `?name=` it is `Some("")`.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query_params()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
     }
 
     /// The authority the request is for (RFC 9110 section 7.2), `host[:port]`.
@@ -309,6 +332,51 @@ mod tests {
         assert_eq!((h.method(), h.path(), h.query()), ("POST", "/a", None));
         assert_eq!(h.version_minor(), 0);
         assert_eq!(head("GET /? HTTP/1.1\r\n\r\n").query(), Some(""));
+    }
+
+    #[test]
+    fn query_params_split_and_decode() {
+        let h = head("GET /chat?foo=1&name=carol HTTP/1.1\r\n\r\n");
+        assert_eq!(h.query_param("name").as_deref(), Some("carol"));
+        assert_eq!(h.query_param("foo").as_deref(), Some("1"));
+        let pairs: Vec<_> = h.query_params().collect();
+        assert_eq!(
+            pairs,
+            [("foo".into(), "1".into()), ("name".into(), "carol".into())]
+        );
+        // Percent escapes (UTF-8), `+` as a space, an escaped key; the first of two wins.
+        let h = head("GET /?name=J%C3%BCrgen+M%C3%BCller&n%61me=x HTTP/1.1\r\n\r\n");
+        assert_eq!(h.query_param("name").as_deref(), Some("Jürgen Müller"));
+        // Nothing to decode: borrowed from the head.
+        let h = head("GET /?room=lobby HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            h.query_param("room"),
+            Some(Cow::Borrowed("lobby"))
+        ));
+    }
+
+    #[test]
+    fn query_params_missing_empty_and_malformed() {
+        let h = head("GET /chat HTTP/1.1\r\n\r\n");
+        assert_eq!(h.query_param("name"), None);
+        assert_eq!(h.query_params().count(), 0);
+        let h = head("GET /chat? HTTP/1.1\r\n\r\n");
+        assert_eq!(h.query_param("name"), None);
+        // Present but empty, and a bare key.
+        let h = head("GET /chat?name=&flag HTTP/1.1\r\n\r\n");
+        assert_eq!(h.query_param("name").as_deref(), Some(""));
+        assert_eq!(h.query_param("flag").as_deref(), Some(""));
+        // Not a prefix match.
+        assert_eq!(
+            head("GET /?names=a HTTP/1.1\r\n\r\n").query_param("name"),
+            None
+        );
+        // Malformed escapes stay as sent; invalid UTF-8 becomes U+FFFD.
+        let h = head("GET /?a=%zz&b=100%&c=%4&d=%FF HTTP/1.1\r\n\r\n");
+        assert_eq!(h.query_param("a").as_deref(), Some("%zz"));
+        assert_eq!(h.query_param("b").as_deref(), Some("100%"));
+        assert_eq!(h.query_param("c").as_deref(), Some("%4"));
+        assert_eq!(h.query_param("d").as_deref(), Some("\u{fffd}"));
     }
 
     #[test]

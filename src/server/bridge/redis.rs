@@ -91,11 +91,11 @@ impl RedisBridge {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if `url` is not a Redis URL.
+    /// `InvalidInput` (naming `url`) if `url` is not a Redis URL.
     pub fn new(url: &str) -> io::Result<Self> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let info = url.into_connection_info().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("Redis URL {url}: {e}"))
+        })?;
         let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
         Ok(Self {
             info,

@@ -13,6 +13,7 @@
 //! plain connection; docs/architecture.md, TLS).
 //!
 //! * `config.rs`: a rustls configuration from PEM files (ALPN `http/1.1`);
+//! * `provider.rs`: the crypto provider (*ring*) of every configuration;
 //! * `acceptor.rs`: the configuration new connections start with, replaceable while
 //!   the server runs ([`crate::ServerHandle::set_tls_config`]);
 //! * `session.rs`: one connection's TLS state and its unsent ciphertext;
@@ -22,7 +23,9 @@
 
 mod acceptor;
 mod config;
+mod provider;
 pub(crate) mod session;
 
 pub(crate) use acceptor::Acceptor;
 pub use config::{ALPN_HTTP_1_1, server_config, server_config_from_pem_files};
+pub use provider::crypto_provider;

@@ -5,13 +5,20 @@
 //
 // usage: node tests/interop/browser/chat_e2e.mjs PATH/TO/target/debug/examples/chat
 //
+// Also: a second tab with a name already in the room is refused with a reason, and a
+// page at a phone's width (360 px) shows its whole header, folds the member list, never
+// scrolls sideways, greys the list out while disconnected and keeps the header's
+// height when the status changes (so does a wide page); each state is
+// saved as a screenshot (in $WAVECORE_SCREENSHOTS, else a temporary directory; the
+// path is printed) whose width is checked.
+//
 // Starts the chat binary on 127.0.0.1:0 (and again on the same address after the
 // SIGINT), prints one line per check, `ok NAME` or `FAIL NAME: WHY`, then a summary,
 // and exits 0 only if every check passed. Uses `playwright-core` from tests/interop/node
 // (install with .ci/install-interop.sh); never downloads a browser.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +33,7 @@ const HARD_TIMEOUT_MS = 100_000; // everything, whatever happens
 const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const LIMIT = 4096; // bytes: MAX_LINE in examples/chat/main.rs
+const PHONE = { width: 360, height: 740 }; // a small phone, CSS pixels
 
 let passed = 0;
 let failed = 0;
@@ -57,8 +65,9 @@ function startChat(bin, addr) {
 
 // --- reading and driving a page -----------------------------------------------------
 
-async function open(context, base, query) {
+async function open(context, base, query, viewport) {
   const page = await context.newPage();
+  if (viewport) await page.setViewportSize(viewport);
   // The 101's Sec-WebSocket-Extensions, as Chromium received it (DevTools protocol).
   page.wsExtensions = [];
   const cdp = await context.newCDPSession(page);
@@ -107,6 +116,41 @@ const summary = (v) => ({ ...v, messages: v.messages.map((m) => `${m.name}:${m.t
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 const hasMessage = (v, name, text, own) => v.messages.some((m) => m.name === name && m.text === text && m.own === own);
 
+// How the page is laid out: the header's height and the parts of it cut off (on the
+// right, or the status's text), the widest content, the member list's state, the
+// log's width.
+const layout = (page) => page.evaluate(() => {
+  const header = document.querySelector('header').getBoundingClientRect();
+  const status = document.getElementById('status');
+  const parts = [...document.querySelectorAll('header > *')]
+    .filter((el) => !el.hidden && getComputedStyle(el).display !== 'none' && el.textContent !== '')
+    .map((el) => ({ id: el.id || el.tagName, box: el.getBoundingClientRect() }));
+  const cut = parts.filter((p) => p.box.right > header.right + 1).map((p) => p.id);
+  if (status.scrollWidth > status.clientWidth) cut.push('status text');
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    cut,
+    headerHeight: header.height,
+    membersOpen: document.getElementById('people').open,
+    logWidth: document.getElementById('log').getBoundingClientRect().width,
+    sendRight: document.getElementById('send').getBoundingClientRect().right,
+    asideOpacity: Number(getComputedStyle(document.querySelector('aside')).opacity),
+  };
+});
+
+// Saves a screenshot of `page` as NAME.png and checks it is `width` pixels wide (the
+// PNG header's IHDR width).
+async function screenshot(page, name, width) {
+  const dir = process.env.WAVECORE_SCREENSHOTS || join(tmpdir(), 'wavecore-chat-screenshots');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${name}.png`);
+  await page.screenshot({ path });
+  const png = readFileSync(path);
+  const got = png.readUInt32BE(16);
+  expect(got === width, `${path} is ${got} px wide, not ${width}`);
+  console.error(`[chat] screenshot ${path}`);
+}
+
 async function say(page, text) {
   await page.fill('#text', text);
   await page.press('#text', 'Enter');
@@ -134,6 +178,30 @@ async function run(bin) {
       await until(ana, 'Ana sees Bo', (v) => same(v.members, ['Ana (you)', 'Bo']) && v.notes.includes('Bo joined'));
       await until(bo, 'Bo sees Ana', (v) => same(v.members, ['Ana', 'Bo (you)']));
       await until(cy, 'Cy alone in blue', (v) => v.state === 'open' && same(v.members, ['Cy (you)']));
+    });
+
+    await check('a second tab with a name already in the room is refused, with the reason', async () => {
+      const again = await open(context, base, 'room=red&name=Ana');
+      const v = await until(again, 'refusal shown', (x) => x.state === 'refused');
+      expect(/already in the room/.test(v.refusal), `refusal: ${v.refusal}`);
+      await again.close();
+      const a = await view(ana);
+      expect(same(a.members, ['Ana (you)', 'Bo']), `members after the refusal: ${a.members}`);
+    });
+
+    let phone, phoneHeader, wideHeader;
+    await check('at 360 px: header whole, member list folded, no sideways scroll', async () => {
+      wideHeader = (await layout(ana)).headerHeight;
+      phone = await open(context, base, 'room=phone&name=Phi', PHONE);
+      await until(phone, 'Phi connected', (v) => v.state === 'open' && same(v.members, ['Phi (you)']));
+      const l = await layout(phone);
+      expect(l.scrollWidth <= PHONE.width, `the page is ${l.scrollWidth} px wide`);
+      expect(l.cut.length === 0, `cut off in the header: ${l.cut}`);
+      phoneHeader = l.headerHeight;
+      expect(!l.membersOpen, 'the member list is open');
+      expect(l.logWidth >= PHONE.width - 40, `the log is ${l.logWidth} px wide`);
+      expect(l.sendRight <= PHONE.width, `the send form ends at ${l.sendRight} px`);
+      await screenshot(phone, 'chat-360-connected', PHONE.width);
     });
 
     await check('compression: Chromium negotiated permessage-deflate', async () => {
@@ -203,8 +271,24 @@ async function run(bin) {
       expect(exit.code === 0, `the server exited with ${JSON.stringify(exit)}`);
       expect(server.output().includes('stopped'), 'no "stopped" line');
       for (const page of [ana, cy]) {
-        await until(page, 'waiting to reconnect after 1001', (v) => v.state === 'waiting' && v.status.includes('1001'));
+        await until(page, 'waiting to reconnect after 1001',
+          (v) => v.state === 'waiting' && v.status.startsWith('server restarting, reconnecting'));
       }
+      const a = await view(ana);
+      expect(a.notes.some((n) => n.startsWith('disconnected: server restarting (1001')), `notes: ${a.notes}`);
+    });
+
+    await check('while disconnected: the member list is greyed out; the header keeps its height', async () => {
+      const a = await layout(ana);
+      expect(a.asideOpacity < 1, 'the member list is not greyed out');
+      expect(a.headerHeight === wideHeader, `the header went from ${wideHeader} to ${a.headerHeight} px`);
+      await until(phone, 'Phi waiting', (v) => v.state === 'waiting');
+      const l = await layout(phone);
+      expect(l.asideOpacity < 1, 'the phone\'s member list is not greyed out');
+      expect(l.headerHeight === phoneHeader, `at 360 px the header went from ${phoneHeader} to ${l.headerHeight} px`);
+      expect(l.cut.length === 0, `cut off in the header: ${l.cut}`);
+      expect(l.scrollWidth <= PHONE.width, `the page is ${l.scrollWidth} px wide`);
+      await screenshot(phone, 'chat-360-reconnecting', PHONE.width);
     });
 
     await check('while disconnected, Send keeps the text', async () => {
