@@ -2,10 +2,12 @@
 //! a server in front of a language model does.
 //!
 //! ```text
-//! cargo run --release --example stream -- [ADDR]
+//! cargo run --release --example stream -- [ADDR] [--tls-cert FILE --tls-key FILE]
+//!     [--workers N] [--backend epoll|io_uring|auto]
 //! ```
 //!
-//! Open `http://127.0.0.1:9002/` (the default address), type a prompt, and watch the
+//! `--help` lists every option. Open `http://127.0.0.1:9001/` (the default
+//! address), type a prompt, and watch the
 //! reply arrive a word at a time. The protocol is small: the client opens a WebSocket
 //! on `/` and sends a prompt as a text message; the server answers with one text
 //! message per token, then an empty text message to say the reply is complete. A new
@@ -20,13 +22,14 @@
 //! [`HandleStatus::Dropped`] and the worker stops too. The pool's queue is bounded:
 //! when every worker is busy and the queue is full, the client is told so at once.
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use clap::Parser;
 use wavecore::{
     Conn, ConnHandle, HandleStatus, Handler, HttpResponse, Message, Request, Server, Service,
     Upgrade,
@@ -34,6 +37,16 @@ use wavecore::{
 
 #[path = "common/cli.rs"]
 mod cli;
+
+/// Answers each prompt token by token from a pool of worker threads, through the
+/// connection's handle; serves its page on the same port. Logs go to stdout
+/// (RUST_LOG, default info); Ctrl-C or SIGTERM stops gracefully.
+#[derive(Debug, Parser)]
+#[command(name = "stream")]
+struct Cli {
+    #[command(flatten)]
+    server: cli::ServerArgs,
+}
 
 /// Worker threads producing replies.
 const WORKERS: usize = 8;
@@ -167,31 +180,32 @@ fn stream(job: &Job) {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let mut args = cli::Args::parse()?;
-    if args.addr == "127.0.0.1:9001" {
-        args.addr = "127.0.0.1:9002".to_owned();
-    }
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::init_logging();
     let (jobs, queue) = sync_channel(QUEUE);
     let queue = Arc::new(Mutex::new(queue));
     for _ in 0..WORKERS {
         let queue = queue.clone();
         thread::spawn(move || work(queue));
     }
-    let builder = Server::builder().bind(&args.addr).shutdown_on_signals(true);
-    let server = args.tls(builder).start(App { jobs })?;
+    let builder = Server::builder().shutdown_on_signals(true);
+    let server = match args.server.apply(builder).start(App { jobs }) {
+        Ok(server) => server,
+        Err(e) => return cli::fail("stream", &e, &args.server),
+    };
     tracing::info!(
         "stream server on {}://{}/",
-        args.http_scheme(),
+        args.server.http_scheme(),
         server.local_addr()
     );
-    server.join()?;
-    Ok(())
+    match server.join() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("stream: {failure}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 const PAGE: &str = r#"<!doctype html>
