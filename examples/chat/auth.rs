@@ -7,11 +7,13 @@
 //! deferred (`HttpResponse::defer`, `Upgrade::defer`) to a small pool of worker
 //! threads, where a slow or unreachable Redis stalls nobody else; when every worker
 //! is busy and the queue is full, the request is answered 503 at once. A logout
-//! closes the session's other tabs through their connections' handles.
+//! closes the session's tabs through their connections' handles: this server's at
+//! once, and, with Redis, every other chat server's when it hears the logout
+//! announced (Pub/Sub channel `chat:logouts`).
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `POST /login`, body `name=NAME` (form-encoded) | 200 `{"name":..}` and the cookie; 400 `{"error":..}` for a bad name |
+//! | `POST /login`, body `name=NAME` (form-encoded) | 200 `{"name":..}` and the cookie; 400 `{"error":..}` for a bad name, 409 for one someone else is logged in with |
 //! | `GET /me` | 200 `{"name":..}`, or 401 without a valid session |
 //! | `POST /logout` | 200, the cookie cleared, the session's connections closed with 4001 |
 //! | an upgrade without a valid session | 401 |
@@ -21,9 +23,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use wavecore::{CloseCode, ConnHandle, HttpResponse, PendingResponse, PendingUpgrade, Request, Upgrade};
+use wavecore::{
+    CloseCode, ConnHandle, HttpResponse, PendingResponse, PendingUpgrade, Request, Upgrade,
+};
 
-use crate::{Session, json, query_value};
+use crate::{Session, json};
 
 /// The session cookie's name.
 const COOKIE: &str = "wavecore_chat";
@@ -40,44 +44,70 @@ const QUEUE: usize = 1024;
 /// The close code a logout closes the session's other tabs with (application range).
 pub const LOGGED_OUT: CloseCode = CloseCode(4001);
 
-/// Where sessions live: session id to name.
+/// Where sessions live: session id to name, and each name to the session that holds
+/// it (a name is one person's while their session lasts).
 pub trait Store: Send + Sync {
     /// The name logged in under `session`, if any.
     fn get(&self, session: &str) -> Result<Option<String>, String>;
-    /// Keeps `session` for `name`.
-    fn put(&self, session: &str, name: &str) -> Result<(), String>;
-    /// Forgets `session`.
+    /// Keeps `session` for `name`, unless another session holds `name`: then
+    /// `Ok(false)` and nothing changed.
+    fn claim(&self, session: &str, name: &str) -> Result<bool, String>;
+    /// Forgets `session` and frees its name.
     fn delete(&self, session: &str) -> Result<(), String>;
+    /// Tells every chat server sharing this store that `session` logged out (each
+    /// closes its own tabs of it). In one process's memory there is no one to tell.
+    fn announce_logout(&self, session: &str) -> Result<(), String> {
+        let _ = session;
+        Ok(())
+    }
+    /// Calls `closed` with each session another server announced logged out.
+    fn watch_logouts(&self, closed: Box<dyn Fn(&str) + Send>) {
+        let _ = closed;
+    }
 }
 
 /// Sessions in this process's memory (a restart forgets them: pages log in again).
 #[derive(Default)]
-pub struct MemoryStore(Mutex<HashMap<String, String>>);
+pub struct MemoryStore(Mutex<Sessions>);
+
+#[derive(Default)]
+struct Sessions {
+    names: HashMap<String, String>,
+    sessions: HashMap<String, String>,
+}
 
 impl MemoryStore {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Store for MemoryStore {
     fn get(&self, session: &str) -> Result<Option<String>, String> {
-        Ok(self.sessions().get(session).cloned())
+        Ok(self.lock().sessions.get(session).cloned())
     }
 
-    fn put(&self, session: &str, name: &str) -> Result<(), String> {
-        self.sessions().insert(session.to_owned(), name.to_owned());
-        Ok(())
+    fn claim(&self, session: &str, name: &str) -> Result<bool, String> {
+        let mut s = self.lock();
+        if s.names.get(name).is_some_and(|holder| holder != session) {
+            return Ok(false);
+        }
+        s.names.insert(name.to_owned(), session.to_owned());
+        s.sessions.insert(session.to_owned(), name.to_owned());
+        Ok(true)
     }
 
     fn delete(&self, session: &str) -> Result<(), String> {
-        self.sessions().remove(session);
+        let mut s = self.lock();
+        if let Some(name) = s.sessions.remove(session) {
+            s.names.remove(&name);
+        }
         Ok(())
     }
 }
 
-/// Sessions in Redis (`chat:session:ID`, expiring after [`SESSION_SECS`]), shared by
-/// every chat server on it.
+/// Sessions in Redis, shared by every chat server on it: `chat:session:ID` holds the
+/// name and `chat:name:NAME` the session, both expiring after [`SESSION_SECS`].
 pub struct RedisStore {
     client: redis::Client,
     /// Connections not in use (one per worker at most).
@@ -94,37 +124,115 @@ impl RedisStore {
         })
     }
 
-    /// Runs one command on an idle connection (or a new one); a connection that
-    /// failed is dropped.
-    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+    /// Runs `f` on an idle connection (or a new one); a connection that failed is
+    /// dropped.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, String> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut conn = match idle {
             Some(conn) => conn,
             None => self.client.get_connection().map_err(|e| e.to_string())?,
         };
-        let result = cmd.query(&mut conn).map_err(|e| e.to_string())?;
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        let result = f(&mut conn).map_err(|e| e.to_string())?;
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
         Ok(result)
     }
 }
 
-fn key(session: &str) -> String {
+fn session_key(session: &str) -> String {
     format!("chat:session:{session}")
+}
+
+fn name_key(name: &str) -> String {
+    format!("chat:name:{name}")
 }
 
 impl Store for RedisStore {
     fn get(&self, session: &str) -> Result<Option<String>, String> {
-        self.query(redis::cmd("GET").arg(key(session)))
+        self.with(|c| redis::cmd("GET").arg(session_key(session)).query(c))
     }
 
-    fn put(&self, session: &str, name: &str) -> Result<(), String> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key(session)).arg(name).arg("EX").arg(SESSION_SECS);
-        self.query(&cmd)
+    fn claim(&self, session: &str, name: &str) -> Result<bool, String> {
+        self.with(|c| {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(name_key(name))
+                .arg(session)
+                .arg("NX")
+                .arg("EX")
+                .arg(SESSION_SECS)
+                .query(c)?;
+            if set.is_none() {
+                let holder: Option<String> = redis::cmd("GET").arg(name_key(name)).query(c)?;
+                if holder.as_deref() != Some(session) {
+                    return Ok(false);
+                }
+            }
+            redis::cmd("SET")
+                .arg(session_key(session))
+                .arg(name)
+                .arg("EX")
+                .arg(SESSION_SECS)
+                .query::<()>(c)?;
+            Ok(true)
+        })
     }
 
     fn delete(&self, session: &str) -> Result<(), String> {
-        self.query::<()>(redis::cmd("DEL").arg(key(session)))
+        self.with(|c| {
+            let name: Option<String> = redis::cmd("GETDEL").arg(session_key(session)).query(c)?;
+            if let Some(name) = name {
+                let holder: Option<String> = redis::cmd("GET").arg(name_key(&name)).query(c)?;
+                if holder.as_deref() == Some(session) {
+                    redis::cmd("DEL").arg(name_key(&name)).query::<()>(c)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn announce_logout(&self, session: &str) -> Result<(), String> {
+        self.with(|c| {
+            redis::cmd("PUBLISH")
+                .arg(LOGOUTS)
+                .arg(session)
+                .query::<()>(c)
+        })
+    }
+
+    fn watch_logouts(&self, closed: Box<dyn Fn(&str) + Send>) {
+        let client = self.client.clone();
+        thread::spawn(move || {
+            // Subscribed again a second after the connection breaks (Redis restarted):
+            // a logout announced meanwhile is missed, and its tabs on this server stay
+            // until they leave or their session is looked up again.
+            loop {
+                if let Err(e) = watch(&client, &*closed) {
+                    tracing::warn!("session store: logouts not watched: {e}; again in 1 s");
+                }
+                thread::sleep(std::time::Duration::from_secs(1));
+            }
+        });
+    }
+}
+
+/// The Redis channel logouts are announced on (payload: the session id).
+const LOGOUTS: &str = "chat:logouts";
+
+/// Reads logouts until the connection breaks.
+fn watch(client: &redis::Client, closed: &dyn Fn(&str)) -> redis::RedisResult<()> {
+    let mut conn = client.get_connection()?;
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe(LOGOUTS)?;
+    loop {
+        let message = pubsub.get_message()?;
+        if let Ok(session) = message.get_payload::<String>() {
+            closed(&session);
+        }
     }
 }
 
@@ -136,6 +244,8 @@ enum Task {
     Login {
         pending: PendingResponse,
         name: String,
+        /// The session the browser had, given up for the new one.
+        previous: Option<String>,
     },
     Me {
         pending: PendingResponse,
@@ -156,7 +266,9 @@ impl Task {
     /// Every worker is busy: answer at once.
     fn busy(self) {
         match self {
-            Task::Login { pending, .. } | Task::Me { pending, .. } | Task::Logout { pending, .. } => {
+            Task::Login { pending, .. }
+            | Task::Me { pending, .. }
+            | Task::Logout { pending, .. } => {
                 let _ = pending.respond(unavailable("busy, try again in a moment"));
             }
             Task::Upgrade { pending, .. } => {
@@ -167,10 +279,10 @@ impl Task {
 }
 
 /// What the workers share.
-struct Sessions {
+struct Shared {
     store: Box<dyn Store>,
     /// The connections of each session, so a logout closes them all.
-    tabs: Mutex<HashMap<String, Vec<ConnHandle>>>,
+    tabs: Arc<Tabs>,
     /// The cookie's attributes after its value.
     attributes: String,
 }
@@ -185,9 +297,12 @@ impl Auth {
     /// `Secure`.
     pub fn new(store: Box<dyn Store>, secure: bool) -> Self {
         let secure = if secure { "; Secure" } else { "" };
-        let sessions = Arc::new(Sessions {
+        let tabs = Arc::new(Tabs::default());
+        let watched = tabs.clone();
+        store.watch_logouts(Box::new(move |session| watched.close(session)));
+        let sessions = Arc::new(Shared {
             store,
-            tabs: Mutex::default(),
+            tabs,
             attributes: format!("; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECS}{secure}"),
         });
         let (tasks, queue) = sync_channel(QUEUE);
@@ -201,23 +316,39 @@ impl Auth {
 
     /// Queues `task` for a worker, or answers it 503 when the queue is full.
     fn queue(tasks: &SyncSender<Task>, task: Task) {
-        if let Err(TrySendError::Full(task) | TrySendError::Disconnected(task)) = tasks.try_send(task) {
+        if let Err(TrySendError::Full(task) | TrySendError::Disconnected(task)) =
+            tasks.try_send(task)
+        {
             task.busy();
         }
     }
 
     /// `POST /login`, body `name=NAME`. `check` says what is wrong with a name.
-    pub fn login(&self, request: &Request<'_>, check: fn(&str) -> Option<&'static str>) -> HttpResponse {
+    pub fn login(
+        &self,
+        request: &Request<'_>,
+        check: fn(&str) -> Option<&'static str>,
+    ) -> HttpResponse {
         if request.method() != "POST" {
             return HttpResponse::new(405, "POST a name\n").with_header("Allow", "POST");
         }
-        let body = std::str::from_utf8(request.body()).unwrap_or_default();
-        let name = query_value(body, "name").unwrap_or_default().trim().to_owned();
+        let name = form_urlencoded::parse(request.body())
+            .find_map(|(key, value)| (key == "name").then(|| value.trim().to_owned()))
+            .unwrap_or_default();
         if let Some(problem) = check(&name) {
             return json_response(400, &format!(r#"{{"error":{}}}"#, json(problem)));
         }
-        let tasks = self.tasks.clone();
-        HttpResponse::defer(move |pending| Self::queue(&tasks, Task::Login { pending, name }))
+        let (tasks, previous) = (self.tasks.clone(), session_of(request));
+        HttpResponse::defer(move |pending| {
+            Self::queue(
+                &tasks,
+                Task::Login {
+                    pending,
+                    name,
+                    previous,
+                },
+            );
+        })
     }
 
     /// `GET /me`: the name of the request's session, or 401.
@@ -240,25 +371,42 @@ impl Auth {
     pub fn upgrade(&self, request: &Request<'_>, join: Join) -> Upgrade<Session> {
         let (tasks, session) = (self.tasks.clone(), session_of(request));
         Upgrade::defer(move |pending| {
-            Self::queue(&tasks, Task::Upgrade { pending, session, join });
+            Self::queue(
+                &tasks,
+                Task::Upgrade {
+                    pending,
+                    session,
+                    join,
+                },
+            );
         })
     }
 }
 
 /// A worker: answers tasks until the server is gone.
-fn work(queue: &Mutex<Receiver<Task>>, sessions: &Sessions) {
+fn work(queue: &Mutex<Receiver<Task>>, sessions: &Shared) {
     loop {
         let task = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(task) = task else {
             return;
         };
         match task {
-            Task::Login { pending, name } => {
-                let stored = new_session_id()
-                    .and_then(|session| sessions.store.put(&session, &name).map(|()| session));
-                let response = match stored {
-                    Ok(session) => json_response(200, &format!(r#"{{"name":{}}}"#, json(&name)))
-                        .with_header("Set-Cookie", format!("{COOKIE}={session}{}", sessions.attributes)),
+            Task::Login {
+                pending,
+                name,
+                previous,
+            } => {
+                let response = match login(sessions, &name, previous.as_deref()) {
+                    Ok(Some(session)) => {
+                        json_response(200, &format!(r#"{{"name":{}}}"#, json(&name))).with_header(
+                            "Set-Cookie",
+                            format!("{COOKIE}={session}{}", sessions.attributes),
+                        )
+                    }
+                    Ok(None) => json_response(
+                        409,
+                        r#"{"error":"that name is already taken: choose another"}"#,
+                    ),
                     Err(e) => store_down(&e),
                 };
                 let _ = pending.respond(response);
@@ -272,28 +420,28 @@ fn work(queue: &Mutex<Receiver<Task>>, sessions: &Sessions) {
                 let _ = pending.respond(response);
             }
             Task::Logout { pending, session } => {
-                let response = match session.as_deref().map(|s| sessions.store.delete(s)) {
-                    Some(Err(e)) => store_down(&e),
-                    _ => {
-                        let tabs = session.and_then(|s| sessions.tabs().remove(&s));
-                        for tab in tabs.into_iter().flatten() {
-                            tab.close(LOGGED_OUT, "logged out");
-                        }
-                        json_response(200, "{}").with_header(
-                            "Set-Cookie",
-                            format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
-                        )
-                    }
+                let done = session.as_deref().map_or(Ok(()), |s| {
+                    sessions.store.delete(s)?;
+                    sessions.tabs.close(s);
+                    sessions.store.announce_logout(s)
+                });
+                let response = match done {
+                    Err(e) => store_down(&e),
+                    Ok(()) => json_response(200, "{}").with_header(
+                        "Set-Cookie",
+                        format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+                    ),
                 };
                 let _ = pending.respond(response);
             }
-            Task::Upgrade { pending, session, join } => match lookup(sessions, session.as_deref()) {
+            Task::Upgrade {
+                pending,
+                session,
+                join,
+            } => match lookup(sessions, session.as_deref()) {
                 Ok(Some(name)) => {
                     if let (Ok(handle), Some(session)) = (pending.accept(join(name)), session) {
-                        let mut tabs = sessions.tabs();
-                        let open = tabs.entry(session).or_default();
-                        open.retain(|tab| !tab.is_gone());
-                        open.push(handle);
+                        sessions.tabs.add(session, handle);
                     }
                 }
                 Ok(None) => {
@@ -308,13 +456,43 @@ fn work(queue: &Mutex<Receiver<Task>>, sessions: &Sessions) {
     }
 }
 
-impl Sessions {
-    fn tabs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ConnHandle>>> {
-        self.tabs.lock().unwrap_or_else(|e| e.into_inner())
+/// The open connections of each session on this server.
+#[derive(Default)]
+struct Tabs(Mutex<HashMap<String, Vec<ConnHandle>>>);
+
+impl Tabs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<ConnHandle>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `handle` among `session`'s tabs (forgetting those that closed).
+    fn add(&self, session: String, handle: ConnHandle) {
+        let mut tabs = self.lock();
+        let open = tabs.entry(session).or_default();
+        open.retain(|tab| !tab.is_gone());
+        open.push(handle);
+    }
+
+    /// Closes every tab of `session` with [`LOGGED_OUT`], through their handles.
+    fn close(&self, session: &str) {
+        let tabs = self.lock().remove(session);
+        for tab in tabs.into_iter().flatten() {
+            tab.close(LOGGED_OUT, "logged out");
+        }
     }
 }
 
-fn lookup(sessions: &Sessions, session: Option<&str>) -> Result<Option<String>, String> {
+/// Logs `name` in under a new session (giving up `previous`); `None` when someone
+/// else holds the name.
+fn login(sessions: &Shared, name: &str, previous: Option<&str>) -> Result<Option<String>, String> {
+    if let Some(previous) = previous {
+        sessions.store.delete(previous)?;
+    }
+    let session = new_session_id()?;
+    Ok(sessions.store.claim(&session, name)?.then_some(session))
+}
+
+fn lookup(sessions: &Shared, session: Option<&str>) -> Result<Option<String>, String> {
     match session {
         Some(session) => sessions.store.get(session),
         None => Ok(None),
@@ -324,10 +502,13 @@ fn lookup(sessions: &Sessions, session: Option<&str>) -> Result<Option<String>, 
 /// The session id in the request's cookie, if any.
 fn session_of(request: &Request<'_>) -> Option<String> {
     request.header_values("cookie").find_map(|value| {
-        std::str::from_utf8(value).ok()?.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE && is_session_id(value)).then(|| value.to_owned())
-        })
+        std::str::from_utf8(value)
+            .ok()?
+            .split(';')
+            .find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == COOKIE && is_session_id(value)).then(|| value.to_owned())
+            })
     })
 }
 

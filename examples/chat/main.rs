@@ -17,8 +17,17 @@
 //! server's (presence is kept per process).
 //!
 //! Open `http://127.0.0.1:9001/` in a few tabs (`/?room=NAME` for another room). The
-//! page connects to `/chat/ROOM?name=NAME` and sends each line as a text message.
+//! page logs in with the name it is given (`POST /login`), then connects to
+//! `/chat/ROOM` and sends each line as a text message.
 //!
+//! * **Sessions, off the reactor** (`auth.rs`). The login issues a session in a
+//!   cookie, kept in memory (or in Redis with `--redis`); the upgrade is decided by
+//!   looking the cookie up on a worker thread (`Upgrade::defer`), so a slow session
+//!   store stalls no one; without a valid session it is refused with 401 (the page
+//!   logs in first, and logs in again by itself after a restart that forgot the
+//!   sessions). A name is one person's while their session lasts; their tabs share
+//!   it. A logout closes the person's other tabs through their connections' handles
+//!   (close code 4001).
 //! * **Rooms are topics.** A line is published once to the topic `room:ROOM`: encoded
 //!   once, the same bytes reach every member on every reactor, and no handler runs
 //!   for them.
@@ -28,9 +37,9 @@
 //!   the member list and the current number in its welcome, and the page skips the
 //!   events that number already counts.
 //! * **Refusals a person can read.** A browser sees neither the status nor the body of
-//!   a refused upgrade (it reports 1006), so a bad room or name is accepted and closed
-//!   at once with 1008 and the reason, which the page shows. A name already present
-//!   in the room is refused the same way (a second tab asks for another name).
+//!   a refused upgrade (it reports 1006), so a bad room is accepted and closed at once
+//!   with 1008 and the reason, which the page shows. A name someone else is logged in
+//!   with is refused at the login, with the reason.
 //! * **Limits.** A line is at most [`MAX_LINE`] bytes of UTF-8 (not characters); the
 //!   page counts bytes before sending, and the server closes with 1009 past it.
 //! * **Graceful stop.** Ctrl-C or SIGTERM: every page gets Close 1001 and reconnects
@@ -59,12 +68,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::process::ExitCode;
 
+use auth::{Auth, MemoryStore, RedisStore, Store};
 use clap::Parser;
 use wavecore::{
     CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
     Request, Server, ServerHandle, Service, Upgrade,
 };
 
+mod auth;
 #[path = "../common/cli.rs"]
 mod cli;
 
@@ -80,9 +91,6 @@ struct Cli {
     #[command(flatten)]
     bridge: cli::BridgeArgs,
 }
-
-/// The close reason for a name already present in the room.
-const NAME_TAKEN: &str = "that name is already in the room: choose another";
 
 /// Longest chat line, in bytes of UTF-8: the server's `max_message_size` (past it the
 /// connection is closed with 1009) and the page's limit (sent in the welcome).
@@ -111,19 +119,11 @@ struct Presence {
 }
 
 impl Rooms {
-    /// Adds `member` to its room, tells the room, and returns the member's welcome;
-    /// `Err` with the reason if the name is already present in the room. The event is
-    /// published under the lock, so every reactor's inbox gets the events in `seq`
-    /// order.
-    fn join(&self, member: &Member) -> Result<String, &'static str> {
+    /// Adds `member` to its room, tells the room, and returns the member's welcome.
+    /// The event is published under the lock, so every reactor's inbox gets the
+    /// events in `seq` order.
+    fn join(&self, member: &Member) -> String {
         let mut presence = self.presence.lock().unwrap_or_else(|e| e.into_inner());
-        let taken = presence
-            .rooms
-            .get(&member.room)
-            .is_some_and(|room| room.values().any(|name| name == &member.name));
-        if taken {
-            return Err(NAME_TAKEN);
-        }
         presence.seq += 1;
         let seq = presence.seq;
         let room = presence.rooms.entry(member.room.clone()).or_default();
@@ -134,13 +134,13 @@ impl Rooms {
             let _ = write!(members, r#"{comma}{{"id":{id},"name":{}}}"#, json(name));
         }
         self.publish_presence("join", seq, member);
-        Ok(format!(
+        format!(
             r#"{{"type":"welcome","you":{},"name":{},"room":{},"limit":{MAX_LINE},"seq":{seq},"at":{},"members":[{members}]}}"#,
             member.id,
             json(&member.name),
             json(&member.room),
             now_ms(),
-        ))
+        )
     }
 
     /// Removes `member` from its room and tells the room.
@@ -171,7 +171,7 @@ impl Rooms {
 }
 
 /// One page in one room.
-struct Member {
+pub struct Member {
     rooms: Arc<Rooms>,
     id: ConnId,
     room: String,
@@ -180,7 +180,7 @@ struct Member {
 }
 
 /// A connection's handler: a member, or an upgrade to refuse with a reason once open.
-enum Session {
+pub enum Session {
     Member(Member),
     Refused(&'static str),
 }
@@ -193,16 +193,8 @@ impl Handler for Session {
                 member.id = conn.id();
                 // Subscribe before joining: no event after the welcome's `seq` is missed.
                 conn.subscribe(&member.topic);
-                match member.rooms.join(member) {
-                    Ok(welcome) => {
-                        conn.send_text(&welcome);
-                    }
-                    Err(reason) => {
-                        // Not a member: `on_close` has no one to remove.
-                        *self = Session::Refused(reason);
-                        conn.close(CloseCode::POLICY_VIOLATION, reason);
-                    }
-                }
+                let welcome = member.rooms.join(member);
+                conn.send_text(&welcome);
             }
         }
     }
@@ -239,6 +231,13 @@ impl Handler for Session {
 
 struct Chat {
     rooms: Arc<Rooms>,
+    auth: Auth,
+}
+
+/// What is wrong with a name, if anything.
+fn check_name(name: &str) -> Option<&'static str> {
+    (name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
+        .then_some("names are 1 to 24 characters, without control characters")
 }
 
 impl Service for Chat {
@@ -251,35 +250,38 @@ impl Service for Chat {
         if self.rooms.server.get().is_none() {
             return Upgrade::refuse(503, "starting, try again");
         }
-        let name = request.query_param("name");
-        let name = name.as_deref().map(str::trim).unwrap_or_default();
-        let session = if room.is_empty()
+        if room.is_empty()
             || room.len() > MAX_ROOM
             || !room
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            Session::Refused("room names are 1 to 32 letters (A-Z, a-z), digits, - or _")
-        } else if name.is_empty()
-            || name.chars().count() > MAX_NAME
-            || name.chars().any(char::is_control)
-        {
-            Session::Refused("names are 1 to 24 characters, without control characters")
-        } else {
-            Session::Member(Member {
-                rooms: self.rooms.clone(),
-                id: ConnId(0),
-                room: room.to_owned(),
-                topic: format!("room:{room}"),
-                name: name.to_owned(),
-            })
-        };
-        Upgrade::accept(session)
+            return Upgrade::accept(Session::Refused(
+                "room names are 1 to 32 letters (A-Z, a-z), digits, - or _",
+            ));
+        }
+        // The name is the session's: looked up off the reactor.
+        let (rooms, room) = (self.rooms.clone(), room.to_owned());
+        self.auth.upgrade(
+            request,
+            Box::new(move |name| {
+                Session::Member(Member {
+                    rooms,
+                    id: ConnId(0),
+                    topic: format!("room:{room}"),
+                    room,
+                    name,
+                })
+            }),
+        )
     }
 
     fn http(&self, request: &Request<'_>) -> HttpResponse {
         match request.path() {
             "/" | "/index.html" => HttpResponse::html(PAGE),
+            "/login" => self.auth.login(request, check_name),
+            "/me" => self.auth.me(request),
+            "/logout" => self.auth.logout(request),
             "/health" => HttpResponse::text("ok\n"),
             "/metrics" => HttpResponse::metrics(request),
             _ => HttpResponse::not_found(),
@@ -303,8 +305,19 @@ fn main() -> ExitCode {
             Err(e) => return cli::fail("chat", &e, &args.server),
         }
     }
+    let store: Box<dyn Store> = match &args.bridge.redis {
+        Some(url) => match RedisStore::new(url) {
+            Ok(store) => Box::new(store),
+            Err(e) => {
+                eprintln!("chat: cannot use the Redis at {url} for sessions: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Box::new(MemoryStore::default()),
+    };
     let chat = Chat {
         rooms: rooms.clone(),
+        auth: Auth::new(store, args.server.tls_cert.is_some()),
     };
     let server = match args.server.apply(builder).start(chat) {
         Ok(server) => server,
@@ -328,7 +341,7 @@ fn main() -> ExitCode {
 }
 
 /// `text` as a JSON string literal.
-fn json(text: &str) -> String {
+pub fn json(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

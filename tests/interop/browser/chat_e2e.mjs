@@ -5,7 +5,11 @@
 //
 // usage: node tests/interop/browser/chat_e2e.mjs PATH/TO/target/debug/examples/chat
 //
-// Also: a second tab with a name already in the room is refused with a reason, and a
+// The page logs in before it connects (a session cookie, examples/chat/auth.rs), so
+// each person is a browser context of their own (own cookies); a person's second tab
+// shares their session, and a logout closes every tab of it.
+//
+// Also: a name someone else is logged in with is refused with a reason, and a
 // page at a phone's width (360 px) shows its whole header, folds the member list, never
 // scrolls sideways, greys the list out while disconnected and keeps the header's
 // height when the status changes (so does a wide page); each state is
@@ -18,7 +22,7 @@
 // (install with .ci/install-interop.sh); never downloads a browser.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,9 +69,15 @@ function startChat(bin, addr) {
 
 // --- reading and driving a page -----------------------------------------------------
 
-async function open(context, base, query, viewport) {
+// A new person (a browser context of their own: own cookies, own session) on `query`.
+async function open(browser, base, query, viewport) {
+  const context = await browser.newContext(viewport ? { viewport } : {});
+  return tab(context, base, query);
+}
+
+// A tab of the person whose context is `context` (sharing their session).
+async function tab(context, base, query) {
   const page = await context.newPage();
-  if (viewport) await page.setViewportSize(viewport);
   // The 101's Sec-WebSocket-Extensions, as Chromium received it (DevTools protocol).
   page.wsExtensions = [];
   const cdp = await context.newCDPSession(page);
@@ -163,16 +173,15 @@ async function run(bin) {
   const addr = await server.listening;
   const base = `http://${addr}`;
   console.error(`[chat] listening on ${addr}`);
-  const userDataDir = mkdtempSync(join(tmpdir(), 'wavecore-chat-chromium-'));
-  let context;
+  let browser;
   try {
-    context = await chromium.launchPersistentContext(userDataDir, {
+    browser = await chromium.launch({
       executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30_000,
     });
-    const ana = await open(context, base, 'room=red&name=Ana');
+    const ana = await open(browser, base, 'room=red&name=Ana');
     await until(ana, 'Ana connected', (v) => v.state === 'open');
-    const bo = await open(context, base, 'room=red&name=Bo');
-    const cy = await open(context, base, 'room=blue&name=Cy');
+    const bo = await open(browser, base, 'room=red&name=Bo');
+    const cy = await open(browser, base, 'room=blue&name=Cy');
 
     await check('presence: who is online, join notices', async () => {
       await until(ana, 'Ana sees Bo', (v) => same(v.members, ['Ana (you)', 'Bo']) && v.notes.includes('Bo joined'));
@@ -180,19 +189,32 @@ async function run(bin) {
       await until(cy, 'Cy alone in blue', (v) => v.state === 'open' && same(v.members, ['Cy (you)']));
     });
 
-    await check('a second tab with a name already in the room is refused, with the reason', async () => {
-      const again = await open(context, base, 'room=red&name=Ana');
+    await check('a name someone else is logged in with is refused, with the reason', async () => {
+      const again = await open(browser, base, 'room=red&name=Ana');
       const v = await until(again, 'refusal shown', (x) => x.state === 'refused');
-      expect(/already in the room/.test(v.refusal), `refusal: ${v.refusal}`);
+      expect(/already taken/.test(v.refusal), `refusal: ${v.refusal}`);
       await again.close();
       const a = await view(ana);
       expect(same(a.members, ['Ana (you)', 'Bo']), `members after the refusal: ${a.members}`);
     });
 
+    await check('a second tab of a person shares the session; a logout closes every tab', async () => {
+      const gus = await open(browser, base, 'room=green&name=Gus');
+      await until(gus, 'Gus connected', (v) => v.state === 'open');
+      const again = await tab(gus.context(), base, 'room=green');
+      await until(again, 'the second tab is Gus too, listed once', (v) => v.state === 'open' && same(v.members, ['Gus (you)']));
+      await until(gus, 'Gus listed once in the first tab', (v) => same(v.members, ['Gus (you)']));
+      await again.click('#logout');
+      for (const page of [gus, again]) {
+        await until(page, 'logged out', (v) => v.state === 'loggedout' && /logged out/.test(v.refusal));
+      }
+      await gus.context().close();
+    });
+
     let phone, phoneHeader, wideHeader;
     await check('at 360 px: header whole, member list folded, no sideways scroll', async () => {
       wideHeader = (await layout(ana)).headerHeight;
-      phone = await open(context, base, 'room=phone&name=Phi', PHONE);
+      phone = await open(browser, base, 'room=phone&name=Phi', PHONE);
       await until(phone, 'Phi connected', (v) => v.state === 'open' && same(v.members, ['Phi (you)']));
       const l = await layout(phone);
       expect(l.scrollWidth <= PHONE.width, `the page is ${l.scrollWidth} px wide`);
@@ -252,7 +274,7 @@ async function run(bin) {
     });
 
     await check('a refused room is explained on the page', async () => {
-      const dee = await open(context, base, 'room=my%20room&name=Dee');
+      const dee = await open(browser, base, 'room=my%20room&name=Dee');
       const v = await until(dee, 'refusal shown', (x) => x.state === 'refused');
       expect(/my room/.test(v.refusal) && /1 to 32 letters/.test(v.refusal), `refusal: ${v.refusal}`);
       await dee.close();
@@ -305,13 +327,12 @@ async function run(bin) {
       await until(cy, 'Cy reconnected', (v) => v.state === 'open', RECONNECT_MS);
       await ana.press('#text', 'Enter');
       await until(ana, 'the kept line went out', (v) => hasMessage(v, 'Ana', 'typed while away', true));
-      const eve = await open(context, base, 'room=red&name=Eve');
+      const eve = await open(browser, base, 'room=red&name=Eve');
       await until(eve, 'Eve sees Ana', (v) => same(v.members, ['Ana', 'Eve (you)']));
       await until(ana, 'Ana sees Eve', (v) => v.notes.includes('Eve joined') && same(v.members, ['Ana (you)', 'Eve']));
     });
   } finally {
-    if (context) await context.close().catch(() => {});
-    rmSync(userDataDir, { recursive: true, force: true });
+    if (browser) await browser.close().catch(() => {});
     server.child.kill('SIGKILL');
   }
 }
