@@ -482,17 +482,12 @@ impl<H: Handler> Connection<H> {
     }
 
     /// Refuses a request that failed the server's own checks.
-    pub(super) fn refuse<S>(&mut self, refusal: &Refusal, env: &mut Env<'_, S>) {
+    fn refuse<S>(&mut self, refusal: &Refusal, env: &mut Env<'_, S>) {
         self.refuse_for(refusal, RefusalReason::of_status(refusal.status), env);
     }
 
     /// Sends `refusal` and ends the connection.
-    pub(super) fn refuse_for<S>(
-        &mut self,
-        refusal: &Refusal,
-        reason: RefusalReason,
-        env: &mut Env<'_, S>,
-    ) {
+    fn refuse_for<S>(&mut self, refusal: &Refusal, reason: RefusalReason, env: &mut Env<'_, S>) {
         Stats::bump(&env.reactor.stats.handshake_refusals);
         env.reactor.counters.refused(reason);
         report::refusal(&self.state, refusal, reason);
@@ -505,7 +500,7 @@ impl<H: Handler> Connection<H> {
         !self.state.outbox.is_empty() || !env.reactor.cork.is_empty()
     }
 
-    pub(super) fn finish<S>(&mut self, env: &mut Env<'_, S>) {
+    fn finish<S>(&mut self, env: &mut Env<'_, S>) {
         self.phase = Phase::Finishing { linger: true };
         self.deadline = env.reactor.now + ticks(env.config.close_timeout);
     }
@@ -633,7 +628,7 @@ impl<H: Handler> Connection<H> {
     }
 
     /// Runs a handler callback with this connection, catching a panic (close 1011).
-    pub(super) fn call<S: Service<Handler = H>>(
+    fn call<S: Service<Handler = H>>(
         &mut self,
         env: &mut Env<'_, S>,
         callback: impl FnOnce(&mut H, &mut Conn<'_>),
@@ -657,7 +652,7 @@ impl<H: Handler> Connection<H> {
     }
 
     /// If a close frame went out while open, leave the open state.
-    pub(super) fn after_callbacks<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
+    fn after_callbacks<S: Service<Handler = H>>(&mut self, env: &mut Env<'_, S>) {
         if !self.is_open() {
             return;
         }
