@@ -106,13 +106,11 @@ impl Remote {
     /// [`Remote::send_publishes`] does. Returns `false` (and drops the command) if the
     /// reactor is gone.
     pub fn send_command(&self, command: Command) -> bool {
-        let mut inbox = self.lock();
+        let inbox = self.lock();
         if inbox.closed {
             return false;
         }
-        let at = inbox.publishes.len();
-        inbox.commands.push((at, command));
-        self.wake(inbox);
+        self.queue(inbox, command);
         true
     }
 
@@ -133,16 +131,16 @@ impl Remote {
         crate::server::encode::encode_frame_into(&mut inbox.frames, opcode, payload, false);
         let range = start..inbox.frames.len();
         let len = range.len();
-        let at = inbox.publishes.len();
-        inbox.commands.push((
-            at,
-            Command::Send {
-                target,
-                message: Outgoing::Arena(range),
-            },
-        ));
-        self.wake(inbox);
+        let message = Outgoing::Arena(range);
+        self.queue(inbox, Command::Send { target, message });
         Some(len)
+    }
+
+    /// Queues `command` behind the publishes queued so far, and wakes the reactor.
+    fn queue(&self, mut inbox: MutexGuard<'_, Inbox>, command: Command) {
+        let at = inbox.publishes.len();
+        inbox.commands.push((at, command));
+        self.wake(inbox);
     }
 
     /// Moves the reactor's shutdown on to `phase` (never back).
@@ -171,7 +169,8 @@ impl Remote {
         inbox.publishes = Vec::new();
         inbox.frames = Vec::new();
         let commands = std::mem::take(&mut inbox.commands);
-        // Dropped outside the lock: a dropped decision may queue its answer here.
+        // Dropped outside the lock: a handler dropped with its decision runs the
+        // application's code, which may use a handle (and so this inbox).
         drop(inbox);
         drop(commands);
     }
