@@ -27,6 +27,7 @@ pub struct ServerBuilder {
     config: ServerConfig,
     bridge: Option<Arc<dyn Bridge>>,
     tls: Option<TlsSource>,
+    channels: crate::server::channels::ChannelRules,
 }
 
 /// Where a TLS server's configuration comes from.
@@ -62,6 +63,7 @@ impl Server {
             },
             bridge: None,
             tls: None,
+            channels: Default::default(),
         }
     }
 
@@ -168,6 +170,19 @@ impl ServerBuilder {
     /// not hold a usable certificate and key.
     pub fn tls_pem_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls = Some(TlsSource::PemFiles(cert.into(), key.into()));
+        self
+    }
+
+    /// Keeps the history `history` for channels whose name matches `pattern` (a name,
+    /// or a prefix followed by `*`, or `*`); the first pattern added that matches a
+    /// channel decides, and a channel that matches none keeps no history. See
+    /// [`crate::channels`].
+    pub fn channel_history(
+        mut self,
+        pattern: impl Into<String>,
+        history: crate::channels::History,
+    ) -> Self {
+        self.channels.add(pattern, history);
         self
     }
 
@@ -290,6 +305,10 @@ impl ServerBuilder {
             tls: tls.map(|config| Arc::new(crate::server::tls::Acceptor::new(config))),
             config: Arc::new(self.config.clone()),
             handler_type: std::any::TypeId::of::<S::Handler>(),
+            channels: Arc::new(crate::server::channels::memory::MemoryEngine::new(
+                self.channels.clone(),
+                self.config.max_message_size,
+            )),
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
