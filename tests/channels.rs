@@ -299,8 +299,9 @@ fn a_restarted_server_has_a_new_epoch_and_says_so() {
         last = read_json(&mut ws).unwrap()["offset"].as_u64().unwrap();
     }
     assert_eq!(last, 5);
-    assert!(first.shutdown_and_join());
+    first.handle.shutdown();
     assert_eq!(ws_read_close(&mut ws).0, 1001);
+    assert!(first.join());
     // The "restarted" server: its history (in memory) is gone.
     let second = TestServer::start(builder().channel_history("*", History::last(100)), tagged);
     second.handle.publish_channel("room", "after").unwrap();
