@@ -110,6 +110,12 @@ impl Script {
 
     /// The page's state once `command` (`wait N`, `failures N`) holds.
     fn state(&mut self, command: &str) -> (Vec<String>, Vec<String>) {
+        let (lines, failures, _) = self.full_state(command);
+        (lines, failures)
+    }
+
+    /// [`Script::state`], with the connection states the page went through.
+    fn full_state(&mut self, command: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
         let state: Value = serde_json::from_str(&self.ask(command, "lines")).unwrap();
         let strings = |key: &str| -> Vec<String> {
             state[key]
@@ -119,7 +125,7 @@ impl Script {
                 .map(|v| v.as_str().unwrap().to_owned())
                 .collect()
         };
-        (strings("lines"), strings("failures"))
+        (strings("lines"), strings("failures"), strings("states"))
     }
 }
 
@@ -147,8 +153,9 @@ fn the_browser_client_resumes_after_a_drop_and_is_told_after_a_restart() {
     // A network drop: published while the page reconnects, recovered after.
     script.ask("drop", "dropped");
     publish(&first, 21..=60);
-    let (lines, failures) = script.state("wait 60");
+    let (lines, failures, states) = script.full_state("wait 60");
     assert_eq!(lines, expected(1..=60), "every line once, in order");
+    assert_eq!(states, ["connecting", "open", "closed", "connecting", "open"]);
     assert!(failures.is_empty(), "{failures:?}");
     // A restart: the history was in memory, the page must be told.
     first.handle.shutdown();
