@@ -186,6 +186,16 @@ impl ServerBuilder {
         self
     }
 
+    /// The most channels the server holds (default
+    /// [`crate::channels::DEFAULT_MAX_CHANNELS`]): a publish or subscribe that would
+    /// create one more fails with [`crate::channels::ChannelError::TooManyChannels`].
+    /// Channels are kept while the server runs, so this bounds what clients free to
+    /// name channels can make it hold.
+    pub fn max_channels(mut self, max: usize) -> Self {
+        self.channels.max_channels = max;
+        self
+    }
+
     /// Replaces every setting at once.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;

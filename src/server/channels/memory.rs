@@ -82,6 +82,11 @@ impl MemoryEngine {
             return Ok(channel.clone());
         }
         let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
+        if channels.len() >= self.rules.max_channels && !channels.contains_key(name) {
+            return Err(ChannelError::TooManyChannels {
+                limit: self.rules.max_channels,
+            });
+        }
         let channel = channels.entry(Arc::from(name)).or_insert_with_key(|name| {
             Arc::new(Mutex::new(Channel {
                 name: name.clone(),

@@ -125,6 +125,12 @@ pub enum ChannelError {
     AlreadySubscribed,
     /// The connection is closing: nothing was changed.
     Closing,
+    /// The channel is new and the server already holds its most channels
+    /// ([`crate::ServerBuilder::max_channels`]): nothing was created or sent.
+    TooManyChannels {
+        /// The limit.
+        limit: usize,
+    },
     /// The engine's store cannot be reached (engines with an outside store only).
     Unavailable,
 }
@@ -141,6 +147,9 @@ impl fmt::Display for ChannelError {
             ),
             ChannelError::AlreadySubscribed => write!(f, "already subscribed"),
             ChannelError::Closing => write!(f, "the connection is closing"),
+            ChannelError::TooManyChannels { limit } => {
+                write!(f, "the server holds its most channels ({limit})")
+            }
             ChannelError::Unavailable => write!(f, "the channel engine is unavailable"),
         }
     }
@@ -160,13 +169,29 @@ pub struct EngineStats {
     pub history_bytes: usize,
 }
 
+/// The most channels a server holds unless told otherwise
+/// ([`crate::ServerBuilder::max_channels`]).
+pub const DEFAULT_MAX_CHANNELS: usize = 100_000;
+
 /// History settings per channel-name pattern: the first pattern that matches a
 /// channel's name decides; a channel that matches none keeps no history (it still has
 /// offsets and an epoch). A pattern is a name, or a prefix followed by `*`
-/// (`"chat:*"`), or `*` alone.
-#[derive(Debug, Clone, Default)]
+/// (`"chat:*"`), or `*` alone. Also the most channels the server holds.
+#[derive(Debug, Clone)]
 pub struct ChannelRules {
     rules: Vec<(String, History)>,
+    /// The most channels held: a publish or subscribe that would create one more fails
+    /// with [`ChannelError::TooManyChannels`]. Channels are kept while the server runs.
+    pub max_channels: usize,
+}
+
+impl Default for ChannelRules {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            max_channels: DEFAULT_MAX_CHANNELS,
+        }
+    }
 }
 
 impl ChannelRules {

@@ -320,3 +320,20 @@ fn history_rules_pick_the_first_matching_pattern() {
     assert_eq!(rules.history_of("news").max_messages, 7);
     assert_eq!(ChannelRules::default().history_of("x"), History::default());
 }
+
+#[test]
+fn the_channel_count_is_bounded() {
+    let rules = ChannelRules {
+        max_channels: 2,
+        ..ChannelRules::default()
+    };
+    let engine = MemoryEngine::new(rules, 1 << 10);
+    let mut sink = |_: Publish| {};
+    engine.publish("a", "x", &mut sink).unwrap();
+    engine.subscribe("b", None, &mut |_| {}).unwrap();
+    assert_eq!(
+        engine.publish("c", "x", &mut sink),
+        Err(super::ChannelError::TooManyChannels { limit: 2 })
+    );
+    assert_eq!(engine.publish("a", "y", &mut sink).unwrap().offset, 2);
+}
