@@ -191,7 +191,12 @@ fn reactor_cpu_ticks() -> u64 {
         // Fields after the command (which ends with ')'): utime is the 12th, stime the 13th.
         let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         total += tick(11) + tick(12);
     }
     total
@@ -337,7 +342,7 @@ fn main() -> io::Result<()> {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let mut summary = |kind: &str| {
+    let summary = |kind: &str| {
         let rows = &results[kind];
         let mut rates: Vec<f64> = rows.iter().map(|r| r.0).collect();
         let mut cpus: Vec<f64> = rows.iter().map(|r| r.1).collect();

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use wavecore::{
-    ConnHandle, Conn, HandleStatus, Handler, HttpResponse, Message, Request, Server, Service,
+    Conn, ConnHandle, HandleStatus, Handler, HttpResponse, Message, Request, Server, Service,
     Upgrade,
 };
 
@@ -114,7 +114,12 @@ impl Service for App {
 /// at a time, 20 to 60 ms apart.
 fn tokens(prompt: &str) -> Vec<String> {
     let mut out: Vec<String> = "You asked about".split(' ').map(str::to_owned).collect();
-    out.extend(prompt.split_whitespace().take(12).map(|w| format!("\u{201c}{w}\u{201d}")));
+    out.extend(
+        prompt
+            .split_whitespace()
+            .take(12)
+            .map(|w| format!("\u{201c}{w}\u{201d}")),
+    );
     out.extend(
         "— here is a considered answer, produced one token at a time by a worker \
          thread and sent through the connection's handle, while the reactor went on \

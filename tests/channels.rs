@@ -107,7 +107,10 @@ impl Seen {
         let data = message["data"].as_str().unwrap();
         let (publisher, n) = data.split_once(':').unwrap();
         let (publisher, n): (usize, u64) = (publisher.parse().unwrap(), n.parse().unwrap());
-        assert_eq!(n, self.next_of[publisher], "publisher {publisher} out of order");
+        assert_eq!(
+            n, self.next_of[publisher],
+            "publisher {publisher} out of order"
+        );
         self.next_of[publisher] += 1;
     }
 }
@@ -253,7 +256,10 @@ fn resume(ws: &mut Ws, seen: &mut Seen) {
 
 #[test]
 fn a_position_older_than_the_history_is_told_and_live_follows() {
-    let server = TestServer::start(builder().channel_history("news:*", History::last(3)), tagged);
+    let server = TestServer::start(
+        builder().channel_history("news:*", History::last(3)),
+        tagged,
+    );
     let mut epoch = 0;
     for n in 1..=10u64 {
         let position = server
@@ -268,7 +274,10 @@ fn a_position_older_than_the_history_is_told_and_live_follows() {
     // Offset 7 is the oldest position the history (8, 9, 10) can resume from.
     let (replayed, subscribed) = subscribe(&mut ws, "news:today", Some((&epoch, 7)));
     assert_eq!(subscribed["recovered"], true);
-    let offsets: Vec<u64> = replayed.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+    let offsets: Vec<u64> = replayed
+        .iter()
+        .map(|m| m["offset"].as_u64().unwrap())
+        .collect();
     assert_eq!(offsets, [8, 9, 10]);
     assert_eq!(replayed[0]["data"], "m8");
     let (mut old, _) = connect(server.addr);
@@ -280,7 +289,10 @@ fn a_position_older_than_the_history_is_told_and_live_follows() {
     server.handle.publish_channel("news:today", "m11").unwrap();
     for ws in [&mut ws, &mut old] {
         let live = read_json(ws).unwrap();
-        assert_eq!((live["offset"].as_u64(), live["data"].as_str()), (Some(11), Some("m11")));
+        assert_eq!(
+            (live["offset"].as_u64(), live["data"].as_str()),
+            (Some(11), Some("m11"))
+        );
     }
     server.check_health();
 }
@@ -292,7 +304,10 @@ fn a_restarted_server_has_a_new_epoch_and_says_so() {
     let (_, subscribed) = subscribe(&mut ws, "room", None);
     let old_epoch = subscribed["epoch"].as_str().unwrap().to_owned();
     for n in 0..5 {
-        first.handle.publish_channel("room", &format!("{n}")).unwrap();
+        first
+            .handle
+            .publish_channel("room", &format!("{n}"))
+            .unwrap();
     }
     let mut last = 0;
     for _ in 0..5 {
@@ -314,7 +329,10 @@ fn a_restarted_server_has_a_new_epoch_and_says_so() {
     assert_eq!(subscribed["offset"], 1);
     second.handle.publish_channel("room", "live").unwrap();
     let live = read_json(&mut ws).unwrap();
-    assert_eq!((live["offset"].as_u64(), live["data"].as_str()), (Some(2), Some("live")));
+    assert_eq!(
+        (live["offset"].as_u64(), live["data"].as_str()),
+        (Some(2), Some("live"))
+    );
     assert_eq!(live["epoch"], subscribed["epoch"]);
 }
 
@@ -324,28 +342,49 @@ fn publishing_answers_offsets_and_refuses_what_cannot_be_stored() {
     let (mut ws, _) = connect(server.addr);
     let (_, subscribed) = subscribe(&mut ws, "a", None);
     assert_eq!(subscribed.get("recovered"), None, "no position asked");
-    send(&mut ws, json!({"type": "publish", "channel": "a", "data": "one", "id": "x"}));
+    send(
+        &mut ws,
+        json!({"type": "publish", "channel": "a", "data": "one", "id": "x"}),
+    );
     // The publisher subscribes: its answer comes in the callback, the message after.
     let answer = read_json(&mut ws).unwrap();
     assert_eq!(answer["type"], "published");
-    assert_eq!((answer["id"].as_str(), answer["offset"].as_u64()), (Some("x"), Some(1)));
+    assert_eq!(
+        (answer["id"].as_str(), answer["offset"].as_u64()),
+        (Some("x"), Some(1))
+    );
     let message = read_json(&mut ws).unwrap();
-    assert_eq!((message["offset"].as_u64(), message["data"].as_str()), (Some(1), Some("one")));
+    assert_eq!(
+        (message["offset"].as_u64(), message["data"].as_str()),
+        (Some(1), Some("one"))
+    );
     let big = "x".repeat(65);
     assert!(matches!(
         server.handle.publish_channel("a", &big),
-        Err(wavecore::channels::ChannelError::TooLarge { size: 65, limit: 64 })
+        Err(wavecore::channels::ChannelError::TooLarge {
+            size: 65,
+            limit: 64
+        })
     ));
     assert!(server.handle.publish_channel("", "x").is_err());
     send(&mut ws, json!({"type": "subscribe", "channel": "a"}));
     let again = read_json(&mut ws).unwrap();
-    assert_eq!((again["type"].as_str(), again["error"].as_str()), (Some("error"), Some("already subscribed")));
+    assert_eq!(
+        (again["type"].as_str(), again["error"].as_str()),
+        (Some("error"), Some("already subscribed"))
+    );
     send(&mut ws, json!({"type": "unsubscribe", "channel": "a"}));
     assert_eq!(read_json(&mut ws).unwrap()["type"], "unsubscribed");
     server.handle.publish_channel("a", "unheard").unwrap();
-    send(&mut ws, json!({"type": "publish", "channel": "b", "data": "y"}));
+    send(
+        &mut ws,
+        json!({"type": "publish", "channel": "b", "data": "y"}),
+    );
     let answer = read_json(&mut ws).unwrap();
-    assert_eq!((answer["type"].as_str(), answer["channel"].as_str()), (Some("published"), Some("b")));
+    assert_eq!(
+        (answer["type"].as_str(), answer["channel"].as_str()),
+        (Some("published"), Some("b"))
+    );
     assert_eq!(server.handle.channel_stats().channels, 2);
     server.check_health();
 }
@@ -357,8 +396,14 @@ fn bad_input_gets_an_error_or_the_right_close_code() {
     for (request, says) in [
         (json!({"type": "dance", "channel": "a"}), "\"type\""),
         (json!({"type": "subscribe"}), "\"channel\""),
-        (json!({"type": "publish", "channel": "a", "id": 3}), "\"data\""),
-        (json!({"type": "subscribe", "channel": "a", "since": {"epoch": 5}}), "\"since\""),
+        (
+            json!({"type": "publish", "channel": "a", "id": 3}),
+            "\"data\"",
+        ),
+        (
+            json!({"type": "subscribe", "channel": "a", "since": {"epoch": 5}}),
+            "\"since\"",
+        ),
     ] {
         send(&mut ws, request.clone());
         let error = read_json(&mut ws).unwrap();
@@ -368,7 +413,8 @@ fn bad_input_gets_an_error_or_the_right_close_code() {
     ws.send(tungstenite::Message::text("{not json")).unwrap();
     assert_eq!(ws_read_close(&mut ws).0, 1007);
     let (mut ws, _) = connect(server.addr);
-    ws.send(tungstenite::Message::binary(vec![1, 2, 3])).unwrap();
+    ws.send(tungstenite::Message::binary(vec![1, 2, 3]))
+        .unwrap();
     assert_eq!(ws_read_close(&mut ws).0, 1003);
     server.check_health();
 }
@@ -381,8 +427,16 @@ fn the_browser_client_is_served() {
         "GET /wavecore-channels.js HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert_eq!(reply.status, 200);
-    assert!(reply.header("content-type").unwrap().starts_with("text/javascript"));
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     assert_eq!(reply.body_text(), wavecore::channels::CLIENT_JS);
-    let missing = http_exchange(server.addr, "GET /other HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let missing = http_exchange(
+        server.addr,
+        "GET /other HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
     assert_eq!(missing.status, 404);
 }

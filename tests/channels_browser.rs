@@ -99,7 +99,10 @@ impl Script {
             .lines
             .recv_timeout(ANSWER)
             .unwrap_or_else(|_| panic!("no `{prefix}` line from the script"));
-        assert!(line.starts_with(prefix), "expected `{prefix}`, got `{line}`");
+        assert!(
+            line.starts_with(prefix),
+            "expected `{prefix}`, got `{line}`"
+        );
         line[prefix.len()..].trim().to_owned()
     }
 
@@ -140,7 +143,10 @@ fn the_browser_client_resumes_after_a_drop_and_is_told_after_a_restart() {
     script.expect("ready");
     let publish = |server: &TestServer, range: std::ops::RangeInclusive<u32>| {
         for n in range {
-            server.handle.publish_channel("room", &format!("line {n}")).unwrap();
+            server
+                .handle
+                .publish_channel("room", &format!("line {n}"))
+                .unwrap();
         }
     };
     let expected = |range: std::ops::RangeInclusive<u32>| -> Vec<String> {
@@ -155,7 +161,10 @@ fn the_browser_client_resumes_after_a_drop_and_is_told_after_a_restart() {
     publish(&first, 21..=60);
     let (lines, failures, states) = script.full_state("wait 60");
     assert_eq!(lines, expected(1..=60), "every line once, in order");
-    assert_eq!(states, ["connecting", "open", "closed", "connecting", "open"]);
+    assert_eq!(
+        states,
+        ["connecting", "open", "closed", "connecting", "open"]
+    );
     assert!(failures.is_empty(), "{failures:?}");
     // A restart: the history was in memory, the page must be told.
     first.handle.shutdown();

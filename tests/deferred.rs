@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::*;
 use wavecore::{
-    Conn, DeflateConfig, Handler, HttpResponse, Message, PendingResponse, PendingUpgrade,
-    Request, Service, TooLate, Upgrade,
+    Conn, DeflateConfig, Handler, HttpResponse, Message, PendingResponse, PendingUpgrade, Request,
+    Service, TooLate, Upgrade,
 };
 
 /// Echoes, and counts itself alive (dropped handlers decrement).
@@ -85,7 +85,8 @@ fn later() -> (Later, Pendings) {
 }
 
 fn next<T>(rx: &mpsc::Receiver<T>) -> T {
-    rx.recv_timeout(IO_TIMEOUT).expect("the service deferred a request")
+    rx.recv_timeout(IO_TIMEOUT)
+        .expect("the service deferred a request")
 }
 
 /// Sends an upgrade request on a fresh socket, with `extra` header lines.
@@ -104,7 +105,10 @@ fn a_deferred_upgrade_accepted_from_another_thread_opens_and_echoes() {
     let alive = Arc::new(AtomicUsize::new(0));
     let mut stream = start_upgrade(&server, "Cookie: session=alice\r\n");
     let pending = next(&upgrades);
-    assert_eq!(pending.request().header_str("cookie"), Some("session=alice"));
+    assert_eq!(
+        pending.request().header_str("cookie"),
+        Some("session=alice")
+    );
     assert_eq!(pending.request().path(), "/");
     assert_eq!(server.handle.stats().pending_requests, 1);
     let worker = {
@@ -159,8 +163,12 @@ fn other_connections_are_served_while_an_upgrade_waits() {
     let pending = next(&upgrades_rx);
     for i in 0..20 {
         let mut ws = ws_connect(server.addr);
-        ws.send(tungstenite::Message::text(format!("m{i}"))).unwrap();
-        assert_eq!(ws_read_data(&mut ws), tungstenite::Message::text(format!("m{i}")));
+        ws.send(tungstenite::Message::text(format!("m{i}")))
+            .unwrap();
+        assert_eq!(
+            ws_read_data(&mut ws),
+            tungstenite::Message::text(format!("m{i}"))
+        );
     }
     pending.accept(Counted::new(&alive)).unwrap();
     assert_eq!(read_response_head(&mut waiting).status, 101);
@@ -175,9 +183,16 @@ fn a_client_that_leaves_frees_its_slot_and_the_completion_learns_too_late() {
     let pending = next(&upgrades);
     drop(stream);
     assert!(wait_until(|| server.handle.stats().pending_requests == 0));
-    assert!(wait_until(|| server.handle.metrics_text().contains("wavecore_tcp_connections 0")));
+    assert!(wait_until(|| server
+        .handle
+        .metrics_text()
+        .contains("wavecore_tcp_connections 0")));
     assert_eq!(pending.accept(Counted::new(&alive)).unwrap_err(), TooLate);
-    assert_eq!(alive.load(Ordering::SeqCst), 0, "the late handler was dropped");
+    assert_eq!(
+        alive.load(Ordering::SeqCst),
+        0,
+        "the late handler was dropped"
+    );
 }
 
 #[test]
@@ -322,10 +337,14 @@ fn deferred_http_answers_keep_alive_and_pipelined_requests_in_order() {
     assert_eq!(third.request().path(), "/third");
     assert_eq!(third.request().body(), b"hello");
     third.respond(HttpResponse::text("third\n")).unwrap();
-    let replies: Vec<String> = (0..3).map(|_| read_response(&mut stream).body_text()).collect();
+    let replies: Vec<String> = (0..3)
+        .map(|_| read_response(&mut stream).body_text())
+        .collect();
     assert_eq!(replies, ["first\n", "now\n", "third\n"]);
     // Still alive for a fourth.
-    stream.write_all(b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /now HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut stream).body_text(), "now\n");
 }
 
@@ -337,7 +356,9 @@ fn a_deferred_http_answer_after_the_timeout_is_too_late() {
         service,
     );
     let mut stream = tcp(server.addr);
-    stream.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let pending = next(&requests);
     assert_eq!(read_response(&mut stream).status, 503);
     assert_eq!(

@@ -71,7 +71,10 @@ fn fixture(builder: wavecore::ServerBuilder) -> Fixture {
 impl Fixture {
     fn connect(&self) -> (tungstenite::WebSocket<std::net::TcpStream>, ConnHandle) {
         let ws = ws_connect(self.server.addr);
-        let handle = self.handles.recv_timeout(IO_TIMEOUT).expect("on_open's handle");
+        let handle = self
+            .handles
+            .recv_timeout(IO_TIMEOUT)
+            .expect("on_open's handle");
         (ws, handle)
     }
 }
@@ -99,8 +102,14 @@ fn messages_through_one_handle_arrive_in_order() {
 fn a_handle_closes_with_its_code_and_then_answers_gone() {
     let f = fixture(builder());
     let (mut ws, handle) = f.connect();
-    assert_eq!(handle.close(CloseCode(4001), "logged out elsewhere"), HandleStatus::Queued);
-    assert_eq!(ws_read_close(&mut ws), (4001, "logged out elsewhere".to_owned()));
+    assert_eq!(
+        handle.close(CloseCode(4001), "logged out elsewhere"),
+        HandleStatus::Queued
+    );
+    assert_eq!(
+        ws_read_close(&mut ws),
+        (4001, "logged out elsewhere".to_owned())
+    );
     let closes = wait_closes(&f.closes, 1);
     assert_eq!(closes[0].0, 4001);
     assert!(wait_until(|| handle.is_gone()));
@@ -284,9 +293,7 @@ fn many_threads_send_to_many_connections_and_nothing_is_lost_or_misdelivered() {
             thread::spawn(move || {
                 for i in 0..EACH {
                     for (c, handle) in handles.iter().enumerate() {
-                        handle
-                            .send_text(&format!("{c}:{t}:{i}"))
-                            .unwrap_queued();
+                        handle.send_text(&format!("{c}:{t}:{i}")).unwrap_queued();
                     }
                 }
             })

@@ -87,7 +87,9 @@ impl fmt::Debug for Command {
                     "decision",
                     &match decision {
                         Decision::Upgrade { outcome: Ok(_), .. } => "accept",
-                        Decision::Upgrade { outcome: Err(_), .. } => "refuse",
+                        Decision::Upgrade {
+                            outcome: Err(_), ..
+                        } => "refuse",
                         Decision::Http { .. } => "respond",
                     },
                 )

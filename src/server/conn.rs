@@ -487,7 +487,12 @@ impl<H: Handler> Connection<H> {
     }
 
     /// Sends `refusal` and ends the connection.
-    pub(super) fn refuse_for<S>(&mut self, refusal: &Refusal, reason: RefusalReason, env: &mut Env<'_, S>) {
+    pub(super) fn refuse_for<S>(
+        &mut self,
+        refusal: &Refusal,
+        reason: RefusalReason,
+        env: &mut Env<'_, S>,
+    ) {
         Stats::bump(&env.reactor.stats.handshake_refusals);
         env.reactor.counters.refused(reason);
         report::refusal(&self.state, refusal, reason);

@@ -91,7 +91,9 @@ impl Waiting {
     }
 
     fn head(&self) -> &RequestHead {
-        self.head.as_ref().expect("taken only by a completion, which consumes self")
+        self.head
+            .as_ref()
+            .expect("taken only by a completion, which consumes self")
     }
 }
 
@@ -277,7 +279,9 @@ impl PendingResponse {
     /// [`TooLate`] if the connection no longer waits.
     pub fn respond(mut self, response: HttpResponse) -> Result<(), TooLate> {
         let response = if response.is_deferred() {
-            tracing::error!("a PendingResponse was answered with HttpResponse::defer: answered 500");
+            tracing::error!(
+                "a PendingResponse was answered with HttpResponse::defer: answered 500"
+            );
             HttpResponse::new(500, "internal error\n")
         } else {
             response

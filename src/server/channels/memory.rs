@@ -177,12 +177,12 @@ impl Engine for MemoryEngine {
         state.ring.trim(now);
         let recovery = if since.epoch != state.epoch || since.offset > state.last {
             Recovery::EpochChanged
-        } else if since.offset == state.last {
-            Recovery::Recovered
-        } else if state
-            .ring
-            .first()
-            .is_some_and(|first| first <= since.offset + 1)
+        } else if since.offset == state.last
+            // Nothing missed, or the history holds the message after the position.
+            || state
+                .ring
+                .first()
+                .is_some_and(|first| first <= since.offset + 1)
         {
             Recovery::Recovered
         } else {

@@ -109,10 +109,16 @@ impl Model {
 
     fn run(&mut self, step: Step) {
         match step {
-            Step::Publish {
-                reactor: _,
-                channel,
-            } => {
+            Step::Publish { reactor, channel } => {
+                // Published from a callback on `reactor`, in a turn that began by
+                // taking its inbox half the time (the model's choice by offset parity).
+                if self
+                    .engine
+                    .position(CHANNELS[channel])
+                    .is_some_and(|p| p.offset % 2 == 0)
+                {
+                    self.drain(reactor);
+                }
                 let reactors = &mut self.reactors;
                 let position = self
                     .engine

@@ -120,9 +120,7 @@ impl<H: Handler> Connection<H> {
     /// Calls the service's `decide` (a panic is the service's: reported; the pending
     /// request it dropped answers 500 through the inbox).
     fn hand_over<S>(&mut self, decide: impl FnOnce(), what: &'static str, env: &mut Env<'_, S>) {
-        if let Err(panic) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide))
-        {
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decide)) {
             super::report::service_panic(env.reactor, &self.state, what, &*panic);
         }
     }
@@ -181,7 +179,9 @@ impl<H: Handler> Connection<H> {
         let mut held = std::mem::take(&mut deferred.held);
         drop(deferred);
         match decision {
-            Decision::Upgrade { head, outcome } => self.upgrade_decided(&head, outcome, stopping, env),
+            Decision::Upgrade { head, outcome } => {
+                self.upgrade_decided(&head, outcome, stopping, env)
+            }
             Decision::Http { head, response } => {
                 self.write_response(&head, response, env);
                 if stopping && matches!(self.phase, Phase::KeepAlive) {
@@ -198,7 +198,10 @@ impl<H: Handler> Connection<H> {
         &mut self,
         head: &RequestHead,
         outcome: Result<
-            (Accepted<crate::server::command::SentHandler>, Arc<crate::server::conn_handle::Link>),
+            (
+                Accepted<crate::server::command::SentHandler>,
+                Arc<crate::server::conn_handle::Link>,
+            ),
             Refusal,
         >,
         stopping: bool,

@@ -331,8 +331,8 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return true;
         };
-        let over = slot.unsent() > self.config.high_water_mark
-            || slot.conn.holds_too_much(&self.config);
+        let over =
+            slot.unsent() > self.config.high_water_mark || slot.conn.holds_too_much(&self.config);
         if over {
             slot.reads_paused = true;
         }
@@ -526,9 +526,7 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if !slot.reads_paused
-            || slot.unsent() > low_water
-            || slot.conn.holds_too_much(&self.config)
+        if !slot.reads_paused || slot.unsent() > low_water || slot.conn.holds_too_much(&self.config)
         {
             return;
         }
