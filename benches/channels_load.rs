@@ -23,18 +23,46 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
-use wavecore::channels::History;
+use wavecore::channels::{History, Position};
 use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
 
-struct Bench {
-    subscriber: bool,
+enum Bench {
+    /// `/sub`: subscribes to the topic `t` and the channel `c`.
+    Subscriber,
+    /// `/pub`: publishes what it sends (`T...` to the topic, `C...` to the channel).
+    Publisher,
+    /// `/rec` or `/rec/EPOCH/OFFSET`: subscribes to the channel `rec`, from the
+    /// position if given.
+    Recovering(Option<Position>),
+}
+
+impl Bench {
+    fn of(path: &str) -> Self {
+        match path {
+            "/sub" => Bench::Subscriber,
+            "/rec" => Bench::Recovering(None),
+            _ => match path.strip_prefix("/rec/").and_then(|p| p.split_once('/')) {
+                Some((epoch, offset)) => Bench::Recovering(Some(Position {
+                    epoch: u64::from_str_radix(epoch, 16).unwrap_or(0),
+                    offset: offset.parse().unwrap_or(0),
+                })),
+                None => Bench::Publisher,
+            },
+        }
+    }
 }
 
 impl Handler for Bench {
     fn on_open(&mut self, conn: &mut Conn<'_>) {
-        if self.subscriber {
-            conn.subscribe("t");
-            let _ = conn.subscribe_channel("c", None);
+        match self {
+            Bench::Subscriber => {
+                conn.subscribe("t");
+                let _ = conn.subscribe_channel("c", None);
+            }
+            Bench::Recovering(since) => {
+                let _ = conn.subscribe_channel("rec", *since);
+            }
+            Bench::Publisher => {}
         }
     }
 
@@ -218,13 +246,13 @@ fn main() -> io::Result<()> {
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .workers(o.workers)
-        .max_connections(o.subscribers + o.publishers + 100)
+        .max_connections(o.subscribers + o.publishers + 3000)
         .channel_history("c", History::last(1000))
+        .channel_history("mem:history", History::last(100_000))
+        .channel_history("rec", History::last(1000))
         .max_channels(1_000_000)
         .start(|request: &Request<'_>| {
-            Upgrade::accept(Bench {
-                subscriber: request.path() == "/sub",
-            })
+            Upgrade::accept(Bench::of(request.path()))
         })?;
     let handle = server.handle();
     let addr = handle.local_addr();
@@ -325,13 +353,11 @@ fn main() -> io::Result<()> {
                 Instant::now(),
             );
             run(&mut publishers, o.seconds as f64)?;
+            let elapsed = t0.elapsed().as_secs_f64();
             thread::sleep(Duration::from_millis(200)); // the last ones arrive
-            let (d1, c1, elapsed) = (
-                delivered.load(Ordering::Relaxed),
-                reactor_cpu_ticks(),
-                t0.elapsed().as_secs_f64(),
-            );
+            let (d1, c1) = (delivered.load(Ordering::Relaxed), reactor_cpu_ticks());
             let deliveries = (d1 - d0) as f64;
+            // Over the publishing window (the deliveries of its last 200 ms included).
             let rate = deliveries / elapsed;
             let cpu_us = (c1 - c0) as f64 / ticks_per_second * 1e6 / deliveries.max(1.0);
             println!("| {} | {kind} | {rate:.0} | {cpu_us:.3} |", round + 1);
@@ -358,6 +384,7 @@ fn main() -> io::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
     drop(publishers);
+    recovery(addr, &handle)?;
 
     // Memory: a history of 100,000 messages of 32 bytes; 100,000 channels without.
     let before = resident_bytes();
@@ -381,6 +408,67 @@ fn main() -> io::Result<()> {
     );
     handle.shutdown();
     let _ = server.join();
+    Ok(())
+}
+
+/// 1,000 clients of the channel `rec` drop their connections, 100 messages are
+/// published, and all reconnect at once from their positions: how long until every
+/// one has its 100 messages back, and the server's CPU and memory meanwhile.
+fn recovery(addr: SocketAddr, handle: &wavecore::ServerHandle) -> io::Result<()> {
+    const CLIENTS: usize = 1000;
+    const BEHIND: usize = 100;
+    let first: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| upgrade(addr, "/rec"))
+        .collect::<io::Result<_>>()?;
+    while handle.channel_position("rec").is_none() {
+        thread::sleep(Duration::from_millis(1));
+    }
+    drop(first);
+    let since = handle.channel_position("rec").unwrap_or_default();
+    let data = "y".repeat(32);
+    for _ in 0..BEHIND {
+        let _ = handle.publish_channel("rec", &data);
+    }
+    let path = format!("/rec/{:016x}/{}", since.epoch, since.offset);
+    let (rss0, cpu0, t0) = (resident_bytes(), reactor_cpu_ticks(), Instant::now());
+    let mut poll = Poll::new()?;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        let stream = upgrade(addr, &path)?;
+        stream.set_nonblocking(true)?;
+        let mut stream = MioStream::from_std(stream);
+        poll.registry()
+            .register(&mut stream, Token(i), Interest::READABLE)?;
+        clients.push((stream, Counter::default(), 0u64));
+    }
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut done = clients.iter().filter(|c| c.2 >= BEHIND as u64).count();
+    let mut peak = resident_bytes();
+    for _ in 0..10_000 {
+        if done == CLIENTS {
+            break;
+        }
+        let _ = poll.poll(&mut events, Some(Duration::from_millis(10)));
+        for event in &events {
+            let (stream, counter, got) = &mut clients[event.token().0];
+            while let Ok(n @ 1..) = stream.read(&mut buf) {
+                let before = *got;
+                *got += counter.feed(&buf[..n]);
+                if before < BEHIND as u64 && *got >= BEHIND as u64 {
+                    done += 1;
+                }
+            }
+        }
+        peak = peak.max(resident_bytes());
+    }
+    let (took, cpu) = (t0.elapsed(), reactor_cpu_ticks() - cpu0);
+    println!(
+        "recovery: {done} of {CLIENTS} clients, each {BEHIND} messages behind, reconnected at once and live again in {:.0} ms (handshakes included); server CPU {:.0} ms; resident memory +{:.1} MiB at the peak (clients in the same process)",
+        took.as_secs_f64() * 1e3,
+        cpu as f64 * 10.0,
+        peak.saturating_sub(rss0) as f64 / (1 << 20) as f64,
+    );
     Ok(())
 }
 

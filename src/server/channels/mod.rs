@@ -30,7 +30,8 @@
 //! message in each reactor's inbox while holding it (one short lock per reactor);
 //! delivery to the subscribers of a reactor goes in runs as for a plain topic. A
 //! history message costs its frame (shared, not copied, by every subscriber) plus
-//! about 40 bytes; a channel without history costs its name and about 150 bytes.
+//! about 100 bytes (a 56-byte ring slot and the frame's allocation); a channel without
+//! history about 200 bytes with its name (docs/benchmarks.md).
 //!
 //! **Backpressure.** A subscriber that passes `max_backpressure` under the `Close`
 //! policy is closed with 1008 and recovers when it reconnects; under the `Drop`
