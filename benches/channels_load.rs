@@ -251,9 +251,7 @@ fn main() -> io::Result<()> {
         .channel_history("mem:history", History::last(100_000))
         .channel_history("rec", History::last(1000))
         .max_channels(1_000_000)
-        .start(|request: &Request<'_>| {
-            Upgrade::accept(Bench::of(request.path()))
-        })?;
+        .start(|request: &Request<'_>| Upgrade::accept(Bench::of(request.path())))?;
     let handle = server.handle();
     let addr = handle.local_addr();
 
