@@ -420,6 +420,44 @@ fn bad_input_gets_an_error_or_the_right_close_code() {
 }
 
 #[test]
+fn a_policy_refuses_what_it_does_not_allow() {
+    use wavecore::channels::{Action, ChannelsService};
+    let service = ChannelsService::new().allow(|action| match action {
+        Action::Subscribe(channel) => channel.starts_with("public:"),
+        Action::Publish(channel) => channel == "public:board",
+    });
+    let server = TestServer::start(builder(), service);
+    let mut ws = ws_connect(server.addr);
+    for (request, refused) in [
+        (json!({"type": "subscribe", "channel": "secret"}), true),
+        (
+            json!({"type": "publish", "channel": "public:news", "data": "x", "id": 1}),
+            true,
+        ),
+        (
+            json!({"type": "subscribe", "channel": "public:board"}),
+            false,
+        ),
+        (
+            json!({"type": "publish", "channel": "public:board", "data": "x", "id": 2}),
+            false,
+        ),
+    ] {
+        send(&mut ws, request.clone());
+        let answer = read_json(&mut ws).unwrap();
+        assert_eq!(answer["type"] == "error", refused, "{request} got {answer}");
+        if refused {
+            assert_eq!(answer["error"], "not allowed");
+            assert_eq!(answer["channel"], request["channel"]);
+            assert_eq!(answer.get("id"), request.get("id"));
+        }
+    }
+    assert_eq!(server.handle.channel_position("public:news"), None);
+    assert_eq!(server.handle.channel_position("secret"), None);
+    server.check_health();
+}
+
+#[test]
 fn the_browser_client_is_served() {
     let server = TestServer::start(builder(), wavecore::channels::ChannelsService::new());
     let reply = http_exchange(

@@ -58,7 +58,10 @@ use crate::server::shared::Shared;
 
 pub use history::History;
 pub use protocol::epoch_text;
-pub use service::{CLIENT_JS, CLIENT_JS_PATH, ChannelsHandler, ChannelsService, serve_message};
+pub use service::{
+    Action, CLIENT_JS, CLIENT_JS_PATH, ChannelsHandler, ChannelsService, Policy, serve_message,
+    serve_message_with,
+};
 
 /// The longest channel name, in bytes.
 pub const MAX_CHANNEL_NAME: usize = 256;

@@ -18,12 +18,35 @@ pub const CLIENT_JS: &str = include_str!("client.js");
 /// The path [`ChannelsService`] serves [`CLIENT_JS`] at.
 pub const CLIENT_JS_PATH: &str = "/wavecore-channels.js";
 
+/// What a client asks to do with a channel, for a policy
+/// ([`ChannelsHandler::allowing`], [`ChannelsService::allow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Subscribe to the channel named.
+    Subscribe(&'a str),
+    /// Publish to the channel named.
+    Publish(&'a str),
+}
+
+/// A policy: whether a connection may do an [`Action`].
+pub type Policy = Arc<dyn Fn(Action<'_>) -> bool + Send + Sync>;
+
 /// Answers one client message of the channels protocol on `conn` (see
-/// docs/channels.md): subscribe (with recovery), unsubscribe, publish. A request
-/// that is JSON but not a valid one gets an `error` reply and the connection stays
-/// open; text that is not JSON closes it with 1007 (Invalid Payload Data), and a
-/// binary message with 1003 (Unsupported Data).
+/// docs/channels.md): subscribe (with recovery), unsubscribe, publish, every channel
+/// allowed. A request that is JSON but not a valid one gets an `error` reply and the
+/// connection stays open; text that is not JSON closes it with 1007 (Invalid Payload
+/// Data), and a binary message with 1003 (Unsupported Data).
 pub fn serve_message(conn: &mut Conn<'_>, message: Message<'_>) {
+    serve_message_with(conn, message, &|_| true);
+}
+
+/// [`serve_message`] under a policy: a subscribe or publish that `allow` refuses gets
+/// `{"type":"error","error":"not allowed",...}` and changes nothing.
+pub fn serve_message_with(
+    conn: &mut Conn<'_>,
+    message: Message<'_>,
+    allow: &dyn Fn(Action<'_>) -> bool,
+) {
     let Message::Text(text) = message else {
         conn.close(
             CloseCode::UNSUPPORTED_DATA,
@@ -42,6 +65,20 @@ pub fn serve_message(conn: &mut Conn<'_>, message: Message<'_>) {
             return;
         }
     };
+    let (action, id) = match &request {
+        ChannelRequest::Subscribe { channel, .. } => (Some(Action::Subscribe(channel)), None),
+        ChannelRequest::Publish { channel, id, .. } => {
+            (Some(Action::Publish(channel)), id.as_ref())
+        }
+        ChannelRequest::Unsubscribe { .. } => (None, None),
+    };
+    if let Some(action) = action
+        && !allow(action)
+    {
+        let (Action::Subscribe(channel) | Action::Publish(channel)) = action;
+        conn.send_text(&protocol::error(NOT_ALLOWED, Some(channel), id));
+        return;
+    }
     match request {
         ChannelRequest::Subscribe { channel, since } => {
             let reply = match conn.subscribe_channel(&channel, since) {
@@ -64,14 +101,46 @@ pub fn serve_message(conn: &mut Conn<'_>, message: Message<'_>) {
     }
 }
 
+/// The error a refused subscribe or publish gets.
+const NOT_ALLOWED: &str = "not allowed";
+
 /// A connection speaking the channels protocol: every message goes to
-/// [`serve_message`].
-#[derive(Debug, Default)]
-pub struct ChannelsHandler;
+/// [`serve_message_with`] under its policy (every channel allowed by default).
+#[derive(Default)]
+pub struct ChannelsHandler {
+    allow: Option<Policy>,
+}
+
+impl std::fmt::Debug for ChannelsHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelsHandler")
+            .field("policy", &self.allow.is_some())
+            .finish()
+    }
+}
+
+impl ChannelsHandler {
+    /// A connection allowed every subscribe and publish.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A connection allowed only what `allow` allows: decide it in your own
+    /// [`Service::upgrade`] from the request (its cookie, say) and return
+    /// `Upgrade::accept(ChannelsHandler::allowing(...))`.
+    pub fn allowing(allow: impl Fn(Action<'_>) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            allow: Some(Arc::new(allow)),
+        }
+    }
+}
 
 impl Handler for ChannelsHandler {
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
-        serve_message(conn, message);
+        match &self.allow {
+            Some(allow) => serve_message_with(conn, message, &**allow),
+            None => serve_message(conn, message),
+        }
     }
 }
 
@@ -83,12 +152,14 @@ type Fallback = Arc<dyn Fn(&Request<'_>) -> HttpResponse + Send + Sync>;
 #[derive(Clone, Default)]
 pub struct ChannelsService {
     fallback: Option<Fallback>,
+    allow: Option<Policy>,
 }
 
 impl std::fmt::Debug for ChannelsService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelsService")
             .field("fallback", &self.fallback.is_some())
+            .field("policy", &self.allow.is_some())
             .finish()
     }
 }
@@ -108,6 +179,13 @@ impl ChannelsService {
         self.fallback = Some(Arc::new(fallback));
         self
     }
+
+    /// Allows every connection only what `allow` allows (the same for all; for a
+    /// policy per connection, see [`ChannelsHandler::allowing`]).
+    pub fn allow(mut self, allow: impl Fn(Action<'_>) -> bool + Send + Sync + 'static) -> Self {
+        self.allow = Some(Arc::new(allow));
+        self
+    }
 }
 
 /// The client script as an HTTP response.
@@ -121,7 +199,9 @@ impl Service for ChannelsService {
     type Handler = ChannelsHandler;
 
     fn upgrade(&self, _: &Request<'_>) -> Upgrade<ChannelsHandler> {
-        Upgrade::accept(ChannelsHandler)
+        Upgrade::accept(ChannelsHandler {
+            allow: self.allow.clone(),
+        })
     }
 
     fn http(&self, request: &Request<'_>) -> HttpResponse {
