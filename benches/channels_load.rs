@@ -204,9 +204,10 @@ impl Counter {
     }
 }
 
-fn reactor_cpu_ticks() -> u64 {
+/// The user+system clock ticks of the reactor threads of process `pid` ("self").
+fn reactor_cpu_ticks(pid: &str) -> u64 {
     let mut total = 0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
     for task in tasks.flatten() {
@@ -240,10 +241,9 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
-fn main() -> io::Result<()> {
-    let o = options();
-    raise_open_files(o.subscribers as u64 + 1000);
-    let server = Server::builder()
+/// The server every measurement runs against.
+fn server(o: &Options) -> io::Result<Server> {
+    Server::builder()
         .bind("127.0.0.1:0")
         .workers(o.workers)
         .max_connections(o.subscribers + o.publishers + 3000)
@@ -251,17 +251,77 @@ fn main() -> io::Result<()> {
         .channel_history("mem:history", History::last(100_000))
         .channel_history("rec", History::last(1000))
         .max_channels(1_000_000)
-        .start(|request: &Request<'_>| Upgrade::accept(Bench::of(request.path())))?;
-    let handle = server.handle();
-    let addr = handle.local_addr();
+        // The subscribers never answer pings: no idle closes during a long run.
+        .ping_interval(None)
+        .start(|request: &Request<'_>| Upgrade::accept(Bench::of(request.path())))
+}
+
+/// Set in the server process: the subscribers' sockets and the server's do not fit
+/// the open-files limit of one process.
+const SERVE: &str = "CHANNELS_LOAD_SERVE";
+
+fn main() -> io::Result<()> {
+    let o = options();
+    raise_open_files(o.subscribers as u64 + 1000);
+    if std::env::var_os(SERVE).is_some() {
+        // The server process: says its port, serves until its stdin closes.
+        let server = server(&o)?;
+        println!("port {}", server.handle().local_addr().port());
+        io::stdout().flush()?;
+        let _ = io::stdin().read_to_end(&mut Vec::new());
+        server.handle().shutdown();
+        let _ = server.join();
+        return Ok(());
+    }
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args().skip(1))
+        .env(SERVE, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    io::BufRead::read_line(
+        &mut io::BufReader::new(child.stdout.take().expect("piped")),
+        &mut line,
+    )?;
+    let port: u16 = line
+        .trim()
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("server process said {line:?}")))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let server_pid = child.id().to_string();
 
     // Subscribers, read by one client thread through mio.
     let delivered = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut poll = Poll::new()?;
     let mut sockets = HashMap::new();
-    for i in 0..o.subscribers {
-        let stream = upgrade(addr, "/sub")?;
+    // Upgraded by 8 threads at once (one after the other takes a minute on a busy
+    // machine).
+    let streams: Vec<TcpStream> = {
+        let per = o.subscribers.div_ceil(8);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let n = per.min(o.subscribers.saturating_sub(t * per));
+                thread::spawn(move || {
+                    (0..n)
+                        .map(|_| upgrade(addr, "/sub"))
+                        .collect::<io::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(o.subscribers);
+        for thread in threads {
+            all.extend(
+                thread
+                    .join()
+                    .map_err(|_| io::Error::other("upgrade thread"))??,
+            );
+        }
+        all
+    };
+    for (i, stream) in streams.into_iter().enumerate() {
         stream.set_nonblocking(true)?;
         let mut stream = MioStream::from_std(stream);
         poll.registry()
@@ -292,9 +352,6 @@ fn main() -> io::Result<()> {
             }
         })
     };
-    while handle.subscribers("t") < o.subscribers {
-        thread::sleep(Duration::from_millis(10));
-    }
     let publishers: Vec<TcpStream> = (0..o.publishers)
         .map(|_| upgrade(addr, "/pub"))
         .collect::<io::Result<_>>()?;
@@ -347,13 +404,16 @@ fn main() -> io::Result<()> {
             run(&mut publishers, 1.0)?; // warm-up
             let (d0, c0, t0) = (
                 delivered.load(Ordering::Relaxed),
-                reactor_cpu_ticks(),
+                reactor_cpu_ticks(&server_pid),
                 Instant::now(),
             );
             run(&mut publishers, o.seconds as f64)?;
             let elapsed = t0.elapsed().as_secs_f64();
             thread::sleep(Duration::from_millis(200)); // the last ones arrive
-            let (d1, c1) = (delivered.load(Ordering::Relaxed), reactor_cpu_ticks());
+            let (d1, c1) = (
+                delivered.load(Ordering::Relaxed),
+                reactor_cpu_ticks(&server_pid),
+            );
             let deliveries = (d1 - d0) as f64;
             // Over the publishing window (the deliveries of its last 200 ms included).
             let rate = deliveries / elapsed;
@@ -382,7 +442,13 @@ fn main() -> io::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
     drop(publishers);
-    recovery(addr, &handle)?;
+    drop(child.stdin.take());
+    let _ = child.wait();
+
+    // In this process: the recovery of 1,000 clients, and memory.
+    let server = server(&o)?;
+    let handle = server.handle();
+    recovery(handle.local_addr(), &handle)?;
 
     // Memory: a history of 100,000 messages of 32 bytes; 100,000 channels without.
     let before = resident_bytes();
@@ -428,7 +494,7 @@ fn recovery(addr: SocketAddr, handle: &wavecore::ServerHandle) -> io::Result<()>
         let _ = handle.publish_channel("rec", &data);
     }
     let path = format!("/rec/{:016x}/{}", since.epoch, since.offset);
-    let (rss0, cpu0, t0) = (resident_bytes(), reactor_cpu_ticks(), Instant::now());
+    let (rss0, cpu0, t0) = (resident_bytes(), reactor_cpu_ticks("self"), Instant::now());
     let mut poll = Poll::new()?;
     let mut clients = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {
@@ -460,7 +526,7 @@ fn recovery(addr: SocketAddr, handle: &wavecore::ServerHandle) -> io::Result<()>
         }
         peak = peak.max(resident_bytes());
     }
-    let (took, cpu) = (t0.elapsed(), reactor_cpu_ticks() - cpu0);
+    let (took, cpu) = (t0.elapsed(), reactor_cpu_ticks("self") - cpu0);
     println!(
         "recovery: {done} of {CLIENTS} clients, each {BEHIND} messages behind, reconnected at once and live again in {:.0} ms (handshakes included); server CPU {:.0} ms; resident memory +{:.1} MiB at the peak (clients in the same process)",
         took.as_secs_f64() * 1e3,
