@@ -487,3 +487,72 @@ fn the_browser_client_is_served() {
     );
     assert_eq!(missing.status, 404);
 }
+
+/// An application's own handler: in `on_open` it sends a line, subscribes from the
+/// position in the path (`/EPOCH/OFFSET`), and sends another line.
+struct OwnProtocol {
+    since: Option<wavecore::channels::Position>,
+}
+
+impl Handler for OwnProtocol {
+    fn on_open(&mut self, conn: &mut Conn<'_>) {
+        conn.send_text("welcome");
+        let subscribed = conn.subscribe_channel("log", self.since).unwrap();
+        conn.send_text(&format!(
+            "recovery {:?}, {} replayed, live after {}",
+            subscribed.recovery, subscribed.replayed, subscribed.position.offset
+        ));
+    }
+
+    fn on_message(&mut self, _: &mut Conn<'_>, _: Message<'_>) {}
+}
+
+#[test]
+fn a_handler_of_its_own_gets_the_replay_between_what_it_sent_before_and_after() {
+    let service = |request: &Request<'_>| {
+        let since = request
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .map(|(epoch, offset)| wavecore::channels::Position {
+                epoch: u64::from_str_radix(epoch, 16).unwrap(),
+                offset: offset.parse().unwrap(),
+            });
+        Upgrade::accept(OwnProtocol { since })
+    };
+    let server = TestServer::start(builder().channel_history("log", History::last(10)), service);
+    let mut last = wavecore::channels::Position::default();
+    for n in 1..=5 {
+        last = server
+            .handle
+            .publish_channel("log", &format!("entry {n}"))
+            .unwrap();
+    }
+    let path = format!("/{:016x}/2", last.epoch);
+    let mut ws = common::ws_connect_path(server.addr, &path);
+    let mut texts = Vec::new();
+    for _ in 0..5 {
+        texts.push(
+            common::ws_read_data(&mut ws)
+                .into_text()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(texts[0], "welcome");
+    let data: Vec<Value> = texts[1..4]
+        .iter()
+        .map(|t| serde_json::from_str::<Value>(t).unwrap())
+        .collect();
+    let replayed: Vec<(u64, &str)> = data
+        .iter()
+        .map(|m| (m["offset"].as_u64().unwrap(), m["data"].as_str().unwrap()))
+        .collect();
+    assert_eq!(replayed, [(3, "entry 3"), (4, "entry 4"), (5, "entry 5")]);
+    assert_eq!(texts[4], "recovery Recovered, 3 replayed, live after 5");
+    server.handle.publish_channel("log", "entry 6").unwrap();
+    let live: Value =
+        serde_json::from_str(&common::ws_read_data(&mut ws).into_text().unwrap()).unwrap();
+    assert_eq!(live["offset"], 6);
+    server.check_health();
+}
