@@ -6,3 +6,6 @@ pub mod guide {}
 
 #[doc = include_str!("../docs/architecture.md")]
 pub mod architecture {}
+
+#[doc = include_str!("../docs/channels.md")]
+pub mod channels {}

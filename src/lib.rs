@@ -72,6 +72,9 @@ pub mod protocol;
 pub mod server;
 
 #[doc(inline)]
+pub use server::channels;
+
+#[doc(inline)]
 pub use protocol::CloseCode;
 #[doc(inline)]
 pub use protocol::deflate::{DeflateConfig, DeflateParams};

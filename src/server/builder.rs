@@ -30,6 +30,7 @@ pub struct ServerBuilder {
     bad_env_backend: Option<String>,
     bridge: Option<Arc<dyn Bridge>>,
     tls: Option<TlsSource>,
+    channels: crate::server::channels::ChannelRules,
 }
 
 /// Where a TLS server's configuration comes from.
@@ -72,6 +73,7 @@ impl Server {
             },
             bridge: None,
             tls: None,
+            channels: Default::default(),
         }
     }
 
@@ -178,6 +180,29 @@ impl ServerBuilder {
     /// not hold a usable certificate and key.
     pub fn tls_pem_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls = Some(TlsSource::PemFiles(cert.into(), key.into()));
+        self
+    }
+
+    /// Keeps the history `history` for channels whose name matches `pattern` (a name,
+    /// or a prefix followed by `*`, or `*`); the first pattern added that matches a
+    /// channel decides, and a channel that matches none keeps no history. See
+    /// [`crate::channels`].
+    pub fn channel_history(
+        mut self,
+        pattern: impl Into<String>,
+        history: crate::channels::History,
+    ) -> Self {
+        self.channels.add(pattern, history);
+        self
+    }
+
+    /// The most channels the server holds (default
+    /// [`crate::channels::DEFAULT_MAX_CHANNELS`]): a publish or subscribe that would
+    /// create one more fails with [`crate::channels::ChannelError::TooManyChannels`].
+    /// Channels are kept while the server runs, so this bounds what clients free to
+    /// name channels can make it hold.
+    pub fn max_channels(mut self, max: usize) -> Self {
+        self.channels.max_channels = max;
         self
     }
 
@@ -326,6 +351,10 @@ impl ServerBuilder {
             tls: tls.map(|config| Arc::new(crate::server::tls::Acceptor::new(config))),
             config: Arc::new(self.config.clone()),
             handler_type: std::any::TypeId::of::<S::Handler>(),
+            channels: Arc::new(crate::server::channels::memory::MemoryEngine::new(
+                self.channels.clone(),
+                self.config.max_message_size,
+            )),
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(

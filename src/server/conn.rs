@@ -688,6 +688,9 @@ impl<H: Handler> Connection<H> {
             env.reactor.topics.unsubscribe(sub);
         }
         self.state.subscriptions = Vec::new();
+        for sub in std::mem::take(&mut self.state.channel_subs) {
+            env.reactor.channels.unsubscribe(sub);
+        }
         env.reactor
             .stats
             .open

@@ -9,6 +9,7 @@
 pub(crate) mod allocator;
 pub(crate) mod batch;
 pub mod bridge;
+pub mod channels;
 pub(crate) mod command;
 pub(crate) mod config;
 pub(crate) mod conn;

@@ -35,6 +35,9 @@ pub(crate) struct Publish {
     /// that negotiated it with a window it fits; `None` when compression is off, the
     /// message is under `min_message_size`, or compressing did not make it smaller.
     pub deflated: Option<Deflated>,
+    /// The message's offset in its channel (`topic` is then a channel's name, see
+    /// `channels/`); 0 for a plain topic or a broadcast.
+    pub offset: u64,
 }
 
 /// A published message compressed once, without context takeover, so that any
@@ -81,6 +84,7 @@ impl Publish {
             frame: encode_shared(opcode, payload),
             exclude,
             deflated: deflate.and_then(|config| Deflated::of(opcode, payload, config)),
+            offset: 0,
         }
     }
 
@@ -101,6 +105,7 @@ impl Publish {
             frame,
             exclude: None,
             deflated,
+            offset: 0,
         }
     }
 }

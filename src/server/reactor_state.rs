@@ -27,6 +27,8 @@ pub(crate) struct ReactorState {
     pub batch: TurnBatch,
     /// This reactor's topics.
     pub topics: Topics,
+    /// This reactor's channel subscribers (`channels/subs.rs`).
+    pub channels: crate::server::channels::subs::ChannelSubs,
     /// The current tick.
     pub now: Tick,
     /// Counters shared with the server handle.
@@ -48,6 +50,7 @@ impl ReactorState {
             publishes: Vec::new(),
             batch: TurnBatch::default(),
             topics: Topics::new(shared.topic_counts.clone()),
+            channels: Default::default(),
             now: 0,
             stats: shared.stats.clone(),
             counters: shared.counters[index].clone(),
@@ -75,6 +78,7 @@ impl ReactorState {
         self.publishes = Vec::new();
         self.batch.release();
         self.topics.release_idle_memory();
+        self.channels.release_idle_memory();
         self.scratch = Vec::new();
     }
 

@@ -228,6 +228,8 @@ pub(crate) struct Shared {
     pub config: Arc<ServerConfig>,
     /// The service's `Handler` type, which [`crate::ConnHandle::run`] checks.
     pub handler_type: std::any::TypeId,
+    /// Sequencing and history of channels (`channels/`).
+    pub channels: Arc<dyn crate::server::channels::engine::Engine>,
 }
 
 impl Shared {
@@ -249,6 +251,10 @@ impl Shared {
             tls: None,
             config: Arc::default(),
             handler_type: std::any::TypeId::of::<()>(),
+            channels: Arc::new(crate::server::channels::memory::MemoryEngine::new(
+                Default::default(),
+                usize::MAX,
+            )),
         }
     }
 

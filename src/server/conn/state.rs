@@ -26,6 +26,8 @@ pub(crate) struct ConnState {
     pub outbox: Outbox,
     pub protocol: Option<Box<str>>,
     pub subscriptions: Vec<Subscription>,
+    /// Channel subscriptions (`channels/`).
+    pub channel_subs: Vec<crate::server::channels::subs::ChannelSub>,
     /// Set once we sent a close frame: the code and reason we sent.
     pub closing: Option<Box<(CloseCode, String)>>,
     /// A send was refused or queued: call `on_drain` once the queue falls back.
@@ -72,6 +74,7 @@ impl ConnState {
             outbox: Outbox::default(),
             protocol: None,
             subscriptions: Vec::new(),
+            channel_subs: Vec::new(),
             closing: None,
             needs_drain: false,
             socket_full: false,

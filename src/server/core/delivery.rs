@@ -23,7 +23,15 @@ impl<S: Service, IO> Core<S, IO> {
     pub(super) fn deliver_local<T: Transport<IO>>(&mut self, publishes: &[Publish], t: &mut T) {
         let mut rest = publishes;
         while !rest.is_empty() {
-            let (run, batched) = next_run(rest, &self.reactor.batch);
+            let (mut run, batched) = next_run(rest, &self.reactor.batch);
+            if let Some(topic) = &rest[0].topic
+                && rest[0].offset != 0
+                && self.reactor.channels.lagging(topic, rest[0].offset)
+            {
+                // A subscriber that joined with a position skips this one: it goes
+                // alone, to those it is for (`channels/subs.rs`).
+                run = 1;
+            }
             let (group, later) = rest.split_at(run);
             self.deliver_group(group, batched, t);
             rest = later;
@@ -35,6 +43,11 @@ impl<S: Service, IO> Core<S, IO> {
         let first = &group[0];
         self.targets.clear();
         match &first.topic {
+            Some(topic) if first.offset != 0 => {
+                self.reactor
+                    .channels
+                    .subscribers_into(topic, first.offset, &mut self.targets)
+            }
             Some(topic) => self
                 .reactor
                 .topics
@@ -147,6 +160,7 @@ pub(crate) fn next_run(publishes: &[Publish], batch: &TurnBatch) -> (usize, bool
     while let Some(next) = publishes.get(run)
         && next.topic == first.topic
         && next.exclude == first.exclude
+        && (next.offset == 0) == (first.offset == 0)
         && batch.takes(next.frame.len(), pending)
     {
         pending += next.frame.len();

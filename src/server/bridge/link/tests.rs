@@ -21,6 +21,7 @@ fn publish(topic: Option<&str>, text: &str) -> Publish {
         frame: encode_shared(OpCode::Text, text.as_bytes()),
         exclude: None,
         deflated: None,
+        offset: 0,
     }
 }
 
