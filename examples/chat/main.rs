@@ -28,9 +28,16 @@
 //!   sessions). A name is one person's while their session lasts; their tabs share
 //!   it. A logout closes the person's other tabs through their connections' handles
 //!   (close code 4001).
-//! * **Rooms are topics.** A line is published once to the topic `room:ROOM`: encoded
-//!   once, the same bytes reach every member on every reactor, and no handler runs
-//!   for them.
+//! * **Rooms are channels: nothing is missed.** A line is published once to the
+//!   channel `room:ROOM` (encoded once; the same bytes reach every member on every
+//!   reactor, and no handler runs for them), which keeps the room's last
+//!   [`HISTORY`] lines and numbers each (an offset, in an epoch). The page remembers
+//!   the position of the last line it showed and reconnects with it
+//!   (`/chat/ROOM?since=EPOCH:OFFSET`): a tab that lost its connection is sent every
+//!   line it missed, once, in order. When the history cannot give them back (the
+//!   server restarted: its history was in memory), the page is told so and says
+//!   plainly that earlier lines are gone. With `--redis`, lines cross servers on the
+//!   bridge's topic `room:ROOM` instead, without history.
 //! * **Presence.** [`Rooms`] keeps who is in which room, under a mutex taken on join
 //!   and leave only, never per message. Joins and leaves go out on the room's topic,
 //!   numbered by one counter under that mutex; a newcomer subscribes first, then gets
@@ -58,6 +65,10 @@
 //!  "members":[{"id":3,"name":"Bo"},{"id":7,"name":"Ana"}]}
 //! {"type":"join","seq":13,"id":9,"name":"Cy","at":..}      (and "leave", the same)
 //! {"type":"message","id":3,"name":"Bo","text":"hi","at":..}
+//! {"type":"message","channel":"room:red","epoch":"..","offset":41,"data":"{..line..}"}
+//!                                             (a line from the room's channel: `data`
+//!                                              holds the line above as JSON text)
+//! {"type":"gap","reason":"..."}                (earlier lines could not be recovered)
 //! {"type":"error","reason":"empty lines are not sent"}
 //! ```
 
@@ -70,6 +81,7 @@ use std::process::ExitCode;
 
 use auth::{Auth, MemoryStore, RedisStore, Store};
 use clap::Parser;
+use wavecore::channels::{History, Position};
 use wavecore::{
     CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
     Request, Server, ServerHandle, Service, Upgrade,
@@ -102,6 +114,12 @@ const MAX_NAME: usize = 24;
 /// Longest room name, in characters (ASCII letters, digits, `-`, `_`).
 const MAX_ROOM: usize = 32;
 
+/// What a page is told when the lines it missed cannot be given back.
+const GAP: &str = r#"{"type":"gap","reason":"earlier lines are gone (the server restarted or they are too old to keep); what follows is live"}"#;
+
+/// Lines a room's channel keeps for pages that reconnect.
+const HISTORY: usize = 500;
+
 /// Who is in which room. Shared by the service and every member.
 #[derive(Default)]
 struct Rooms {
@@ -109,6 +127,8 @@ struct Rooms {
     /// `on_close` has no `Conn` to publish with.
     server: OnceLock<ServerHandle>,
     presence: Mutex<Presence>,
+    /// Lines go through the bridge's topics (`--redis`), not channels with history.
+    bridged: bool,
 }
 
 #[derive(Default)]
@@ -175,8 +195,13 @@ pub struct Member {
     rooms: Arc<Rooms>,
     id: ConnId,
     room: String,
+    /// Presence (plain topic, never replayed); also the lines with `--redis`.
     topic: String,
+    /// The room's lines, with history (without `--redis`).
+    channel: String,
     name: String,
+    /// The position of the last line the page showed, from its reconnect.
+    since: Option<Position>,
 }
 
 /// A connection's handler: a member, or an upgrade to refuse with a reason once open.
@@ -195,6 +220,16 @@ impl Handler for Session {
                 conn.subscribe(&member.topic);
                 let welcome = member.rooms.join(member);
                 conn.send_text(&welcome);
+                if !member.rooms.bridged {
+                    // Behind the welcome: what the page missed, then the live lines.
+                    match conn.subscribe_channel(&member.channel, member.since) {
+                        Ok(subscribed) if subscribed.recovery.failed() => {
+                            conn.send_text(GAP);
+                        }
+                        Ok(_) => {}
+                        Err(e) => conn.close(CloseCode::POLICY_VIOLATION, &e.to_string()),
+                    }
+                }
             }
         }
     }
@@ -219,7 +254,12 @@ impl Handler for Session {
             json(text),
             now_ms()
         );
-        conn.publish(&member.topic, Message::Text(&line));
+        if member.rooms.bridged {
+            conn.publish(&member.topic, Message::Text(&line));
+        } else if let Err(e) = conn.publish_channel(&member.channel, &line) {
+            let error = format!(r#"{{"type":"error","reason":{}}}"#, json(&e.to_string()));
+            conn.send_text(&error);
+        }
     }
 
     fn on_close(&mut self, _: CloseInfo<'_>) {
@@ -260,6 +300,15 @@ impl Service for Chat {
                 "room names are 1 to 32 letters (A-Z, a-z), digits, - or _",
             ));
         }
+        // `?since=EPOCH:OFFSET`: the last line the page showed (16 hex digits, a
+        // number); anything else is no position.
+        let since = request.query_param("since").and_then(|since| {
+            let (epoch, offset) = since.split_once(':')?;
+            Some(Position {
+                epoch: u64::from_str_radix(epoch, 16).ok()?,
+                offset: offset.parse().ok()?,
+            })
+        });
         // The name is the session's: looked up off the reactor.
         let (rooms, room) = (self.rooms.clone(), room.to_owned());
         self.auth.upgrade(
@@ -269,8 +318,10 @@ impl Service for Chat {
                     rooms,
                     id: ConnId(0),
                     topic: format!("room:{room}"),
+                    channel: format!("room:{room}"),
                     room,
                     name,
+                    since,
                 })
             }),
         )
@@ -292,12 +343,19 @@ impl Service for Chat {
 fn main() -> ExitCode {
     let args = Cli::parse();
     cli::init_logging();
-    let rooms = Arc::new(Rooms::default());
+    let rooms = Arc::new(Rooms {
+        bridged: args.bridge.redis.is_some(),
+        ..Rooms::default()
+    });
     // Ctrl-C or SIGTERM: no new connections, Close 1001 to every page after what is
     // queued for it, then `join` returns. A second signal exits at once.
     let mut builder = Server::builder()
         .max_message_size(MAX_LINE)
         .permessage_deflate(DeflateConfig::default())
+        .channel_history("room:*", History::last(HISTORY))
+        // A line of MAX_LINE bytes in its JSON envelope: every byte escaped (a control
+        // character takes 6), plus the name and the time.
+        .max_channel_data_size(6 * MAX_LINE + 256)
         .shutdown_on_signals(true);
     if let Some(url) = &args.bridge.redis {
         match RedisBridge::new(url) {

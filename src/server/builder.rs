@@ -206,6 +206,16 @@ impl ServerBuilder {
         self
     }
 
+    /// The largest data one channel publish may carry, in bytes (default: the
+    /// server's `max_message_size`); past it the publish fails with
+    /// [`crate::channels::ChannelError::TooLarge`] and nothing is stored or sent. A
+    /// server whose handlers wrap what clients send (a chat line in a JSON envelope)
+    /// sets it above `max_message_size`.
+    pub fn max_channel_data_size(mut self, bytes: usize) -> Self {
+        self.channels.max_data_size = Some(bytes);
+        self
+    }
+
     /// Replaces every setting at once.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
@@ -353,7 +363,9 @@ impl ServerBuilder {
             handler_type: std::any::TypeId::of::<S::Handler>(),
             channels: Arc::new(crate::server::channels::memory::MemoryEngine::new(
                 self.channels.clone(),
-                self.config.max_message_size,
+                self.channels
+                    .max_data_size
+                    .unwrap_or(self.config.max_message_size),
             )),
         });
         let signals = if self.config.shutdown_on_signals {

@@ -116,7 +116,9 @@ pub struct Subscribed {
 /// Why a channel call did nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelError {
-    /// The data is over the server's `max_message_size` (bytes): not stored, not sent.
+    /// The data is over the channel data limit (bytes;
+    /// [`crate::ServerBuilder::max_channel_data_size`], by default the server's
+    /// `max_message_size`): not stored, not sent.
     TooLarge {
         /// The data's length in bytes.
         size: usize,
@@ -187,6 +189,9 @@ pub struct ChannelRules {
     /// The most channels held: a publish or subscribe that would create one more fails
     /// with [`ChannelError::TooManyChannels`]. Channels are kept while the server runs.
     pub max_channels: usize,
+    /// The largest data a publish may carry, in bytes (`None`: the server's
+    /// `max_message_size`).
+    pub max_data_size: Option<usize>,
 }
 
 impl Default for ChannelRules {
@@ -194,6 +199,7 @@ impl Default for ChannelRules {
         Self {
             rules: Vec::new(),
             max_channels: DEFAULT_MAX_CHANNELS,
+            max_data_size: None,
         }
     }
 }
@@ -236,7 +242,8 @@ impl Conn<'_> {
     ///
     /// # Errors
     ///
-    /// [`ChannelError::TooLarge`] over `max_message_size`,
+    /// [`ChannelError::TooLarge`] over the channel data limit
+    /// ([`crate::ServerBuilder::max_channel_data_size`]),
     /// [`ChannelError::InvalidName`]; nothing is stored or sent then.
     pub fn publish_channel(&mut self, channel: &str, data: &str) -> Result<Position, ChannelError> {
         let shared = self.reactor.server.shared();

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // End to end: the chat demo (examples/chat) as people use it, in Debian's headless
-// Chromium: two rooms, presence, a multi-byte line at the limit and past it, a refused
-// room, Ctrl-C (SIGINT: every page gets 1001) and reconnecting after a restart.
+// Chromium: two rooms, presence, a tab that lost its connection sent every line it
+// missed, a multi-byte line at the limit and past it, a refused room, Ctrl-C (SIGINT:
+// every page gets 1001) and reconnecting after a restart (told that earlier lines are
+// gone).
 //
 // usage: node tests/interop/browser/chat_e2e.mjs PATH/TO/target/debug/examples/chat
 //
@@ -246,6 +248,18 @@ async function run(bin) {
       expect(!c.messages.some((m) => m.text === 'hello red' || m.text === 'marker'), 'blue got a red line');
     });
 
+    await check('a tab that lost its connection is sent every line it missed, once, in order', async () => {
+      // Closed from the page: it reconnects by itself with the position of the last
+      // line it showed, and the room's channel replays what came after.
+      await ana.evaluate(() => ws.close());
+      for (let i = 1; i <= 5; i++) await say(bo, `missed ${i}`);
+      const v = await until(ana, 'Ana back with the missed lines',
+        (x) => x.state === 'open' && hasMessage(x, 'Bo', 'missed 5', false));
+      const missed = v.messages.filter((m) => m.text.startsWith('missed ')).map((m) => m.text);
+      expect(same(missed, ['missed 1', 'missed 2', 'missed 3', 'missed 4', 'missed 5']), `lines: ${missed}`);
+      expect(!v.notes.some((n) => n.includes('missing')), `a gap was reported: ${v.notes}`);
+    });
+
     await check('a multi-byte line of exactly the limit is sent whole', async () => {
       const line = '界'.repeat(1365) + 'a'; // 1365 × 3 + 1 = 4096 bytes of UTF-8
       expect(Buffer.byteLength(line) === LIMIT, 'test line is not 4096 bytes');
@@ -323,7 +337,9 @@ async function run(bin) {
     await check('after a restart the pages reconnect by themselves', async () => {
       server = startChat(bin, addr);
       await server.listening;
-      await until(ana, 'Ana reconnected', (v) => v.state === 'open' && same(v.members, ['Ana (you)']), RECONNECT_MS);
+      const back = await until(ana, 'Ana reconnected', (v) => v.state === 'open' && same(v.members, ['Ana (you)']), RECONNECT_MS);
+      // The history was in the old process's memory: the page says so, plainly.
+      expect(back.notes.some((n) => n.includes('earlier lines are gone')), `notes: ${back.notes}`);
       await until(cy, 'Cy reconnected', (v) => v.state === 'open', RECONNECT_MS);
       await ana.press('#text', 'Enter');
       await until(ana, 'the kept line went out', (v) => hasMessage(v, 'Ana', 'typed while away', true));
