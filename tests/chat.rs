@@ -235,8 +235,10 @@ fn chat_over_tls_serves_the_page_and_the_rooms() {
     text_containing(&mut ws, r#""type":"welcome""#);
     ws.write_all(&common::encode_frame(true, 1, b"hello over TLS", true))
         .unwrap();
+    // The line comes through the room's channel: its data is the line's JSON.
     let line = text_containing(&mut ws, "hello over TLS");
-    assert!(line.contains(r#""name":"alice""#), "{line}");
+    assert!(line.contains(r#""channel":"room:lobby""#), "{line}");
+    assert!(line.contains(r#"\"name\":\"alice\""#), "{line}");
     drop(chat);
     let _ = std::fs::remove_file(&cert);
     let _ = std::fs::remove_file(&key);
