@@ -152,6 +152,8 @@ pub(crate) struct Shared {
     pub backend: Backend,
     /// The TLS configuration new connections start with, for a TLS server.
     pub tls: Option<Arc<crate::server::tls::Acceptor>>,
+    /// The per-address admission table, when per-address limits are set.
+    pub addresses: Option<Arc<crate::server::admission::per_address::AddressTable>>,
 }
 
 impl Shared {
@@ -171,6 +173,7 @@ impl Shared {
             settled: AtomicUsize::new(0),
             backend: Backend::Epoll,
             tls: None,
+            addresses: None,
         }
     }
 

@@ -51,6 +51,9 @@ pub(crate) struct ConnState {
     /// permessage-deflate negotiated: the largest window (8 to 15 bits) our messages
     /// may be compressed with. No compression state is kept per connection.
     pub deflate_window: Option<u8>,
+    /// Admission state (per-address ticket, proxy address, message-rate buckets),
+    /// only where an admission setting applies (see `server/admission`).
+    pub admission: Option<Box<crate::server::admission::ConnAdmission>>,
 }
 
 impl ConnState {
@@ -73,6 +76,7 @@ impl ConnState {
             batch_holder: false,
             timer_due: 0,
             deflate_window: None,
+            admission: None,
         }
     }
 
