@@ -76,9 +76,8 @@ mod tests {
 
     fn head(headers: &str) -> RequestHead {
         let text = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-        let mut bytes = text.into_bytes();
         let mut reader = HeadReader::new(HandshakeLimits::default());
-        reader.push(&mut bytes).unwrap().unwrap().0
+        reader.push(text.as_bytes()).unwrap().unwrap().0
     }
 
     fn proxies() -> Vec<Cidr> {
