@@ -611,3 +611,70 @@ mod tls {
         );
     }
 }
+
+/// A short soak: attackers from 10 addresses each try 100 connections and flood the
+/// ones they get, while 20 well-behaved clients chat. The well-behaved lose nothing;
+/// each attacker gets at most its limit of connections, each flooded one is closed
+/// with 1008. (The long version, 100 attackers × 1,000 connections against 1,000
+/// clients with latency percentiles, is run with the load generator: see
+/// docs/benchmarks.md.)
+#[test]
+fn a_short_soak_attackers_are_refused_and_the_well_behaved_lose_nothing() {
+    const ATTACKERS: usize = 10;
+    const TRIES: usize = 100;
+    const CLIENTS: usize = 20;
+    const MESSAGES: usize = 50;
+    ensure_open_files(1024);
+    let server = TestServer::start(
+        builder()
+            .workers(2)
+            .max_connections_per_address(5)
+            .connection_rate_per_address(Rate::per_second(10.0))
+            .message_rate(MessageRate::messages(100.0)),
+        App::default(),
+    );
+    let addr = server.addr;
+    let attackers: Vec<_> = (0..ATTACKERS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let from = format!("127.0.2.{}", i + 1);
+                let mut held = Vec::new();
+                let mut refused = 0;
+                for _ in 0..TRIES {
+                    let mut stream = tcp_from(&from, addr);
+                    match try_upgrade(&mut stream, "").status {
+                        101 => held.push(stream),
+                        429 => refused += 1,
+                        other => panic!("status {other}"),
+                    }
+                }
+                let accepted = held.len();
+                for stream in &mut held {
+                    flood(stream, OP_TEXT, 500);
+                }
+                let closes: Vec<u16> = held.iter_mut().map(|s| read_until_close(s).0).collect();
+                (accepted, refused, closes)
+            })
+        })
+        .collect();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut stream = member_from(&format!("127.0.1.{}", i + 1), addr);
+                for n in 0..MESSAGES {
+                    let text = format!("client {i} message {n}");
+                    assert_eq!(ask(&mut stream, &text), text);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a well-behaved client lost nothing");
+    }
+    for attacker in attackers {
+        let (accepted, refused, closes) = attacker.join().unwrap();
+        assert!(accepted <= 5, "{accepted} connections accepted");
+        assert_eq!(accepted + refused, TRIES);
+        assert!(closes.iter().all(|&code| code == 1008), "{closes:?}");
+    }
+}
