@@ -678,3 +678,142 @@ fn a_short_soak_attackers_are_refused_and_the_well_behaved_lose_nothing() {
         assert!(closes.iter().all(|&code| code == 1008), "{closes:?}");
     }
 }
+
+/// A setting of the long soak from the environment, or its default.
+fn soak_setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Latencies in microseconds: (p50, p99, count).
+fn percentiles(mut micros: Vec<u64>) -> (u64, u64, usize) {
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99), micros.len())
+}
+
+/// Well-behaved clients chatting for `secs`: each of `threads` threads owns its share
+/// of `conns`, sends one message on each in turn (every connection at most 10 a
+/// second), checks every echo and returns every round trip's latency in µs.
+fn chat(conns: &mut [Vec<TcpStream>], secs: u64) -> Vec<u64> {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = conns
+            .iter_mut()
+            .enumerate()
+            .map(|(t, group)| {
+                scope.spawn(move || {
+                    let mut latencies = Vec::new();
+                    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+                    let mut n = 0u64;
+                    while std::time::Instant::now() < end {
+                        let round = std::time::Instant::now();
+                        for (c, stream) in group.iter_mut().enumerate() {
+                            let text = format!("t{t} c{c} n{n}");
+                            let sent = std::time::Instant::now();
+                            assert_eq!(ask(stream, &text), text, "a well-behaved message lost");
+                            latencies.push(sent.elapsed().as_micros() as u64);
+                        }
+                        n += 1;
+                        let period = std::time::Duration::from_millis(100);
+                        std::thread::sleep(period.saturating_sub(round.elapsed()));
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .flat_map(|run| run.join().expect("a chat thread"))
+            .collect()
+    })
+}
+
+/// The long soak (run by hand: `cargo test --test admission -- --ignored --nocapture
+/// long_soak`; SOAK_ATTACKERS, SOAK_TRIES, SOAK_CLIENTS, SOAK_SECS override 100, 1,000,
+/// 1,000 and 10): well-behaved clients chat alone, then while attackers from 100
+/// addresses each try 1,000 connections and flood the ones they get. Prints the
+/// well-behaved latency percentiles of both phases and what the attackers got; checks
+/// that nothing of the well-behaved was lost and that no attacker address got more
+/// connections than its bucket allows.
+#[test]
+#[ignore = "long: run by hand, see the doc comment"]
+fn long_soak() {
+    let attackers = soak_setting("SOAK_ATTACKERS", 100);
+    let tries = soak_setting("SOAK_TRIES", 1000);
+    let clients = soak_setting("SOAK_CLIENTS", 1000);
+    let secs = soak_setting("SOAK_SECS", 10) as u64;
+    const THREADS: usize = 20;
+    const RATE: f64 = 20.0;
+    ensure_open_files(16_384);
+    let server = TestServer::start(
+        builder()
+            .workers(2)
+            .max_connections_per_address(10)
+            .connection_rate_per_address(Rate::per_second(RATE))
+            .message_rate(MessageRate::messages(100.0)),
+        App::default(),
+    );
+    let addr = server.addr;
+    // Four clients per address, 127.0.1.1 onwards.
+    let mut conns: Vec<Vec<TcpStream>> = (0..THREADS).map(|_| Vec::new()).collect();
+    for i in 0..clients {
+        let a = i / 4;
+        let from = format!("127.0.{}.{}", 1 + a / 250, 1 + a % 250);
+        conns[i % THREADS].push(member_from(&from, addr));
+    }
+    let (p50, p99, n) = percentiles(chat(&mut conns, secs));
+    println!("alone: {n} round trips, p50 {p50} µs, p99 {p99} µs");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let started = std::time::Instant::now();
+    let attack: Vec<_> = (0..attackers)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let from = format!("127.0.{}.{}", 100 + i / 250, 1 + i % 250);
+                let (mut accepted, mut refused, mut closed_1008) = (0usize, 0usize, 0usize);
+                for _ in 0..tries {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut stream = tcp_from(&from, addr);
+                    match try_upgrade(&mut stream, "").status {
+                        101 => {
+                            accepted += 1;
+                            flood(&mut stream, OP_TEXT, 300);
+                            if read_until_close(&mut stream).0 == 1008 {
+                                closed_1008 += 1;
+                            }
+                        }
+                        429 => refused += 1,
+                        other => panic!("status {other}"),
+                    }
+                }
+                (accepted, refused, closed_1008)
+            })
+        })
+        .collect();
+    let (p50_b, p99_b, n_b) = percentiles(chat(&mut conns, secs));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = attack.into_iter().map(|a| a.join().unwrap()).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted: usize = results.iter().map(|r| r.0).sum();
+    let refused: usize = results.iter().map(|r| r.1).sum();
+    let closed: usize = results.iter().map(|r| r.2).sum();
+    let most = results.iter().map(|r| r.0).max().unwrap_or(0);
+    let bound = RATE + RATE * elapsed;
+    println!(
+        "attacked: {n_b} round trips, p50 {p50_b} µs, p99 {p99_b} µs (p99 ratio {:.2})",
+        p99_b as f64 / p99.max(1) as f64
+    );
+    println!(
+        "attackers: {accepted} accepted ({closed} closed with 1008), {refused} refused with 429 \
+         over {elapsed:.1} s; most accepted from one address {most} (bucket allows {bound:.0})"
+    );
+    assert!(most as f64 <= bound + 1.0);
+    assert_eq!(
+        closed, accepted,
+        "every flooded connection is closed with 1008"
+    );
+}
