@@ -612,6 +612,19 @@ mod tls {
     }
 }
 
+/// A soak's server: two reactors, `per_address` connections and `rate` new ones a
+/// second per address, 100 messages a second per connection.
+fn soak_server(per_address: u32, rate: f64) -> TestServer {
+    TestServer::start(
+        builder()
+            .workers(2)
+            .max_connections_per_address(per_address)
+            .connection_rate_per_address(Rate::per_second(rate))
+            .message_rate(MessageRate::messages(100.0)),
+        App::default(),
+    )
+}
+
 /// A short soak: attackers from 10 addresses each try 100 connections and flood the
 /// ones they get, while 20 well-behaved clients chat. The well-behaved lose nothing;
 /// each attacker gets at most its limit of connections, each flooded one is closed
@@ -625,14 +638,7 @@ fn a_short_soak_attackers_are_refused_and_the_well_behaved_lose_nothing() {
     const CLIENTS: usize = 20;
     const MESSAGES: usize = 50;
     ensure_open_files(1024);
-    let server = TestServer::start(
-        builder()
-            .workers(2)
-            .max_connections_per_address(5)
-            .connection_rate_per_address(Rate::per_second(10.0))
-            .message_rate(MessageRate::messages(100.0)),
-        App::default(),
-    );
+    let server = soak_server(5, 10.0);
     let addr = server.addr;
     let attackers: Vec<_> = (0..ATTACKERS)
         .map(|i| {
@@ -746,14 +752,7 @@ fn long_soak() {
     const THREADS: usize = 20;
     const RATE: f64 = 20.0;
     ensure_open_files(16_384);
-    let server = TestServer::start(
-        builder()
-            .workers(2)
-            .max_connections_per_address(10)
-            .connection_rate_per_address(Rate::per_second(RATE))
-            .message_rate(MessageRate::messages(100.0)),
-        App::default(),
-    );
+    let server = soak_server(10, RATE);
     let addr = server.addr;
     // Four clients per address, 127.0.1.1 onwards.
     let mut conns: Vec<Vec<TcpStream>> = (0..THREADS).map(|_| Vec::new()).collect();

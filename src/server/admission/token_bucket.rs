@@ -68,7 +68,13 @@ impl TokenBucket {
         } else {
             3600.0
         };
-        Err(Duration::from_secs_f64(seconds.clamp(0.0, 3600.0)))
+        // A rate that is NaN or infinite waits the longest (never a panic).
+        let seconds = if seconds.is_finite() {
+            seconds.clamp(0.0, 3600.0)
+        } else {
+            3600.0
+        };
+        Err(Duration::from_secs_f64(seconds))
     }
 
     /// Whether the bucket has refilled to its burst by `now_ms`: it then carries no
@@ -100,6 +106,18 @@ mod tests {
             assert!(bucket.take(&rate, 10_000, 1.0).is_ok());
         }
         assert!(bucket.take(&rate, 10_000, 1.0).is_err());
+    }
+
+    #[test]
+    fn odd_rates_never_panic() {
+        for per_second in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let rate = Rate::per_second(per_second);
+            let mut bucket = TokenBucket::full(&rate, 0);
+            for now in [0, 10, 5, 1_000_000] {
+                let _ = bucket.take(&rate, now, 1.0);
+                let _ = bucket.take(&rate, now, 1e300);
+            }
+        }
     }
 
     #[test]
