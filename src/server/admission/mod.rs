@@ -15,7 +15,7 @@
 //! Every refusal is logged at `debug` with the client's address, never louder: a flood
 //! must not be able to fill a disk.
 //!
-//! What costs what: the per-address table ([`per_address`]) is shared by the reactors
+//! What costs what: the per-address table (`per_address.rs`) is shared by the reactors
 //! and locked (one shard of 64) only to admit a connection and when an admitted one
 //! ends. An established connection's message rate is two token buckets in its own
 //! state, read and written only by its reactor: no lock, no atomic, no clock read
@@ -61,7 +61,7 @@ pub struct AdmissionConfig {
     /// seconds until a token is back (rounded up). `None` (default): no limit.
     pub connection_rate_per_address: Option<Rate>,
     /// Most client addresses the per-address limits remember (default 65,536; about
-    /// 100 bytes each). See [`per_address`] for what is evicted when it is full: the
+    /// 100 bytes each). What is evicted when it is full: the
     /// address with no open connection seen longest ago; when all have connections
     /// open, new addresses get `503` until one closes. Keep it at or above
     /// `max_connections` when limits are on.
@@ -95,7 +95,7 @@ pub struct AdmissionConfig {
     /// default.
     pub trusted_proxies: Vec<Cidr>,
     /// Read the client's address from `Forwarded` (RFC 7239) or `X-Forwarded-For`
-    /// on requests whose peer is in `trusted_proxies` (see [`forwarded`]); the
+    /// on requests whose peer is in `trusted_proxies` (walked from the right past trusted hops, so a forged entry is never believed); the
     /// per-address limits for such connections are then decided at the request head
     /// (before the service is called). Headers from any other peer are ignored.
     /// Default false.
