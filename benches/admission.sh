@@ -52,7 +52,8 @@ for round in $(seq "$ROUNDS"); do
       echo "{\"round\":$round,\"row\":\"$row\",\"server\":\"$which\",\"result\":$json}"
     done
   done
-done | tee "${OUT:-target/admission-bench.jsonl}" | python3 -c '
+done >"${OUT:=target/admission-bench.jsonl}"
+python3 -c '
 import json, sys, statistics
 runs = [json.loads(line) for line in sys.stdin]
 rows = {}
@@ -70,6 +71,7 @@ for row, rounds in rows.items():
         print(row, rnd, "none", a.get("msgs_per_s"), a.get("server_cpu_us_per_msg"),
               "limits", b.get("msgs_per_s"), b.get("server_cpu_us_per_msg"), "errors", a.get("errors"), b.get("errors"))
     if tput:
+        cpu_median = statistics.median(cpu) if cpu else float("nan")
         print(f"{row}: throughput limits/none per round {[round(x, 3) for x in tput]} median {statistics.median(tput):.3f}; "
-              f"CPU per message limits/none {[round(x, 3) for x in cpu]} median {statistics.median(cpu) if cpu else float(\"nan\"):.3f}")
-'
+              f"CPU per message limits/none {[round(x, 3) for x in cpu]} median {cpu_median:.3f}")
+' <"$OUT"
