@@ -91,7 +91,8 @@ impl ConnRate {
             self.refill(limit, now);
         }
         let len = len as f64;
-        if self.messages >= 1.0 && self.bytes >= len.min(self.byte_burst) {
+        // Enough bytes, or a full bucket for a message larger than the burst.
+        if self.messages >= 1.0 && (self.bytes >= len || self.bytes >= self.byte_burst) {
             self.messages -= 1.0;
             self.bytes -= len;
             return true;
