@@ -231,7 +231,9 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// Takes a connection just accepted from `peer` (its driver state `io`), at the
-    /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503.
+    /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503;
+    /// the admission settings then decide (`admission.rs`): refused with 429 (or 503)
+    /// over a per-address limit, or a PROXY header to read first from a trusted proxy.
     pub fn open<T: Transport<IO>>(&mut self, io: IO, peer: std::net::SocketAddr, t: &mut T) {
         self.reactor.reserve_cork();
         let over_capacity =
