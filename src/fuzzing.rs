@@ -18,6 +18,8 @@
 //! * [`inflate`]: permessage-deflate's receive path: arbitrary compressed payloads,
 //!   whole and in reads, within the limit, failing with 1007 or 1009 only; and a
 //!   compress-then-inflate round trip.
+//! * [`proxy_header`]: the PROXY protocol reader (v1 and v2): whole and cut input
+//!   agree, and a header never claims bytes it was not given.
 //!
 //! Every input starts with two bytes: how to cut the rest into reads (`0`: one
 //! read; `n`: reads of `n` bytes) and a set of option bits each harness reads its own
@@ -27,6 +29,7 @@ mod connection;
 mod frames;
 mod heads;
 mod inflate;
+mod proxy;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +37,7 @@ pub use connection::connection;
 pub use frames::frames;
 pub use heads::{request_head, response_head};
 pub use inflate::inflate;
+pub use proxy::proxy_header;
 
 /// A fuzz input: option bits and a stream cut into reads.
 #[derive(Debug, Clone, Copy)]

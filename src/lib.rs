@@ -86,6 +86,7 @@ pub use server::handler::{
 };
 #[doc(inline)]
 pub use server::{
-    Backend, BackpressurePolicy, HttpResponse, PublishStatus, ReactorFailure, RedisBridge, Server,
-    ServerBuilder, ServerConfig, ServerHandle, StatsSnapshot,
+    AdmissionConfig, AllowedOrigins, Backend, BackpressurePolicy, Cidr, HttpResponse, MessageRate,
+    PublishStatus, Rate, RatePolicy, ReactorFailure, RedisBridge, Server, ServerBuilder,
+    ServerConfig, ServerHandle, StatsSnapshot,
 };

@@ -53,3 +53,8 @@ fn connection_corpus() {
 fn inflate_corpus() {
     replay("inflate", super::inflate);
 }
+
+#[test]
+fn proxy_header_corpus() {
+    replay("proxy_header", super::proxy_header);
+}

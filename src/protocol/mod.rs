@@ -10,6 +10,7 @@
 //! * [`message`]: turns incoming bytes into messages and control frames.
 //! * [`handshake`]: the HTTP/1.1 opening handshake, server and client side.
 //! * [`deflate`]: permessage-deflate (RFC 7692): negotiation, bounded (in)flate.
+//! * [`proxy`]: the PROXY protocol (v1 and v2) a load balancer puts before the client's bytes.
 
 pub mod close;
 pub mod deflate;
@@ -20,6 +21,7 @@ pub mod mask;
 pub mod message;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod owned_event;
+pub mod proxy;
 #[cfg(test)]
 pub(crate) mod simd_testing;
 pub mod utf8;

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::protocol::deflate::DeflateConfig;
+use crate::server::admission::{AdmissionConfig, AllowedOrigins, Cidr, MessageRate, Rate};
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
@@ -367,6 +368,7 @@ impl ServerBuilder {
                     .max_data_size
                     .unwrap_or(self.config.max_message_size),
             )),
+            addresses: self.config.admission.table(),
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
@@ -415,6 +417,104 @@ impl ServerBuilder {
     /// has stopped (see [`Server::join`]).
     pub fn run<S: Service>(self, service: S) -> io::Result<()> {
         Ok(self.start(service)?.join()?)
+    }
+}
+
+/// Admission control (see [`crate::server::admission`] and [`AdmissionConfig`]): every
+/// setting is off until set.
+impl ServerBuilder {
+    /// Replaces every admission setting at once.
+    pub fn admission(mut self, admission: AdmissionConfig) -> Self {
+        self.config.admission = admission;
+        self
+    }
+
+    /// Most connections open at once from one client address; past it, `429` with
+    /// `Retry-After`. See [`AdmissionConfig::max_connections_per_address`].
+    pub fn max_connections_per_address(mut self, max: u32) -> Self {
+        self.config.admission.max_connections_per_address = Some(max);
+        self
+    }
+
+    /// New connections per client address per second, with a burst (e.g.
+    /// `Rate::per_second(10.0)`); past it, `429` with `Retry-After`. See
+    /// [`AdmissionConfig::connection_rate_per_address`].
+    pub fn connection_rate_per_address(mut self, rate: Rate) -> Self {
+        self.config.admission.connection_rate_per_address = Some(rate);
+        self
+    }
+
+    /// Most client addresses the per-address limits remember (default 65,536). See
+    /// [`AdmissionConfig::address_table_capacity`].
+    pub fn address_table_capacity(mut self, capacity: usize) -> Self {
+        self.config.admission.address_table_capacity = capacity;
+        self
+    }
+
+    /// The IPv6 prefix that counts as one client address (default 64). See
+    /// [`AdmissionConfig::ipv6_prefix`].
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.config.admission.ipv6_prefix = bits;
+        self
+    }
+
+    /// Messages and bytes per connection per second (e.g.
+    /// `MessageRate::messages(50.0)`); past it, close 1008 or drop. See
+    /// [`AdmissionConfig::message_rate`].
+    pub fn message_rate(mut self, rate: MessageRate) -> Self {
+        self.config.admission.message_rate = Some(rate);
+        self
+    }
+
+    /// Most topics one connection may subscribe to. See
+    /// [`AdmissionConfig::max_subscriptions_per_connection`].
+    pub fn max_subscriptions_per_connection(mut self, max: usize) -> Self {
+        self.config.admission.max_subscriptions_per_connection = Some(max);
+        self
+    }
+
+    /// Sets the origins allowed to upgrade; others get `403`. See
+    /// [`AdmissionConfig::allowed_origins`] and [`AllowedOrigins`].
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.config.admission.allowed_origins = Some(origins);
+        self
+    }
+
+    /// Allows one more origin pattern (`https://app.example.com`,
+    /// `https://*.example.com`); the first call turns the origin check on. See
+    /// [`AllowedOrigins`].
+    pub fn allow_origin(mut self, pattern: &str) -> Self {
+        let origins = self
+            .config
+            .admission
+            .allowed_origins
+            .take()
+            .unwrap_or_default();
+        self.config.admission.allowed_origins = Some(origins.allow(pattern));
+        self
+    }
+
+    /// Reads a PROXY protocol header (v1 or v2) from connections whose peer is a
+    /// trusted proxy ([`ServerBuilder::trusted_proxy`]). See
+    /// [`AdmissionConfig::proxy_protocol`].
+    pub fn proxy_protocol(mut self, on: bool) -> Self {
+        self.config.admission.proxy_protocol = on;
+        self
+    }
+
+    /// Trusts one more proxy network (e.g. `"10.0.0.0/8".parse()?`) to name the
+    /// client: PROXY headers and forwarding headers. See
+    /// [`AdmissionConfig::trusted_proxies`].
+    pub fn trusted_proxy(mut self, network: Cidr) -> Self {
+        self.config.admission.trusted_proxies.push(network);
+        self
+    }
+
+    /// Reads the client's address from `Forwarded` / `X-Forwarded-For` sent by a
+    /// trusted proxy. See [`AdmissionConfig::forwarded_headers`].
+    pub fn forwarded_headers(mut self, on: bool) -> Self {
+        self.config.admission.forwarded_headers = on;
+        self
     }
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::protocol::deflate::DeflateConfig;
+use crate::server::admission::AdmissionConfig;
 
 /// What happens when a send would take a connection's buffered bytes past
 /// [`ServerConfig::max_backpressure`].
@@ -192,6 +193,9 @@ pub struct ServerConfig {
     /// is compressed once, on the publisher's thread, and shared by every subscriber
     /// that negotiated compression. See docs/architecture.md.
     pub permessage_deflate: Option<DeflateConfig>,
+    /// Per-client limits, allowed origins and the client's address behind a proxy
+    /// (see [`crate::server::admission`]). Default: all off.
+    pub admission: AdmissionConfig,
 }
 
 impl Default for ServerConfig {
@@ -221,6 +225,7 @@ impl Default for ServerConfig {
             io_uring_sq_entries: 4096,
             io_uring_provided_buffers: 256,
             permessage_deflate: None,
+            admission: AdmissionConfig::default(),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::protocol::handshake::{
     HandshakeLimits, HeadReader, Refusal, RequestHead, RequestKind, classify, write_accept_response,
 };
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
+use crate::server::admission::{self, rate::Verdict};
 use crate::server::config::ServerConfig;
 use crate::server::conn::state::ConnState;
 use crate::server::conn_api::Conn;
@@ -384,7 +385,15 @@ impl<H: Handler> Connection<H> {
         rest: &[u8],
         env: &mut Env<'_, S>,
     ) -> usize {
-        let key = match classify(&head) {
+        let kind = classify(&head);
+        let upgrade = matches!(kind, Ok(RequestKind::WebSocket { .. }));
+        if let Err((refusal, reason)) =
+            admission::at_head(&head, &mut self.state, &env.config.admission, upgrade)
+        {
+            self.refuse_for(&refusal, reason, env);
+            return 0;
+        }
+        let key = match kind {
             Err(refusal) => {
                 self.refuse(&refusal, env);
                 return 0;
@@ -545,7 +554,17 @@ impl<H: Handler> Connection<H> {
             if let Event::Text(text) = &event {
                 crate::server::testing::on_read(text);
             }
+            let verdict = admission::rate::check(&mut conn, &event);
+            if verdict == Verdict::Close {
+                conn.close(CloseCode::POLICY_VIOLATION, admission::rate::CLOSE_REASON);
+                self.after_callbacks(env);
+                return pos;
+            }
             let (callback, outcome) = match event {
+                _ if verdict == Verdict::Drop => (
+                    "on_rate_limited",
+                    guarded(|| handler.on_rate_limited(&mut conn)),
+                ),
                 Event::Text(text) => {
                     conn.reactor.counters.received(text.len());
                     let message = Message::Text(text);

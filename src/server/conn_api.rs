@@ -55,9 +55,16 @@ impl Conn<'_> {
         self.state.id
     }
 
-    /// The peer's address.
+    /// The peer's address: the client's, as a trusted proxy named it (PROXY protocol
+    /// or forwarding headers, see [`crate::AdmissionConfig`]), else the TCP peer's.
     pub fn peer_addr(&self) -> SocketAddr {
         self.state.peer
+    }
+
+    /// The trusted proxy's address when one named the client (see
+    /// [`Conn::peer_addr`]); `None` for a direct connection.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.state.admission.as_ref().and_then(|a| a.via)
     }
 
     /// The subprotocol chosen at the upgrade, if any.
@@ -127,9 +134,13 @@ impl Conn<'_> {
             .start_close(code, reason, Some(&mut self.reactor.cork));
     }
 
-    /// Subscribes to `topic`. Returns `false` if already subscribed.
+    /// Subscribes to `topic`. Returns `false` if already subscribed, or at
+    /// [`crate::AdmissionConfig::max_subscriptions_per_connection`].
     pub fn subscribe(&mut self, topic: &str) -> bool {
-        if self.is_subscribed(topic) || self.state.closing.is_some() {
+        if self.is_subscribed(topic)
+            || self.state.closing.is_some()
+            || crate::server::admission::subscriptions_full(self.state, &self.config.admission)
+        {
             return false;
         }
         let sub = self.reactor.topics.subscribe(topic, self.state.key);

@@ -127,6 +127,13 @@ pub trait Handler: 'static {
         let _ = (conn, payload);
     }
 
+    /// A frame from the peer passed the connection's message rate and was dropped
+    /// (under [`crate::RatePolicy::Drop`]; see [`crate::MessageRate`]): a data message
+    /// that never reached `on_message`, or a ping or pong. Called once per frame.
+    fn on_rate_limited(&mut self, conn: &mut Conn<'_>) {
+        let _ = conn;
+    }
+
     /// The bytes buffered for this connection fell back under `max_backpressure`
     /// after a send returned [`SendStatus::Backpressure`] or [`SendStatus::Dropped`].
     fn on_drain(&mut self, conn: &mut Conn<'_>) {

@@ -37,7 +37,8 @@
 //! | `connections_accepted_total` | counter | TCP connections accepted |
 //! | `accept_errors_total` | counter | failed `accept` calls (each pauses accepting for 100 ms) |
 //! | `io_uring_recv_buffers_exhausted_total`, `io_uring_cq_overflows_total` | counter | io_uring only: receives that found the provided buffers used up (`ENOBUFS`, re-armed); turns that found the completion queue overflowed (held by the kernel, not lost) |
-//! | `handshake_refusals_total{reason}` | counter | refused requests: `over_capacity` (503), `bad_request`, `method_not_allowed`, `length_required`, `content_too_large`, `upgrade_required`, `header_fields_too_large`, `other`, `service`, `tls` (a failed TLS handshake) |
+//! | `handshake_refusals_total{reason}` | counter | refused requests: `over_capacity` (503), `bad_request`, `method_not_allowed`, `length_required`, `content_too_large`, `upgrade_required`, `header_fields_too_large`, `other`, `service`, `tls` (a failed TLS handshake), and the admission limits' (see [`crate::server::admission`]): `connections_per_address`, `connection_rate_per_address` (429), `address_table_full` (503), `origin` (403), `proxy_protocol` (a trusted proxy's missing or malformed PROXY header) |
+//! | `message_rate_limited_total{action}` | counter | frames over a connection's message rate: `dropped` (policy Drop) or `closed` (policy Close, 1008) |
 //! | `connections_closed_total{code}` | counter | WebSocket connections that left the open state, by close code (`1000`...`1014`, `application` for 3000-4999, `other`) |
 //! | `handshake_timeouts_total`, `idle_timeouts_total`, `http_idle_timeouts_total` | counter | connections dropped by `handshake_timeout`, `pong_timeout`, `keep_alive_timeout` |
 //! | `http_requests_total` | counter | plain HTTP requests answered by the service |
@@ -185,6 +186,30 @@ impl Collector for ServerCollector {
             "Requests refused with an HTTP error or a failed TLS handshake, by reason",
             "reason",
             refusals.into_iter().map(|(l, n)| (l.to_owned(), n)),
+        )?;
+        let rate_limited = [
+            (
+                "dropped",
+                shared
+                    .counters
+                    .iter()
+                    .map(|c| c.rate_limited_drops.get())
+                    .sum(),
+            ),
+            (
+                "closed",
+                shared
+                    .counters
+                    .iter()
+                    .map(|c| c.rate_limited_closes.get())
+                    .sum(),
+            ),
+        ];
+        out.labelled(
+            "message_rate_limited",
+            "Frames over a connection's message rate: dropped, or the connection closed (1008)",
+            "action",
+            rate_limited.into_iter().map(|(l, n)| (l.to_owned(), n)),
         )?;
         let closes = (0..CLOSE_LABELS).map(|i| {
             let n = shared.counters.iter().map(|c| c.closes[i].get()).sum();

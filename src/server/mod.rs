@@ -6,6 +6,7 @@
 //! per worker, and returns a [`Server`] whose [`ServerHandle`] can be cloned and sent
 //! anywhere to query, publish to, or shut down the server.
 
+pub mod admission;
 pub(crate) mod allocator;
 pub(crate) mod batch;
 pub mod bridge;
@@ -39,6 +40,7 @@ pub mod tls;
 mod builder;
 mod handle;
 
+pub use admission::{AdmissionConfig, AllowedOrigins, Cidr, MessageRate, Rate, RatePolicy};
 pub use bridge::{PublishStatus, RedisBridge};
 pub use builder::{Server, ServerBuilder};
 pub use config::{Backend, BackpressurePolicy, ServerConfig};

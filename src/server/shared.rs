@@ -230,6 +230,8 @@ pub(crate) struct Shared {
     pub handler_type: std::any::TypeId,
     /// Sequencing and history of channels (`channels/`).
     pub channels: Arc<dyn crate::server::channels::engine::Engine>,
+    /// The per-address admission table, when per-address limits are set.
+    pub addresses: Option<Arc<crate::server::admission::per_address::AddressTable>>,
 }
 
 impl Shared {
@@ -255,6 +257,7 @@ impl Shared {
                 Default::default(),
                 usize::MAX,
             )),
+            addresses: None,
         }
     }
 

@@ -55,6 +55,11 @@ impl TimerWheel {
         }
     }
 
+    /// The instant tick `tick` starts at.
+    pub fn instant_of(&self, tick: Tick) -> Instant {
+        self.origin + TICK * tick
+    }
+
     /// The tick `at` falls in.
     pub fn tick_of(&self, at: Instant) -> Tick {
         // 64-bit arithmetic: this runs on every loop turn.

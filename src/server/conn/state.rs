@@ -56,6 +56,9 @@ pub(crate) struct ConnState {
     pub deflate_window: Option<u8>,
     /// What this connection's [`crate::ConnHandle`]s share with it, once one was made.
     pub link: Option<std::sync::Arc<Link>>,
+    /// Admission state (per-address ticket, proxy address, message-rate buckets),
+    /// only where an admission setting applies (see `server/admission`).
+    pub admission: Option<Box<crate::server::admission::ConnAdmission>>,
 }
 
 impl Drop for ConnState {
@@ -86,6 +89,7 @@ impl ConnState {
             timer_due: 0,
             deflate_window: None,
             link: None,
+            admission: None,
         }
     }
 

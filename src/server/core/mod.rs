@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crate::server::slots::Slots;
 
 use crate::protocol::handshake::Refusal;
+use crate::server::admission::AtAccept;
 use crate::server::batch::BatchRange;
 use crate::server::config::ServerConfig;
 use crate::server::conn::Connection;
@@ -58,6 +59,7 @@ macro_rules! env {
     };
 }
 
+mod admission;
 mod commands;
 mod containment;
 mod delivery;
@@ -87,6 +89,8 @@ struct Slot<H, IO> {
     reads_paused: bool,
     /// TLS state, for a connection to a TLS server (see `tls.rs`).
     tls: Option<Box<crate::server::tls::session::Session>>,
+    /// A trusted proxy's PROXY header still to read (see `proxy.rs`).
+    proxy: Option<Box<crate::protocol::proxy::ProxyReader>>,
 }
 
 /// One reactor's connections and state, without I/O (see the module docs). `IO` is
@@ -240,7 +244,9 @@ impl<S: Service, IO> Core<S, IO> {
     }
 
     /// Takes a connection just accepted from `peer` (its driver state `io`), at the
-    /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503.
+    /// key [`Core::vacant_key`] gave. Over `max_connections` it is refused with 503;
+    /// the admission settings then decide (`admission.rs`): refused with 429 (or 503)
+    /// over a per-address limit, or a PROXY header to read first from a trusted proxy.
     pub fn open<T: Transport<IO>>(&mut self, io: IO, peer: std::net::SocketAddr, t: &mut T) {
         self.reactor.reserve_cork();
         let over_capacity =
@@ -249,7 +255,13 @@ impl<S: Service, IO> Core<S, IO> {
         // A TLS server that cannot start a session drops the connection: never
         // plaintext on its port.
         let no_session = self.shared.tls.is_some() && tls.is_none();
-        let counted = !over_capacity && !no_session;
+        let decision = if over_capacity || no_session {
+            AtAccept::Serve(None)
+        } else {
+            self.admit(peer)
+        };
+        let refused = matches!(decision, AtAccept::Refuse(_));
+        let counted = !over_capacity && !no_session && !refused;
         let slot = self.conns.vacant_entry();
         let key = slot.key();
         let id = ConnId(((self.index as u64) << 48) | self.next_id);
@@ -265,6 +277,14 @@ impl<S: Service, IO> Core<S, IO> {
             Refusal::service_unavailable("too many connections").write(&mut bytes);
             conn.finish_with(bytes.into(), &self.config, now, tls.is_some());
         }
+        let proxy = admission::apply(
+            &self.shared,
+            &self.reactor,
+            &self.config,
+            decision,
+            &mut conn,
+            tls.is_some(),
+        );
         if counted {
             self.shared.stats.tcp.fetch_add(1, Ordering::Relaxed);
         }
@@ -275,6 +295,7 @@ impl<S: Service, IO> Core<S, IO> {
             counted,
             reads_paused: false,
             tls,
+            proxy,
         });
         self.contained(Some(key), t, |core, t| core.served(key, t));
     }
@@ -306,6 +327,9 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        if slot.proxy.is_some() {
+            return self.received_proxy_header(key, data);
+        }
         if slot.tls.is_some() {
             return self.received_tls(key, data);
         }

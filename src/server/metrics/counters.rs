@@ -60,11 +60,23 @@ pub(crate) enum RefusalReason {
     /// 503 for a deferred request: `max_pending_requests` reached, no answer within
     /// `handshake_timeout`, or a shutdown while it waited.
     Pending,
+    /// 429: `max_connections_per_address` connections open from the client's address.
+    ConnectionsPerAddress,
+    /// 429: the client's address opened connections faster than
+    /// `connection_rate_per_address`.
+    ConnectionRatePerAddress,
+    /// 503: the per-address table is full of addresses with open connections.
+    AddressTableFull,
+    /// 403: an upgrade from an origin not in `allowed_origins`.
+    Origin,
+    /// No HTTP status: a trusted proxy's connection whose PROXY header was missing,
+    /// malformed or too long (closed at once).
+    ProxyProtocol,
 }
 
 impl RefusalReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 15] = [
         Self::BadRequest,
         Self::MethodNotAllowed,
         Self::LengthRequired,
@@ -75,6 +87,11 @@ impl RefusalReason {
         Self::Service,
         Self::Tls,
         Self::Pending,
+        Self::ConnectionsPerAddress,
+        Self::ConnectionRatePerAddress,
+        Self::AddressTableFull,
+        Self::Origin,
+        Self::ProxyProtocol,
     ];
 
     /// The reason for a refusal by the server's own checks with `status`.
@@ -103,6 +120,11 @@ impl RefusalReason {
             Self::Service => "service",
             Self::Tls => "tls",
             Self::Pending => "pending",
+            Self::ConnectionsPerAddress => "connections_per_address",
+            Self::ConnectionRatePerAddress => "connection_rate_per_address",
+            Self::AddressTableFull => "address_table_full",
+            Self::Origin => "origin",
+            Self::ProxyProtocol => "proxy_protocol",
         }
     }
 }
@@ -220,6 +242,9 @@ pub(crate) struct ReactorCounters {
     pub refusals: [Counter; RefusalReason::ALL.len()],
     /// How long each turn of the event loop took.
     pub turns: TurnHistogram,
+    /// Frames over a connection's message rate: dropped, and connections closed.
+    pub rate_limited_drops: Counter,
+    pub rate_limited_closes: Counter,
 }
 
 impl ReactorCounters {
@@ -240,6 +265,14 @@ impl ReactorCounters {
     /// A WebSocket connection left the open state with `code`.
     pub fn closed(&self, code: CloseCode) {
         self.closes[close_slot(code)].add(1);
+    }
+
+    /// A frame passed its connection's message rate, handled per `policy`.
+    pub fn rate_limited(&self, policy: crate::server::admission::RatePolicy) {
+        match policy {
+            crate::server::admission::RatePolicy::Drop => self.rate_limited_drops.add(1),
+            crate::server::admission::RatePolicy::Close => self.rate_limited_closes.add(1),
+        }
     }
 
     /// A request was refused for `reason`.

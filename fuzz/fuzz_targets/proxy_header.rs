@@ -1,0 +1,9 @@
+//! The PROXY protocol reader (v1 and v2), whole and cut into reads.
+//! See `wavecore::fuzzing` (src/fuzzing.rs) for the input layout and what it checks.
+#![no_main]
+#![forbid(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| wavecore::fuzzing::proxy_header(data));
