@@ -77,6 +77,72 @@ fn help_lists_every_option_with_its_default() {
         }
         assert_eq!(out.contains("--redis <URL>"), name != "echo", "{out}");
     }
+    for name in ["echo", "broadcast", "chat", "stream"] {
+        let (code, out, err) = run(name, &["--help"], &[]);
+        assert_eq!(code, 0, "{name} --help: {err}");
+        for option in [
+            "--max-connections-per-ip <N>",
+            "--max-connection-rate-per-ip <N>",
+            "--message-rate <N>",
+            "--allowed-origin <ORIGIN>",
+            "--proxy-protocol",
+            "--trusted-proxy <CIDR>",
+            "--forwarded-headers",
+        ] {
+            assert!(out.contains(option), "{name} --help lacks {option}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn admission_flags_are_checked_and_take_effect() {
+    // A network that is not one, and PROXY protocol with no one to trust: refused.
+    let (code, _, err) = run("echo", &["--trusted-proxy", "10.0.0/8"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--trusted-proxy"), "{err}");
+    let (code, _, err) = run("echo", &["--proxy-protocol"], &[]);
+    assert_eq!(code, 2, "{err}");
+    // One connection per address: the second from 127.0.0.1 is refused with 429.
+    let mut child = Running(
+        Command::new(common::examples::binary("echo"))
+            .args([
+                "--port",
+                "0",
+                "--workers",
+                "1",
+                "--max-connections-per-ip",
+                "1",
+            ])
+            .env_remove("WAVECORE_BACKEND")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start echo"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the echo line").unwrap();
+        if let Some(at) = line.find("echo server on ws://") {
+            break line[at + "echo server on ws://".len()..].trim().to_owned();
+        }
+    };
+    let upgrade = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let status = |stream: &mut std::net::TcpStream| {
+        use std::io::Write;
+        stream.write_all(upgrade.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    };
+    let mut first = std::net::TcpStream::connect(&addr).unwrap();
+    first.set_read_timeout(Some(LIMIT)).unwrap();
+    assert_eq!(status(&mut first), "101");
+    let mut second = std::net::TcpStream::connect(&addr).unwrap();
+    second.set_read_timeout(Some(LIMIT)).unwrap();
+    assert_eq!(status(&mut second), "429");
 }
 
 #[test]

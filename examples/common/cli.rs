@@ -54,6 +54,74 @@ pub struct ServerArgs {
         default_value = "epoll"
     )]
     pub backend: BackendArg,
+
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
+}
+
+/// Admission control (docs/guide.md, the security section): all off unless given.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Admission control (all off unless given)")]
+pub struct AdmissionArgs {
+    /// Most connections open at once from one client address (an IPv6 /64 counts as
+    /// one); past it, 429 with Retry-After
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
+
+    /// New connections per second from one client address (a burst of as many); past
+    /// it, 429 with Retry-After
+    #[arg(long, value_name = "N")]
+    pub max_connection_rate_per_ip: Option<f64>,
+
+    /// Messages (control frames included) per second per connection, with a burst of
+    /// as many; past it the connection is closed with 1008
+    #[arg(long, value_name = "N")]
+    pub message_rate: Option<f64>,
+
+    /// Only pages of this origin may open WebSockets (repeatable; exact, like
+    /// https://example.com, or a pattern, like *.example.com); others get 403
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+
+    /// Read the PROXY protocol header (v1 or v2) that a load balancer sends first, from
+    /// the --trusted-proxy networks only
+    #[arg(long, requires = "trusted_proxies")]
+    pub proxy_protocol: bool,
+
+    /// A network the load balancer or reverse proxy connects from, such as
+    /// 10.0.0.0/8 (repeatable): only these may send a PROXY header or forwarding
+    /// headers
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = clap::value_parser!(wavecore::Cidr))]
+    pub trusted_proxies: Vec<wavecore::Cidr>,
+
+    /// Take the client's address from Forwarded / X-Forwarded-For sent by a
+    /// --trusted-proxy
+    #[arg(long)]
+    pub forwarded_headers: bool,
+}
+
+impl AdmissionArgs {
+    /// `builder` with the admission settings given.
+    pub fn apply(&self, mut builder: ServerBuilder) -> ServerBuilder {
+        if let Some(max) = self.max_connections_per_ip {
+            builder = builder.max_connections_per_address(max);
+        }
+        if let Some(rate) = self.max_connection_rate_per_ip {
+            builder = builder.connection_rate_per_address(wavecore::Rate::per_second(rate));
+        }
+        if let Some(rate) = self.message_rate {
+            builder = builder.message_rate(wavecore::MessageRate::messages(rate));
+        }
+        for origin in &self.allowed_origins {
+            builder = builder.allow_origin(origin);
+        }
+        for network in &self.trusted_proxies {
+            builder = builder.trusted_proxy(network.clone());
+        }
+        builder
+            .proxy_protocol(self.proxy_protocol)
+            .forwarded_headers(self.forwarded_headers)
+    }
 }
 
 /// `--backend`'s values.
@@ -120,6 +188,7 @@ impl ServerArgs {
         if let Some(workers) = self.workers {
             builder = builder.workers(workers.get());
         }
+        builder = self.admission.apply(builder);
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => builder.tls_pem_files(cert, key),
             _ => builder,
