@@ -116,7 +116,7 @@ impl AdmissionArgs {
             builder = builder.allow_origin(origin);
         }
         for network in &self.trusted_proxies {
-            builder = builder.trusted_proxy(network.clone());
+            builder = builder.trusted_proxy(*network);
         }
         builder
             .proxy_protocol(self.proxy_protocol)
