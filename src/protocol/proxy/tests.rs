@@ -71,6 +71,9 @@ fn v1_malformed() {
         b"PROXY TCP4 192.0.2.1 198.51.100.1 1 2\n",
         b"PROXY TCP4 192.0.2.1 198.51.100.1 1 2\rX",
         b"PROXY TCP4 192.0.2.1 198.51.100.1 1 2 3\r\n",
+        // A bare LF before the CRLF, even after UNKNOWN (found by the fuzzer: cut
+        // before the CR, the reader refused what the whole line was accepted as).
+        b"PROXY UNKNOWN 24\n\0\r\n",
     ] {
         assert_eq!(parse(line), Err(ProxyError::MalformedV1), "{line:?}");
     }

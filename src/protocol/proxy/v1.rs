@@ -18,6 +18,11 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyE
             Ok(None)
         };
     };
+    // A bare LF before the CRLF is malformed, whether or not the CR has arrived yet
+    // (the same answer however the header is cut into reads).
+    if window[..cr].contains(&b'\n') {
+        return Err(ProxyError::MalformedV1);
+    }
     match bytes.get(cr + 1) {
         None => return Ok(None),
         Some(b'\n') => {}
