@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::protocol::deflate::DeflateConfig;
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
+use crate::server::channels::redis::RedisEngine;
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
 use crate::server::failure::{ReactorFailure, panic_message};
@@ -31,6 +32,7 @@ pub struct ServerBuilder {
     bridge: Option<Arc<dyn Bridge>>,
     tls: Option<TlsSource>,
     channels: crate::server::channels::ChannelRules,
+    channel_engine: Option<crate::channels::RedisChannels>,
 }
 
 /// Where a TLS server's configuration comes from.
@@ -49,6 +51,8 @@ pub struct Server {
     signals: Option<SignalGuard>,
     /// The bridge and its transport's threads, stopped once the reactors have.
     bridge: Option<(Arc<BridgeCore>, Vec<JoinHandle<()>>)>,
+    /// The Redis channel engine and its reader thread, stopped once the reactors have.
+    channel_reader: Option<(Arc<RedisEngine>, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -74,6 +78,7 @@ impl Server {
             bridge: None,
             tls: None,
             channels: Default::default(),
+            channel_engine: None,
         }
     }
 
@@ -113,6 +118,10 @@ impl Server {
             for thread in threads {
                 let _ = thread.join();
             }
+        }
+        if let Some((engine, reader)) = self.channel_reader {
+            engine.stop();
+            let _ = reader.join();
         }
         if let Some(signals) = &self.signals {
             signals.server_stopped();
@@ -203,6 +212,19 @@ impl ServerBuilder {
     /// name channels can make it hold.
     pub fn max_channels(mut self, max: usize) -> Self {
         self.channels.max_channels = max;
+        self
+    }
+
+    /// Keeps channels in Redis Streams ([`crate::channels::RedisChannels`]) instead of
+    /// this server's memory: every server on the same Redis (and key prefix) shares
+    /// each channel's order, offsets, epoch and history, and a client may recover on
+    /// any of them. The server starts whether or not Redis is reachable; while it is
+    /// not, channel publishes and subscribes fail with
+    /// [`crate::channels::ChannelError::Unavailable`] and everything resumes by itself.
+    /// [`Self::channel_history`] and [`Self::max_channels`] apply as before (history
+    /// by count; see [`crate::channels::RedisChannels`]).
+    pub fn channel_engine(mut self, engine: crate::channels::RedisChannels) -> Self {
+        self.channel_engine = Some(engine);
         self
     }
 
@@ -337,6 +359,13 @@ impl ServerBuilder {
             .bridge
             .as_ref()
             .map(|bridge| Arc::new(BridgeCore::new(bridge.limits())));
+        let redis_engine = self.channel_engine.clone().map(|config| {
+            Arc::new(RedisEngine::new(
+                config,
+                self.channels.clone(),
+                self.config.max_message_size,
+            ))
+        });
         let shared = Arc::new(Shared {
             local_addr,
             stats: Arc::new(Stats::default()),
@@ -351,10 +380,13 @@ impl ServerBuilder {
             tls: tls.map(|config| Arc::new(crate::server::tls::Acceptor::new(config))),
             config: Arc::new(self.config.clone()),
             handler_type: std::any::TypeId::of::<S::Handler>(),
-            channels: Arc::new(crate::server::channels::memory::MemoryEngine::new(
-                self.channels.clone(),
-                self.config.max_message_size,
-            )),
+            channels: match &redis_engine {
+                Some(engine) => engine.clone(),
+                None => Arc::new(crate::server::channels::memory::MemoryEngine::new(
+                    self.channels.clone(),
+                    self.config.max_message_size,
+                )),
+            },
         });
         let signals = if self.config.shutdown_on_signals {
             Some(signals::shutdown_on_signals(ServerHandle::new(
@@ -386,12 +418,23 @@ impl ServerBuilder {
             }
             _ => None,
         };
+        let channel_reader = match redis_engine {
+            Some(engine) => match engine.start(Arc::downgrade(&shared)) {
+                Ok(reader) => Some((engine, reader)),
+                Err(e) => {
+                    handle.shutdown();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         log_start(local_addr, workers, backend, &config, shared.tls.is_some());
         Ok(Server {
             handle,
             threads,
             signals,
             bridge,
+            channel_reader,
         })
     }
 

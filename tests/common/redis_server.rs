@@ -80,9 +80,34 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port` (no persistence) and waits until it answers.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts `redis-server` on `port` with append-only persistence in `dir`, synced
+    /// at every write (`appendfsync always`: what was acknowledged survives a kill),
+    /// and waits until it answers. Started again on the same `dir`, it has the data.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ],
+        )
+    }
+
+    fn start_with(port: u16, persistence: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(persistence)
+            .args(["--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -100,7 +100,7 @@ impl MemoryEngine {
 }
 
 /// A random epoch (never 0, so a zeroed position is never mistaken for a real one).
-fn new_epoch() -> u64 {
+pub(crate) fn new_epoch() -> u64 {
     loop {
         let epoch = getrandom::u64().unwrap_or_else(|_| {
             // No entropy source: the clock still differs from one start to the next.

@@ -42,6 +42,7 @@ pub(crate) mod engine;
 mod history;
 pub(crate) mod memory;
 pub(crate) mod protocol;
+pub(crate) mod redis;
 mod service;
 pub(crate) mod subs;
 
@@ -58,6 +59,7 @@ use crate::server::shared::Shared;
 
 pub use history::History;
 pub use protocol::epoch_text;
+pub use redis::{LIVE_SLACK, RedisChannels};
 pub use service::{
     Action, CLIENT_JS, CLIENT_JS_PATH, ChannelsHandler, ChannelsService, Policy, serve_message,
     serve_message_with,

@@ -1,0 +1,734 @@
+//! The Redis Streams engine: channels shared by several servers through one Redis.
+//!
+//! **Where a channel lives.** Two keys per channel, in one hash slot (the channel's
+//! name is their hash tag): `{prefix}{NAME}:m`, a hash with the channel's epoch (`e`,
+//! 16 hex digits) and last offset (`n`), and `{prefix}{NAME}:s`, a stream of the
+//! channel's last messages, each with the id `0-OFFSET` (so an offset is a stream id
+//! and reading after a position is one `XRANGE`) and one field `d`, the data.
+//!
+//! **Publish** is one Lua script (atomic in Redis): take the epoch (choose one, and
+//! start from an empty stream, if the hash is missing: a new channel, or one whose
+//! Redis lost its data), `HINCRBY n`, `XADD` with the id `0-n`, trimmed to the
+//! channel's history bound (at least [`LIVE_SLACK`] entries: the slack the readers
+//! need to catch up). The offset is given by Redis, so every server agrees on it.
+//! Nothing is delivered by the publishing call itself.
+//!
+//! **Delivery.** One reader thread per server (`wc-channels-redis`) holds the streams
+//! of every channel this server has had a subscriber for, with the offset it has
+//! delivered up to, and reads them with `XREAD BLOCK`. What it reads it encodes once
+//! and queues in every reactor's inbox, in stream order: every server delivers a
+//! channel's messages in the same order, whichever server published them.
+//!
+//! **Subscribe** is one Lua script too: the epoch, the last offset and (with a
+//! position) the entries after it, read atomically. The subscriber is live after that
+//! last offset; the reader delivers later ones (see `engine.rs` for the switch).
+//!
+//! **Failures.** A call that cannot reach Redis fails with
+//! [`ChannelError::Unavailable`] (nothing stored, or, if Redis stalled mid-call past
+//! `io_timeout`, possibly stored: never accepted and then lost), and later calls fail
+//! at once until the reader has reconnected. The reader reconnects with backoff,
+//! then checks each channel's epoch: the same (Redis kept its data, as with
+//! append-only persistence) and delivery goes on from where it was; another (Redis
+//! lost the data) or a gap in what it reads (it fell behind by more than the stream
+//! holds) and this server's subscribers to that channel are closed with 1012: they
+//! reconnect, subscribe from their position, and are told whether they recovered.
+//! Never a silent gap.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ::redis::io::tcp::TcpSettings;
+use ::redis::{Connection, ConnectionInfo, IntoConnectionInfo, Value};
+use bytes::Bytes;
+
+use crate::protocol::CloseCode;
+use crate::server::bridge::Backoff;
+use crate::server::channels::engine::Engine;
+use crate::server::channels::memory::new_epoch;
+use crate::server::channels::protocol::{epoch_text, message_frame};
+use crate::server::channels::{
+    ChannelError, ChannelRules, EngineStats, MAX_CHANNEL_NAME, Position, Recovery, Subscribed,
+};
+use crate::server::command::Command;
+use crate::server::pubsub::Publish;
+use crate::server::shared::Shared;
+
+/// The fewest entries a channel's stream keeps, whatever its history: how far a
+/// server's reader may fall behind a channel before it has to close that channel's
+/// subscribers (they reconnect and recover from the history, or are told they
+/// cannot).
+pub const LIVE_SLACK: usize = 100;
+
+/// How long one `XREAD` waits for messages before the reader looks for new channels
+/// to read (milliseconds).
+const BLOCK_MS: u64 = 20;
+
+/// Most entries one `XREAD` returns per stream.
+const READ_COUNT: usize = 1000;
+
+/// Most idle connections kept for publishes and subscribes.
+const POOL: usize = 8;
+
+/// Publish: KEYS meta, stream; ARGV data, maxlen, epoch for a new channel.
+const PUBLISH: &str = "\
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[3]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', e, 'n', 0)
+end
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. n, 'd', ARGV[1])
+return {e, n}";
+
+/// Subscribe: KEYS meta, stream; ARGV epoch for a new channel, since offset (-1: no
+/// position), since epoch, most messages to replay.
+const SUBSCRIBE: &str = "\
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  e = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', e, 'n', 0)
+end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
+local since = tonumber(ARGV[2])
+if since < 0 or ARGV[3] ~= e or since >= n or n - since > tonumber(ARGV[4]) then
+  return {e, n, {}}
+end
+return {e, n, redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+')}";
+
+/// Channels kept in Redis Streams, shared by every server on the same Redis (and key
+/// prefix). Turn it on with [`crate::ServerBuilder::channel_engine`].
+///
+/// ```no_run
+/// use wavecore::channels::{ChannelsService, History, RedisChannels};
+///
+/// wavecore::Server::builder()
+///     .bind("0.0.0.0:9001")
+///     .channel_history("chat:*", History::last(500))
+///     .channel_engine(RedisChannels::new("redis://127.0.0.1:6379")?)
+///     .run(ChannelsService::new())?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// What it costs: a publish is one Redis round trip on the publishing thread (a
+/// reactor, for [`crate::Conn::publish_channel`]: it waits for the reply, within
+/// `io_timeout`); a subscribe is one too. Each message is read once per server and
+/// encoded once per server. History age bounds ([`crate::channels::History::max_age`])
+/// are not applied by this engine (count bounds are). A channel's keys stay in Redis
+/// until deleted.
+#[derive(Clone)]
+pub struct RedisChannels {
+    info: ConnectionInfo,
+    prefix: String,
+    io_timeout: Duration,
+    retry_min: Duration,
+    retry_max: Duration,
+}
+
+impl fmt::Debug for RedisChannels {
+    /// Leaves out the credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisChannels")
+            .field("addr", self.info.addr())
+            .field("prefix", &self.prefix)
+            .field("io_timeout", &self.io_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisChannels {
+    /// Channels in the Redis at `url` (`redis://[[user]:password@]host[:port][/db]`).
+    /// Nothing is connected until the server starts.
+    ///
+    /// Defaults: key prefix `wavecore:ch:`, `io_timeout` 2 s, reconnects from 100 ms
+    /// doubling up to 2 s.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` (naming `url`) if `url` is not a Redis URL.
+    pub fn new(url: &str) -> io::Result<Self> {
+        let info = url.into_connection_info().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("Redis URL {url}: {e}"))
+        })?;
+        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        Ok(Self {
+            info,
+            prefix: "wavecore:ch:".into(),
+            io_timeout: Duration::from_secs(2),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+        })
+    }
+
+    /// Prefix of the keys (servers share channels only if they use the same one).
+    /// It should hold no `{`: the channel's name is the keys' hash tag.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting, one write or waiting for one reply may take before the
+    /// call fails with [`ChannelError::Unavailable`] (default 2 s).
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Delays between the reader's connection attempts: from `min`, doubling up to
+    /// `max` (defaults 100 ms and 2 s).
+    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.retry_min = min;
+        self.retry_max = max;
+        self
+    }
+
+    fn connect(&self) -> ::redis::RedisResult<Connection> {
+        let client = ::redis::Client::open(self.info.clone())?;
+        let con = client.get_connection_with_timeout(self.io_timeout)?;
+        con.set_read_timeout(Some(self.io_timeout))?;
+        con.set_write_timeout(Some(self.io_timeout))?;
+        Ok(con)
+    }
+
+    fn meta_key(&self, channel: &str) -> String {
+        format!("{}{{{channel}}}:m", self.prefix)
+    }
+
+    fn stream_key(&self, channel: &str) -> String {
+        format!("{}{{{channel}}}:s", self.prefix)
+    }
+}
+
+/// Where the reader is in one channel.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// The epoch the delivered offsets belong to (`None`: not known yet).
+    epoch: Option<u64>,
+    /// The last offset delivered (or that the first subscriber is live after).
+    last: u64,
+}
+
+/// The engine a server runs (see the module docs).
+pub(crate) struct RedisEngine {
+    config: RedisChannels,
+    rules: ChannelRules,
+    max_message_size: usize,
+    pool: Mutex<Vec<Connection>>,
+    /// Cleared by a call that failed to reach Redis; set by the reader once it has.
+    available: AtomicBool,
+    cursors: Mutex<HashMap<Arc<str>, Cursor>>,
+    stopped: AtomicBool,
+}
+
+impl fmt::Debug for RedisEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisEngine")
+            .field("config", &self.config)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn parse_epoch(value: &Value) -> Option<u64> {
+    match value {
+        Value::BulkString(text) => u64::from_str_radix(std::str::from_utf8(text).ok()?, 16).ok(),
+        _ => None,
+    }
+}
+
+fn parse_int(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        Value::BulkString(text) => std::str::from_utf8(text).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// One stream entry `[id, [field, value, ...]]` as (offset, data).
+fn parse_entry(value: &Value) -> Option<(u64, &[u8])> {
+    let Value::Array(parts) = value else {
+        return None;
+    };
+    let [Value::BulkString(id), Value::Array(fields), ..] = parts.as_slice() else {
+        return None;
+    };
+    let offset = std::str::from_utf8(id)
+        .ok()?
+        .strip_prefix("0-")?
+        .parse()
+        .ok()?;
+    let data = fields.chunks(2).find_map(|pair| match pair {
+        [Value::BulkString(k), Value::BulkString(v)] if k == b"d" => Some(v.as_slice()),
+        _ => None,
+    })?;
+    Some((offset, data))
+}
+
+fn unexpected() -> ::redis::RedisError {
+    ::redis::RedisError::from((::redis::ErrorKind::UnexpectedReturnType, "unexpected reply"))
+}
+
+impl RedisEngine {
+    /// An engine on `config`, keeping history per `rules`, refusing data over
+    /// `max_message_size` bytes.
+    pub fn new(config: RedisChannels, rules: ChannelRules, max_message_size: usize) -> Self {
+        Self {
+            config,
+            rules,
+            max_message_size,
+            pool: Mutex::new(Vec::new()),
+            available: AtomicBool::new(true),
+            cursors: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `call` on a pooled connection; any failure makes the engine unavailable
+    /// until the reader has reconnected.
+    fn with_connection<T>(
+        &self,
+        call: impl FnOnce(&mut Connection) -> ::redis::RedisResult<T>,
+    ) -> Result<T, ChannelError> {
+        if !self.available.load(Ordering::Acquire) {
+            return Err(ChannelError::Unavailable);
+        }
+        let pooled = lock(&self.pool).pop();
+        let mut con = match pooled {
+            Some(con) => con,
+            None => self.config.connect().map_err(|e| self.failed(&e))?,
+        };
+        match call(&mut con) {
+            Ok(value) => {
+                let mut pool = lock(&self.pool);
+                if pool.len() < POOL {
+                    pool.push(con);
+                }
+                Ok(value)
+            }
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                Err(self.failed(&e))
+            }
+            Err(e) => {
+                tracing::warn!("wavecore channels: Redis refused a call: {e}");
+                Err(ChannelError::Unavailable)
+            }
+        }
+    }
+
+    fn failed(&self, error: &::redis::RedisError) -> ChannelError {
+        if self.available.swap(false, Ordering::AcqRel) {
+            tracing::warn!("wavecore channels: Redis unreachable: {error}");
+        }
+        lock(&self.pool).clear();
+        ChannelError::Unavailable
+    }
+
+    fn check_name(name: &str) -> Result<(), ChannelError> {
+        if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
+            return Err(ChannelError::InvalidName);
+        }
+        Ok(())
+    }
+
+    /// Starts the reader thread for the server `shared`.
+    pub fn start(self: &Arc<Self>, shared: Weak<Shared>) -> io::Result<JoinHandle<()>> {
+        let engine = self.clone();
+        std::thread::Builder::new()
+            .name("wc-channels-redis".into())
+            .spawn(move || engine.read(&shared))
+    }
+
+    /// Makes the reader return (within its read timeout).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+
+    /// The reader: connects, checks epochs, reads and delivers until stopped.
+    fn read(&self, shared: &Weak<Shared>) {
+        let mut backoff = Backoff::new(self.config.retry_min, self.config.retry_max, new_epoch());
+        while !self.stopped.load(Ordering::Acquire) {
+            let error = match self.config.connect() {
+                Ok(mut con) => {
+                    backoff.reset();
+                    self.read_until_failure(&mut con, shared)
+                }
+                Err(e) => e,
+            };
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            self.failed(&error);
+            let delay = backoff.next_delay();
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until && !self.stopped.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn read_until_failure(
+        &self,
+        con: &mut Connection,
+        shared: &Weak<Shared>,
+    ) -> ::redis::RedisError {
+        if let Err(e) = self.revalidate(con, shared) {
+            return e;
+        }
+        lock(&self.pool).clear();
+        self.available.store(true, Ordering::Release);
+        let mut publishes = Vec::new();
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return unexpected();
+            }
+            if !self.available.load(Ordering::Acquire) {
+                // A call failed while this connection looked fine: Redis restarted
+                // (or stalled) under it. Check it, and the epochs.
+                if let Err(e) = ::redis::cmd("PING").query::<()>(con) {
+                    return e;
+                }
+                if let Err(e) = self.revalidate(con, shared) {
+                    return e;
+                }
+                lock(&self.pool).clear();
+                self.available.store(true, Ordering::Release);
+            }
+            let snapshot: Vec<(Arc<str>, Cursor)> = lock(&self.cursors)
+                .iter()
+                .map(|(name, cursor)| (name.clone(), *cursor))
+                .collect();
+            if snapshot.is_empty() {
+                std::thread::sleep(Duration::from_millis(BLOCK_MS));
+                continue;
+            }
+            let mut cmd = ::redis::cmd("XREAD");
+            cmd.arg("COUNT").arg(READ_COUNT).arg("BLOCK").arg(BLOCK_MS);
+            cmd.arg("STREAMS");
+            for (name, _) in &snapshot {
+                cmd.arg(self.config.stream_key(name));
+            }
+            for (_, cursor) in &snapshot {
+                cmd.arg(format!("0-{}", cursor.last));
+            }
+            let reply: Value = match cmd.query(con) {
+                Ok(reply) => reply,
+                Err(e) => return e,
+            };
+            let Some(shared) = shared.upgrade() else {
+                return unexpected();
+            };
+            let streams: Vec<&Value> = match &reply {
+                Value::Array(streams) => streams.iter().collect(),
+                Value::Map(streams) => streams.iter().map(|(_, v)| v).collect(),
+                _ => Vec::new(),
+            };
+            // Streams come back in the order asked; match them by key.
+            let by_key: HashMap<String, &Arc<str>> = snapshot
+                .iter()
+                .map(|(name, _)| (self.config.stream_key(name), name))
+                .collect();
+            let keyed: Vec<(Option<&Arc<str>>, &Value)> = match &reply {
+                Value::Array(_) => streams
+                    .iter()
+                    .filter_map(|s| match s {
+                        Value::Array(pair) if pair.len() == 2 => {
+                            Some((key_name(&pair[0], &by_key), &pair[1]))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(pairs) => pairs
+                    .iter()
+                    .map(|(k, v)| (key_name(k, &by_key), v))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (name, entries) in keyed {
+                let (Some(name), Value::Array(entries)) = (name, entries) else {
+                    continue;
+                };
+                if let Err(e) = self.deliver(con, &shared, name, entries, &mut publishes) {
+                    return e;
+                }
+            }
+            if !publishes.is_empty() {
+                for remote in &shared.remotes {
+                    remote.send_publishes(publishes.iter().cloned());
+                }
+                publishes.clear();
+            }
+        }
+    }
+
+    /// Turns the entries read from `name`'s stream into publishes (in order), closing
+    /// the channel's subscribers on a gap.
+    fn deliver(
+        &self,
+        con: &mut Connection,
+        shared: &Shared,
+        name: &Arc<str>,
+        entries: &[Value],
+        publishes: &mut Vec<Publish>,
+    ) -> ::redis::RedisResult<()> {
+        let Some(mut cursor) = lock(&self.cursors).get(name).copied() else {
+            return Ok(());
+        };
+        let epoch = match cursor.epoch {
+            Some(epoch) => epoch,
+            None => {
+                let value: Value = ::redis::cmd("HGET")
+                    .arg(self.config.meta_key(name))
+                    .arg("e")
+                    .query(con)?;
+                let Some(epoch) = parse_epoch(&value) else {
+                    return Ok(());
+                };
+                epoch
+            }
+        };
+        cursor.epoch = Some(epoch);
+        for entry in entries {
+            let Some((offset, data)) = parse_entry(entry) else {
+                continue;
+            };
+            if offset <= cursor.last {
+                continue;
+            }
+            if offset != cursor.last + 1 {
+                // Fell behind by more than the stream holds.
+                self.lost(shared, name, publishes, "channel messages were missed");
+            }
+            cursor.last = offset;
+            let Ok(data) = std::str::from_utf8(data) else {
+                continue;
+            };
+            publishes.push(Publish {
+                topic: Some(name.clone()),
+                frame: message_frame(name, epoch, offset, data),
+                exclude: None,
+                deflated: None,
+                offset,
+            });
+        }
+        if let Some(stored) = lock(&self.cursors).get_mut(name)
+            && stored.last < cursor.last
+        {
+            *stored = cursor;
+        }
+        Ok(())
+    }
+
+    /// Closes every reactor's subscribers to `name`, behind what was read before.
+    fn lost(
+        &self,
+        shared: &Shared,
+        name: &Arc<str>,
+        publishes: &mut Vec<Publish>,
+        why: &'static str,
+    ) {
+        tracing::warn!(
+            channel = &**name,
+            "wavecore channels: {why}; closing its subscribers"
+        );
+        for remote in &shared.remotes {
+            remote.send_publishes(publishes.iter().cloned());
+            remote.send_command(Command::ChannelLost {
+                channel: name.clone(),
+                code: CloseCode::SERVICE_RESTART,
+                reason: why,
+            });
+        }
+        publishes.clear();
+    }
+
+    /// After a (re)connection: a channel whose epoch changed (or whose hash is gone)
+    /// lost its history; its subscribers here are closed and reading starts over.
+    fn revalidate(&self, con: &mut Connection, shared: &Weak<Shared>) -> ::redis::RedisResult<()> {
+        let names: Vec<(Arc<str>, Cursor)> = lock(&self.cursors)
+            .iter()
+            .map(|(n, c)| (n.clone(), *c))
+            .collect();
+        let Some(shared) = shared.upgrade() else {
+            return Ok(());
+        };
+        for (name, cursor) in names {
+            let value: Value = ::redis::cmd("HGET")
+                .arg(self.config.meta_key(&name))
+                .arg("e")
+                .query(con)?;
+            let epoch = parse_epoch(&value);
+            if cursor.epoch.is_some() && epoch == cursor.epoch {
+                continue;
+            }
+            if cursor.epoch.is_some() || cursor.last > 0 {
+                self.lost(&shared, &name, &mut Vec::new(), "channel history was lost");
+            }
+            lock(&self.cursors).insert(name, Cursor { epoch, last: 0 });
+        }
+        Ok(())
+    }
+}
+
+fn key_name<'a>(key: &Value, by_key: &HashMap<String, &'a Arc<str>>) -> Option<&'a Arc<str>> {
+    match key {
+        Value::BulkString(key) => by_key.get(std::str::from_utf8(key).ok()?).copied(),
+        Value::SimpleString(key) => by_key.get(key.as_str()).copied(),
+        _ => None,
+    }
+}
+
+impl Engine for RedisEngine {
+    fn publish(
+        &self,
+        channel: &str,
+        data: &str,
+        _fanout: &mut dyn FnMut(Publish),
+    ) -> Result<Position, ChannelError> {
+        if data.len() > self.max_message_size {
+            return Err(ChannelError::TooLarge {
+                size: data.len(),
+                limit: self.max_message_size,
+            });
+        }
+        Self::check_name(channel)?;
+        let maxlen = self.rules.history_of(channel).max_messages.max(LIVE_SLACK);
+        let reply: Value = self.with_connection(|con| {
+            ::redis::cmd("EVAL")
+                .arg(PUBLISH)
+                .arg(2)
+                .arg(self.config.meta_key(channel))
+                .arg(self.config.stream_key(channel))
+                .arg(data)
+                .arg(maxlen)
+                .arg(epoch_text(new_epoch()))
+                .query(con)
+        })?;
+        let Value::Array(parts) = &reply else {
+            return Err(ChannelError::Unavailable);
+        };
+        match (
+            parts.first().and_then(parse_epoch),
+            parts.get(1).and_then(parse_int),
+        ) {
+            (Some(epoch), Some(offset)) => Ok(Position { epoch, offset }),
+            _ => Err(ChannelError::Unavailable),
+        }
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+        since: Option<Position>,
+        replay: &mut dyn FnMut(&Bytes),
+    ) -> Result<Subscribed, ChannelError> {
+        Self::check_name(channel)?;
+        {
+            let cursors = lock(&self.cursors);
+            if cursors.len() >= self.rules.max_channels && !cursors.contains_key(channel) {
+                return Err(ChannelError::TooManyChannels {
+                    limit: self.rules.max_channels,
+                });
+            }
+        }
+        let history = self.rules.history_of(channel).max_messages;
+        let reply: Value = self.with_connection(|con| {
+            ::redis::cmd("EVAL")
+                .arg(SUBSCRIBE)
+                .arg(2)
+                .arg(self.config.meta_key(channel))
+                .arg(self.config.stream_key(channel))
+                .arg(epoch_text(new_epoch()))
+                .arg(since.map_or(-1, |s| i128::from(s.offset)).to_string())
+                .arg(since.map_or_else(String::new, |s| epoch_text(s.epoch)))
+                .arg(history)
+                .query(con)
+        })?;
+        let Value::Array(parts) = &reply else {
+            return Err(ChannelError::Unavailable);
+        };
+        let (Some(epoch), Some(last)) = (
+            parts.first().and_then(parse_epoch),
+            parts.get(1).and_then(parse_int),
+        ) else {
+            return Err(ChannelError::Unavailable);
+        };
+        let position = Position {
+            epoch,
+            offset: last,
+        };
+        let entries: &[Value] = match parts.get(2) {
+            Some(Value::Array(entries)) => entries,
+            _ => &[],
+        };
+        let mut replayed = 0;
+        let recovery = match since {
+            None => Recovery::NotAsked,
+            Some(since) if since.epoch != epoch || since.offset > last => Recovery::EpochChanged,
+            Some(since) if since.offset == last => Recovery::Recovered,
+            Some(since) => {
+                // Recovered only if the entries are exactly those after the position.
+                let found: Vec<(u64, &[u8])> = entries.iter().filter_map(parse_entry).collect();
+                let whole = found.len() as u64 == last - since.offset
+                    && found
+                        .iter()
+                        .enumerate()
+                        .all(|(i, (offset, _))| *offset == since.offset + 1 + i as u64);
+                if whole {
+                    for (offset, data) in found {
+                        let data = String::from_utf8_lossy(data);
+                        replay(&message_frame(channel, epoch, offset, &data));
+                        replayed += 1;
+                    }
+                    Recovery::Recovered
+                } else {
+                    Recovery::TooOld
+                }
+            }
+        };
+        lock(&self.cursors)
+            .entry(Arc::from(channel))
+            .or_insert(Cursor {
+                epoch: Some(epoch),
+                last,
+            });
+        Ok(Subscribed {
+            recovery,
+            position,
+            replayed,
+        })
+    }
+
+    fn position(&self, channel: &str) -> Option<Position> {
+        Self::check_name(channel).ok()?;
+        let values: Vec<Value> = self
+            .with_connection(|con| {
+                ::redis::cmd("HMGET")
+                    .arg(self.config.meta_key(channel))
+                    .arg("e")
+                    .arg("n")
+                    .query(con)
+            })
+            .ok()?;
+        Some(Position {
+            epoch: parse_epoch(values.first()?)?,
+            offset: parse_int(values.get(1)?)?,
+        })
+    }
+
+    fn stats(&self) -> EngineStats {
+        EngineStats {
+            channels: lock(&self.cursors).len(),
+            ..EngineStats::default()
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Channels on Redis Streams (`RedisChannels`) with real servers, real clients and a
+//! real `redis-server`: two servers on one Redis with a client moving between them
+//! (and through a restart of one) while four publishers publish; Redis killed and
+//! restarted with append-only persistence (nothing acknowledged lost, recovery
+//! across the restart) and without it (the epoch changes, clients are told); while
+//! Redis is unreachable, publishes are refused with a clear answer and connections
+//! stay served, and everything resumes by itself.
+//!
+//! `#[ignore]`d like tests/bridge.rs: run with `--include-ignored` (`.ci/run`).
+
+mod common;
+
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use common::redis_server::{self, RedisServer};
+use common::{TestServer, builder, ws_connect};
+use serde_json::{Value, json};
+use tungstenite::WebSocket;
+use wavecore::channels::{ChannelsService, History, RedisChannels};
+
+type Ws = WebSocket<TcpStream>;
+
+/// A key prefix no other test (or earlier run on a shared Redis) uses.
+fn prefix() -> String {
+    format!("wctest:{}:{}:", std::process::id(), rand_u64())
+}
+
+fn rand_u64() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A server with two reactors keeping `room`'s history in the Redis at `url`.
+fn server(url: &str, prefix: &str) -> TestServer {
+    let engine = RedisChannels::new(url)
+        .unwrap()
+        .key_prefix(prefix)
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    TestServer::start(
+        builder()
+            .workers(2)
+            .channel_history("room", History::last(100_000))
+            .channel_engine(engine),
+        ChannelsService::new(),
+    )
+}
+
+fn send(ws: &mut Ws, value: Value) {
+    ws.send(tungstenite::Message::text(value.to_string()))
+        .expect("send");
+}
+
+/// The next JSON message, or `None` once the connection failed or closed.
+fn read_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Text(text)) => {
+                return Some(serde_json::from_str(&text).expect("JSON from the server"));
+            }
+            Ok(tungstenite::Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Subscribes (from `since`, if given): the replayed messages and the answer.
+fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -> (Vec<Value>, Value) {
+    let mut request = json!({"type": "subscribe", "channel": channel});
+    if let Some((epoch, offset)) = since {
+        request["since"] = json!({"epoch": epoch, "offset": offset});
+    }
+    send(ws, request);
+    let mut replayed = Vec::new();
+    loop {
+        let message = read_json(ws).expect("an answer to subscribe");
+        match message["type"].as_str() {
+            Some("message") => replayed.push(message),
+            Some("subscribed") | Some("error") => return (replayed, message),
+            _ => panic!("unexpected {message}"),
+        }
+    }
+}
+
+/// Publishes `data` and returns the answer (`published` or `error`).
+fn publish(ws: &mut Ws, data: &str) -> Value {
+    send(
+        ws,
+        json!({"type": "publish", "channel": "room", "data": data}),
+    );
+    read_json(ws).expect("an answer to publish")
+}
+
+const PUBLISHERS: usize = 4;
+const PER_PUBLISHER: u64 = 500;
+const BATCH: u64 = 25;
+
+/// A subscriber's view: its position and each publisher's next message.
+struct Seen {
+    epoch: String,
+    offset: u64,
+    next_of: [u64; PUBLISHERS],
+    moves: usize,
+    replayed: usize,
+}
+
+impl Seen {
+    /// Takes a message; panics on a gap, a duplicate, or a publisher out of order.
+    fn take(&mut self, message: &Value) {
+        assert_eq!(message["type"], "message", "{message}");
+        assert_eq!(message["epoch"].as_str().unwrap(), self.epoch);
+        let offset = message["offset"].as_u64().unwrap();
+        assert_eq!(offset, self.offset + 1, "a gap or a duplicate: {message}");
+        self.offset = offset;
+        let data = message["data"].as_str().unwrap();
+        let (publisher, n) = data.split_once(':').unwrap();
+        let (publisher, n): (usize, u64) = (publisher.parse().unwrap(), n.parse().unwrap());
+        assert_eq!(
+            n, self.next_of[publisher],
+            "publisher {publisher} out of order"
+        );
+        self.next_of[publisher] += 1;
+    }
+
+    /// Moved to another server: subscribes from the position, takes the replay.
+    fn resume(&mut self, ws: &mut Ws) {
+        let epoch = self.epoch.clone();
+        let (replayed, subscribed) = subscribe(ws, "room", Some((&epoch, self.offset)));
+        assert_eq!(subscribed["recovered"], true, "{subscribed}");
+        assert_eq!(subscribed["replayed"], replayed.len());
+        for message in &replayed {
+            self.take(message);
+        }
+        assert_eq!(subscribed["offset"], self.offset);
+        self.moves += 1;
+        self.replayed += replayed.len();
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn a_client_moving_between_two_servers_misses_nothing_while_four_publish() {
+    let redis = redis_server::shared("channels_redis two servers");
+    let prefix = prefix();
+    let (a, b) = (server(&redis.url(), &prefix), server(&redis.url(), &prefix));
+    let addrs = [a.addr, b.addr];
+    let total = PUBLISHERS as u64 * PER_PUBLISHER;
+    // Two subscribers, each moving to the other server at these offsets.
+    let schedules: [&[u64]; 2] = [&[1, 300, 301, 1200, 1999], &[50, 900, 1500]];
+    let mut subscribers = Vec::new();
+    for (s, schedule) in schedules.into_iter().enumerate() {
+        let mut ws = ws_connect(addrs[s]);
+        let (replayed, subscribed) = subscribe(&mut ws, "room", None);
+        assert!(replayed.is_empty());
+        assert_eq!(subscribed["offset"], 0, "subscribed before any publish");
+        let mut seen = Seen {
+            epoch: subscribed["epoch"].as_str().unwrap().to_owned(),
+            offset: 0,
+            next_of: [0; PUBLISHERS],
+            moves: 0,
+            replayed: 0,
+        };
+        subscribers.push(thread::spawn(move || {
+            let mut at = s;
+            let mut ws = Some(ws);
+            let mut moves = schedule.iter().copied().peekable();
+            while seen.offset < total {
+                if moves.next_if(|&m| seen.offset >= m).is_some() {
+                    drop(ws.take());
+                    at = 1 - at;
+                    let mut fresh = ws_connect(addrs[at]);
+                    seen.resume(&mut fresh);
+                    ws = Some(fresh);
+                    continue;
+                }
+                let message = read_json(ws.as_mut().unwrap()).expect("a live message");
+                seen.take(&message);
+            }
+            seen
+        }));
+    }
+    // Four publishers, two on each server, all on the same channel.
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|i| {
+            let addr = addrs[i % 2];
+            thread::spawn(move || {
+                let mut ws = ws_connect(addr);
+                let mut n = 0;
+                while n < PER_PUBLISHER {
+                    for k in n..n + BATCH {
+                        send(
+                            &mut ws,
+                            json!({"type": "publish", "channel": "room", "data": format!("{i}:{k}")}),
+                        );
+                    }
+                    for _ in 0..BATCH {
+                        let reply = read_json(&mut ws).expect("an answer to publish");
+                        assert_eq!(reply["type"], "published", "{reply}");
+                    }
+                    n += BATCH;
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.join().expect("publisher");
+    }
+    let mut replayed = 0;
+    let mut last = None;
+    for subscriber in subscribers {
+        let seen = subscriber.join().expect("subscriber");
+        assert_eq!(seen.offset, total);
+        assert_eq!(seen.next_of, [PER_PUBLISHER; PUBLISHERS]);
+        assert!(seen.moves >= 3);
+        replayed += seen.replayed;
+        last = Some(seen);
+    }
+    assert!(
+        replayed > 0,
+        "the moves missed nothing: no replay was tested"
+    );
+    let seen = last.unwrap();
+    assert_eq!(a.handle.channel_position("room").unwrap().offset, total);
+    assert_eq!(
+        b.handle.channel_position("room"),
+        a.handle.channel_position("room")
+    );
+    // Through a restart of a server: a new process on the same Redis recovers the
+    // position a client had on the old one.
+    drop(b);
+    let b = server(&redis.url(), &prefix);
+    let mut ws = ws_connect(b.addr);
+    let (replayed, subscribed) = subscribe(&mut ws, "room", Some((&seen.epoch, total - 10)));
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    assert_eq!(replayed.len(), 10);
+    assert_eq!(replayed[9]["offset"], total);
+    a.check_health();
+    b.check_health();
+}
+
+/// Publishes until Redis is back, checking that every refusal says why.
+fn publish_until_accepted(ws: &mut Ws, data: &str) -> Value {
+    for _ in 0..1000 {
+        let reply = publish(ws, data);
+        if reply["type"] == "published" {
+            return reply;
+        }
+        assert_eq!(reply["type"], "error", "{reply}");
+        assert_eq!(
+            reply["error"], "the channel engine is unavailable",
+            "{reply}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("publishes still refused 10 s after Redis came back");
+}
+
+/// Redis killed (unreachable: publishes refused, connections served), then started
+/// again on the same port (`persistent`: with its append-only file): with it the
+/// channel goes on where it was; without it the epoch changes and clients are told.
+fn kill_and_restart(persistent: bool) {
+    redis_server::require("channels_redis restart");
+    let port = redis_server::free_port();
+    let dir = std::env::temp_dir().join(format!("wavecore-aof-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = |port| {
+        if persistent {
+            RedisServer::start_persistent(port, &dir)
+        } else {
+            RedisServer::start_on(port)
+        }
+    };
+    let mut redis = start(port);
+    let url = redis.url();
+    let server = server(&url, &prefix());
+    let mut subscriber = ws_connect(server.addr);
+    let (_, subscribed) = subscribe(&mut subscriber, "room", None);
+    let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
+    let mut publisher = ws_connect(server.addr);
+    for k in 1..=10 {
+        let reply = publish(&mut publisher, &format!("before {k}"));
+        assert_eq!(reply["type"], "published", "{reply}");
+        assert_eq!(reply["offset"], k);
+    }
+    for k in 1..=10 {
+        let message = read_json(&mut subscriber).unwrap();
+        assert_eq!(message["offset"], k, "{message}");
+    }
+
+    redis.kill();
+    // Unreachable: publishes are refused, and say so; connections stay open.
+    let reply = publish(&mut publisher, "while down");
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["error"], "the channel engine is unavailable");
+    let mut newcomer = ws_connect(server.addr);
+    let (_, refused) = subscribe(&mut newcomer, "room", Some((&epoch, 5)));
+    assert_eq!(refused["type"], "error", "{refused}");
+
+    let _redis = start(port);
+    let reply = publish_until_accepted(&mut publisher, "after 1");
+    if persistent {
+        // Nothing acknowledged was lost: the channel goes on where it was.
+        assert_eq!(reply["epoch"], epoch.as_str(), "{reply}");
+        assert_eq!(reply["offset"], 11, "{reply}");
+        let message = read_json(&mut subscriber).expect("the subscriber stayed");
+        assert_eq!(message["offset"], 11, "{message}");
+        assert_eq!(message["data"], "after 1");
+        let mut late = ws_connect(server.addr);
+        let (replayed, subscribed) = subscribe(&mut late, "room", Some((&epoch, 5)));
+        assert_eq!(subscribed["recovered"], true, "{subscribed}");
+        let offsets: Vec<u64> = replayed
+            .iter()
+            .map(|m| m["offset"].as_u64().unwrap())
+            .collect();
+        assert_eq!(offsets, [6, 7, 8, 9, 10, 11]);
+    } else {
+        // The history is gone: a new epoch, and the subscriber is closed rather than
+        // given messages it cannot place; from its position it is told.
+        assert_ne!(reply["epoch"], epoch.as_str(), "{reply}");
+        assert_eq!(reply["offset"], 1, "{reply}");
+        while let Some(message) = read_json(&mut subscriber) {
+            panic!("a message after the history was lost: {message}");
+        }
+        let mut back = ws_connect(server.addr);
+        let (replayed, subscribed) = subscribe(&mut back, "room", Some((&epoch, 10)));
+        assert!(replayed.is_empty());
+        assert_eq!(subscribed["recovered"], false, "{subscribed}");
+        assert_eq!(subscribed["reason"], "epoch_changed", "{subscribed}");
+        assert_eq!(subscribed["epoch"], reply["epoch"]);
+        assert_eq!(subscribed["offset"], 1);
+        assert_eq!(publish(&mut publisher, "after 2")["offset"], 2);
+        let message = read_json(&mut back).expect("live after the new position");
+        assert_eq!(message["offset"], 2, "{message}");
+    }
+    server.check_health();
+    drop(_redis);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn redis_restarted_with_append_only_persistence_loses_nothing() {
+    kill_and_restart(true);
+}
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn redis_restarted_without_persistence_changes_the_epoch_and_says_so() {
+    kill_and_restart(false);
+}
+
+#[test]
+fn a_bad_url_is_refused() {
+    let error = RedisChannels::new("http://nope").unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+}
