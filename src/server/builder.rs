@@ -51,8 +51,8 @@ pub struct Server {
     signals: Option<SignalGuard>,
     /// The bridge and its transport's threads, stopped once the reactors have.
     bridge: Option<(Arc<BridgeCore>, Vec<JoinHandle<()>>)>,
-    /// The Redis channel engine and its reader thread, stopped once the reactors have.
-    channel_reader: Option<(Arc<RedisEngine>, JoinHandle<()>)>,
+    /// The Redis channel engine and its threads, stopped once the reactors have.
+    channel_reader: Option<(Arc<RedisEngine>, Vec<JoinHandle<()>>)>,
 }
 
 impl Server {
@@ -119,9 +119,11 @@ impl Server {
                 let _ = thread.join();
             }
         }
-        if let Some((engine, reader)) = self.channel_reader {
+        if let Some((engine, threads)) = self.channel_reader {
             engine.stop();
-            let _ = reader.join();
+            for thread in threads {
+                let _ = thread.join();
+            }
         }
         if let Some(signals) = &self.signals {
             signals.server_stopped();
@@ -420,7 +422,7 @@ impl ServerBuilder {
         };
         let channel_reader = match redis_engine {
             Some(engine) => match engine.start(Arc::downgrade(&shared)) {
-                Ok(reader) => Some((engine, reader)),
+                Ok(threads) => Some((engine, threads)),
                 Err(e) => {
                     handle.shutdown();
                     return Err(e);

@@ -249,6 +249,34 @@ impl Conn<'_> {
         Ok(position)
     }
 
+    /// Publishes `data` to `channel` without waiting for an engine that keeps
+    /// channels outside the server ([`RedisChannels`]): the reactor hands the publish
+    /// over and goes on, and `done` is called later, on the engine's thread, with the
+    /// message's position or why it was refused (keep a [`crate::ConnHandle`] in it to
+    /// answer the client). A connection's publishes are stored, and `done` called, in
+    /// the order they were made. With the in-memory engine nothing waits: the publish
+    /// happens at once, as [`Conn::publish_channel`], and `done` is not called.
+    ///
+    /// Returns `Some(result)` when the publish happened at once (`done` dropped), or
+    /// `None` when it was handed over (`done` will be called once, whatever becomes of
+    /// it, including when the server stops first).
+    pub fn publish_channel_with(
+        &mut self,
+        channel: &str,
+        data: &str,
+        done: impl FnOnce(Result<Position, ChannelError>) + Send + 'static,
+    ) -> Option<Result<Position, ChannelError>> {
+        let shared = self.reactor.server.shared();
+        if !shared.channels.defers() {
+            return Some(self.publish_channel(channel, data));
+        }
+        self.reactor.counters.publishes.add(1);
+        shared
+            .channels
+            .publish_later(channel, data, &mut fanout(shared), Box::new(done));
+        None
+    }
+
     /// Subscribes to `channel`. With `since` (the position of the last message the
     /// client got), the messages published after it are queued on this connection
     /// now, behind what this callback sent before, and live delivery continues after
@@ -307,6 +335,13 @@ impl Conn<'_> {
         let sub = self.state.channel_subs.swap_remove(i);
         self.reactor.channels.unsubscribe(sub);
         true
+    }
+
+    /// Whether this server's channel engine keeps channels outside it (Redis), so
+    /// that [`Conn::publish_channel_with`] hands publishes over rather than doing
+    /// them at once.
+    pub fn is_deferring_channels(&self) -> bool {
+        self.reactor.server.shared().channels.defers()
     }
 
     /// Whether this connection subscribes to `channel`.

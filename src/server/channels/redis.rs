@@ -34,11 +34,11 @@
 //! reconnect, subscribe from their position, and are told whether they recovered.
 //! Never a silent gap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ use bytes::Bytes;
 
 use crate::protocol::CloseCode;
 use crate::server::bridge::Backoff;
-use crate::server::channels::engine::Engine;
+use crate::server::channels::engine::{Done, Engine};
 use crate::server::channels::memory::new_epoch;
 use crate::server::channels::protocol::{epoch_text, message_frame};
 use crate::server::channels::{
@@ -73,6 +73,13 @@ const READ_COUNT: usize = 1000;
 
 /// Most idle connections kept for publishes and subscribes.
 const POOL: usize = 8;
+
+/// Most publishes waiting for the publisher thread; past it, a publish handed over
+/// is refused ([`ChannelError::Unavailable`]).
+const MAX_QUEUED: usize = 1 << 16;
+
+/// Most publishes in one pipeline.
+const MAX_PIPELINE: usize = 512;
 
 /// Publish: KEYS meta, stream; ARGV data, maxlen, epoch for a new channel.
 const PUBLISH: &str = "\
@@ -224,6 +231,18 @@ pub(crate) struct RedisEngine {
     available: AtomicBool,
     cursors: Mutex<HashMap<Arc<str>, Cursor>>,
     stopped: AtomicBool,
+    /// Publishes handed over by reactors, for the publisher thread.
+    queue: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    /// Bumped each time the reader (re)connects: connections made before are stale.
+    generation: AtomicU64,
+}
+
+/// A publish handed over to the publisher thread.
+struct Job {
+    channel: String,
+    data: String,
+    done: Done,
 }
 
 impl fmt::Debug for RedisEngine {
@@ -274,6 +293,20 @@ fn parse_entry(value: &Value) -> Option<(u64, &[u8])> {
     Some((offset, data))
 }
 
+/// The publish script's reply `[epoch, offset]` as a position.
+fn parse_published(reply: &Value) -> Result<Position, ChannelError> {
+    let Value::Array(parts) = reply else {
+        return Err(ChannelError::Unavailable);
+    };
+    match (
+        parts.first().and_then(parse_epoch),
+        parts.get(1).and_then(parse_int),
+    ) {
+        (Some(epoch), Some(offset)) => Ok(Position { epoch, offset }),
+        _ => Err(ChannelError::Unavailable),
+    }
+}
+
 fn unexpected() -> ::redis::RedisError {
     ::redis::RedisError::from((::redis::ErrorKind::UnexpectedReturnType, "unexpected reply"))
 }
@@ -290,6 +323,9 @@ impl RedisEngine {
             available: AtomicBool::new(true),
             cursors: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
+            queue: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -325,12 +361,120 @@ impl RedisEngine {
         }
     }
 
+    /// The reader reached Redis: connections made before are dropped, calls go on.
+    fn reconnected(&self) {
+        lock(&self.pool).clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if !self.available.swap(true, Ordering::AcqRel) {
+            tracing::info!("wavecore channels: Redis reachable again");
+        }
+    }
+
     fn failed(&self, error: &::redis::RedisError) -> ChannelError {
         if self.available.swap(false, Ordering::AcqRel) {
             tracing::warn!("wavecore channels: Redis unreachable: {error}");
         }
         lock(&self.pool).clear();
         ChannelError::Unavailable
+    }
+
+    /// Refuses data over the size limit and bad names.
+    fn check(&self, channel: &str, data: &str) -> Result<(), ChannelError> {
+        if data.len() > self.max_message_size {
+            return Err(ChannelError::TooLarge {
+                size: data.len(),
+                limit: self.max_message_size,
+            });
+        }
+        Self::check_name(channel)
+    }
+
+    /// The publish script's call for `data` on `channel`.
+    fn publish_cmd(&self, channel: &str, data: &str) -> ::redis::Cmd {
+        let maxlen = self.rules.history_of(channel).max_messages.max(LIVE_SLACK);
+        let mut cmd = ::redis::cmd("EVAL");
+        cmd.arg(PUBLISH)
+            .arg(2)
+            .arg(self.config.meta_key(channel))
+            .arg(self.config.stream_key(channel))
+            .arg(data)
+            .arg(maxlen)
+            .arg(epoch_text(new_epoch()));
+        cmd
+    }
+
+    /// The publisher: sends what reactors handed over, a pipeline of publishes at a
+    /// time on one connection, and calls each one's `done` with its position (in the
+    /// order they were handed over: Redis runs one connection's commands in order).
+    fn send_publishes(&self) {
+        let mut con: Option<(Connection, u64)> = None;
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut queue = lock(&self.queue);
+                while queue.is_empty() && !self.stopped.load(Ordering::Acquire) {
+                    queue = self
+                        .ready
+                        .wait_timeout(queue, Duration::from_millis(100))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                let n = queue.len().min(MAX_PIPELINE);
+                batch.extend(queue.drain(..n));
+            }
+            if batch.is_empty() {
+                // Stopped with nothing left.
+                return;
+            }
+            if self.stopped.load(Ordering::Acquire) || !self.available.load(Ordering::Acquire) {
+                con = None;
+                for job in batch.drain(..) {
+                    (job.done)(Err(ChannelError::Unavailable));
+                }
+                continue;
+            }
+            let generation = self.generation.load(Ordering::Acquire);
+            let connection = match con.take() {
+                Some((c, made)) if made == generation => Ok(c),
+                _ => self.config.connect(),
+            };
+            let mut connection = match connection {
+                Ok(c) => c,
+                Err(e) => {
+                    self.failed(&e);
+                    for job in batch.drain(..) {
+                        (job.done)(Err(ChannelError::Unavailable));
+                    }
+                    continue;
+                }
+            };
+            let mut pipe = ::redis::Pipeline::with_capacity(batch.len());
+            for job in &batch {
+                pipe.add_command(self.publish_cmd(&job.channel, &job.data));
+            }
+            match pipe.query::<Vec<Value>>(&mut connection) {
+                Ok(replies) => {
+                    con = Some((connection, generation));
+                    let mut replies = replies.into_iter();
+                    for job in batch.drain(..) {
+                        let result = replies
+                            .next()
+                            .map_or(Err(ChannelError::Unavailable), |r| parse_published(&r));
+                        (job.done)(result);
+                    }
+                }
+                Err(e) => {
+                    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                        self.failed(&e);
+                    } else {
+                        tracing::warn!("wavecore channels: Redis refused a publish: {e}");
+                    }
+                    for job in batch.drain(..) {
+                        (job.done)(Err(ChannelError::Unavailable));
+                    }
+                }
+            }
+        }
     }
 
     fn check_name(name: &str) -> Result<(), ChannelError> {
@@ -340,17 +484,31 @@ impl RedisEngine {
         Ok(())
     }
 
-    /// Starts the reader thread for the server `shared`.
-    pub fn start(self: &Arc<Self>, shared: Weak<Shared>) -> io::Result<JoinHandle<()>> {
+    /// Starts the reader and publisher threads for the server `shared`.
+    pub fn start(self: &Arc<Self>, shared: Weak<Shared>) -> io::Result<Vec<JoinHandle<()>>> {
         let engine = self.clone();
-        std::thread::Builder::new()
-            .name("wc-channels-redis".into())
-            .spawn(move || engine.read(&shared))
+        let reader = std::thread::Builder::new()
+            .name("wc-channels-read".into())
+            .spawn(move || engine.read(&shared))?;
+        let engine = self.clone();
+        let publisher = std::thread::Builder::new()
+            .name("wc-channels-pub".into())
+            .spawn(move || engine.send_publishes());
+        match publisher {
+            Ok(publisher) => Ok(vec![reader, publisher]),
+            Err(e) => {
+                self.stop();
+                let _ = reader.join();
+                Err(e)
+            }
+        }
     }
 
-    /// Makes the reader return (within its read timeout).
+    /// Makes the threads return (within their read timeouts); publishes still
+    /// queued are answered [`ChannelError::Unavailable`].
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
+        self.ready.notify_all();
     }
 
     /// The reader: connects, checks epochs, reads and delivers until stopped.
@@ -384,8 +542,7 @@ impl RedisEngine {
         if let Err(e) = self.revalidate(con, shared) {
             return e;
         }
-        lock(&self.pool).clear();
-        self.available.store(true, Ordering::Release);
+        self.reconnected();
         let mut publishes = Vec::new();
         loop {
             if self.stopped.load(Ordering::Acquire) {
@@ -400,8 +557,7 @@ impl RedisEngine {
                 if let Err(e) = self.revalidate(con, shared) {
                     return e;
                 }
-                lock(&self.pool).clear();
-                self.available.store(true, Ordering::Release);
+                self.reconnected();
             }
             let snapshot: Vec<(Arc<str>, Cursor)> = lock(&self.cursors)
                 .iter()
@@ -594,35 +750,41 @@ impl Engine for RedisEngine {
         data: &str,
         _fanout: &mut dyn FnMut(Publish),
     ) -> Result<Position, ChannelError> {
-        if data.len() > self.max_message_size {
-            return Err(ChannelError::TooLarge {
-                size: data.len(),
-                limit: self.max_message_size,
-            });
+        self.check(channel, data)?;
+        let reply: Value =
+            self.with_connection(|con| self.publish_cmd(channel, data).query(con))?;
+        parse_published(&reply)
+    }
+
+    fn defers(&self) -> bool {
+        true
+    }
+
+    fn publish_later(
+        &self,
+        channel: &str,
+        data: &str,
+        _fanout: &mut dyn FnMut(Publish),
+        done: Done,
+    ) {
+        if let Err(e) = self.check(channel, data) {
+            return done(Err(e));
         }
-        Self::check_name(channel)?;
-        let maxlen = self.rules.history_of(channel).max_messages.max(LIVE_SLACK);
-        let reply: Value = self.with_connection(|con| {
-            ::redis::cmd("EVAL")
-                .arg(PUBLISH)
-                .arg(2)
-                .arg(self.config.meta_key(channel))
-                .arg(self.config.stream_key(channel))
-                .arg(data)
-                .arg(maxlen)
-                .arg(epoch_text(new_epoch()))
-                .query(con)
-        })?;
-        let Value::Array(parts) = &reply else {
-            return Err(ChannelError::Unavailable);
-        };
-        match (
-            parts.first().and_then(parse_epoch),
-            parts.get(1).and_then(parse_int),
-        ) {
-            (Some(epoch), Some(offset)) => Ok(Position { epoch, offset }),
-            _ => Err(ChannelError::Unavailable),
+        if !self.available.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire) {
+            return done(Err(ChannelError::Unavailable));
         }
+        let mut queue = lock(&self.queue);
+        if queue.len() >= MAX_QUEUED {
+            drop(queue);
+            return done(Err(ChannelError::Unavailable));
+        }
+        queue.push_back(Job {
+            channel: channel.to_owned(),
+            data: data.to_owned(),
+            done,
+        });
+        drop(queue);
+        self.ready.notify_one();
     }
 
     fn subscribe(
