@@ -236,6 +236,10 @@ pub(crate) struct RedisEngine {
     ready: Condvar,
     /// Bumped each time the reader (re)connects: connections made before are stale.
     generation: AtomicU64,
+    /// Set when a call saw a channel with an epoch other than the reader's (its keys
+    /// were deleted, or Redis lost them between two of the reader's calls): the
+    /// reader checks every channel's epoch again.
+    recheck: AtomicBool,
 }
 
 /// A publish handed over to the publisher thread.
@@ -326,6 +330,7 @@ impl RedisEngine {
             queue: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
             generation: AtomicU64::new(0),
+            recheck: AtomicBool::new(false),
         }
     }
 
@@ -358,6 +363,18 @@ impl RedisEngine {
                 tracing::warn!("wavecore channels: Redis refused a call: {e}");
                 Err(ChannelError::Unavailable)
             }
+        }
+    }
+
+    /// A call learnt `channel`'s epoch: if the reader delivers another one, it
+    /// checks the epochs again.
+    fn note_epoch(&self, channel: &str, epoch: u64) {
+        if lock(&self.cursors)
+            .get(channel)
+            .and_then(|cursor| cursor.epoch)
+            .is_some_and(|known| known != epoch)
+        {
+            self.recheck.store(true, Ordering::Release);
         }
     }
 
@@ -460,6 +477,9 @@ impl RedisEngine {
                         let result = replies
                             .next()
                             .map_or(Err(ChannelError::Unavailable), |r| parse_published(&r));
+                        if let Ok(position) = &result {
+                            self.note_epoch(&job.channel, position.epoch);
+                        }
                         (job.done)(result);
                     }
                 }
@@ -547,6 +567,11 @@ impl RedisEngine {
         loop {
             if self.stopped.load(Ordering::Acquire) {
                 return unexpected();
+            }
+            if self.recheck.swap(false, Ordering::AcqRel)
+                && let Err(e) = self.revalidate(con, shared)
+            {
+                return e;
             }
             if !self.available.load(Ordering::Acquire) {
                 // A call failed while this connection looked fine: Redis restarted
@@ -753,7 +778,9 @@ impl Engine for RedisEngine {
         self.check(channel, data)?;
         let reply: Value =
             self.with_connection(|con| self.publish_cmd(channel, data).query(con))?;
-        parse_published(&reply)
+        let position = parse_published(&reply)?;
+        self.note_epoch(channel, position.epoch);
+        Ok(position)
     }
 
     fn defers(&self) -> bool {
@@ -824,6 +851,7 @@ impl Engine for RedisEngine {
         ) else {
             return Err(ChannelError::Unavailable);
         };
+        self.note_epoch(channel, epoch);
         let position = Position {
             epoch,
             offset: last,
