@@ -404,3 +404,169 @@ fn keys_deleted_under_a_running_server_change_the_epoch_and_close_subscribers() 
     assert_eq!(read_json(&mut back).unwrap()["offset"], 2);
     server.check_health();
 }
+
+/// The master (index into `ports`) holding `channel`'s keys.
+fn master_of(ports: &[u16], prefix: &str, channel: &str) -> usize {
+    ports
+        .iter()
+        .position(|port| {
+            let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            redis::cmd("EXISTS")
+                .arg(format!("{prefix}{{{channel}}}:m"))
+                .query::<bool>(&mut con)
+                // Another master's slot: MOVED.
+                .unwrap_or(false)
+        })
+        .expect("the channel's keys on some master")
+}
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn channels_spread_over_a_three_master_cluster_and_a_failed_master_costs_its_channels() {
+    redis_server::require("channels_redis cluster");
+    let dir = std::env::temp_dir().join(format!("wavecore-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports: Vec<(u16, u16)> = (0..3)
+        .map(|_| (redis_server::free_port(), redis_server::free_port()))
+        .collect();
+    let mut nodes: Vec<RedisServer> = ports
+        .iter()
+        .map(|&(port, bus)| RedisServer::start_cluster_node(port, bus, &dir))
+        .collect();
+    let masters: Vec<u16> = ports.iter().map(|&(port, _)| port).collect();
+    redis_server::create_cluster(&masters);
+    let prefix = prefix();
+    let start = |url: &str| {
+        TestServer::start(
+            builder()
+                .workers(2)
+                .channel_history("*", History::last(1000))
+                .channel_engine(
+                    RedisChannels::cluster(url)
+                        .unwrap()
+                        .key_prefix(&prefix)
+                        .retry_backoff(Duration::from_millis(20), Duration::from_millis(200)),
+                ),
+            ChannelsService::new(),
+        )
+    };
+    let a = start(&format!("redis://127.0.0.1:{}", masters[0]));
+    let b = start(&format!("redis://127.0.0.1:{}", masters[1]));
+    let channels: Vec<String> = (0..30).map(|i| format!("c{i}")).collect();
+    let mut subscriber = ws_connect(a.addr);
+    let mut epochs = std::collections::HashMap::new();
+    for channel in &channels {
+        let (_, subscribed) = subscribe(&mut subscriber, channel, None);
+        assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+        epochs.insert(
+            channel.clone(),
+            subscribed["epoch"].as_str().unwrap().to_owned(),
+        );
+    }
+    // Ten messages on every channel, published on B, delivered on A in order.
+    let mut publisher = ws_connect(b.addr);
+    let publish_to = |ws: &mut Ws, channel: &str, data: &str| {
+        send(
+            ws,
+            json!({"type": "publish", "channel": channel, "data": data}),
+        );
+        read_json(ws).expect("an answer to publish")
+    };
+    for k in 1..=10 {
+        for channel in &channels {
+            let reply = publish_to(&mut publisher, channel, &format!("{k}"));
+            assert_eq!(reply["offset"], k, "{reply}");
+        }
+    }
+    let mut last = std::collections::HashMap::new();
+    for _ in 0..channels.len() * 10 {
+        let message = read_json(&mut subscriber).expect("a message");
+        let channel = message["channel"].as_str().unwrap().to_owned();
+        let offset = message["offset"].as_u64().unwrap();
+        let before = last.insert(channel, offset).unwrap_or(0);
+        assert_eq!(offset, before + 1, "{message}");
+    }
+    // Spread: every master holds some of the channels.
+    let on: Vec<usize> = channels
+        .iter()
+        .map(|c| master_of(&masters, &prefix, c))
+        .collect();
+    for m in 0..3 {
+        assert!(on.contains(&m), "no channel on master {m}: {on:?}");
+    }
+
+    // One master fails: its channels refuse publishes, the others go on.
+    let failed = on[0];
+    nodes[failed].kill();
+    let mut expected = 0;
+    for (channel, &m) in channels.iter().zip(&on) {
+        let reply = publish_to(&mut publisher, channel, "during");
+        if m == failed {
+            assert_eq!(
+                reply["error"], "the channel engine is unavailable",
+                "{reply}"
+            );
+        } else {
+            assert_eq!(reply["offset"], 11, "{reply}");
+            expected += 1;
+        }
+    }
+    for _ in 0..expected {
+        let message = read_json(&mut subscriber).expect("the others' messages");
+        assert_eq!(message["offset"], 11, "{message}");
+        assert_ne!(
+            on[channels
+                .iter()
+                .position(|c| c == &message["channel"])
+                .unwrap()],
+            failed
+        );
+    }
+
+    // Back without its data: its channels have new epochs; the subscriber is closed
+    // (1012) rather than given messages it cannot place, and told when it comes back.
+    let (port, bus) = ports[failed];
+    nodes[failed] = RedisServer::start_cluster_node(port, bus, &dir);
+    for _ in 0..500 {
+        if masters.iter().all(|&p| redis_server::cluster_ok(p)) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let lost = &channels[0];
+    let mut reply = Value::Null;
+    for _ in 0..1000 {
+        reply = publish_to(&mut publisher, lost, "after");
+        if reply["type"] == "published" {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(reply["offset"], 1, "{reply}");
+    assert_ne!(reply["epoch"], epochs[lost].as_str());
+    // Nothing else was published since: the next thing is the close.
+    match subscriber.read() {
+        Ok(tungstenite::Message::Close(Some(frame))) => {
+            assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
+        }
+        other => panic!("not closed with 1012 once the history was lost: {other:?}"),
+    }
+    let mut back = ws_connect(a.addr);
+    for (channel, &m) in channels.iter().zip(&on) {
+        let since = if m == failed { 10 } else { 11 };
+        let (replayed, subscribed) = subscribe(&mut back, channel, Some((&epochs[channel], since)));
+        assert!(replayed.is_empty());
+        if m == failed {
+            assert_eq!(subscribed["reason"], "epoch_changed", "{subscribed}");
+        } else {
+            assert_eq!(subscribed["recovered"], true, "{subscribed}");
+        }
+    }
+    a.check_health();
+    b.check_health();
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}

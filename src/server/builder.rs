@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::protocol::deflate::DeflateConfig;
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
-use crate::server::channels::redis::RedisEngine;
+use crate::server::channels::redis::RedisEngines;
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
 use crate::server::failure::{ReactorFailure, panic_message};
@@ -52,7 +52,7 @@ pub struct Server {
     /// The bridge and its transport's threads, stopped once the reactors have.
     bridge: Option<(Arc<BridgeCore>, Vec<JoinHandle<()>>)>,
     /// The Redis channel engine and its threads, stopped once the reactors have.
-    channel_reader: Option<(Arc<RedisEngine>, Vec<JoinHandle<()>>)>,
+    channel_reader: Option<(Arc<RedisEngines>, Vec<JoinHandle<()>>)>,
 }
 
 impl Server {
@@ -224,7 +224,9 @@ impl ServerBuilder {
     /// not, channel publishes and subscribes fail with
     /// [`crate::channels::ChannelError::Unavailable`] and everything resumes by itself.
     /// [`Self::channel_history`] and [`Self::max_channels`] apply as before (history
-    /// by count; see [`crate::channels::RedisChannels`]).
+    /// by count; see [`crate::channels::RedisChannels`]). With
+    /// [`crate::channels::RedisChannels::cluster`], [`Self::start`] reads the
+    /// cluster's slot layout and fails (`NotConnected`, `InvalidData`) if it cannot.
     pub fn channel_engine(mut self, engine: crate::channels::RedisChannels) -> Self {
         self.channel_engine = Some(engine);
         self
@@ -361,13 +363,14 @@ impl ServerBuilder {
             .bridge
             .as_ref()
             .map(|bridge| Arc::new(BridgeCore::new(bridge.limits())));
-        let redis_engine = self.channel_engine.clone().map(|config| {
-            Arc::new(RedisEngine::new(
+        let redis_engine = match self.channel_engine.clone() {
+            Some(config) => Some(Arc::new(RedisEngines::new(
                 config,
                 self.channels.clone(),
                 self.config.max_message_size,
-            ))
-        });
+            )?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             local_addr,
             stats: Arc::new(Stats::default()),
@@ -421,7 +424,7 @@ impl ServerBuilder {
             _ => None,
         };
         let channel_reader = match redis_engine {
-            Some(engine) => match engine.start(Arc::downgrade(&shared)) {
+            Some(engine) => match engine.start(&Arc::downgrade(&shared)) {
                 Ok(threads) => Some((engine, threads)),
                 Err(e) => {
                     handle.shutdown();

@@ -1,6 +1,8 @@
 //! The seam between the server and whatever sequences a channel and keeps its history:
-//! [`Engine`]. The in-process engine (`memory.rs`) is the only one today; an engine on
-//! Redis Streams (several servers, one order) takes its place behind the same calls.
+//! [`Engine`]. The in-process engine (`memory.rs`) is the default; the Redis Streams
+//! engine (`redis.rs`: several servers, one order) takes its place behind the same
+//! calls, its delivery coming from its reader thread rather than from `fanout`, and
+//! its publishes from reactors handed to its own thread ([`Engine::publish_later`]).
 //!
 //! What an engine promises, whoever calls it and from whichever thread:
 //!

@@ -33,6 +33,13 @@
 //! about 100 bytes (a 56-byte ring slot and the frame's allocation); a channel without
 //! history about 200 bytes with its name (docs/benchmarks.md).
 //!
+//! **Across servers.** With [`RedisChannels`] ([`crate::ServerBuilder::channel_engine`])
+//! a channel's order, offsets, epoch and history live in a Redis stream shared by
+//! every server on that Redis; each server reads what its subscribers need once and
+//! delivers it in the stream's order. While Redis is unreachable, channel publishes
+//! and subscribes fail with [`ChannelError::Unavailable`]; plain topics and everything
+//! else go on, and channels resume by themselves. docs/channels.md has the details.
+//!
 //! **Backpressure.** A subscriber that passes `max_backpressure` under the `Close`
 //! policy is closed with 1008 and recovers when it reconnects; under the `Drop`
 //! policy a dropped channel message is a gap the client sees (offsets jump), so use

@@ -58,6 +58,10 @@ use crate::server::command::Command;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 
+mod cluster;
+
+pub(crate) use cluster::RedisEngines;
+
 /// The fewest entries a channel's stream keeps, whatever its history: how far a
 /// server's reader may fall behind a channel before it has to close that channel's
 /// subscribers (they reconnect and recover from the history, or are told they
@@ -136,6 +140,8 @@ pub struct RedisChannels {
     io_timeout: Duration,
     retry_min: Duration,
     retry_max: Duration,
+    /// A Redis Cluster: channels spread over its masters by hash slot.
+    cluster: bool,
 }
 
 impl fmt::Debug for RedisChannels {
@@ -145,6 +151,7 @@ impl fmt::Debug for RedisChannels {
             .field("addr", self.info.addr())
             .field("prefix", &self.prefix)
             .field("io_timeout", &self.io_timeout)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -170,7 +177,28 @@ impl RedisChannels {
             io_timeout: Duration::from_secs(2),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(2),
+            cluster: false,
         })
+    }
+
+    /// Channels spread over the masters of the Redis Cluster that the node at `url`
+    /// belongs to, by the hash slot of the channel's name (both keys of a channel
+    /// are on one master). The layout is read when the server starts, which fails if
+    /// it cannot be (no node reachable at `url`, a slot without a master).
+    ///
+    /// A master that fails costs the channels in its slots: their publishes and
+    /// subscribes fail with [`ChannelError::Unavailable`] until it is back, every
+    /// other channel goes on; back without its data, its channels' epochs change and
+    /// their clients are told (as for one Redis restarted without persistence). A
+    /// failover or resharding is followed only by a server restart.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` (naming `url`) if `url` is not a Redis URL.
+    pub fn cluster(url: &str) -> io::Result<Self> {
+        let mut channels = Self::new(url)?;
+        channels.cluster = true;
+        Ok(channels)
     }
 
     /// Prefix of the keys (servers share channels only if they use the same one).
@@ -592,48 +620,33 @@ impl RedisEngine {
                 std::thread::sleep(Duration::from_millis(BLOCK_MS));
                 continue;
             }
-            let mut cmd = ::redis::cmd("XREAD");
-            cmd.arg("COUNT").arg(READ_COUNT).arg("BLOCK").arg(BLOCK_MS);
-            cmd.arg("STREAMS");
-            for (name, _) in &snapshot {
-                cmd.arg(self.config.stream_key(name));
-            }
-            for (_, cursor) in &snapshot {
-                cmd.arg(format!("0-{}", cursor.last));
-            }
-            let reply: Value = match cmd.query(con) {
-                Ok(reply) => reply,
+            let replies = match self.read_streams(con, &snapshot) {
+                Ok(replies) => replies,
                 Err(e) => return e,
             };
             let Some(shared) = shared.upgrade() else {
                 return unexpected();
             };
-            let streams: Vec<&Value> = match &reply {
-                Value::Array(streams) => streams.iter().collect(),
-                Value::Map(streams) => streams.iter().map(|(_, v)| v).collect(),
-                _ => Vec::new(),
-            };
-            // Streams come back in the order asked; match them by key.
+            // Match the streams that came back by key.
             let by_key: HashMap<String, &Arc<str>> = snapshot
                 .iter()
                 .map(|(name, _)| (self.config.stream_key(name), name))
                 .collect();
-            let keyed: Vec<(Option<&Arc<str>>, &Value)> = match &reply {
-                Value::Array(_) => streams
-                    .iter()
-                    .filter_map(|s| match s {
+            let mut keyed: Vec<(Option<&Arc<str>>, &Value)> = Vec::new();
+            for reply in &replies {
+                match reply {
+                    Value::Array(streams) => keyed.extend(streams.iter().filter_map(|s| match s {
                         Value::Array(pair) if pair.len() == 2 => {
                             Some((key_name(&pair[0], &by_key), &pair[1]))
                         }
                         _ => None,
-                    })
-                    .collect(),
-                Value::Map(pairs) => pairs
-                    .iter()
-                    .map(|(k, v)| (key_name(k, &by_key), v))
-                    .collect(),
-                _ => Vec::new(),
-            };
+                    })),
+                    Value::Map(pairs) => {
+                        keyed.extend(pairs.iter().map(|(k, v)| (key_name(k, &by_key), v)))
+                    }
+                    _ => {}
+                }
+            }
             for (name, entries) in keyed {
                 let (Some(name), Value::Array(entries)) = (name, entries) else {
                     continue;
@@ -649,6 +662,53 @@ impl RedisEngine {
                 publishes.clear();
             }
         }
+    }
+
+    /// Reads what was added after the cursors in `snapshot`: one `XREAD BLOCK`; on a
+    /// cluster node, where one command may only name keys of one hash slot, a
+    /// pipeline of `XREAD`s (one per slot), then a pause of [`BLOCK_MS`] if nothing
+    /// came. Each reply is an `XREAD` reply.
+    fn read_streams(
+        &self,
+        con: &mut Connection,
+        snapshot: &[(Arc<str>, Cursor)],
+    ) -> ::redis::RedisResult<Vec<Value>> {
+        let xread = |group: &[&(Arc<str>, Cursor)], block: bool| {
+            let mut cmd = ::redis::cmd("XREAD");
+            cmd.arg("COUNT").arg(READ_COUNT);
+            if block {
+                cmd.arg("BLOCK").arg(BLOCK_MS);
+            }
+            cmd.arg("STREAMS");
+            for (name, _) in group {
+                cmd.arg(self.config.stream_key(name));
+            }
+            for (_, cursor) in group {
+                cmd.arg(format!("0-{}", cursor.last));
+            }
+            cmd
+        };
+        if !self.config.cluster {
+            let all: Vec<_> = snapshot.iter().collect();
+            return Ok(vec![xread(&all, true).query(con)?]);
+        }
+        let mut by_slot: HashMap<usize, Vec<&(Arc<str>, Cursor)>> = HashMap::new();
+        for entry in snapshot {
+            let key = self.config.stream_key(&entry.0);
+            by_slot
+                .entry(cluster::key_slot(key.as_bytes()))
+                .or_default()
+                .push(entry);
+        }
+        let mut pipe = ::redis::Pipeline::with_capacity(by_slot.len());
+        for group in by_slot.values() {
+            pipe.add_command(xread(group, false));
+        }
+        let replies: Vec<Value> = pipe.query(con)?;
+        if replies.iter().all(|r| matches!(r, Value::Nil)) {
+            std::thread::sleep(Duration::from_millis(BLOCK_MS));
+        }
+        Ok(replies)
     }
 
     /// Turns the entries read from `name`'s stream into publishes (in order), closing
