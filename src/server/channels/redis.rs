@@ -587,10 +587,11 @@ impl RedisEngine {
         con: &mut Connection,
         shared: &Weak<Shared>,
     ) -> ::redis::RedisError {
+        // Calls go on first: a client closed by the check below comes back at once.
+        self.reconnected();
         if let Err(e) = self.revalidate(con, shared) {
             return e;
         }
-        self.reconnected();
         let mut publishes = Vec::new();
         loop {
             if self.stopped.load(Ordering::Acquire) {
@@ -607,10 +608,10 @@ impl RedisEngine {
                 if let Err(e) = ::redis::cmd("PING").query::<()>(con) {
                     return e;
                 }
+                self.reconnected();
                 if let Err(e) = self.revalidate(con, shared) {
                     return e;
                 }
-                self.reconnected();
             }
             let snapshot: Vec<(Arc<str>, Cursor)> = lock(&self.cursors)
                 .iter()
