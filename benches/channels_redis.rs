@@ -4,7 +4,10 @@
 //! as the topic bridge (`RedisBridge`); a publisher connected to B publishes, a
 //! subscriber connected to A receives.
 //!
-//! usage: channels-redis REDIS_URL [--rate 1000] [--seconds 5] [--burst 20000]
+//! usage: channels-redis REDIS_URL [--rate 1000] [--seconds 5] [--burst 20000] [--cluster]
+//!
+//! With `--cluster`, REDIS_URL is a node of a Redis Cluster (`RedisChannels::cluster`)
+//! and the memory step is left out (its numbers are per master, as with one Redis).
 //!
 //! 1. Latency, publish to delivery, one subscriber, `--rate` msgs/s for `--seconds`,
 //!    alternately on the channel and on the topic (two rounds each): p50, p99, p99.9.
@@ -68,12 +71,17 @@ impl Handler for Bench {
     }
 }
 
-fn server(url: &str) -> Server {
+fn server(url: &str, cluster: bool) -> Server {
+    let engine = if cluster {
+        RedisChannels::cluster(url)
+    } else {
+        RedisChannels::new(url)
+    };
     Server::builder()
         .bind("127.0.0.1:0")
         .workers(1)
         .channel_history("b*", History::last(1000))
-        .channel_engine(RedisChannels::new(url).expect("Redis URL"))
+        .channel_engine(engine.expect("Redis URL"))
         .bridge(RedisBridge::new(url).expect("Redis URL"))
         .start(|request: &Request<'_>| {
             Upgrade::accept(match request.path().strip_prefix("/sub/") {
@@ -286,9 +294,12 @@ fn main() {
         value("--seconds", 5),
         value("--burst", 20_000),
     );
+    let cluster = args.iter().any(|a| a == "--cluster");
     micros();
-    redis_cli(&url, &["FLUSHALL"]);
-    let (a, b) = (server(&url), server(&url));
+    if !cluster {
+        redis_cli(&url, &["FLUSHALL"]);
+    }
+    let (a, b) = (server(&url, cluster), server(&url, cluster));
     let (a_addr, b_addr) = (a.local_addr(), b.local_addr());
     for _ in 0..2 {
         latency(a_addr, b_addr, 'C', rate, seconds);
@@ -296,8 +307,10 @@ fn main() {
     }
     throughput(a_addr, b_addr, 1, burst);
     throughput(a_addr, b_addr, 1000, burst);
-    redis_cli(&url, &["FLUSHALL"]);
-    memory(&url, &a.handle());
+    if !cluster {
+        redis_cli(&url, &["FLUSHALL"]);
+        memory(&url, &a.handle());
+    }
     a.handle().shutdown();
     b.handle().shutdown();
     let _ = a.join();

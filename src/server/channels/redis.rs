@@ -72,6 +72,11 @@ pub const LIVE_SLACK: usize = 100;
 /// to read (milliseconds).
 const BLOCK_MS: u64 = 20;
 
+/// How long the reader of a cluster node whose channels span several hash slots
+/// pauses after a round of `XREAD`s that found nothing (milliseconds): it cannot
+/// block on streams of several slots at once.
+const CLUSTER_POLL_MS: u64 = 5;
+
 /// Most entries one `XREAD` returns per stream.
 const READ_COUNT: usize = 1000;
 
@@ -666,9 +671,9 @@ impl RedisEngine {
     }
 
     /// Reads what was added after the cursors in `snapshot`: one `XREAD BLOCK`; on a
-    /// cluster node, where one command may only name keys of one hash slot, a
-    /// pipeline of `XREAD`s (one per slot), then a pause of [`BLOCK_MS`] if nothing
-    /// came. Each reply is an `XREAD` reply.
+    /// cluster node, where one command may only name keys of one hash slot, the same
+    /// if all are in one slot, else a pipeline of `XREAD`s (one per slot), then a
+    /// pause of [`CLUSTER_POLL_MS`] if nothing came. Each reply is an `XREAD` reply.
     fn read_streams(
         &self,
         con: &mut Connection,
@@ -701,13 +706,17 @@ impl RedisEngine {
                 .or_default()
                 .push(entry);
         }
+        if by_slot.len() == 1 {
+            let group = by_slot.into_values().next().unwrap_or_default();
+            return Ok(vec![xread(&group, true).query(con)?]);
+        }
         let mut pipe = ::redis::Pipeline::with_capacity(by_slot.len());
         for group in by_slot.values() {
             pipe.add_command(xread(group, false));
         }
         let replies: Vec<Value> = pipe.query(con)?;
         if replies.iter().all(|r| matches!(r, Value::Nil)) {
-            std::thread::sleep(Duration::from_millis(BLOCK_MS));
+            std::thread::sleep(Duration::from_millis(CLUSTER_POLL_MS));
         }
         Ok(replies)
     }
