@@ -170,6 +170,25 @@ impl fmt::Display for ChannelError {
 
 impl std::error::Error for ChannelError {}
 
+/// Refuses an empty channel name or one over [`MAX_CHANNEL_NAME`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<(), ChannelError> {
+    if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
+        return Err(ChannelError::InvalidName);
+    }
+    Ok(())
+}
+
+/// Refuses data over `limit` bytes.
+pub(crate) fn check_size(data: &str, limit: usize) -> Result<(), ChannelError> {
+    if data.len() > limit {
+        return Err(ChannelError::TooLarge {
+            size: data.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Channels and history memory held by a server's engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {

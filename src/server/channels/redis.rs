@@ -42,17 +42,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ::redis::io::tcp::TcpSettings;
-use ::redis::{Connection, ConnectionInfo, IntoConnectionInfo, Value};
+use ::redis::{Connection, ConnectionInfo, Value};
 use bytes::Bytes;
 
 use crate::protocol::CloseCode;
-use crate::server::bridge::Backoff;
+use crate::server::bridge::{Backoff, redis_connect, redis_connection_info};
 use crate::server::channels::engine::{Done, Engine};
 use crate::server::channels::memory::new_epoch;
 use crate::server::channels::protocol::{epoch_text, message_frame};
 use crate::server::channels::{
-    ChannelError, ChannelRules, EngineStats, MAX_CHANNEL_NAME, Position, Recovery, Subscribed,
+    ChannelError, ChannelRules, EngineStats, Position, Recovery, Subscribed, check_name, check_size,
 };
 use crate::server::command::Command;
 use crate::server::pubsub::Publish;
@@ -90,33 +89,43 @@ const MAX_QUEUED: usize = 1 << 16;
 /// Most publishes in one pipeline.
 const MAX_PIPELINE: usize = 512;
 
+/// The start of both scripts (KEYS meta, stream; `new_epoch`, the ARGV holding the
+/// epoch for a new channel): the channel's epoch `e`, chosen (and the stream started
+/// afresh) if the hash is missing.
+macro_rules! epoch_or_new {
+    ($new_epoch:literal) => {
+        concat!(
+            "local e = redis.call('HGET', KEYS[1], 'e')\n",
+            "if not e then\n",
+            "  e = ARGV[",
+            $new_epoch,
+            "]\n",
+            "  redis.call('DEL', KEYS[2])\n",
+            "  redis.call('HSET', KEYS[1], 'e', e, 'n', 0)\n",
+            "end\n",
+        )
+    };
+}
+
 /// Publish: KEYS meta, stream; ARGV data, maxlen, epoch for a new channel.
-const PUBLISH: &str = "\
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e then
-  e = ARGV[3]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', e, 'n', 0)
-end
-local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. n, 'd', ARGV[1])
-return {e, n}";
+const PUBLISH: &str = concat!(
+    epoch_or_new!("3"),
+    "local n = redis.call('HINCRBY', KEYS[1], 'n', 1)\n",
+    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. n, 'd', ARGV[1])\n",
+    "return {e, n}",
+);
 
 /// Subscribe: KEYS meta, stream; ARGV epoch for a new channel, since offset (-1: no
 /// position), since epoch, most messages to replay.
-const SUBSCRIBE: &str = "\
-local e = redis.call('HGET', KEYS[1], 'e')
-if not e then
-  e = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', e, 'n', 0)
-end
-local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
-local since = tonumber(ARGV[2])
-if since < 0 or ARGV[3] ~= e or since >= n or n - since > tonumber(ARGV[4]) then
-  return {e, n, {}}
-end
-return {e, n, redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+')}";
+const SUBSCRIBE: &str = concat!(
+    epoch_or_new!("1"),
+    "local n = tonumber(redis.call('HGET', KEYS[1], 'n'))\n",
+    "local since = tonumber(ARGV[2])\n",
+    "if since < 0 or ARGV[3] ~= e or since >= n or n - since > tonumber(ARGV[4]) then\n",
+    "  return {e, n, {}}\n",
+    "end\n",
+    "return {e, n, redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+')}",
+);
 
 /// Channels kept in Redis Streams, shared by every server on the same Redis (and key
 /// prefix). Turn it on with [`crate::ServerBuilder::channel_engine`].
@@ -172,12 +181,8 @@ impl RedisChannels {
     ///
     /// `InvalidInput` (naming `url`) if `url` is not a Redis URL.
     pub fn new(url: &str) -> io::Result<Self> {
-        let info = url.into_connection_info().map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("Redis URL {url}: {e}"))
-        })?;
-        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
         Ok(Self {
-            info,
+            info: redis_connection_info(url)?,
             prefix: "wavecore:ch:".into(),
             io_timeout: Duration::from_secs(2),
             retry_min: Duration::from_millis(100),
@@ -229,11 +234,7 @@ impl RedisChannels {
     }
 
     fn connect(&self) -> ::redis::RedisResult<Connection> {
-        let client = ::redis::Client::open(self.info.clone())?;
-        let con = client.get_connection_with_timeout(self.io_timeout)?;
-        con.set_read_timeout(Some(self.io_timeout))?;
-        con.set_write_timeout(Some(self.io_timeout))?;
-        Ok(con)
+        redis_connect(&self.info, self.io_timeout)
     }
 
     fn meta_key(&self, channel: &str) -> String {
@@ -430,13 +431,8 @@ impl RedisEngine {
 
     /// Refuses data over the size limit and bad names.
     fn check(&self, channel: &str, data: &str) -> Result<(), ChannelError> {
-        if data.len() > self.max_message_size {
-            return Err(ChannelError::TooLarge {
-                size: data.len(),
-                limit: self.max_message_size,
-            });
-        }
-        Self::check_name(channel)
+        check_size(data, self.max_message_size)?;
+        check_name(channel)
     }
 
     /// The publish script's call for `data` on `channel`.
@@ -528,13 +524,6 @@ impl RedisEngine {
                 }
             }
         }
-    }
-
-    fn check_name(name: &str) -> Result<(), ChannelError> {
-        if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
-            return Err(ChannelError::InvalidName);
-        }
-        Ok(())
     }
 
     /// Starts the reader and publisher threads for the server `shared`.
@@ -890,7 +879,7 @@ impl Engine for RedisEngine {
         since: Option<Position>,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError> {
-        Self::check_name(channel)?;
+        check_name(channel)?;
         {
             let cursors = lock(&self.cursors);
             if cursors.len() >= self.rules.max_channels && !cursors.contains_key(channel) {
@@ -969,7 +958,7 @@ impl Engine for RedisEngine {
     }
 
     fn position(&self, channel: &str) -> Option<Position> {
-        Self::check_name(channel).ok()?;
+        check_name(channel).ok()?;
         let values: Vec<Value> = self
             .with_connection(|con| {
                 ::redis::cmd("HMGET")
