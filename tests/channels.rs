@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use common::channels::{Ws, read_json, send, subscribe};
 use common::{TestServer, builder, http_exchange, ws_connect, ws_read_close};
 use serde_json::{Value, json};
-use tungstenite::WebSocket;
 use wavecore::channels::{History, serve_message};
 use wavecore::{Conn, Handler, Message, Request, Upgrade};
 
@@ -36,51 +36,12 @@ fn tagged(_: &Request<'_>) -> Upgrade<Tagged> {
     Upgrade::accept(Tagged)
 }
 
-type Ws = WebSocket<TcpStream>;
-
 /// Connects and returns the client with the index of the reactor serving it.
 fn connect(addr: SocketAddr) -> (Ws, u64) {
     let mut ws = ws_connect(addr);
     let hello = read_json(&mut ws).expect("hello");
     assert_eq!(hello["type"], "hello");
     (ws, hello["reactor"].as_u64().unwrap())
-}
-
-fn send(ws: &mut Ws, value: Value) {
-    ws.send(tungstenite::Message::text(value.to_string()))
-        .expect("send");
-}
-
-/// The next JSON message, or `None` once the connection failed or closed.
-fn read_json(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                return Some(serde_json::from_str(&text).expect("JSON from the server"));
-            }
-            Ok(tungstenite::Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// Subscribes to `channel` (from `since`, if given) and returns the replayed messages
-/// and the `subscribed` answer.
-fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -> (Vec<Value>, Value) {
-    let mut request = json!({"type": "subscribe", "channel": channel});
-    if let Some((epoch, offset)) = since {
-        request["since"] = json!({"epoch": epoch, "offset": offset});
-    }
-    send(ws, request);
-    let mut replayed = Vec::new();
-    loop {
-        let message = read_json(ws).expect("an answer to subscribe");
-        match message["type"].as_str() {
-            Some("message") => replayed.push(message),
-            Some("subscribed") => return (replayed, message),
-            _ => panic!("unexpected {message}"),
-        }
-    }
 }
 
 const PUBLISHERS: usize = 4;

@@ -10,17 +10,14 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
+use common::channels::{Ws, expect_close, read_json, send, subscribe};
 use common::redis_server::{self, RedisServer};
 use common::{TestServer, builder, ws_connect};
 use serde_json::{Value, json};
-use tungstenite::WebSocket;
 use wavecore::channels::{ChannelsService, History, RedisChannels};
-
-type Ws = WebSocket<TcpStream>;
 
 /// A key prefix no other test (or earlier run on a shared Redis) uses.
 fn prefix() -> String {
@@ -47,42 +44,6 @@ fn server(url: &str, prefix: &str) -> TestServer {
             .channel_engine(engine),
         ChannelsService::new(),
     )
-}
-
-fn send(ws: &mut Ws, value: Value) {
-    ws.send(tungstenite::Message::text(value.to_string()))
-        .expect("send");
-}
-
-/// The next JSON message, or `None` once the connection failed or closed.
-fn read_json(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                return Some(serde_json::from_str(&text).expect("JSON from the server"));
-            }
-            Ok(tungstenite::Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// Subscribes (from `since`, if given): the replayed messages and the answer.
-fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -> (Vec<Value>, Value) {
-    let mut request = json!({"type": "subscribe", "channel": channel});
-    if let Some((epoch, offset)) = since {
-        request["since"] = json!({"epoch": epoch, "offset": offset});
-    }
-    send(ws, request);
-    let mut replayed = Vec::new();
-    loop {
-        let message = read_json(ws).expect("an answer to subscribe");
-        match message["type"].as_str() {
-            Some("message") => replayed.push(message),
-            Some("subscribed") | Some("error") => return (replayed, message),
-            _ => panic!("unexpected {message}"),
-        }
-    }
 }
 
 /// Publishes `data` and returns the answer (`published` or `error`).
@@ -323,12 +284,7 @@ fn kill_and_restart(persistent: bool) {
         // given messages it cannot place; from its position it is told.
         assert_ne!(reply["epoch"], epoch.as_str(), "{reply}");
         assert_eq!(reply["offset"], 1, "{reply}");
-        match subscriber.read() {
-            Ok(tungstenite::Message::Close(Some(frame))) => {
-                assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
-            }
-            other => panic!("not closed with 1012 once the history was lost: {other:?}"),
-        }
+        expect_close(&mut subscriber, 1012);
         let mut back = ws_connect(server.addr);
         let (replayed, subscribed) = subscribe(&mut back, "room", Some((&epoch, 10)));
         assert!(replayed.is_empty());
@@ -390,12 +346,7 @@ fn keys_deleted_under_a_running_server_change_the_epoch_and_close_subscribers() 
     let reply = publish(&mut publisher, "after");
     assert_eq!(reply["offset"], 1, "{reply}");
     assert_ne!(reply["epoch"], epoch.as_str());
-    match subscriber.read() {
-        Ok(tungstenite::Message::Close(Some(frame))) => {
-            assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
-        }
-        other => panic!("not closed with 1012 once the history was lost: {other:?}"),
-    }
+    expect_close(&mut subscriber, 1012);
     let mut back = ws_connect(server.addr);
     let (replayed, subscribed) = subscribe(&mut back, "room", Some((&epoch, 3)));
     assert!(replayed.is_empty());
@@ -548,12 +499,7 @@ fn channels_spread_over_a_three_master_cluster_and_a_failed_master_costs_its_cha
     assert_eq!(reply["offset"], 1, "{reply}");
     assert_ne!(reply["epoch"], epochs[lost].as_str());
     // Nothing else was published since: the next thing is the close.
-    match subscriber.read() {
-        Ok(tungstenite::Message::Close(Some(frame))) => {
-            assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
-        }
-        other => panic!("not closed with 1012 once the history was lost: {other:?}"),
-    }
+    expect_close(&mut subscriber, 1012);
     let mut back = ws_connect(a.addr);
     for (channel, &m) in channels.iter().zip(&on) {
         let since = if m == failed { 10 } else { 11 };
