@@ -13,7 +13,7 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
-use common::channels::{Ws, expect_close, read_json, send, subscribe};
+use common::channels::{PUBLISHERS, Seen, Ws, expect_close, read_json, send, subscribe};
 use common::redis_server::{self, RedisServer};
 use common::{TestServer, builder, ws_connect};
 use serde_json::{Value, json};
@@ -55,51 +55,8 @@ fn publish(ws: &mut Ws, data: &str) -> Value {
     read_json(ws).expect("an answer to publish")
 }
 
-const PUBLISHERS: usize = 4;
 const PER_PUBLISHER: u64 = 500;
 const BATCH: u64 = 25;
-
-/// A subscriber's view: its position and each publisher's next message.
-struct Seen {
-    epoch: String,
-    offset: u64,
-    next_of: [u64; PUBLISHERS],
-    moves: usize,
-    replayed: usize,
-}
-
-impl Seen {
-    /// Takes a message; panics on a gap, a duplicate, or a publisher out of order.
-    fn take(&mut self, message: &Value) {
-        assert_eq!(message["type"], "message", "{message}");
-        assert_eq!(message["epoch"].as_str().unwrap(), self.epoch);
-        let offset = message["offset"].as_u64().unwrap();
-        assert_eq!(offset, self.offset + 1, "a gap or a duplicate: {message}");
-        self.offset = offset;
-        let data = message["data"].as_str().unwrap();
-        let (publisher, n) = data.split_once(':').unwrap();
-        let (publisher, n): (usize, u64) = (publisher.parse().unwrap(), n.parse().unwrap());
-        assert_eq!(
-            n, self.next_of[publisher],
-            "publisher {publisher} out of order"
-        );
-        self.next_of[publisher] += 1;
-    }
-
-    /// Moved to another server: subscribes from the position, takes the replay.
-    fn resume(&mut self, ws: &mut Ws) {
-        let epoch = self.epoch.clone();
-        let (replayed, subscribed) = subscribe(ws, "room", Some((&epoch, self.offset)));
-        assert_eq!(subscribed["recovered"], true, "{subscribed}");
-        assert_eq!(subscribed["replayed"], replayed.len());
-        for message in &replayed {
-            self.take(message);
-        }
-        assert_eq!(subscribed["offset"], self.offset);
-        self.moves += 1;
-        self.replayed += replayed.len();
-    }
-}
 
 #[test]
 #[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
@@ -117,13 +74,7 @@ fn a_client_moving_between_two_servers_misses_nothing_while_four_publish() {
         let (replayed, subscribed) = subscribe(&mut ws, "room", None);
         assert!(replayed.is_empty());
         assert_eq!(subscribed["offset"], 0, "subscribed before any publish");
-        let mut seen = Seen {
-            epoch: subscribed["epoch"].as_str().unwrap().to_owned(),
-            offset: 0,
-            next_of: [0; PUBLISHERS],
-            moves: 0,
-            replayed: 0,
-        };
+        let mut seen = Seen::at(&subscribed);
         let planned = schedule.len();
         subscribers.push(thread::spawn(move || {
             let mut at = s;
@@ -142,7 +93,7 @@ fn a_client_moving_between_two_servers_misses_nothing_while_four_publish() {
                 let message = read_json(ws.as_mut().unwrap()).expect("a live message");
                 seen.take(&message);
             }
-            assert_eq!(seen.moves, planned);
+            assert_eq!(seen.recoveries, planned);
             seen
         }));
     }
