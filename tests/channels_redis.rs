@@ -467,3 +467,60 @@ fn channels_spread_over_a_three_master_cluster_and_a_failed_master_costs_its_cha
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn a_frozen_redis_is_noticed_within_io_timeout_and_publishes_resume_by_themselves() {
+    redis_server::require("channels_redis frozen");
+    let redis = RedisServer::start();
+    let engine = RedisChannels::new(&redis.url())
+        .unwrap()
+        .key_prefix(prefix())
+        .io_timeout(Duration::from_millis(300))
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(100));
+    let server = TestServer::start(
+        builder()
+            .channel_history("room", History::last(100))
+            .channel_engine(engine),
+        ChannelsService::new(),
+    );
+    let mut subscriber = ws_connect(server.addr);
+    let (_, subscribed) = subscribe(&mut subscriber, "room", None);
+    let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
+    let mut publisher = ws_connect(server.addr);
+    assert_eq!(publish(&mut publisher, "before")["offset"], 1);
+
+    redis.pause();
+    // The first publish waits out io_timeout, then it and the next ones are refused
+    // with the clear answer; the server answers every connection meanwhile.
+    for _ in 0..3 {
+        let reply = publish(&mut publisher, "frozen");
+        assert_eq!(
+            reply["error"], "the channel engine is unavailable",
+            "{reply}"
+        );
+    }
+    let mut newcomer = ws_connect(server.addr);
+    send(
+        &mut newcomer,
+        json!({"type": "unsubscribe", "channel": "room"}),
+    );
+    assert_eq!(read_json(&mut newcomer).unwrap()["type"], "unsubscribed");
+    redis.resume();
+
+    let reply = publish_until_accepted(&mut publisher, "after");
+    assert_eq!(reply["epoch"], epoch.as_str(), "{reply}");
+    // The subscriber stayed and gets every stored message once, in order, "after"
+    // last (a refused publish may have been stored: Redis ran it once thawed).
+    let mut offset = 0;
+    loop {
+        let message = read_json(&mut subscriber).expect("the subscriber stayed");
+        offset += 1;
+        assert_eq!(message["offset"], offset, "a gap or a duplicate: {message}");
+        if message["data"] == "after" {
+            assert_eq!(reply["offset"], offset);
+            break;
+        }
+    }
+    server.check_health();
+}
