@@ -9,7 +9,7 @@
 //! **Publish** is one Lua script (atomic in Redis): take the epoch (choose one, and
 //! start from an empty stream, if the hash is missing: a new channel, or one whose
 //! Redis lost its data), `HINCRBY n`, `XADD` with the id `0-n`, trimmed to the
-//! channel's history bound (at least [`LIVE_SLACK`] entries: the slack the readers
+//! channel's history bound (at least `live_slack` entries: the slack the readers
 //! need to catch up). The offset is given by Redis, so every server agrees on it.
 //! Nothing is delivered by the publishing call itself.
 //!
@@ -61,11 +61,11 @@ mod cluster;
 
 pub(crate) use cluster::RedisEngines;
 
-/// The fewest entries a channel's stream keeps, whatever its history: how far a
-/// server's reader may fall behind a channel before it has to close that channel's
-/// subscribers (they reconnect and recover from the history, or are told they
-/// cannot).
-pub const LIVE_SLACK: usize = 100;
+/// The fewest entries a channel's stream keeps unless told otherwise
+/// ([`RedisChannels::live_slack`]), whatever its history: how far a server's reader
+/// may fall behind a channel before it has to close that channel's subscribers (they
+/// reconnect and recover from the history, or are told they cannot).
+pub const LIVE_SLACK: usize = 1000;
 
 /// How long one `XREAD` waits for messages before the reader looks for new channels
 /// to read (milliseconds).
@@ -156,6 +156,7 @@ pub struct RedisChannels {
     retry_max: Duration,
     /// A Redis Cluster: channels spread over its masters by hash slot.
     cluster: bool,
+    live_slack: usize,
 }
 
 impl fmt::Debug for RedisChannels {
@@ -188,6 +189,7 @@ impl RedisChannels {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(2),
             cluster: false,
+            live_slack: LIVE_SLACK,
         })
     }
 
@@ -215,6 +217,17 @@ impl RedisChannels {
     /// It should hold no `{`: the channel's name is the keys' hash tag.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// The fewest entries a channel's stream keeps, whatever its history (default
+    /// [`LIVE_SLACK`], at least 1): how many messages a server's reader may fall
+    /// behind a channel before it must close that channel's subscribers (with 1012;
+    /// they reconnect and recover from the history, or are told they cannot). Costs
+    /// Redis about 85 bytes per entry of 64 bytes of data, in busy channels only.
+    /// Recovery still answers only from the configured history.
+    pub fn live_slack(mut self, entries: usize) -> Self {
+        self.live_slack = entries.max(1);
         self
     }
 
@@ -437,7 +450,11 @@ impl RedisEngine {
 
     /// The publish script's call for `data` on `channel`.
     fn publish_cmd(&self, channel: &str, data: &str) -> ::redis::Cmd {
-        let maxlen = self.rules.history_of(channel).max_messages.max(LIVE_SLACK);
+        let maxlen = self
+            .rules
+            .history_of(channel)
+            .max_messages
+            .max(self.config.live_slack);
         let mut cmd = ::redis::cmd("EVAL");
         cmd.arg(PUBLISH)
             .arg(2)
