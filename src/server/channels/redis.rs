@@ -998,3 +998,69 @@ impl Engine for RedisEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn replies_are_read_and_odd_ones_refused_without_a_panic() {
+        let entry = Value::Array(vec![
+            bulk("0-42"),
+            Value::Array(vec![bulk("d"), bulk("hi")]),
+        ]);
+        assert_eq!(parse_entry(&entry), Some((42, &b"hi"[..])));
+        for odd in [
+            Value::Nil,
+            Value::Array(vec![]),
+            Value::Array(vec![
+                bulk("17-42"),
+                Value::Array(vec![bulk("d"), bulk("x")]),
+            ]),
+            Value::Array(vec![bulk("0-x"), Value::Array(vec![bulk("d"), bulk("x")])]),
+            Value::Array(vec![bulk("0-1"), Value::Array(vec![bulk("e"), bulk("x")])]),
+            Value::Array(vec![bulk("0-1"), Value::Array(vec![bulk("d")])]),
+        ] {
+            assert_eq!(parse_entry(&odd), None, "{odd:?}");
+        }
+        let published = Value::Array(vec![bulk("00000000000000ff"), Value::Int(7)]);
+        assert_eq!(
+            parse_published(&published),
+            Ok(Position {
+                epoch: 255,
+                offset: 7
+            })
+        );
+        for odd in [
+            Value::Nil,
+            Value::Okay,
+            Value::Array(vec![bulk("not hex"), Value::Int(7)]),
+            Value::Array(vec![bulk("ff"), Value::Int(-1)]),
+            Value::Array(vec![bulk("ff")]),
+        ] {
+            assert_eq!(
+                parse_published(&odd),
+                Err(ChannelError::Unavailable),
+                "{odd:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn keys_carry_the_channel_as_their_hash_tag() {
+        let config = RedisChannels::new("redis://127.0.0.1:1").unwrap();
+        assert_eq!(config.meta_key("chat:lobby"), "wavecore:ch:{chat:lobby}:m");
+        assert_eq!(
+            config.stream_key("chat:lobby"),
+            "wavecore:ch:{chat:lobby}:s"
+        );
+        assert!(RedisChannels::new("http://x").is_err());
+        assert!(PUBLISH.starts_with("local e = redis.call('HGET', KEYS[1], 'e')\nif not e"));
+        assert!(SUBSCRIBE.contains("e = ARGV[1]\n"));
+        assert!(PUBLISH.contains("e = ARGV[3]\n"));
+    }
+}
