@@ -146,7 +146,8 @@ const SUBSCRIBE: &str = concat!(
 /// `io_timeout`); a subscribe is one too. Each message is read once per server and
 /// encoded once per server. History age bounds ([`crate::channels::History::max_age`])
 /// are not applied by this engine (count bounds are). A channel's keys stay in Redis
-/// until deleted.
+/// until deleted. [`crate::ServerHandle::channel_stats`] counts the channels this
+/// server reads; their history is in Redis and not counted there.
 #[derive(Clone)]
 pub struct RedisChannels {
     info: ConnectionInfo,
