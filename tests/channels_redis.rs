@@ -524,3 +524,51 @@ fn a_frozen_redis_is_noticed_within_io_timeout_and_publishes_resume_by_themselve
     }
     server.check_health();
 }
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn first_subscribers_on_several_reactors_at_once_miss_nothing_while_publishing_goes_on() {
+    let redis = redis_server::shared("channels_redis first subscribers");
+    let prefix = prefix();
+    let engine = RedisChannels::new(&redis.url())
+        .unwrap()
+        .key_prefix(&prefix);
+    let server = TestServer::start(
+        builder()
+            .workers(4)
+            .channel_history("room", History::last(10_000))
+            .channel_engine(engine),
+        ChannelsService::new(),
+    );
+    const UNTIL: u64 = 600;
+    let addr = server.addr;
+    let publisher = thread::spawn(move || {
+        let mut ws = ws_connect(addr);
+        for k in 0..UNTIL {
+            let reply = publish(&mut ws, &format!("0:{k}"));
+            assert_eq!(reply["type"], "published", "{reply}");
+        }
+    });
+    // Each subscribes while the publisher runs, the first on its reactor (the reader
+    // does not read the channel yet), and must get every later message.
+    let subscribers: Vec<_> = (0..8)
+        .map(|i| {
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(i * 3));
+                let mut ws = ws_connect(addr);
+                let (_, subscribed) = subscribe(&mut ws, "room", None);
+                let mut offset = subscribed["offset"].as_u64().unwrap();
+                while offset < UNTIL {
+                    let message = read_json(&mut ws).expect("every later message");
+                    offset += 1;
+                    assert_eq!(message["offset"], offset, "a gap or a duplicate: {message}");
+                }
+            })
+        })
+        .collect();
+    for subscriber in subscribers {
+        subscriber.join().expect("subscriber");
+    }
+    publisher.join().expect("publisher");
+    server.check_health();
+}

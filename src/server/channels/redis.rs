@@ -265,8 +265,29 @@ impl RedisChannels {
 struct Cursor {
     /// The epoch the delivered offsets belong to (`None`: not known yet).
     epoch: Option<u64>,
-    /// The last offset delivered (or that the first subscriber is live after).
+    /// The last offset delivered (or the lowest that the first subscribers are live
+    /// after; `u64::MAX` until one of them has its answer).
     last: u64,
+    /// First subscribes still waiting for Redis: the reader leaves the channel alone
+    /// until they have all answered, then reads after the lowest offset they were
+    /// given, so that none of them misses what came between their answers.
+    pending: u32,
+}
+
+impl Cursor {
+    /// At `last` in `epoch`, read by the reader.
+    fn at(epoch: Option<u64>, last: u64) -> Self {
+        Self {
+            epoch,
+            last,
+            pending: 0,
+        }
+    }
+
+    /// Whether the reader reads this channel.
+    fn is_read(&self) -> bool {
+        self.pending == 0 && self.last != u64::MAX
+    }
 }
 
 /// The engine a server runs (see the module docs).
@@ -627,6 +648,7 @@ impl RedisEngine {
             }
             let snapshot: Vec<(Arc<str>, Cursor)> = lock(&self.cursors)
                 .iter()
+                .filter(|(_, cursor)| cursor.is_read())
                 .map(|(name, cursor)| (name.clone(), *cursor))
                 .collect();
             if snapshot.is_empty() {
@@ -820,6 +842,9 @@ impl RedisEngine {
             return Ok(());
         };
         for (name, cursor) in names {
+            if !cursor.is_read() {
+                continue;
+            }
             let value: Value = ::redis::cmd("HGET")
                 .arg(self.config.meta_key(&name))
                 .arg("e")
@@ -831,7 +856,7 @@ impl RedisEngine {
             if cursor.epoch.is_some() || cursor.last > 0 {
                 self.lost(&shared, &name, &mut Vec::new(), "channel history was lost");
             }
-            lock(&self.cursors).insert(name, Cursor { epoch, last: 0 });
+            lock(&self.cursors).insert(name, Cursor::at(epoch, 0));
         }
         Ok(())
     }
@@ -845,67 +870,14 @@ fn key_name<'a>(key: &Value, by_key: &HashMap<String, &'a Arc<str>>) -> Option<&
     }
 }
 
-impl Engine for RedisEngine {
-    fn publish(
-        &self,
-        channel: &str,
-        data: &str,
-        _fanout: &mut dyn FnMut(Publish),
-    ) -> Result<Position, ChannelError> {
-        self.check(channel, data)?;
-        let reply: Value =
-            self.with_connection(|con| self.publish_cmd(channel, data).query(con))?;
-        let position = parse_published(&reply)?;
-        self.note_epoch(channel, position.epoch);
-        Ok(position)
-    }
-
-    fn defers(&self) -> bool {
-        true
-    }
-
-    fn publish_later(
-        &self,
-        channel: &str,
-        data: &str,
-        _fanout: &mut dyn FnMut(Publish),
-        done: Done,
-    ) {
-        if let Err(e) = self.check(channel, data) {
-            return done(Err(e));
-        }
-        if !self.available.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire) {
-            return done(Err(ChannelError::Unavailable));
-        }
-        let mut queue = lock(&self.queue);
-        if queue.len() >= MAX_QUEUED {
-            drop(queue);
-            return done(Err(ChannelError::Unavailable));
-        }
-        queue.push_back(Job {
-            channel: channel.to_owned(),
-            data: data.to_owned(),
-            done,
-        });
-        drop(queue);
-        self.ready.notify_one();
-    }
-
-    fn subscribe(
+impl RedisEngine {
+    /// The subscribe script and what its answer means (see [`Engine::subscribe`]).
+    fn subscribe_script(
         &self,
         channel: &str,
         since: Option<Position>,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError> {
-        check_name(channel)?;
-        {
-            let cursors = lock(&self.cursors);
-            if cursors.len() >= self.rules.max_channels && !cursors.contains_key(channel) {
-                return Err(ChannelError::TooManyChannels {
-                    limit: self.rules.max_channels,
-                });
-            }
-        }
         let history = self.rules.history_of(channel).max_messages;
         let reply: Value = self.with_connection(|con| {
             ::redis::cmd("EVAL")
@@ -962,17 +934,100 @@ impl Engine for RedisEngine {
                 }
             }
         };
-        lock(&self.cursors)
-            .entry(Arc::from(channel))
-            .or_insert(Cursor {
-                epoch: Some(epoch),
-                last,
-            });
         Ok(Subscribed {
             recovery,
             position,
             replayed,
         })
+    }
+}
+
+impl Engine for RedisEngine {
+    fn publish(
+        &self,
+        channel: &str,
+        data: &str,
+        _fanout: &mut dyn FnMut(Publish),
+    ) -> Result<Position, ChannelError> {
+        self.check(channel, data)?;
+        let reply: Value =
+            self.with_connection(|con| self.publish_cmd(channel, data).query(con))?;
+        let position = parse_published(&reply)?;
+        self.note_epoch(channel, position.epoch);
+        Ok(position)
+    }
+
+    fn defers(&self) -> bool {
+        true
+    }
+
+    fn publish_later(
+        &self,
+        channel: &str,
+        data: &str,
+        _fanout: &mut dyn FnMut(Publish),
+        done: Done,
+    ) {
+        if let Err(e) = self.check(channel, data) {
+            return done(Err(e));
+        }
+        if !self.available.load(Ordering::Acquire) || self.stopped.load(Ordering::Acquire) {
+            return done(Err(ChannelError::Unavailable));
+        }
+        let mut queue = lock(&self.queue);
+        if queue.len() >= MAX_QUEUED {
+            drop(queue);
+            return done(Err(ChannelError::Unavailable));
+        }
+        queue.push_back(Job {
+            channel: channel.to_owned(),
+            data: data.to_owned(),
+            done,
+        });
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    fn subscribe(
+        &self,
+        channel: &str,
+        since: Option<Position>,
+        replay: &mut dyn FnMut(&Bytes),
+    ) -> Result<Subscribed, ChannelError> {
+        check_name(channel)?;
+        // A first subscribe here (or one beside other first ones) holds the reader
+        // off the channel until its answer is in (see `Cursor::pending`).
+        let first = {
+            let mut cursors = lock(&self.cursors);
+            if cursors.len() >= self.rules.max_channels && !cursors.contains_key(channel) {
+                return Err(ChannelError::TooManyChannels {
+                    limit: self.rules.max_channels,
+                });
+            }
+            let cursor = cursors
+                .entry(Arc::from(channel))
+                .or_insert(Cursor::at(None, u64::MAX));
+            let first = !cursor.is_read();
+            if first {
+                cursor.pending += 1;
+            }
+            first
+        };
+        let answered = self.subscribe_script(channel, since, replay);
+        if first {
+            let mut cursors = lock(&self.cursors);
+            if let Some(cursor) = cursors.get_mut(channel) {
+                cursor.pending -= 1;
+                if let Ok(subscribed) = &answered {
+                    cursor.last = cursor.last.min(subscribed.position.offset);
+                    cursor.epoch = cursor.epoch.or(Some(subscribed.position.epoch));
+                }
+                if cursor.pending == 0 && cursor.last == u64::MAX {
+                    cursors.remove(channel);
+                }
+            }
+        }
+        answered
     }
 
     fn position(&self, channel: &str) -> Option<Position> {
