@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
+use common::channels::{PUBLISHERS, Seen, Ws, read_json, send, subscribe};
 use common::{TestServer, builder, http_exchange, ws_connect, ws_read_close};
 use serde_json::{Value, json};
-use tungstenite::WebSocket;
 use wavecore::channels::{History, serve_message};
 use wavecore::{Conn, Handler, Message, Request, Upgrade};
 
@@ -36,8 +36,6 @@ fn tagged(_: &Request<'_>) -> Upgrade<Tagged> {
     Upgrade::accept(Tagged)
 }
 
-type Ws = WebSocket<TcpStream>;
-
 /// Connects and returns the client with the index of the reactor serving it.
 fn connect(addr: SocketAddr) -> (Ws, u64) {
     let mut ws = ws_connect(addr);
@@ -46,75 +44,8 @@ fn connect(addr: SocketAddr) -> (Ws, u64) {
     (ws, hello["reactor"].as_u64().unwrap())
 }
 
-fn send(ws: &mut Ws, value: Value) {
-    ws.send(tungstenite::Message::text(value.to_string()))
-        .expect("send");
-}
-
-/// The next JSON message, or `None` once the connection failed or closed.
-fn read_json(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                return Some(serde_json::from_str(&text).expect("JSON from the server"));
-            }
-            Ok(tungstenite::Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// Subscribes to `channel` (from `since`, if given) and returns the replayed messages
-/// and the `subscribed` answer.
-fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -> (Vec<Value>, Value) {
-    let mut request = json!({"type": "subscribe", "channel": channel});
-    if let Some((epoch, offset)) = since {
-        request["since"] = json!({"epoch": epoch, "offset": offset});
-    }
-    send(ws, request);
-    let mut replayed = Vec::new();
-    loop {
-        let message = read_json(ws).expect("an answer to subscribe");
-        match message["type"].as_str() {
-            Some("message") => replayed.push(message),
-            Some("subscribed") => return (replayed, message),
-            _ => panic!("unexpected {message}"),
-        }
-    }
-}
-
-const PUBLISHERS: usize = 4;
 const PER_PUBLISHER: u64 = 4000;
 const BATCH: u64 = 50;
-
-/// A subscriber's view: where it is, and the order it saw each publisher's messages in.
-struct Seen {
-    epoch: String,
-    offset: u64,
-    next_of: [u64; PUBLISHERS],
-    recoveries: usize,
-    replayed: usize,
-}
-
-impl Seen {
-    /// Takes a message; panics on a gap, a duplicate, or a publisher's messages out of
-    /// order.
-    fn take(&mut self, message: &Value) {
-        assert_eq!(message["type"], "message", "{message}");
-        assert_eq!(message["epoch"].as_str().unwrap(), self.epoch);
-        let offset = message["offset"].as_u64().unwrap();
-        assert_eq!(offset, self.offset + 1, "a gap or a duplicate: {message}");
-        self.offset = offset;
-        let data = message["data"].as_str().unwrap();
-        let (publisher, n) = data.split_once(':').unwrap();
-        let (publisher, n): (usize, u64) = (publisher.parse().unwrap(), n.parse().unwrap());
-        assert_eq!(
-            n, self.next_of[publisher],
-            "publisher {publisher} out of order"
-        );
-        self.next_of[publisher] += 1;
-    }
-}
 
 #[test]
 fn reconnecting_subscribers_recover_everything_while_four_reactors_publish() {
@@ -159,13 +90,7 @@ fn reconnecting_subscribers_recover_everything_while_four_reactors_publish() {
         let (replayed, subscribed) = subscribe(&mut ws, "room", None);
         assert!(replayed.is_empty());
         assert_eq!(subscribed["offset"], 0, "subscribed before any publish");
-        let seen = Seen {
-            epoch: subscribed["epoch"].as_str().unwrap().to_owned(),
-            offset: 0,
-            next_of: [0; PUBLISHERS],
-            recoveries: 0,
-            replayed: 0,
-        };
+        let seen = Seen::at(&subscribed);
         subscribers.push(thread::spawn(move || {
             let mut seen = seen;
             let mut ws = Some(ws);
@@ -174,7 +99,7 @@ fn reconnecting_subscribers_recover_everything_while_four_reactors_publish() {
                 if drops.next_if(|&at| seen.offset >= at).is_some() {
                     drop(ws.take());
                     let (mut fresh, _) = connect(addr);
-                    resume(&mut fresh, &mut seen);
+                    seen.resume(&mut fresh);
                     ws = Some(fresh);
                     continue;
                 }
@@ -186,7 +111,7 @@ fn reconnecting_subscribers_recover_everything_while_four_reactors_publish() {
                     None => {
                         // Closed by the server (a slow reader): resume.
                         let (mut fresh, _) = connect(addr);
-                        resume(&mut fresh, &mut seen);
+                        seen.resume(&mut fresh);
                         ws = Some(fresh);
                     }
                 }
@@ -247,20 +172,6 @@ fn reconnecting_subscribers_recover_everything_while_four_reactors_publish() {
     assert_eq!(position.offset, total);
     drop(spares);
     server.check_health();
-}
-
-/// Reconnected: subscribes from the last position; what was missed must come back.
-fn resume(ws: &mut Ws, seen: &mut Seen) {
-    let epoch = seen.epoch.clone();
-    let (replayed, subscribed) = subscribe(ws, "room", Some((&epoch, seen.offset)));
-    assert_eq!(subscribed["recovered"], true, "{subscribed}");
-    assert_eq!(subscribed["replayed"], replayed.len());
-    for message in &replayed {
-        seen.take(message);
-    }
-    assert_eq!(subscribed["offset"], seen.offset);
-    seen.recoveries += 1;
-    seen.replayed += replayed.len();
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::protocol::deflate::DeflateConfig;
 use crate::server::admission::{AdmissionConfig, AllowedOrigins, Cidr, MessageRate, Rate};
 use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
+use crate::server::channels::redis::RedisEngines;
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
 use crate::server::failure::{ReactorFailure, panic_message};
@@ -32,6 +33,7 @@ pub struct ServerBuilder {
     bridge: Option<Arc<dyn Bridge>>,
     tls: Option<TlsSource>,
     channels: crate::server::channels::ChannelRules,
+    channel_engine: Option<crate::channels::RedisChannels>,
 }
 
 /// Where a TLS server's configuration comes from.
@@ -50,6 +52,8 @@ pub struct Server {
     signals: Option<SignalGuard>,
     /// The bridge and its transport's threads, stopped once the reactors have.
     bridge: Option<(Arc<BridgeCore>, Vec<JoinHandle<()>>)>,
+    /// The Redis channel engine and its threads, stopped once the reactors have.
+    channel_reader: Option<(Arc<RedisEngines>, Vec<JoinHandle<()>>)>,
 }
 
 impl Server {
@@ -75,6 +79,7 @@ impl Server {
             bridge: None,
             tls: None,
             channels: Default::default(),
+            channel_engine: None,
         }
     }
 
@@ -111,6 +116,12 @@ impl Server {
         }
         if let Some((bridge, threads)) = self.bridge {
             bridge.stop();
+            for thread in threads {
+                let _ = thread.join();
+            }
+        }
+        if let Some((engine, threads)) = self.channel_reader {
+            engine.stop();
             for thread in threads {
                 let _ = thread.join();
             }
@@ -214,6 +225,21 @@ impl ServerBuilder {
     /// sets it above `max_message_size`.
     pub fn max_channel_data_size(mut self, bytes: usize) -> Self {
         self.channels.max_data_size = Some(bytes);
+        self
+    }
+
+    /// Keeps channels in Redis Streams ([`crate::channels::RedisChannels`]) instead of
+    /// this server's memory: every server on the same Redis (and key prefix) shares
+    /// each channel's order, offsets, epoch and history, and a client may recover on
+    /// any of them. The server starts whether or not Redis is reachable; while it is
+    /// not, channel publishes and subscribes fail with
+    /// [`crate::channels::ChannelError::Unavailable`] and everything resumes by itself.
+    /// [`Self::channel_history`] and [`Self::max_channels`] apply as before (history
+    /// by count; see [`crate::channels::RedisChannels`]). With
+    /// [`crate::channels::RedisChannels::cluster`], [`Self::start`] reads the
+    /// cluster's slot layout and fails (`NotConnected`, `InvalidData`) if it cannot.
+    pub fn channel_engine(mut self, engine: crate::channels::RedisChannels) -> Self {
+        self.channel_engine = Some(engine);
         self
     }
 
@@ -348,6 +374,18 @@ impl ServerBuilder {
             .bridge
             .as_ref()
             .map(|bridge| Arc::new(BridgeCore::new(bridge.limits())));
+        let channel_data_limit = self
+            .channels
+            .max_data_size
+            .unwrap_or(self.config.max_message_size);
+        let redis_engine = match self.channel_engine.clone() {
+            Some(config) => Some(Arc::new(RedisEngines::new(
+                config,
+                self.channels.clone(),
+                channel_data_limit,
+            )?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             local_addr,
             stats: Arc::new(Stats::default()),
@@ -362,12 +400,13 @@ impl ServerBuilder {
             tls: tls.map(|config| Arc::new(crate::server::tls::Acceptor::new(config))),
             config: Arc::new(self.config.clone()),
             handler_type: std::any::TypeId::of::<S::Handler>(),
-            channels: Arc::new(crate::server::channels::memory::MemoryEngine::new(
-                self.channels.clone(),
-                self.channels
-                    .max_data_size
-                    .unwrap_or(self.config.max_message_size),
-            )),
+            channels: match &redis_engine {
+                Some(engine) => engine.clone(),
+                None => Arc::new(crate::server::channels::memory::MemoryEngine::new(
+                    self.channels.clone(),
+                    channel_data_limit,
+                )),
+            },
             addresses: self.config.admission.table(),
         });
         let signals = if self.config.shutdown_on_signals {
@@ -400,12 +439,23 @@ impl ServerBuilder {
             }
             _ => None,
         };
+        let channel_reader = match redis_engine {
+            Some(engine) => match engine.start(&Arc::downgrade(&shared)) {
+                Ok(threads) => Some((engine, threads)),
+                Err(e) => {
+                    handle.shutdown();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         log_start(local_addr, workers, backend, &config, shared.tls.is_some());
         Ok(Server {
             handle,
             threads,
             signals,
             bridge,
+            channel_reader,
         })
     }
 

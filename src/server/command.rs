@@ -40,6 +40,15 @@ pub(crate) enum Command {
     Send { target: Target, message: Outgoing },
     /// Any other [`crate::ConnHandle`] call.
     Conn { target: Target, op: ConnOp },
+    /// A channel's history was lost or a gap opened in its live stream (its Redis
+    /// engine saw a new epoch, or read past what the stream still held): this
+    /// reactor's subscribers to it are closed with `code`, so that they reconnect and
+    /// are told whether they recovered, never given a silent gap.
+    ChannelLost {
+        channel: Arc<str>,
+        code: CloseCode,
+        reason: &'static str,
+    },
 }
 
 /// An accepted upgrade whose handler crossed threads: the reactor downcasts it back
@@ -116,6 +125,11 @@ impl fmt::Debug for Command {
                 )
                 .finish(),
             Command::Send { target, .. } => f.debug_struct("Send").field("target", target).finish(),
+            Command::ChannelLost { channel, code, .. } => f
+                .debug_struct("ChannelLost")
+                .field("channel", channel)
+                .field("code", code)
+                .finish(),
             Command::Conn { target, op } => f
                 .debug_struct("Conn")
                 .field("target", target)

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod channels;
 pub mod examples;
 pub mod redis_server;
 

@@ -80,9 +80,64 @@ impl RedisServer {
 
     /// Starts `redis-server` on `port` (no persistence) and waits until it answers.
     pub fn start_on(port: u16) -> Self {
+        Self::start_with(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts `redis-server` on `port` with append-only persistence in `dir`, synced
+    /// at every write (`appendfsync always`: what was acknowledged survives a kill),
+    /// and waits until it answers. Started again on the same `dir`, it has the data.
+    pub fn start_persistent(port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ],
+        )
+    }
+
+    /// Starts a Redis Cluster node (no persistence of data; its cluster
+    /// configuration in `dir`, so that started again on the same `dir` it rejoins
+    /// with its slots) on `port`, its cluster bus on `bus_port`, and waits until it
+    /// answers. [`create_cluster`] makes a cluster of such nodes.
+    pub fn start_cluster_node(port: u16, bus_port: u16, dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let config = format!("nodes-{port}.conf");
+        Self::start_with(
+            port,
+            &[
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                dir,
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &config,
+                "--cluster-port",
+                &bus_port.to_string(),
+                "--cluster-require-full-coverage",
+                "no",
+                "--cluster-node-timeout",
+                "1000",
+            ],
+        )
+    }
+
+    fn start_with(port: u16, persistence: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(persistence)
+            .args(["--daemonize", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -156,4 +211,36 @@ impl Drop for RedisServer {
         }
         self.kill();
     }
+}
+
+/// Makes the nodes on `ports` (started with [`RedisServer::start_cluster_node`]) one
+/// cluster of masters without replicas (`redis-cli --cluster create`), and waits
+/// (bounded) until every node says `cluster_state:ok`.
+pub fn create_cluster(ports: &[u16]) {
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let status = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run redis-cli (apt-get install redis-tools)");
+    assert!(status.success(), "redis-cli --cluster create failed");
+    for _ in 0..500 {
+        if ports.iter().all(|&p| cluster_ok(p)) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the cluster on {ports:?} did not become ok");
+}
+
+/// Whether the node on `port` says `cluster_state:ok`.
+pub fn cluster_ok(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "CLUSTER", "INFO"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok"))
 }

@@ -54,6 +54,7 @@ mod stats;
 pub(crate) use link::Core;
 
 pub use self::redis::RedisBridge;
+pub(crate) use self::redis::{connect as redis_connect, connection_info as redis_connection_info};
 pub use backoff::Backoff;
 pub use link::BridgeLink;
 pub use queue::Outgoing;

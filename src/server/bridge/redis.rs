@@ -93,12 +93,8 @@ impl RedisBridge {
     ///
     /// `InvalidInput` (naming `url`) if `url` is not a Redis URL.
     pub fn new(url: &str) -> io::Result<Self> {
-        let info = url.into_connection_info().map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("Redis URL {url}: {e}"))
-        })?;
-        let info = info.set_tcp_settings(TcpSettings::default().set_nodelay(true));
         Ok(Self {
-            info,
+            info: connection_info(url)?,
             prefix: "wavecore:".into(),
             limits: BridgeLimits::default(),
             io_timeout: Duration::from_secs(5),
@@ -151,12 +147,33 @@ impl RedisBridge {
 
     /// A connection with timeouts set.
     fn connect(&self) -> ::redis::RedisResult<::redis::Connection> {
-        let client = ::redis::Client::open(self.info.clone())?;
-        let con = client.get_connection_with_timeout(self.io_timeout)?;
-        con.set_read_timeout(Some(self.io_timeout))?;
-        con.set_write_timeout(Some(self.io_timeout))?;
-        Ok(con)
+        connect(&self.info, self.io_timeout)
     }
+}
+
+/// The connection settings of a Redis URL, with `TCP_NODELAY`.
+///
+/// # Errors
+///
+/// `InvalidInput` (naming `url`) if `url` is not a Redis URL.
+pub(crate) fn connection_info(url: &str) -> io::Result<ConnectionInfo> {
+    let info = url.into_connection_info().map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("Redis URL {url}: {e}"))
+    })?;
+    Ok(info.set_tcp_settings(TcpSettings::default().set_nodelay(true)))
+}
+
+/// A connection to `info` whose connecting, writes and reads each give up after
+/// `io_timeout`.
+pub(crate) fn connect(
+    info: &ConnectionInfo,
+    io_timeout: Duration,
+) -> ::redis::RedisResult<::redis::Connection> {
+    let client = ::redis::Client::open(info.clone())?;
+    let con = client.get_connection_with_timeout(io_timeout)?;
+    con.set_read_timeout(Some(io_timeout))?;
+    con.set_write_timeout(Some(io_timeout))?;
+    Ok(con)
 }
 
 impl Bridge for RedisBridge {

@@ -1,6 +1,8 @@
 //! The seam between the server and whatever sequences a channel and keeps its history:
-//! [`Engine`]. The in-process engine (`memory.rs`) is the only one today; an engine on
-//! Redis Streams (several servers, one order) takes its place behind the same calls.
+//! [`Engine`]. The in-process engine (`memory.rs`) is the default; the Redis Streams
+//! engine (`redis.rs`: several servers, one order) takes its place behind the same
+//! calls, its delivery coming from its reader thread rather than from `fanout`, and
+//! its publishes from reactors handed to its own thread ([`Engine::publish_later`]).
 //!
 //! What an engine promises, whoever calls it and from whichever thread:
 //!
@@ -22,6 +24,9 @@ use bytes::Bytes;
 use crate::server::channels::{ChannelError, EngineStats, Position, Subscribed};
 use crate::server::pubsub::Publish;
 
+/// What is called with a deferred publish's outcome, on the engine's thread.
+pub(crate) type Done = Box<dyn FnOnce(Result<Position, ChannelError>) + Send>;
+
 /// Sequencing and history of channels (see the module docs).
 pub(crate) trait Engine: Send + Sync + fmt::Debug {
     /// Gives `data` the next offset of `channel`, keeps it in the channel's history
@@ -39,6 +44,25 @@ pub(crate) trait Engine: Send + Sync + fmt::Debug {
         data: &str,
         fanout: &mut dyn FnMut(Publish),
     ) -> Result<Position, ChannelError>;
+
+    /// Whether [`Engine::publish`] waits on an outside store, so that a reactor
+    /// should hand its publishes over with [`Engine::publish_later`] instead.
+    fn defers(&self) -> bool {
+        false
+    }
+
+    /// Publishes on the engine's own thread and calls `done` there with the outcome;
+    /// the publishes handed over by one thread keep their order. The default runs
+    /// [`Engine::publish`] at once.
+    fn publish_later(
+        &self,
+        channel: &str,
+        data: &str,
+        fanout: &mut dyn FnMut(Publish),
+        done: Done,
+    ) {
+        done(self.publish(channel, data, fanout));
+    }
 
     /// Reads what `channel` published after `since` into `replay`, oldest first, and
     /// says where live delivery starts (see the module docs and [`Subscribed`]).

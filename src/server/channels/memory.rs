@@ -18,7 +18,7 @@ use crate::server::channels::engine::Engine;
 use crate::server::channels::history::Ring;
 use crate::server::channels::protocol::message_frame;
 use crate::server::channels::{
-    ChannelError, ChannelRules, EngineStats, MAX_CHANNEL_NAME, Position, Recovery, Subscribed,
+    ChannelError, ChannelRules, EngineStats, Position, Recovery, Subscribed, check_name, check_size,
 };
 use crate::server::pubsub::Publish;
 
@@ -70,9 +70,7 @@ impl MemoryEngine {
 
     /// The channel `name`, created (with a new epoch) if it is new.
     fn channel(&self, name: &str) -> Result<Arc<Mutex<Channel>>, ChannelError> {
-        if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
-            return Err(ChannelError::InvalidName);
-        }
+        check_name(name)?;
         if let Some(channel) = self
             .channels
             .read()
@@ -100,7 +98,7 @@ impl MemoryEngine {
 }
 
 /// A random epoch (never 0, so a zeroed position is never mistaken for a real one).
-fn new_epoch() -> u64 {
+pub(crate) fn new_epoch() -> u64 {
     loop {
         let epoch = getrandom::u64().unwrap_or_else(|_| {
             // No entropy source: the clock still differs from one start to the next.
@@ -125,12 +123,7 @@ impl Engine for MemoryEngine {
         data: &str,
         fanout: &mut dyn FnMut(Publish),
     ) -> Result<Position, ChannelError> {
-        if data.len() > self.max_message_size {
-            return Err(ChannelError::TooLarge {
-                size: data.len(),
-                limit: self.max_message_size,
-            });
-        }
+        check_size(data, self.max_message_size)?;
         let channel = self.channel(channel)?;
         let mut state = lock(&channel);
         let offset = state.last + 1;

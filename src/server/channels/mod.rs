@@ -33,6 +33,13 @@
 //! about 100 bytes (a 56-byte ring slot and the frame's allocation); a channel without
 //! history about 200 bytes with its name (docs/benchmarks.md).
 //!
+//! **Across servers.** With [`RedisChannels`] ([`crate::ServerBuilder::channel_engine`])
+//! a channel's order, offsets, epoch and history live in a Redis stream shared by
+//! every server on that Redis; each server reads what its subscribers need once and
+//! delivers it in the stream's order. While Redis is unreachable, channel publishes
+//! and subscribes fail with [`ChannelError::Unavailable`]; plain topics and everything
+//! else go on, and channels resume by themselves. docs/channels.md has the details.
+//!
 //! **Backpressure.** A subscriber that passes `max_backpressure` under the `Close`
 //! policy is closed with 1008 and recovers when it reconnects; under the `Drop`
 //! policy a dropped channel message is a gap the client sees (offsets jump), so use
@@ -42,6 +49,7 @@ pub(crate) mod engine;
 mod history;
 pub(crate) mod memory;
 pub(crate) mod protocol;
+pub(crate) mod redis;
 mod service;
 pub(crate) mod subs;
 
@@ -58,6 +66,7 @@ use crate::server::shared::Shared;
 
 pub use history::History;
 pub use protocol::epoch_text;
+pub use redis::{LIVE_SLACK, RedisChannels};
 pub use service::{
     Action, CLIENT_JS, CLIENT_JS_PATH, ChannelsHandler, ChannelsService, Policy, serve_message,
     serve_message_with,
@@ -163,6 +172,25 @@ impl fmt::Display for ChannelError {
 
 impl std::error::Error for ChannelError {}
 
+/// Refuses an empty channel name or one over [`MAX_CHANNEL_NAME`] bytes.
+pub(crate) fn check_name(name: &str) -> Result<(), ChannelError> {
+    if name.is_empty() || name.len() > MAX_CHANNEL_NAME {
+        return Err(ChannelError::InvalidName);
+    }
+    Ok(())
+}
+
+/// Refuses data over `limit` bytes.
+pub(crate) fn check_size(data: &str, limit: usize) -> Result<(), ChannelError> {
+    if data.len() > limit {
+        return Err(ChannelError::TooLarge {
+            size: data.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Channels and history memory held by a server's engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -254,6 +282,34 @@ impl Conn<'_> {
         Ok(position)
     }
 
+    /// Publishes `data` to `channel` without waiting for an engine that keeps
+    /// channels outside the server ([`RedisChannels`]): the reactor hands the publish
+    /// over and goes on, and `done` is called later, on the engine's thread, with the
+    /// message's position or why it was refused (keep a [`crate::ConnHandle`] in it to
+    /// answer the client). A connection's publishes are stored, and `done` called, in
+    /// the order they were made. With the in-memory engine nothing waits: the publish
+    /// happens at once, as [`Conn::publish_channel`], and `done` is not called.
+    ///
+    /// Returns `Some(result)` when the publish happened at once (`done` dropped), or
+    /// `None` when it was handed over (`done` will be called once, whatever becomes of
+    /// it, including when the server stops first).
+    pub fn publish_channel_with(
+        &mut self,
+        channel: &str,
+        data: &str,
+        done: impl FnOnce(Result<Position, ChannelError>) + Send + 'static,
+    ) -> Option<Result<Position, ChannelError>> {
+        let shared = self.reactor.server.shared();
+        if !shared.channels.defers() {
+            return Some(self.publish_channel(channel, data));
+        }
+        self.reactor.counters.publishes.add(1);
+        shared
+            .channels
+            .publish_later(channel, data, &mut fanout(shared), Box::new(done));
+        None
+    }
+
     /// Subscribes to `channel`. With `since` (the position of the last message the
     /// client got), the messages published after it are queued on this connection
     /// now, behind what this callback sent before, and live delivery continues after
@@ -312,6 +368,13 @@ impl Conn<'_> {
         let sub = self.state.channel_subs.swap_remove(i);
         self.reactor.channels.unsubscribe(sub);
         true
+    }
+
+    /// Whether this server's channel engine keeps channels outside it (Redis), so
+    /// that [`Conn::publish_channel_with`] hands publishes over rather than doing
+    /// them at once.
+    pub fn is_deferring_channels(&self) -> bool {
+        self.reactor.server.shared().channels.defers()
     }
 
     /// Whether this connection subscribes to `channel`.

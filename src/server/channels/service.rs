@@ -92,12 +92,33 @@ pub fn serve_message_with(
             conn.send_text(&protocol::unsubscribed(&channel));
         }
         ChannelRequest::Publish { channel, data, id } => {
-            let reply = match conn.publish_channel(&channel, &data) {
-                Ok(position) => protocol::published(&channel, position, id.as_ref()),
-                Err(e) => protocol::error(&e.to_string(), Some(&channel), id.as_ref()),
-            };
-            conn.send_text(&reply);
+            if conn.is_deferring_channels() {
+                // Answered from the engine's thread once Redis has.
+                let handle = conn.handle();
+                let later = channel.clone();
+                let later_id = id.clone();
+                if let Some(result) = conn.publish_channel_with(&channel, &data, move |result| {
+                    handle.send_text(&reply(result, &later, later_id.as_ref()));
+                }) {
+                    conn.send_text(&reply(result, &channel, id.as_ref()));
+                }
+                return;
+            }
+            let result = conn.publish_channel(&channel, &data);
+            conn.send_text(&reply(result, &channel, id.as_ref()));
         }
+    }
+}
+
+/// The answer to a publish.
+fn reply(
+    result: Result<crate::channels::Position, crate::channels::ChannelError>,
+    channel: &str,
+    id: Option<&serde_json::Value>,
+) -> String {
+    match result {
+        Ok(position) => protocol::published(channel, position, id),
+        Err(e) => protocol::error(&e.to_string(), Some(channel), id),
     }
 }
 

@@ -113,6 +113,14 @@ impl ChannelSubs {
         }
     }
 
+    /// Slab keys of every subscriber of `name`, appended to `out`.
+    pub fn keys_of(&self, name: &str, out: &mut Vec<usize>) {
+        if let Some(&channel) = self.by_name.get(name) {
+            let local = &self.channels[channel as usize];
+            out.extend(local.subscribers.iter().map(|(_, &(key, _))| key));
+        }
+    }
+
     /// Gives back the registry's memory once no channel is left.
     pub fn release_idle_memory(&mut self) {
         if self.channels.is_empty() {

@@ -67,6 +67,11 @@ impl<S: Service, IO> Core<S, IO> {
             Command::Decided { target, .. }
             | Command::Conn { target, .. }
             | Command::Send { target, .. } => *target,
+            Command::ChannelLost {
+                channel,
+                code,
+                reason,
+            } => return self.channel_lost(channel, *code, reason, t),
         };
         if !self.holds(target) {
             // A decision's handler and link go with it: its handles learn it.
@@ -98,9 +103,36 @@ impl<S: Service, IO> Core<S, IO> {
                 Command::Send { target, message } => {
                     core.send_group(&[(target, message)], &[]);
                 }
+                Command::ChannelLost { .. } => {}
             }
             core.served(key, t);
         });
+    }
+
+    /// Closes this reactor's subscribers to `channel` with `code` (see
+    /// [`Command::ChannelLost`]).
+    fn channel_lost<T: Transport<IO>>(
+        &mut self,
+        channel: &str,
+        code: crate::protocol::CloseCode,
+        reason: &str,
+        t: &mut T,
+    ) {
+        let mut keys = Vec::new();
+        self.reactor.channels.keys_of(channel, &mut keys);
+        for key in keys {
+            self.contained(Some(key), t, |core, t| {
+                let mut env = env!(core);
+                let Some(slot) = core.conns.get_mut(key) else {
+                    return;
+                };
+                slot.conn.apply(
+                    crate::server::command::ConnOp::Close(code, reason.to_owned()),
+                    &mut env,
+                );
+                core.served(key, t);
+            });
+        }
     }
 
     /// Applies a run of messages sent through handles (see the module docs).
