@@ -167,14 +167,24 @@ fn frame<S: std::io::Read>(stream: &mut S) -> (u8, Vec<u8>) {
 
 /// Reads frames until a text one containing `needle`.
 fn text_containing<S: std::io::Read>(stream: &mut S, needle: &str) -> String {
+    texts_until(stream, needle).pop().unwrap()
+}
+
+/// Reads text frames up to and including one containing `needle`.
+fn texts_until<S: std::io::Read>(stream: &mut S, needle: &str) -> Vec<String> {
+    let mut texts = Vec::new();
     for _ in 0..100 {
         let (opcode, payload) = frame(stream);
         let text = String::from_utf8_lossy(&payload).into_owned();
-        if opcode == 1 && text.contains(needle) {
-            return text;
+        if opcode == 1 {
+            let found = text.contains(needle);
+            texts.push(text);
+            if found {
+                return texts;
+            }
         }
     }
-    panic!("no message containing {needle:?}");
+    panic!("no message containing {needle:?} in {texts:?}");
 }
 
 /// The close code of the next close frame.
@@ -291,4 +301,81 @@ fn chat_sessions_are_shared_through_redis_and_a_logout_closes_every_tab() {
     assert_eq!(close_code(&mut on_b), 4001);
     assert_eq!(upgrade(&mut b.tcp(), "lobby", Some(&cookie)), 401);
     assert_eq!(login(&mut b.tcp(), &name).0, 200, "the name is free again");
+}
+
+/// The `"epoch":"E","offset":N` of a channel message, as `E:N`.
+fn position_of(message: &str) -> String {
+    let epoch = message
+        .split(r#""epoch":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an epoch");
+    let offset = message
+        .split(r#""offset":"#)
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .expect("an offset");
+    format!("{epoch}:{offset}")
+}
+
+/// With `--redis`, a room's lines and their history live in Redis Streams: a tab moved
+/// to another chat server, or back to a restarted one, is sent what it missed, once,
+/// in order, and nothing is reported missing.
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn chat_rooms_keep_their_history_in_redis_across_servers_and_restarts() {
+    use std::io::Write;
+
+    let redis = common::redis_server::shared("chat history");
+    let url = redis.url();
+    let mut a = Chat::start(&["--redis".as_ref(), url.as_ref()]);
+    let b = Chat::start(&["--redis".as_ref(), url.as_ref()]);
+    let (name, room) = (
+        format!("hist{}", std::process::id()),
+        format!("r{}", std::process::id()),
+    );
+    let (_, cookie) = login(&mut a.tcp(), &name);
+    let cookie = cookie.expect("a session cookie");
+    let say = |ws: &mut std::net::TcpStream, text: &str| {
+        ws.write_all(&common::encode_frame(true, 1, text.as_bytes(), true))
+            .unwrap();
+        position_of(&text_containing(ws, text))
+    };
+
+    // On A: "one", then the page's position; "two" and "three" it will miss.
+    let mut on_a = a.tcp();
+    assert_eq!(upgrade(&mut on_a, &room, Some(&cookie)), 101);
+    let after_one = say(&mut on_a, "line one");
+    say(&mut on_a, "line two");
+    let after_three = say(&mut on_a, "line three");
+
+    // The tab moves to B with the position after "one": "two" and "three" replayed.
+    let mut on_b = b.tcp();
+    let path = format!("{room}?since={after_one}");
+    assert_eq!(upgrade(&mut on_b, &path, Some(&cookie)), 101);
+    let seen = texts_until(&mut on_b, "line three");
+    let lines: Vec<&String> = seen.iter().filter(|t| t.contains("line ")).collect();
+    assert_eq!(lines.len(), 2, "only two and three: {seen:?}");
+    assert!(lines[0].contains("line two"), "{seen:?}");
+    assert!(
+        !seen.iter().any(|t| t.contains("\"type\":\"gap\"")),
+        "{seen:?}"
+    );
+
+    // A restarts; the tab comes back to it from after "three" while B's room goes on.
+    drop(on_a);
+    drop(a);
+    a = Chat::start(&["--redis".as_ref(), url.as_ref()]);
+    say(&mut on_b, "line four");
+    let mut back = a.tcp();
+    let path = format!("{room}?since={after_three}");
+    assert_eq!(upgrade(&mut back, &path, Some(&cookie)), 101);
+    let seen = texts_until(&mut back, "line four");
+    assert!(
+        !seen.iter().any(|t| t.contains("\"type\":\"gap\"")),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|t| t.contains("line three")), "{seen:?}");
+    say(&mut on_b, "line five");
+    text_containing(&mut back, "line five");
 }

@@ -36,8 +36,10 @@
 //!   (`/chat/ROOM?since=EPOCH:OFFSET`): a tab that lost its connection is sent every
 //!   line it missed, once, in order. When the history cannot give them back (the
 //!   server restarted: its history was in memory), the page is told so and says
-//!   plainly that earlier lines are gone. With `--redis`, lines cross servers on the
-//!   bridge's topic `room:ROOM` instead, without history.
+//!   plainly that earlier lines are gone. With `--redis`, the rooms' channels live in
+//!   Redis Streams (`RedisChannels`): every chat server on that Redis shares their
+//!   order and history, so a tab moved to another server, or through a restart of
+//!   either, misses nothing.
 //! * **Presence.** [`Rooms`] keeps who is in which room, under a mutex taken on join
 //!   and leave only, never per message. Joins and leaves go out on the room's topic,
 //!   numbered by one counter under that mutex; a newcomer subscribes first, then gets
@@ -81,7 +83,7 @@ use std::process::ExitCode;
 
 use auth::{Auth, MemoryStore, RedisStore, Store};
 use clap::Parser;
-use wavecore::channels::{History, Position};
+use wavecore::channels::{ChannelError, History, Position, RedisChannels};
 use wavecore::{
     CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
     Request, Server, ServerHandle, Service, Upgrade,
@@ -127,8 +129,6 @@ struct Rooms {
     /// `on_close` has no `Conn` to publish with.
     server: OnceLock<ServerHandle>,
     presence: Mutex<Presence>,
-    /// Lines go through the bridge's topics (`--redis`), not channels with history.
-    bridged: bool,
 }
 
 #[derive(Default)]
@@ -195,9 +195,9 @@ pub struct Member {
     rooms: Arc<Rooms>,
     id: ConnId,
     room: String,
-    /// Presence (plain topic, never replayed); also the lines with `--redis`.
+    /// Presence (a plain topic, never replayed; across servers through the bridge).
     topic: String,
-    /// The room's lines, with history (without `--redis`).
+    /// The room's lines, with history.
     channel: String,
     name: String,
     /// The position of the last line the page showed, from its reconnect.
@@ -220,15 +220,14 @@ impl Handler for Session {
                 conn.subscribe(&member.topic);
                 let welcome = member.rooms.join(member);
                 conn.send_text(&welcome);
-                if !member.rooms.bridged {
-                    // Behind the welcome: what the page missed, then the live lines.
-                    match conn.subscribe_channel(&member.channel, member.since) {
-                        Ok(subscribed) if subscribed.recovery.failed() => {
-                            conn.send_text(GAP);
-                        }
-                        Ok(_) => {}
-                        Err(e) => conn.close(CloseCode::POLICY_VIOLATION, &e.to_string()),
+                // Behind the welcome: what the page missed, then the live lines. (With
+                // Redis this waits one round trip to it, bounded by its io_timeout.)
+                match conn.subscribe_channel(&member.channel, member.since) {
+                    Ok(subscribed) if subscribed.recovery.failed() => {
+                        conn.send_text(GAP);
                     }
+                    Ok(_) => {}
+                    Err(e) => conn.close(CloseCode::TRY_AGAIN_LATER, &e.to_string()),
                 }
             }
         }
@@ -254,11 +253,18 @@ impl Handler for Session {
             json(text),
             now_ms()
         );
-        if member.rooms.bridged {
-            conn.publish(&member.topic, Message::Text(&line));
-        } else if let Err(e) = conn.publish_channel(&member.channel, &line) {
-            let error = format!(r#"{{"type":"error","reason":{}}}"#, json(&e.to_string()));
-            conn.send_text(&error);
+        // Stored (in memory at once, in Redis on its engine's thread) and sent to the
+        // room in the channel's order; a refusal (too large, Redis unreachable) is
+        // told to the sender, from whichever thread learns it.
+        let handle = conn.handle();
+        let told = move |result: Result<Position, ChannelError>| {
+            if let Err(e) = result {
+                let error = format!(r#"{{"type":"error","reason":{}}}"#, json(&e.to_string()));
+                handle.send_text(&error);
+            }
+        };
+        if let Some(result) = conn.publish_channel_with(&member.channel, &line, told.clone()) {
+            told(result);
         }
     }
 
@@ -343,10 +349,7 @@ impl Service for Chat {
 fn main() -> ExitCode {
     let args = Cli::parse();
     cli::init_logging();
-    let rooms = Arc::new(Rooms {
-        bridged: args.bridge.redis.is_some(),
-        ..Rooms::default()
-    });
+    let rooms = Arc::new(Rooms::default());
     // Ctrl-C or SIGTERM: no new connections, Close 1001 to every page after what is
     // queued for it, then `join` returns. A second signal exits at once.
     let mut builder = Server::builder()
@@ -358,9 +361,15 @@ fn main() -> ExitCode {
         .max_channel_data_size(6 * MAX_LINE + 256)
         .shutdown_on_signals(true);
     if let Some(url) = &args.bridge.redis {
-        match RedisBridge::new(url) {
-            Ok(bridge) => builder = builder.bridge(bridge.channel_prefix("chat:")),
-            Err(e) => return cli::fail("chat", &e, &args.server),
+        // Presence crosses servers on the bridge's topics; the rooms' lines and their
+        // history live in Redis Streams.
+        match (RedisBridge::new(url), RedisChannels::new(url)) {
+            (Ok(bridge), Ok(channels)) => {
+                builder = builder
+                    .bridge(bridge.channel_prefix("chat:"))
+                    .channel_engine(channels.key_prefix("chat:ch:"));
+            }
+            (Err(e), _) | (_, Err(e)) => return cli::fail("chat", &e, &args.server),
         }
     }
     let store: Box<dyn Store> = match &args.bridge.redis {
