@@ -7,6 +7,14 @@
 #
 #   benches/admission.sh NONE_DIR LIMITS_DIR      # dirs holding the release echo and broadcast
 #
+# or, with the examples' own admission flags, one build for both (LIMITS_ARGS is
+# given to the "limits" runs only):
+#
+#   LIMITS_ARGS="--max-connections-per-ip 100000 --max-connection-rate-per-ip 1e6 \
+#     --message-rate 1e9 --allowed-origin https://app.example.com --proxy-protocol \
+#     --trusted-proxy 10.0.0.0/8 --forwarded-headers" \
+#     benches/admission.sh target/release/examples target/release/examples
+#
 # LIMITS_DIR's examples are this checkout's with these builder calls added after
 # `.permessage_deflate(..)` (see docs/benchmarks.md, "Admission control"):
 #   .max_connections_per_address(100_000)
@@ -25,6 +33,7 @@ ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-3}
 WARM=${WARM:-1}
 ROWS=${ROWS:-"echo-100 pipe-500x16 bcast-1000"}
+LIMITS_ARGS=${LIMITS_ARGS:-}
 LOAD=${LOAD:-target/release/wavecore-load}
 declare -A ROW_ARGS=(
   [echo-100]="echo -c 100 -p 1 -s 32"
@@ -38,11 +47,16 @@ for round in $(seq "$ROUNDS"); do
     [ $(( (round + ${#row}) % 2 )) = 1 ] && order="limits none"
     for which in $order; do
       dir=$NONE
-      [ "$which" = limits ] && dir=$LIMITS
+      args=""
+      if [ "$which" = limits ]; then
+        dir=$LIMITS
+        args=$LIMITS_ARGS
+      fi
       example=echo
       [[ $row == bcast-* ]] && example=broadcast
       port=$((port + 1))
-      WORKERS=1 taskset -c 0 "$dir/$example" "127.0.0.1:$port" >/dev/null 2>&1 &
+      # shellcheck disable=SC2086 # LIMITS_ARGS is a list of flags
+      WORKERS=1 taskset -c 0 "$dir/$example" "127.0.0.1:$port" $args >/dev/null 2>&1 &
       pid=$!
       sleep 0.3
       json=$(taskset -c 1 "$LOAD" ${ROW_ARGS[$row]} "127.0.0.1:$port" -d "$DUR" --warmup "$WARM" \
