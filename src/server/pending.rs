@@ -75,6 +75,22 @@ struct Waiting {
 }
 
 impl Waiting {
+    fn new(
+        head: RequestHead,
+        peer: SocketAddr,
+        server: ServerHandle,
+        target: Target,
+        ticket: Arc<Ticket>,
+    ) -> Self {
+        Self {
+            head: Some(head),
+            peer,
+            server,
+            target,
+            ticket,
+        }
+    }
+
     /// Queues `decision` for the reactor if this completion came first.
     fn complete(&mut self, decision: impl FnOnce(RequestHead) -> Decision) -> Result<(), TooLate> {
         let head = self.head.take().ok_or(TooLate)?;
@@ -128,13 +144,7 @@ impl<H> PendingUpgrade<H> {
         ticket: Arc<Ticket>,
     ) -> Self {
         Self {
-            waiting: Waiting {
-                head: Some(head),
-                peer,
-                server,
-                target,
-                ticket,
-            },
+            waiting: Waiting::new(head, peer, server, target, ticket),
             handler: PhantomData,
         }
     }
@@ -255,13 +265,7 @@ impl PendingResponse {
         ticket: Arc<Ticket>,
     ) -> Self {
         Self {
-            waiting: Waiting {
-                head: Some(head),
-                peer,
-                server,
-                target,
-                ticket,
-            },
+            waiting: Waiting::new(head, peer, server, target, ticket),
             body,
         }
     }

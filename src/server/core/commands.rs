@@ -60,13 +60,16 @@ impl<S: Service, IO> Core<S, IO> {
         }
     }
 
-    /// Applies a command other than a message. A decision or call is served at once,
-    /// as after a read.
+    /// Applies a command other than a message (messages go through
+    /// [`Core::apply_sends`], with the frame arena their ranges point into). A decision
+    /// or call is served at once, as after a read.
     fn apply<T: Transport<IO>>(&mut self, command: Command, t: &mut T) {
         let target = match &command {
-            Command::Decided { target, .. }
-            | Command::Conn { target, .. }
-            | Command::Send { target, .. } => *target,
+            Command::Decided { target, .. } | Command::Conn { target, .. } => *target,
+            Command::Send { .. } => {
+                debug_assert!(false, "a message outside its run");
+                return;
+            }
             Command::ChannelLost {
                 channel,
                 code,
@@ -100,10 +103,7 @@ impl<S: Service, IO> Core<S, IO> {
                     slot.conn.decided(decision, stopping, &mut env);
                 }
                 Command::Conn { op, .. } => slot.conn.apply(op, &mut env),
-                Command::Send { target, message } => {
-                    core.send_group(&[(target, message)], &[]);
-                }
-                Command::ChannelLost { .. } => {}
+                Command::Send { .. } | Command::ChannelLost { .. } => {}
             }
             core.served(key, t);
         });
