@@ -133,6 +133,11 @@ impl<H: Handler> Connection<H> {
         matches!(self.phase, Phase::Open { .. })
     }
 
+    /// How many bytes [`Connection::take_pending`] would copy out.
+    pub fn pending_len(&self) -> usize {
+        self.pending.as_ref().map_or(0, |pending| pending.len())
+    }
+
     /// Copies the bytes left over from the last read to the front of `buf`; returns how
     /// many, so the next read goes after them.
     pub fn take_pending(&mut self, buf: &mut [u8]) -> usize {
@@ -141,12 +146,6 @@ impl<H: Handler> Connection<H> {
         };
         buf[..pending.len()].copy_from_slice(&pending);
         pending.len()
-    }
-
-    /// Puts back bytes [`Connection::take_pending`] lent out when the read found
-    /// nothing new.
-    pub fn restore_pending(&mut self, bytes: &[u8]) {
-        self.keep(bytes);
     }
 
     /// Keeps `bytes` (a partial frame) for the next read.

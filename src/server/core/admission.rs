@@ -56,7 +56,8 @@ impl<S: Service, IO> Core<S, IO> {
                 slot.conn.state.peer = client;
                 slot.conn.state.admission = state;
                 if used < data.len() {
-                    self.received(key, &mut data[used..]);
+                    // Nothing was kept before the header: no room is needed in front.
+                    self.received(key, &mut data[used..], 0);
                 }
             }
             Err((refusal, reason)) => {

@@ -3,25 +3,27 @@
 //!
 //! The core owns the slab of connections, the reactor state (cork, turn batch, topics,
 //! publishes), the timer wheel, the list of connections to flush at the end of the
-//! turn, publish delivery and graceful shutdown. A driver (`driver/epoll.rs`) owns the
-//! sockets and the event source, and tells the core what happened:
+//! turn, publish delivery and graceful shutdown. A backend (`driver/`) owns the
+//! sockets and the event source; the turn loop (`driver/reactor.rs`), written once
+//! for every backend, and the backend tell the core what happened:
 //!
-//! | the driver saw                  | it calls                                          |
-//! |---------------------------------|---------------------------------------------------|
-//! | a new connection                | [`Core::vacant_key`], then [`Core::open`]          |
-//! | bytes read                      | [`Core::take_pending`], [`Core::received`]        |
-//! | EOF or a read error             | [`Core::eof`]                                     |
-//! | room to write (readiness)       | [`Core::write`]                                   |
-//! | a write completed (completion)  | [`Core::sent`]                                    |
-//! | it is done serving a connection | [`Core::served`]                                  |
-//! | a wake-up from another thread   | [`Core::wake`]                                    |
-//! | a turn starts, a turn ends      | [`Core::begin_turn`], [`Core::end_turn`]          |
+//! | what happened                        | the call                                   |
+//! |--------------------------------------|--------------------------------------------|
+//! | a new connection                     | [`Core::vacant_key`], then [`Core::open`]  |
+//! | bytes read (after [`RECV_HEADROOM`]) | [`Core::received`], then [`Core::write`]   |
+//! | EOF or a read error                  | [`Core::eof`]                              |
+//! | room to write again (readiness)      | [`Core::write`]                            |
+//! | a write completed (completion)       | [`Core::sent`]                             |
+//! | done serving a connection            | [`Core::served`]                           |
+//! | a wake-up from another thread        | [`Core::wake`]                             |
+//! | a turn starts, a turn ends           | [`Core::begin_turn`], [`Core::end_turn`]   |
 //!
 //! and asks what to do next: [`Core::poll_timeout`] (how long it may sleep),
-//! [`Core::pause_reading`] (flow control), [`Core::finished`] (shutdown complete),
-//! and, through its [`Transport`], what to write, when to shut down a socket's write
-//! side, when to resume reading, and when to forget a socket. Every instant is the
-//! driver's (`now` arguments), so tests drive the core with in-memory peers and a
+//! [`Core::finished`] (shutdown complete), [`Core::take_ready`] and
+//! [`Core::sendable`] (what a completion backend writes), and, through its
+//! [`Transport`], what to write now, when to pause, resume or stop reading, when to
+//! shut down a socket's write side and when to forget a socket. Every instant is the
+//! caller's (`now` arguments), so tests drive the core with in-memory peers and a
 //! manual clock (`core/tests.rs`).
 
 use std::sync::Arc;
@@ -45,7 +47,7 @@ use crate::server::shared::Shared;
 use crate::server::stats::Stats;
 use crate::server::timer::{self, TimerWheel};
 
-pub(crate) use transport::Transport;
+pub(crate) use transport::{Sends, Transport};
 
 /// The environment a connection is served in, borrowed field by field from a core
 /// (so the slab stays borrowable beside it).
@@ -76,6 +78,11 @@ mod tests;
 /// connection leaves (see [`Core::release_idle_memory`]).
 const KEEP_IDLE_SLOTS: usize = 1024;
 
+/// Free bytes a backend leaves in front of what it reads (see [`Core::received`]):
+/// room for the bytes a connection kept from its last read (a partial frame header,
+/// at most 131 bytes), put in front without a copy of what was read.
+pub(crate) const RECV_HEADROOM: usize = 256;
+
 /// A connection, the driver's state for it, and the core's bookkeeping.
 struct Slot<H, IO> {
     io: IO,
@@ -87,6 +94,14 @@ struct Slot<H, IO> {
     counted: bool,
     /// Reading is paused: more than `high_water_mark` bytes wait in the outbox.
     reads_paused: bool,
+    /// In the list of connections ready for a [`Sends::Later`] write.
+    ready: bool,
+    /// A [`Sends::Later`] write of its bytes is in flight (taken with
+    /// [`Core::sendable`], not yet reported with [`Core::sent`]).
+    in_flight: bool,
+    /// The peer's EOF arrived while replies were on their way to a
+    /// [`Sends::Later`] write: the connection ends once they are written.
+    eof_pending: bool,
     /// TLS state, for a connection to a TLS server (see `tls.rs`).
     tls: Option<Box<crate::server::tls::session::Session>>,
     /// A trusted proxy's PROXY header still to read (see `proxy.rs`).
@@ -107,6 +122,8 @@ pub(crate) struct Core<S: Service, IO> {
     shared: Arc<Shared>,
     /// Connections with queued bytes to write at the end of the turn.
     dirty: Vec<usize>,
+    /// Connections with bytes for a [`Sends::Later`] write (see [`Core::take_ready`]).
+    ready: Vec<usize>,
     /// Publishes to hand to the other reactors at the end of the turn.
     outgoing: Vec<Publish>,
     /// Scratch list of subscriber keys.
@@ -155,6 +172,7 @@ impl<S: Service, IO> Core<S, IO> {
             config,
             shared,
             dirty: Vec::new(),
+            ready: Vec::new(),
             outgoing: Vec::new(),
             targets: Vec::new(),
             frames: Vec::new(),
@@ -294,91 +312,106 @@ impl<S: Service, IO> Core<S, IO> {
             write_shut: false,
             counted,
             reads_paused: false,
+            ready: false,
+            in_flight: false,
+            eof_pending: false,
             tls,
             proxy,
         });
         self.contained(Some(key), t, |core, t| core.served(key, t));
     }
 
-    /// Copies the bytes the connection at `key` left over from its last read (a
-    /// partial frame header, at most 131 bytes) to the front of `buf`; returns how
-    /// many, so the next read lands after them. None for a TLS connection.
-    pub fn take_pending(&mut self, key: usize, buf: &mut [u8]) -> usize {
-        self.conns
-            .get_mut(key)
+    /// Bytes arrived for the connection at `key`: `buf[start..]` is what was read,
+    /// and `buf[..start]` is free room (at least [`RECV_HEADROOM`] bytes) where the
+    /// bytes the connection kept from its last read go, so that they and the new ones
+    /// are decoded as one, in place (unmasked where they lie). For a TLS connection
+    /// the bytes are ciphertext, decrypted first (see `tls.rs`). Replies go into the
+    /// cork: the caller calls [`Core::write`] next. Returns whether the connection
+    /// still reads (false once it is done).
+    pub fn received(&mut self, key: usize, buf: &mut [u8], start: usize) -> bool {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if slot.tls.is_some() {
             // A TLS connection's pending bytes are plaintext: they go in front of the
             // next record's plaintext (`tls.rs`), not of the ciphertext read.
-            .filter(|slot| slot.tls.is_none())
-            .map_or(0, |slot| slot.conn.take_pending(buf))
+            self.received_tls(key, &mut buf[start..]);
+        } else {
+            let held = slot.conn.pending_len();
+            assert!(held <= start, "{held} bytes kept, {start} bytes of headroom");
+            let data = &mut buf[start - held..];
+            slot.conn.take_pending(data);
+            if slot.proxy.is_some() {
+                self.received_proxy_header(key, data);
+            } else {
+                let mut env = env!(self);
+                slot.conn.receive(data, &mut env);
+            }
+        }
+        self.conns
+            .get(key)
+            .is_some_and(|slot| !slot.conn.is_done())
     }
 
-    /// Gives back what [`Core::take_pending`] lent out, when the read found nothing.
-    pub fn restore_pending(&mut self, key: usize, bytes: &[u8]) {
-        if let Some(slot) = self.conns.get_mut(key) {
-            slot.conn.restore_pending(bytes);
-        }
-    }
-
-    /// Bytes arrived for the connection at `key`: `data` is what
-    /// [`Core::take_pending`] put in front, then what was read. Decoded in place
-    /// (unmasked where it lies); replies go into the cork, for [`Core::write`]. For a
-    /// TLS connection `data` is ciphertext, decrypted first (see `tls.rs`).
-    pub fn received(&mut self, key: usize, data: &mut [u8]) {
-        let Some(slot) = self.conns.get_mut(key) else {
-            return;
-        };
-        if slot.proxy.is_some() {
-            return self.received_proxy_header(key, data);
-        }
-        if slot.tls.is_some() {
-            return self.received_tls(key, data);
-        }
-        let mut env = env!(self);
-        slot.conn.receive(data, &mut env);
-    }
-
-    /// The peer ended its side, or reading failed.
+    /// The peer ended its side, or reading failed. While replies are on their way
+    /// to a [`Sends::Later`] write, the connection ends once they are written (as a
+    /// [`Sends::Now`] backend writes what a read produced before it reads the EOF).
     pub fn eof(&mut self, key: usize) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        if slot.in_flight || slot.ready {
+            slot.eof_pending = true;
+            return;
+        }
         let mut env = env!(self);
         slot.conn.eof(&mut env);
     }
 
-    /// Whether nothing waits to be written for the connection at `key` (true when it
-    /// is gone).
-    pub fn is_flushed(&self, key: usize) -> bool {
-        self.conns
-            .get(key)
-            .is_none_or(|slot| slot.conn.state.outbox.is_empty())
-    }
-
-    /// Whether the connection at `key` is gone or about to be (nothing more to read).
-    pub fn is_done(&self, key: usize) -> bool {
-        self.conns.get(key).is_none_or(|slot| slot.conn.is_done())
-    }
-
-    /// Read-side flow control: whether reading the connection at `key` must pause
-    /// because more than `high_water_mark` bytes wait for its peer (TCP then slows
-    /// the peer down). Once paused, the core says when to go on
-    /// ([`Transport::resume_reading`]).
-    pub fn pause_reading(&mut self, key: usize) -> bool {
+    /// Read-side flow control: reading the connection at `key` pauses
+    /// ([`Transport::pause_reading`]) once more than `high_water_mark` bytes wait for
+    /// its peer (TCP then slows the peer down); [`Core::resume_reading`] says when to
+    /// go on.
+    fn pause_reading<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         let Some(slot) = self.conns.get_mut(key) else {
-            return true;
+            return;
         };
-        let over =
-            slot.unsent() > self.config.high_water_mark || slot.conn.holds_too_much(&self.config);
-        if over {
-            slot.reads_paused = true;
+        if slot.reads_paused {
+            return;
         }
-        over
+        if slot.unsent() > self.config.high_water_mark || slot.conn.holds_too_much(&self.config)
+        {
+            slot.reads_paused = true;
+            t.pause_reading(key, &mut slot.io);
+        }
     }
 
-    /// Writes the cork and the connection's queue through the driver; tells the
-    /// handler when it drained (its `on_drain` may send more, written in the same
-    /// call). What the driver does not take stays queued, in order.
+    /// Lists the connection at `key` for a [`Sends::Later`] write if bytes wait and
+    /// no write of them is in flight or listed.
+    fn list_ready(&mut self, key: usize) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !slot.ready && !slot.in_flight && !slot.all_sent() {
+            slot.ready = true;
+            self.ready.push(key);
+        }
+    }
+
+    /// Writes the cork and the connection's queue through the backend (see
+    /// [`Sends`]); tells the handler when it drained (its `on_drain` may send more,
+    /// written in the same call). What the backend does not take stays queued, in
+    /// order; reading pauses when too much waits.
     pub fn write<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+        self.write_out(key, t);
+        if t.sends() == Sends::Later {
+            self.list_ready(key);
+        }
+        self.pause_reading(key, t);
+    }
+
+    /// [`Core::write`] without the bookkeeping after it.
+    fn write_out<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         loop {
             let Some(slot) = self.conns.get_mut(key) else {
                 self.reactor.cork.clear();
@@ -397,7 +430,7 @@ impl<S: Service, IO> Core<S, IO> {
             let flushed = slot.conn.state.outbox.flush_with(
                 &mut reactor.cork,
                 &reactor.batch,
-                transport::noting_writes(t, key, io, &mut wrote),
+                transport::writer(t, key, io, &mut wrote),
             );
             slot.conn.state.wrote_since_ping |= wrote && !slot.all_sent();
             if !self.flushed(key, flushed, had_queue, t) {
@@ -431,9 +464,9 @@ impl<S: Service, IO> Core<S, IO> {
                 !self.reactor.cork.is_empty()
             }
             Ok(Flushed::Blocked) => {
-                // A completion driver's deferral says nothing of the socket: its
-                // completions do (`sent`).
-                if !t.defers_writes() {
+                // Bytes kept for a write after the turn say nothing of the socket:
+                // its completions do (`sent`).
+                if t.sends() == Sends::Now {
                     slot.conn.state.socket_full = true;
                 }
                 false
@@ -446,40 +479,54 @@ impl<S: Service, IO> Core<S, IO> {
         }
     }
 
-    /// For a completion driver, between turns (after [`Core::end_turn`] sealed the
-    /// turn batch): appends to `out` what waits for the connection at `key`, as
-    /// frozen shared buffers that stay alive and unmoved until the driver drops them
-    /// (after the write's completion, whatever became of the connection), and
-    /// returns their length (0: nothing to send). The bytes stay queued until
-    /// [`Core::sent`]; the driver asks again only after that (one write in flight
-    /// per connection).
-    #[cfg_attr(
-        not(any(test, target_os = "linux")),
-        allow(dead_code, reason = "the io_uring driver's")
-    )]
-    pub fn sendable(&mut self, key: usize, out: &mut Vec<bytes::Bytes>) -> usize {
-        const MAX_CHUNKS: usize = 64;
-        self.conns
-            .get_mut(key)
-            .map_or(0, |slot| match slot.tls.as_deref_mut() {
-                // A TLS connection's ciphertext (`Core::write` encrypted its outbox).
-                Some(tls) => tls.wire().frozen(out, MAX_CHUNKS),
-                None => slot.conn.state.outbox.frozen(out, MAX_CHUNKS),
-            })
+    /// For a [`Sends::Later`] backend, after [`Core::end_turn`]: swaps the list of
+    /// connections with bytes ready for a write into `out` (cleared first). A key in
+    /// it may name a connection gone since, or one given its slot since: the backend
+    /// checks its own state (a generation) before [`Core::sendable`].
+    pub fn take_ready(&mut self, out: &mut Vec<usize>) {
+        out.clear();
+        std::mem::swap(&mut self.ready, out);
+        for &key in out.iter() {
+            if let Some(slot) = self.conns.get_mut(key) {
+                slot.ready = false;
+            }
+        }
     }
 
-    /// A completion driver's write of `n` bytes from the front of the connection's
-    /// outbox finished (or failed: `None`); `short` when the socket took less than
-    /// the write offered. The bytes leave the outbox, the handler hears `on_drain`
-    /// if it waited for it, and the connection is served as after any I/O.
-    #[cfg_attr(
-        not(any(test, target_os = "linux")),
-        allow(dead_code, reason = "the io_uring driver's")
-    )]
+    /// For a [`Sends::Later`] backend, between turns (after [`Core::end_turn`] sealed
+    /// the turn batch): appends to `out` what waits for the connection at `key`, as
+    /// frozen shared buffers that stay alive and unmoved until the backend drops them
+    /// (after the write's completion, whatever became of the connection), and
+    /// returns their length (0: nothing to send, or a write is already in flight).
+    /// The bytes stay queued until [`Core::sent`] reports the write.
+    pub fn sendable(&mut self, key: usize, out: &mut Vec<bytes::Bytes>) -> usize {
+        const MAX_CHUNKS: usize = 64;
+        let Some(slot) = self.conns.get_mut(key) else {
+            return 0;
+        };
+        if slot.in_flight {
+            return 0;
+        }
+        let len = match slot.tls.as_deref_mut() {
+            // A TLS connection's ciphertext (`Core::write` encrypted its outbox).
+            Some(tls) => tls.wire().frozen(out, MAX_CHUNKS),
+            None => slot.conn.state.outbox.frozen(out, MAX_CHUNKS),
+        };
+        slot.in_flight = len > 0;
+        len
+    }
+
+    /// A [`Sends::Later`] backend's write of `n` bytes from what [`Core::sendable`]
+    /// gave finished (or failed: `None`); `short` when the socket took less than the
+    /// write offered. The bytes leave the outbox, the handler hears `on_drain` if it
+    /// waited for it, an EOF that waited for the write ends the connection, and the
+    /// connection is served as after any I/O. A report for a connection gone is
+    /// ignored (the backend's generation check should catch it first).
     pub fn sent<T: Transport<IO>>(&mut self, key: usize, n: Option<usize>, short: bool, t: &mut T) {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
+        slot.in_flight = false;
         match n {
             Some(n) => {
                 slot.conn.state.socket_full = short;
@@ -493,12 +540,28 @@ impl<S: Service, IO> Core<S, IO> {
                     slot.conn.drained(&mut env);
                 }
             }
-            None => self.eof(key),
+            None => {
+                // The socket failed: nothing more goes out, the connection ends.
+                slot.eof_pending = false;
+                let mut env = env!(self);
+                slot.conn.eof(&mut env);
+            }
         }
         self.served(key, t);
+        if let Some(slot) = self.conns.get_mut(key)
+            && slot.eof_pending
+            && !slot.in_flight
+            && !slot.ready
+        {
+            // The replies to the last bytes read are written: the EOF that waited
+            // for them ends the connection.
+            slot.eof_pending = false;
+            self.eof(key);
+            self.served(key, t);
+        }
     }
 
-    /// The driver is done serving `key` (bytes read, a write completed, a timer
+    /// The backend is done serving `key` (bytes read, a write completed, a timer
     /// fired): flush it, deliver what it published, end it if it is done, else keep
     /// its timer armed.
     pub fn served<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
@@ -520,7 +583,9 @@ impl<S: Service, IO> Core<S, IO> {
     /// resumes reading it once flow control allows.
     fn flush<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
         self.write(key, t);
-        self.close_notify(key, t);
+        if self.close_notify(key, t) && t.sends() == Sends::Later {
+            self.list_ready(key);
+        }
         self.resume_reading(key, t);
     }
 
@@ -604,6 +669,7 @@ impl<S: Service, IO> Core<S, IO> {
         self.conns.release();
         self.wheel.clear();
         release_vec(&mut self.dirty);
+        release_vec(&mut self.ready);
         release_vec(&mut self.outgoing);
         release_vec(&mut self.targets);
         release_vec(&mut self.frames);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Core, Transport};
+use super::{Core, RECV_HEADROOM, Sends, Transport};
 use crate::protocol::frame::{OpCode, encode_frame};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::{Decoder, DecoderConfig, Event, Role};
@@ -84,23 +84,33 @@ struct Memory {
     budget: usize,
     /// Our side was shut down.
     shut: bool,
-    /// A completion driver: never takes bytes at once.
-    completion: bool,
 }
 
 /// The test's transport: records what the core asked for.
 #[derive(Debug, Default)]
 struct Wire {
-    /// A completion driver's transport (see [`Transport::defers_writes`]).
+    /// A completion backend's transport ([`Sends::Later`]).
     defers: bool,
+    /// Connections whose reading the core paused, in order.
+    paused: Vec<usize>,
     resumed: Vec<usize>,
     /// Connections released, with what their peer received in all.
     released: Vec<(usize, Memory)>,
 }
 
 impl Transport<Memory> for Wire {
-    fn write(&mut self, _key: usize, io: &mut Memory, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        if io.budget == 0 || io.completion {
+    fn sends(&self) -> Sends {
+        if self.defers { Sends::Later } else { Sends::Now }
+    }
+
+    fn write_now(
+        &mut self,
+        _key: usize,
+        io: &mut Memory,
+        slices: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        assert!(!self.defers, "a Later backend is never asked to write now");
+        if io.budget == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut n = 0;
@@ -113,12 +123,20 @@ impl Transport<Memory> for Wire {
         Ok(n)
     }
 
-    fn defers_writes(&self) -> bool {
-        self.defers
+    fn write_last(&mut self, key: usize, io: &mut Memory, bytes: &[u8]) {
+        if !self.defers {
+            let _ = self.write_now(key, io, &[IoSlice::new(bytes)]);
+        } else {
+            io.taken.extend_from_slice(bytes);
+        }
     }
 
     fn shutdown_write(&mut self, io: &mut Memory) {
         io.shut = true;
+    }
+
+    fn pause_reading(&mut self, key: usize, _io: &mut Memory) {
+        self.paused.push(key);
     }
 
     fn resume_reading(&mut self, key: usize, _io: &mut Memory) {
@@ -208,11 +226,9 @@ impl Harness {
 
     /// What a driver does when `bytes` are read for `key`.
     fn read(&mut self, key: usize, bytes: &[u8]) {
-        let mut buf = vec![0; bytes.len() + 256];
-        let held = self.core.take_pending(key, &mut buf);
-        buf[held..held + bytes.len()].copy_from_slice(bytes);
-        buf.truncate(held + bytes.len());
-        self.core.received(key, &mut buf);
+        let mut buf = vec![0; RECV_HEADROOM];
+        buf.extend_from_slice(bytes);
+        self.core.received(key, &mut buf, RECV_HEADROOM);
         self.core.write(key, &mut self.wire);
         self.core.served(key, &mut self.wire);
     }
@@ -422,16 +438,20 @@ fn reading_pauses_over_the_high_water_mark_and_resumes_under_half_of_it() {
     let key = h.upgraded("/");
     h.peer(key).budget = 0;
     h.send_text(key, "big 10000");
-    assert!(!h.core.pause_reading(key), "10 KB queued: under the mark");
+    assert!(h.wire.paused.is_empty(), "10 KB queued: under the mark");
     h.send_text(key, "big 10000");
-    assert!(h.core.pause_reading(key), "20 KB queued: over it");
+    assert_eq!(h.wire.paused, [key], "20 KB queued: over it");
     // The peer takes 11 KB: 9 KB are left, not under half the mark yet.
     h.writable(key, 11_000);
     assert!(h.wire.resumed.is_empty());
     h.writable(key, usize::MAX);
     assert_eq!(h.wire.resumed, [key], "the driver is told to read again");
-    assert!(!h.core.pause_reading(key));
-    assert_eq!(h.frames(key), ["binary 10000", "binary 10000"]);
+    h.send_text(key, "big 10");
+    assert_eq!(h.wire.paused, [key], "not paused again under the mark");
+    assert_eq!(
+        h.frames(key),
+        ["binary 10000", "binary 10000", "binary 10"]
+    );
 }
 
 #[test]
@@ -530,9 +550,8 @@ fn an_http_refusal_shuts_our_side_then_waits_for_eof() {
 #[test]
 fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions() {
     let mut h = Harness::new(ServerConfig::default());
-    h.wire.defers = true;
     let key = h.upgraded("/");
-    h.peer(key).completion = true;
+    h.wire.defers = true;
     h.send_text(key, "one");
     h.send_text(key, "two");
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -556,9 +575,8 @@ fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions()
 #[test]
 fn only_a_short_completion_makes_sends_report_backpressure() {
     let mut h = Harness::new(ServerConfig::default());
-    h.wire.defers = true;
     let key = h.upgraded("/");
-    h.peer(key).completion = true;
+    h.wire.defers = true;
     h.send_text(key, "one");
     let mut chunks: Vec<Bytes> = Vec::new();
     let offered = h.core.sendable(key, &mut chunks);

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::io;
 
 use crate::server::conn::{Connection, Env};
-use crate::server::core::transport::noting_writes;
+use crate::server::core::transport::writer;
 use crate::server::core::{Core, Slot, Transport};
 use crate::server::handler::Service;
 use crate::server::metrics::counters::RefusalReason;
@@ -126,7 +126,7 @@ impl<S: Service, IO> Core<S, IO> {
                 // Ciphertext refused before goes first; only then is more encrypted, at
                 // most MAX_SEAL bytes at a time (the rest waits as plaintext).
                 let mut wrote = false;
-                let mut write = noting_writes(&mut *t, key, io, &mut wrote);
+                let mut write = writer(&mut *t, key, io, &mut wrote);
                 let sent = tls.send(sealed, &mut write).and_then(|sent| {
                     let plaintext = !outbox.is_empty() || !reactor.cork.is_empty();
                     if sent == Flushed::Blocked || (plaintext && !tls.can_encrypt()) {
@@ -166,26 +166,28 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// A finishing TLS connection whose plaintext has all been encrypted says
     /// close_notify (RFC 8446 §6.1) after it, before its socket is shut down or
-    /// closed.
-    pub(super) fn close_notify<T: Transport<IO>>(&mut self, key: usize, t: &mut T) {
+    /// closed. Returns whether it did.
+    pub(super) fn close_notify<T: Transport<IO>>(&mut self, key: usize, t: &mut T) -> bool {
         let Some(slot) = self.conns.get_mut(key) else {
-            return;
+            return false;
         };
         let Some(tls) = slot.tls.as_deref_mut() else {
-            return;
+            return false;
         };
         if !slot.conn.is_finishing() || !slot.conn.state.outbox.is_empty() {
-            return;
+            return false;
         }
         let io = &mut slot.io;
         BUFFERS.with_borrow_mut(|(_, sealed)| {
             tls.close_notify(sealed);
             if !sealed.is_empty() {
                 // A write error shows at the next write; the connection ends anyway.
-                let _ = tls.send(sealed, |slices| t.write(key, io, slices));
+                let mut wrote = false;
+                let _ = tls.send(sealed, writer(t, key, io, &mut wrote));
             }
             sealed.clear();
         });
+        true
     }
 }
 

@@ -1,29 +1,26 @@
-//! The readiness driver: mio (epoll on Linux, edge-triggered) tells which sockets can
-//! be read or written, and this driver reads and writes them for the core.
+//! The readiness backend: mio (epoll on Linux, edge-triggered; kqueue elsewhere)
+//! tells which sockets can be read or written, and this backend reads and writes them
+//! for the core.
 //!
-//! One turn: wait for events (as long as [`Core::poll_timeout`] allows), then for each
-//! connection that is ready write what waits, read until the socket is drained
-//! (writing what each read produced before the next read), and let the core finish
-//! with it; then accept, deliver wake-ups, and end the turn ([`Core::end_turn`]). The
-//! only code here is system calls and what epoll's semantics require; every decision
-//! is the core's.
+//! A turn's wait is one `epoll_wait`; each event is one connection served (write what
+//! waits, read until the socket is drained, writing what each read produced before
+//! the next read), the listener drained, or a wake-up handed to the turn loop
+//! (`reactor.rs`). Writes happen at once, from the core's borrowed slices
+//! ([`Sends::Now`]). The only code here is system calls and what epoll's semantics
+//! require; every decision is the core's or the loop's.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::time::Instant;
+use std::net::Shutdown;
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::server::config::ServerConfig;
-use crate::server::core::{Core, Transport};
-use crate::server::driver::AcceptPause;
-use crate::server::failure::{ReactorFailure, panic_message};
+use crate::server::core::{Core, RECV_HEADROOM, Sends, Transport};
+use crate::server::driver::reactor::{Backend, Event, accept_error};
 use crate::server::handler::Service;
-use crate::server::shared::{Shared, Wake};
-use crate::server::stats::Stats;
+use crate::server::shared::Wake;
 
 /// The listening socket's token.
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -81,171 +78,64 @@ pub(crate) struct Socket {
     /// A short read does not prove the socket drained: read on until `EAGAIN`. Set when
     /// reading resumes after a pause (the events of the pause were not acted on).
     read_to_eagain: bool,
+    /// Reading is paused for flow control (the core said so).
+    paused: bool,
 }
 
-/// The system calls the core's decisions become (see [`Transport`]).
-struct Ops<'a> {
-    registry: &'a Registry,
-    /// Connections whose reading resumes once the core call returns.
-    resumed: &'a mut Vec<usize>,
-}
-
-impl Transport<Socket> for Ops<'_> {
-    fn write(&mut self, _key: usize, io: &mut Socket, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        if slices.len() == 1 {
-            io.stream.write(&slices[0])
-        } else {
-            io.stream.write_vectored(slices)
-        }
-    }
-
-    fn shutdown_write(&mut self, io: &mut Socket) {
-        let _ = io.stream.shutdown(Shutdown::Write);
-    }
-
-    fn resume_reading(&mut self, key: usize, io: &mut Socket) {
-        io.read_to_eagain = true;
-        self.resumed.push(key);
-    }
-
-    fn release(&mut self, _key: usize, mut io: Socket) {
-        let _ = self.registry.deregister(&mut io.stream);
-    }
-}
-
-/// One reactor on epoll: a core, its event source, its listener and read buffer.
-pub(crate) struct EpollDriver<S: Service> {
-    core: Core<S, Socket>,
+/// One reactor's epoll backend: its event source, listener and read buffer.
+pub(crate) struct Epoll {
     poll: Poll,
+    events: Events,
+    /// What the last wait returned, taken one at a time by [`Backend::next_event`]
+    /// (the next one at `cursor`).
+    ready: Vec<(Token, Readiness)>,
+    cursor: usize,
     listener: Option<TcpListener>,
-    /// The reactor's one read buffer: every connection's bytes land here and are
-    /// decoded in place.
+    /// The listener said it has connections: accept until `EAGAIN`.
+    accepting: bool,
+    /// The reactor's one read buffer: every connection's bytes land here (behind
+    /// [`RECV_HEADROOM`]) and are decoded in place.
     read_buf: Vec<u8>,
-    /// Connections whose reading resumes after the current core call.
+    /// Connections whose reading resumes once the current core call returns.
     resumed: Vec<usize>,
-    /// Accepting is paused until this tick (after EMFILE and the like).
-    accept_pause: AcceptPause,
 }
 
-/// Splits a driver into its core and the transport the core calls, borrowed side by
-/// side.
-macro_rules! split {
-    ($driver:ident) => {
-        (
-            &mut $driver.core,
-            &mut Ops {
-                registry: $driver.poll.registry(),
-                resumed: &mut $driver.resumed,
-            },
-        )
-    };
-}
-
-impl<S: Service> EpollDriver<S> {
-    /// A reactor over `listener` and `poll` (from [`new_poll`] and
-    /// [`register_listener`]; the waker is in `shared`).
-    pub fn new(
-        index: usize,
-        poll: Poll,
-        listener: TcpListener,
-        service: Arc<S>,
-        config: Arc<ServerConfig>,
-        shared: Arc<Shared>,
-    ) -> Self {
-        let read_buf = vec![0; config.read_buffer_size.max(1024) + 256];
+impl Epoll {
+    /// A backend over `poll` and `listener` (from [`new_poll`] and
+    /// [`register_listener`]; the waker is in the server's shared state).
+    pub fn new(poll: Poll, listener: TcpListener, config: &ServerConfig) -> Self {
         Self {
-            core: Core::new(index, service, config, shared, Instant::now()),
             poll,
+            events: Events::with_capacity(1024),
+            ready: Vec::new(),
+            cursor: 0,
             listener: Some(listener),
-            read_buf,
+            accepting: false,
+            read_buf: vec![0; RECV_HEADROOM + config.read_buffer_size.max(1024)],
             resumed: Vec::new(),
-            accept_pause: AcceptPause::default(),
         }
     }
 
-    /// Runs the reactor until a graceful shutdown completes, or until it fails; a
-    /// failure is reported before this returns it.
-    ///
-    /// # Errors
-    ///
-    /// The [`ReactorFailure`]: a panic outside any one connection, or epoll failing.
-    pub fn run_reported(mut self) -> Result<(), ReactorFailure> {
-        let cause = match catch_unwind(AssertUnwindSafe(|| self.run())) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => format!("event source failed: {error}"),
-            Err(panic) => format!("panicked: {}", panic_message(&*panic)),
-        };
-        self.resumed.clear();
-        let (core, ops) = split!(self);
-        let failure = core.fail_reactor(cause, ops);
-        self.stop_accepting();
-        Err(failure)
-    }
-
-    /// Runs until a graceful shutdown completes.
-    ///
-    /// # Errors
-    ///
-    /// The event source's error, if polling fails.
-    fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(1024);
+    /// Accepts one connection; `None` once the listener has nothing more (or is
+    /// gone).
+    fn accept<S: Service>(&mut self, core: &Core<S, Socket>) -> Option<Event<Socket>> {
         loop {
-            let timeout = self
-                .core
-                .poll_timeout(Instant::now(), self.accept_pause.is_paused());
-            if let Err(e) = self.poll.poll(&mut events, timeout)
-                && e.kind() != io::ErrorKind::Interrupted
-            {
-                return Err(e);
-            }
-            let woke = Instant::now();
-            self.core.begin_turn(woke);
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(),
-                    WAKER => self.wake(),
-                    Token(key) => self.serve(
-                        key,
-                        Readiness {
-                            readable: event.is_readable(),
-                            writable: event.is_writable(),
-                            hung_up: event.is_read_closed() || event.is_error(),
-                        },
-                    ),
-                }
-                self.read_resumed();
-            }
-            self.resume_accepting();
-            let (core, ops) = split!(self);
-            core.end_turn(Instant::now(), ops);
-            self.read_resumed();
-            self.core.observe_turn(woke.elapsed());
-            if self.core.finished(Instant::now()) {
-                return Ok(());
-            }
-        }
-    }
-
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
+            let listener = self.listener.as_ref()?;
             let (mut stream, peer) = match listener.accept() {
                 Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(error) => return self.pause_accepting(&error),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => match accept_error(e) {
+                    None => continue,
+                    Some(error) => return Some(Event::AcceptFailed(error)),
+                },
             };
             let _ = stream.set_nodelay(true);
-            Stats::bump(&self.core.shared().stats.accepted);
-            let key = self.core.vacant_key();
             let interest = Interest::READABLE | Interest::WRITABLE;
+            let token = Token(core.vacant_key());
             if self
                 .poll
                 .registry()
-                .register(&mut stream, Token(key), interest)
+                .register(&mut stream, token, interest)
                 .is_err()
             {
                 continue;
@@ -254,66 +144,18 @@ impl<S: Service> EpollDriver<S> {
                 stream,
                 hung_up: false,
                 read_to_eagain: false,
+                paused: false,
             };
-            self.open(socket, peer);
+            return Some(Event::Accepted(socket, peer));
         }
-    }
-
-    fn open(&mut self, socket: Socket, peer: SocketAddr) {
-        let (core, ops) = split!(self);
-        core.open(socket, peer, ops);
-        self.read_resumed();
-    }
-
-    /// EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick rather than spin
-    /// on a listener that stays readable.
-    fn pause_accepting(&mut self, error: &io::Error) {
-        self.accept_pause.start(&self.core, error);
-        if let Some(listener) = self.listener.as_mut() {
-            let _ = self.poll.registry().deregister(listener);
-        }
-    }
-
-    fn resume_accepting(&mut self) {
-        if !self.accept_pause.ended(self.core.tick()) {
-            return;
-        }
-        if let Some(listener) = self.listener.as_mut() {
-            let _ = self
-                .poll
-                .registry()
-                .register(listener, LISTENER, Interest::READABLE);
-            self.accept();
-        }
-    }
-
-    /// Closes this reactor's listening socket (its own, or its duplicate of the
-    /// shared one): new connections go to no one (a shutdown) or to the other
-    /// reactors (a failure).
-    fn stop_accepting(&mut self) {
-        self.accept_pause.clear();
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-    }
-
-    /// Commands from other threads: publishes, shutdown.
-    fn wake(&mut self) {
-        let (core, ops) = split!(self);
-        core.wake(Instant::now(), ops);
-        if self.core.is_shutting_down() {
-            self.stop_accepting();
-        }
-        self.read_resumed();
     }
 
     /// Serves connection `key` for an event.
-    fn serve(&mut self, key: usize, readiness: Readiness) {
-        let read_buf = &mut self.read_buf;
-        let (core, ops) = split!(self);
-        core.contained(Some(key), ops, |core, ops| {
+    fn serve<S: Service>(&mut self, core: &mut Core<S, Socket>, key: usize, readiness: Readiness) {
+        let mut buf = std::mem::take(&mut self.read_buf);
+        core.contained(Some(key), self, |core, this| {
             if readiness.writable {
-                core.write(key, ops);
+                core.write(key, this);
             }
             if readiness.hung_up
                 && let Some(socket) = core.io_mut(key)
@@ -321,23 +163,157 @@ impl<S: Service> EpollDriver<S> {
                 socket.hung_up = true;
             }
             if readiness.readable || readiness.hung_up {
-                read(core, read_buf, ops, key);
+                read(core, &mut buf, this, key);
             }
-            core.served(key, ops);
+            core.served(key, this);
         });
+        self.read_buf = buf;
+    }
+}
+
+impl Transport<Socket> for Epoll {
+    fn sends(&self) -> Sends {
+        Sends::Now
     }
 
-    /// Reads the connections the core said may read again (their flow-control pause
-    /// ended), as if they had become readable.
-    fn read_resumed(&mut self) {
+    fn write_now(
+        &mut self,
+        _key: usize,
+        io: &mut Socket,
+        slices: &[IoSlice<'_>],
+    ) -> io::Result<usize> {
+        if slices.len() == 1 {
+            io.stream.write(&slices[0])
+        } else {
+            io.stream.write_vectored(slices)
+        }
+    }
+
+    fn write_last(&mut self, key: usize, io: &mut Socket, bytes: &[u8]) {
+        let _ = self.write_now(key, io, &[IoSlice::new(bytes)]);
+    }
+
+    fn shutdown_write(&mut self, io: &mut Socket) {
+        let _ = io.stream.shutdown(Shutdown::Write);
+    }
+
+    fn pause_reading(&mut self, _key: usize, io: &mut Socket) {
+        io.paused = true;
+    }
+
+    fn resume_reading(&mut self, key: usize, io: &mut Socket) {
+        io.paused = false;
+        io.read_to_eagain = true;
+        self.resumed.push(key);
+    }
+
+    fn release(&mut self, _key: usize, mut io: Socket) {
+        let _ = self.poll.registry().deregister(&mut io.stream);
+    }
+}
+
+impl Backend for Epoll {
+    type Io = Socket;
+
+    fn start(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.ready.clear();
+        self.cursor = 0;
+        match self.poll.poll(&mut self.events, timeout) {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            _ => {}
+        }
+        self.ready.extend(self.events.iter().map(|event| {
+            let readiness = Readiness {
+                readable: event.is_readable(),
+                writable: event.is_writable(),
+                hung_up: event.is_read_closed() || event.is_error(),
+            };
+            (event.token(), readiness)
+        }));
+        Ok(())
+    }
+
+    fn next_event<S: Service>(
+        &mut self,
+        core: &mut Core<S, Socket>,
+    ) -> io::Result<Option<Event<Socket>>> {
+        loop {
+            // Connections whose pause ended are read as if they had become readable.
+            if let Some(key) = self.resumed.pop() {
+                let readiness = Readiness {
+                    readable: true,
+                    writable: false,
+                    hung_up: false,
+                };
+                self.serve(core, key, readiness);
+                continue;
+            }
+            if self.accepting {
+                match self.accept(core) {
+                    Some(event) => return Ok(Some(event)),
+                    None => self.accepting = false,
+                }
+                continue;
+            }
+            let Some(&(token, readiness)) = self.ready.get(self.cursor) else {
+                return Ok(None);
+            };
+            self.cursor += 1;
+            match token {
+                LISTENER => self.accepting = true,
+                WAKER => return Ok(Some(Event::Woken)),
+                Token(key) => self.serve(core, key, readiness),
+            }
+        }
+    }
+
+    fn opened<S: Service>(&mut self, _core: &mut Core<S, Socket>, _key: usize) {
+        // Registered at accept; its first bytes raise an event of their own.
+    }
+
+    fn pause_accepting(&mut self) {
+        self.accepting = false;
+        if let Some(listener) = self.listener.as_mut() {
+            let _ = self.poll.registry().deregister(listener);
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if let Some(listener) = self.listener.as_mut() {
+            let _ = self
+                .poll
+                .registry()
+                .register(listener, LISTENER, Interest::READABLE);
+            self.accepting = true;
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        self.accepting = false;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+    }
+
+    fn end_turn<S: Service>(&mut self, core: &mut Core<S, Socket>) -> io::Result<()> {
+        // Reading resumed by the turn's flush goes on now, not at the next event.
         while let Some(key) = self.resumed.pop() {
             let readiness = Readiness {
                 readable: true,
                 writable: false,
                 hung_up: false,
             };
-            self.serve(key, readiness);
+            self.serve(core, key, readiness);
         }
+        Ok(())
+    }
+
+    fn failed(&mut self) {
+        self.resumed.clear();
     }
 }
 
@@ -353,54 +329,38 @@ impl<S: Service> EpollDriver<S> {
 /// error or reset is reported as `EPOLLERR`/`EPOLLHUP` and also read to its end; a
 /// socket that refused bytes raises a writable event once it has room (which is what
 /// resumes a paused connection).
-fn read<S: Service>(core: &mut Core<S, Socket>, buf: &mut [u8], ops: &mut Ops<'_>, key: usize) {
-    while read_once(core, buf, key) {
-        core.write(key, ops);
-    }
-}
-
-/// One `read` (retried on `EINTR`); returns whether to read again.
-fn read_once<S: Service>(core: &mut Core<S, Socket>, buf: &mut [u8], key: usize) -> bool {
-    let Some(socket) = core.io_mut(key) else {
-        return false;
-    };
-    // Read-side flow control: while the peer does not take what we send, stop taking
-    // what it sends; TCP then slows it down. A hang-up is still read, so a dead peer
-    // is noticed.
-    let hung_up = socket.hung_up;
-    if !hung_up && core.pause_reading(key) {
-        return false;
-    }
+fn read<S: Service>(core: &mut Core<S, Socket>, buf: &mut [u8], t: &mut Epoll, key: usize) {
     loop {
-        let held = core.take_pending(key, buf);
-        let space = buf.len() - held;
         let Some(socket) = core.io_mut(key) else {
-            return false;
+            return;
         };
-        match socket.stream.read(&mut buf[held..]) {
-            Ok(0) => {
-                core.eof(key);
-                return false;
-            }
+        // Read-side flow control: while the peer does not take what we send, stop
+        // taking what it sends; TCP then slows it down. A hang-up is still read, so a
+        // dead peer is noticed.
+        let hung_up = socket.hung_up;
+        if socket.paused && !hung_up {
+            return;
+        }
+        let space = buf.len() - RECV_HEADROOM;
+        match socket.stream.read(&mut buf[RECV_HEADROOM..]) {
+            Ok(0) => return core.eof(key),
             Ok(n) => {
                 // With edge-triggered readiness a short read means the socket is
                 // drained for now: new bytes will raise a new event.
                 let more = n == space || socket.read_to_eagain || hung_up;
-                core.received(key, &mut buf[..held + n]);
-                return more && !core.is_done(key);
+                let reading = core.received(key, &mut buf[..RECV_HEADROOM + n], RECV_HEADROOM);
+                if !(more && reading) {
+                    // `Core::served` writes what it produced.
+                    return;
+                }
+                core.write(key, t);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 socket.read_to_eagain = false;
-                core.restore_pending(key, &buf[..held]);
-                return false;
+                return;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                core.restore_pending(key, &buf[..held]);
-            }
-            Err(_) => {
-                core.eof(key);
-                return false;
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return core.eof(key),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Drivers: the event sources that feed a reactor core (`core/`) and carry out its
-//! decisions with system calls. Each owns its sockets and its event loop; everything
-//! above the system call is the core's, shared by every driver.
+//! decisions with system calls. The turn loop is written once ([`reactor`]), over a
+//! [`reactor::Backend`] that says only how bytes move and how a turn waits;
+//! everything above the system call is the core's, shared by every backend.
 //!
 //! * [`epoll`]: readiness through mio (epoll on Linux, kqueue elsewhere).
 //! * [`uring`]: completions through io_uring (Linux).
@@ -9,14 +10,17 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crate::server::config::{Backend, ServerConfig};
+use crate::server::core::Core;
 use crate::server::failure::ReactorFailure;
 use crate::server::handler::Service;
 use crate::server::shared::{Shared, Wake};
 
 mod accept_pause;
 pub(crate) mod epoll;
+pub(crate) mod reactor;
 
 pub(crate) use accept_pause::AcceptPause;
 #[cfg(target_os = "linux")]
@@ -107,8 +111,9 @@ pub(crate) fn spawn<S: Service>(
         Source::Epoll(poll) => {
             let listener = epoll::register_listener(&poll, listener)?;
             thread.spawn(move || {
-                epoll::EpollDriver::new(index, poll, listener, service, config, shared)
-                    .run_reported()
+                let backend = epoll::Epoll::new(poll, listener, &config);
+                let core = Core::new(index, service, config, shared, Instant::now());
+                reactor::Reactor::new(core, backend).run_reported()
             })
         }
         #[cfg(target_os = "linux")]

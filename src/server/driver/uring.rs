@@ -1,7 +1,9 @@
-//! The completion driver: io_uring. One submission and wait per turn
+//! The completion backend: io_uring. One submission and wait per turn
 //! (`io_uring_enter`, with the timer wheel's timeout), a multishot accept, a multishot
 //! receive per connection into the reactor's provided buffers, one vectored write per
-//! connection per turn from the outbox's frozen bytes, and an eventfd for wake-ups.
+//! connection at a time from the outbox's frozen bytes ([`Sends::Later`]), and an
+//! eventfd for wake-ups. The turn itself is the loop's (`reactor.rs`); every decision
+//! about a connection is the core's.
 //!
 //! Every operation's `user_data` names its kind, the connection's slab key and the
 //! connection's generation: a completion that arrives after its connection was
@@ -11,29 +13,25 @@
 //!
 //! `unsafe` is confined to `ring.rs`, and to the three calls here of its two `unsafe
 //! fn`s (a write, the wake-up's read), each of which keeps the memory it hands the
-//! kernel in the driver until the completion (see `ring.rs`'s safety argument).
+//! kernel in the backend until the completion (see `ring.rs`'s safety argument).
 
-use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::server::slots::Slots;
 
 use crate::server::config::ServerConfig;
-use crate::server::core::{Core, Transport};
-use crate::server::driver::AcceptPause;
-use crate::server::failure::{ReactorFailure, panic_message};
+use crate::server::core::{Core, RECV_HEADROOM, Sends, Transport};
+use crate::server::driver::reactor::{Backend, Event, accept_error};
 use crate::server::handler::Service;
-use crate::server::shared::{Shared, Wake};
+use crate::server::shared::Wake;
 use crate::server::stats::Stats;
 use crate::server::timer::Tick;
 
-// The one module of the driver allowed `unsafe` (see its docs for the argument).
+// The one module of the backend allowed `unsafe` (see its docs for the argument).
 mod peak;
 #[allow(unsafe_code)]
 mod ring;
@@ -41,6 +39,9 @@ mod ring;
 use peak::Peak;
 
 use ring::{Completion, HEADROOM, Ring, SendBuffers};
+
+// The core puts a connection's kept bytes in the room in front of each buffer.
+const _: () = assert!(HEADROOM >= RECV_HEADROOM);
 
 /// What an operation is, in the top byte of its `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,11 +76,10 @@ impl Wake for EventFd {
     }
 }
 
-/// A connection's descriptor and the state of its operations (the core's `IO`),
-/// packed into 8 bytes: no larger than the epoll driver's, since every connection,
-/// idle or not, holds one in the core's slab. Its slab key is not kept (the core
-/// passes it to every [`Transport`] call), and the completions held during a pause
-/// live in the driver's [`Held`] table, not here.
+/// A connection's descriptor and the state of its receive (the core's `IO`), packed
+/// into 8 bytes: no larger than the epoll backend's, since every connection, idle or
+/// not, holds one in the core's slab. Its slab key is not kept (the core passes it
+/// to every [`Transport`] call); its writes' state is the core's.
 pub(crate) struct Socket {
     stream: TcpStream,
     /// The generation (the low 24 bits, as in `user_data`) and the flags below (the
@@ -93,16 +93,9 @@ const GENERATION: u32 = 0xff_ffff;
 const RECEIVING: u32 = 1 << 24;
 /// Reading is paused for flow control (the receive was cancelled).
 const PAUSED: u32 = 1 << 25;
-/// A write is in flight.
-const SENDING: u32 = 1 << 26;
-/// In the list of connections to write at the end of the turn.
-const QUEUED: u32 = 1 << 27;
-/// The peer's EOF arrived while replies were still being written: end the
-/// connection once they are.
-const EOF_PENDING: u32 = 1 << 28;
-/// Receive completions wait for it in [`Held`] (they arrived while reading was
-/// paused).
-const HELD: u32 = 1 << 29;
+/// The kernel reported the peer's EOF (or a receive error): no receive is armed
+/// again.
+const READ_ENDED: u32 = 1 << 26;
 
 impl Socket {
     fn new(stream: TcpStream, generation: u32) -> Self {
@@ -132,10 +125,16 @@ impl Socket {
     }
 }
 
-/// Receive completions that arrived while their connection's reading was paused, in
-/// order, by slab key (only paused connections have an entry: rare, so a map beside
-/// the slab rather than a field in every [`Socket`]).
-type Held = HashMap<usize, VecDeque<Completion>>;
+/// The state the backend keeps for the connection at `key` in `core`, if that
+/// connection is still of `generation`.
+fn socket_of<S: Service>(
+    core: &mut Core<S, Socket>,
+    key: usize,
+    generation: u32,
+) -> Option<&mut Socket> {
+    core.io_mut(key)
+        .filter(|socket| socket.generation() == generation)
+}
 
 /// Completed writes' buffers a reactor keeps for its next writes: enough for a turn
 /// of 64 connections without an allocation, 12 KiB at most (4 chunks each).
@@ -153,96 +152,8 @@ struct SendOp {
     buffers: SendBuffers,
 }
 
-/// The io_uring side of the core's decisions.
-struct Ops<'a> {
-    ring: &'a mut Ring,
-    /// Sockets released this turn, closed once the operations queued for them are
-    /// submitted (a descriptor is looked up at submission: closed earlier, its
-    /// number could name the next accepted socket).
-    closing: &'a mut Vec<TcpStream>,
-    sends: &'a mut Slots<SendOp>,
-    to_send: &'a mut Vec<usize>,
-    rearm: &'a mut Vec<usize>,
-    held: &'a mut Held,
-}
-
-impl Transport<Socket> for Ops<'_> {
-    fn write(&mut self, key: usize, io: &mut Socket, _slices: &[IoSlice<'_>]) -> io::Result<usize> {
-        // Completion-based: the bytes stay in the outbox and leave, frozen, after the
-        // turn (`submit_sends`).
-        if !io.is(QUEUED) {
-            io.set(QUEUED, true);
-            self.to_send.push(key);
-        }
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-
-    fn defers_writes(&self) -> bool {
-        true
-    }
-
-    fn write_last(&mut self, key: usize, io: &mut Socket, bytes: &[u8]) {
-        // Its own copy, in flight past the release: the write holds the socket open
-        // until it completes, and its completion finds no connection of its
-        // generation.
-        let chunks = vec![bytes::Bytes::copy_from_slice(bytes)];
-        let entry = self.sends.vacant_entry();
-        let id = entry.key();
-        let op = entry.insert(SendOp {
-            key,
-            generation: io.generation(),
-            len: bytes.len(),
-            buffers: SendBuffers::new(chunks),
-        });
-        let ud = user_data(Kind::Send, io.generation(), id);
-        // SAFETY: `op` stays in `sends` until its completion arrives (or is leaked
-        // with the table by `UringDriver::drop`).
-        #[allow(unsafe_code)]
-        let queued = unsafe { self.ring.writev(io.stream.as_raw_fd(), &mut op.buffers, ud) };
-        if queued.is_err() {
-            self.sends.remove(id);
-        }
-    }
-
-    fn shutdown_write(&mut self, io: &mut Socket) {
-        // A plain `shutdown(2)`, not IORING_OP_SHUTDOWN: the kernel runs that one on
-        // an io-wq worker, which looks the descriptor up only then, after this turn
-        // may have closed it and an accept reused its number: the next connection's
-        // write side was shut before its 101 went out (seen as resets in the interop
-        // tests). The core asks only once everything was written (the outbox is
-        // empty, every write completed), so nothing is cut short.
-        let _ = io.stream.shutdown(std::net::Shutdown::Write);
-    }
-
-    fn resume_reading(&mut self, key: usize, io: &mut Socket) {
-        // What was held during the pause is handed over, and the receive armed again
-        // if it ended, at the end of the turn (`rearm_receives`).
-        io.set(PAUSED, false);
-        self.rearm.push(key);
-    }
-
-    fn release(&mut self, key: usize, io: Socket) {
-        if io.is(HELD) {
-            for completion in self.held.remove(&key).into_iter().flatten() {
-                if let Some(bid) = completion.buffer() {
-                    self.ring.recycle(bid);
-                }
-            }
-        }
-        if io.is(RECEIVING) {
-            let recv = user_data(Kind::Recv, io.generation(), key);
-            let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
-        }
-        // Closed after the next submission (see `closing`); safe with operations in
-        // flight: they hold their own reference to the socket, which the
-        // cancellation releases.
-        self.closing.push(io.stream);
-    }
-}
-
-/// One reactor on io_uring.
-pub(crate) struct UringDriver<S: Service> {
-    core: Core<S, Socket>,
+/// One reactor's io_uring backend.
+pub(crate) struct Uring {
     ring: Ring,
     listener: Option<TcpListener>,
     /// The reactor's end of its eventfd, and where the kernel reads its counter to.
@@ -251,18 +162,25 @@ pub(crate) struct UringDriver<S: Service> {
     sends: Slots<SendOp>,
     /// Buffers of completed writes, kept for the next ones (no allocation per write).
     spare: Vec<SendBuffers>,
+    /// What the last wait reaped, taken one at a time by [`Backend::next_event`]
+    /// (the next one at `cursor`).
     completions: Vec<Completion>,
-    /// Connections with bytes for a write at the end of the turn.
-    to_send: Vec<usize>,
+    cursor: usize,
+    /// The completion queue overflowed before the last reap (counted at the next
+    /// event, where the core's counters are at hand).
+    overflowed: bool,
+    /// Connections with bytes for a write, taken from the core at the end of the
+    /// turn (kept for its allocation).
+    ready: Vec<usize>,
     /// Connections whose receive is to be armed again.
     rearm: Vec<usize>,
-    /// What paused connections received (see [`Held`]).
-    held: Held,
-    /// The next connection's generation.
+    /// The generation of the last connection accepted.
     generation: u32,
-    /// Bytes a connection left over, on their way in front of its next read.
-    scratch: Vec<u8>,
-    /// Sockets to close after the next submission (see [`Ops`]).
+    /// Sockets released this turn, closed once the operations queued for them are
+    /// submitted (a descriptor is looked up at submission: closed earlier, its
+    /// number could name the next accepted socket). Safe with operations in flight:
+    /// a submitted operation holds its own reference to the socket, which its
+    /// completion (or cancellation) releases.
     closing: Vec<TcpStream>,
     /// Accept with one multishot operation (a listening socket of this reactor's own,
     /// `reuse_port`), or one connection per operation (the listening socket shared by
@@ -271,17 +189,19 @@ pub(crate) struct UringDriver<S: Service> {
     multishot_accept: bool,
     /// An accept (or the listener's poll) is armed in the ring.
     accept_armed: bool,
-    /// Accepting is paused until this tick (after EMFILE and the like).
-    accept_pause: AcceptPause,
+    /// The shared listener was said ready: accept until `EAGAIN`.
+    accepting: bool,
+    /// Accepting is paused (the turn loop said so).
+    accept_paused: bool,
     /// The most completions one turn had, and writes in flight, since the last
-    /// tick (see [`UringDriver::shrink_lists`]).
+    /// tick (see [`Uring::shrink_lists`]).
     completions_peak: Peak,
     sends_peak: Peak,
     /// The tick the lists were last checked at.
     shrunk_at: Tick,
 }
 
-/// What a reactor's io_uring driver needs from the starting thread: its eventfd
+/// What a reactor's io_uring backend needs from the starting thread: its eventfd
 /// (the ring itself is made on the reactor's thread: with SINGLE_ISSUER only the
 /// thread that made it may submit).
 pub(crate) struct Parts {
@@ -306,7 +226,7 @@ pub(crate) fn new_parts(config: &ServerConfig) -> io::Result<(Parts, Box<dyn Wak
 }
 
 /// A ring with `config`'s submission queue and provided buffers.
-fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
+pub(crate) fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
     let size = config.read_buffer_size.clamp(4096, 64 << 10) + HEADROOM;
     Ring::new(
         config.io_uring_sq_entries,
@@ -315,7 +235,7 @@ fn new_ring(config: &ServerConfig) -> io::Result<Ring> {
     )
 }
 
-/// Whether this process may run the io_uring driver: makes (and drops) one ring, on
+/// Whether this process may run the io_uring backend: makes (and drops) one ring, on
 /// a thread of its own. Not on the caller's: the kernel tears a ring down with task
 /// work aimed at the thread that made it, which interrupts that thread's next socket
 /// call that has a timeout with `EINTR` (seen as flaky client reads in tests).
@@ -334,56 +254,7 @@ pub(crate) fn probe(config: &ServerConfig) -> io::Result<()> {
         .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe panicked")))
 }
 
-/// Runs reactor `index` on io_uring on this thread: makes its ring, then runs it
-/// until a graceful shutdown completes or it fails (reported, as with
-/// [`UringDriver::run_reported`]; a ring that cannot be made is such a failure).
-///
-/// # Errors
-///
-/// The [`ReactorFailure`].
-pub(crate) fn run<S: Service>(
-    index: usize,
-    parts: Parts,
-    listener: TcpListener,
-    service: Arc<S>,
-    config: Arc<ServerConfig>,
-    shared: Arc<Shared>,
-) -> Result<(), ReactorFailure> {
-    match new_ring(&config) {
-        Ok(ring) => {
-            UringDriver::new(index, ring, parts, listener, service, config, shared).run_reported()
-        }
-        Err(error) => {
-            let failure = ReactorFailure {
-                reactor: index,
-                cause: format!("io_uring setup failed: {error}"),
-            };
-            tracing::error!(reactor = index, "{failure}");
-            shared.remotes[index].close();
-            shared.report_failure(failure.clone());
-            shared.settle();
-            Err(failure)
-        }
-    }
-}
-
-macro_rules! split {
-    ($driver:ident) => {
-        (
-            &mut $driver.core,
-            &mut Ops {
-                ring: &mut $driver.ring,
-                closing: &mut $driver.closing,
-                sends: &mut $driver.sends,
-                to_send: &mut $driver.to_send,
-                rearm: &mut $driver.rearm,
-                held: &mut $driver.held,
-            },
-        )
-    };
-}
-
-impl<S: Service> Drop for UringDriver<S> {
+impl Drop for Uring {
     fn drop(&mut self) {
         // Writes in flight read the memory `sends` owns, and the wake-up's read writes
         // `counter`: free them only once the ring says nothing is left in flight,
@@ -395,21 +266,16 @@ impl<S: Service> Drop for UringDriver<S> {
     }
 }
 
-impl<S: Service> UringDriver<S> {
-    /// A reactor over `listener` and `ring` (from [`new_ring`]; the waker is in
-    /// `shared`).
-    fn new(
-        index: usize,
+impl Uring {
+    /// A backend over `ring` (from [`new_ring`], made on this thread) and
+    /// `listener` (the waker is in the server's shared state).
+    pub fn new(
         ring: Ring,
         Parts { eventfd }: Parts,
         listener: TcpListener,
-        service: Arc<S>,
-        config: Arc<ServerConfig>,
-        shared: Arc<Shared>,
+        config: &ServerConfig,
     ) -> Self {
         Self {
-            multishot_accept: config.reuse_port,
-            core: Core::new(index, service, config, shared, Instant::now()),
             ring,
             listener: Some(listener),
             eventfd,
@@ -417,83 +283,269 @@ impl<S: Service> UringDriver<S> {
             sends: Slots::default(),
             spare: Vec::new(),
             completions: Vec::new(),
-            to_send: Vec::new(),
+            cursor: 0,
+            overflowed: false,
+            ready: Vec::new(),
             rearm: Vec::new(),
-            held: Held::new(),
             generation: 0,
-            scratch: vec![0; HEADROOM],
             closing: Vec::new(),
+            multishot_accept: config.reuse_port,
             accept_armed: false,
-            accept_pause: AcceptPause::default(),
+            accepting: false,
+            accept_paused: false,
             completions_peak: Peak::default(),
             sends_peak: Peak::default(),
             shrunk_at: 0,
         }
     }
 
-    /// Runs the reactor until a graceful shutdown completes, or until it fails; a
-    /// failure is reported before this returns it.
-    ///
-    /// # Errors
-    ///
-    /// The [`ReactorFailure`]: a panic outside any one connection, or the ring failing.
-    pub fn run_reported(mut self) -> Result<(), ReactorFailure> {
-        let cause = match catch_unwind(AssertUnwindSafe(|| self.run())) {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => format!("event source failed: {error}"),
-            Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+    /// Arms the accept: a multishot accept on a listening socket of this reactor's
+    /// own; on the shared one, a multishot poll, after which this reactor accepts
+    /// what it can with plain `accept` calls, as the epoll backend does (an accept
+    /// armed in the kernel would take the next connection for this reactor even
+    /// while it is busy in a long handler call; a poll wakes every reactor and the
+    /// free ones take the connections).
+    fn arm_accept(&mut self) -> io::Result<()> {
+        let Some(listener) = &self.listener else {
+            return Ok(());
         };
-        let (core, ops) = split!(self);
-        let failure = core.fail_reactor(cause, ops);
-        // The 1011 close frames go out (their writes hold the sockets) before the
-        // ring is dropped.
-        self.stop_accepting();
-        let _ = self.ring.submit();
-        self.closing.clear();
-        Err(failure)
+        let (fd, ud) = (listener.as_raw_fd(), user_data(Kind::Accept, 0, 0));
+        if self.multishot_accept {
+            self.ring.accept(fd, true, ud)?;
+        } else {
+            self.ring.poll_readable(fd, ud)?;
+        }
+        self.accept_armed = true;
+        Ok(())
     }
 
-    fn run(&mut self) -> io::Result<()> {
-        self.arm_accept()?;
-        self.arm_wake()?;
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let fd = self.eventfd.as_raw_fd();
+        // SAFETY: the counter lives as long as the backend, and `Uring::drop` leaks
+        // it if the read may still be in flight.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.ring
+                .read_eventfd(fd, &mut self.counter, user_data(Kind::Wake, 0, 0))
+        }
+    }
+
+    /// An accept (or the shared listener's poll) completed: the connection it took,
+    /// or an error that pauses accepting; `None` when there is nothing for the loop.
+    fn accepted(&mut self, completion: &Completion) -> Option<Event<Socket>> {
+        if !completion.more() {
+            self.accept_armed = false;
+        }
+        let event = if self.accept_paused {
+            // What the cancelled operation still reported: taken up on resuming.
+            ring::accepted_fd(completion.result).and_then(|fd| self.socket(fd.into()))
+        } else if self.multishot_accept {
+            match completion.result {
+                fd if fd >= 0 => ring::accepted_fd(fd).and_then(|fd| self.socket(fd.into())),
+                e => accept_error(io::Error::from_raw_os_error(-e))
+                    .filter(|_| e != -libc::ECANCELED)
+                    .map(Event::AcceptFailed),
+            }
+        } else {
+            self.accepting = true;
+            None
+        };
+        if !matches!(event, Some(Event::AcceptFailed(_)))
+            && !self.accept_armed
+            && !self.accept_paused
+        {
+            let _ = self.arm_accept();
+        }
+        event
+    }
+
+    /// Accepts one connection from the shared listener; `None` once it has nothing
+    /// more for this reactor.
+    fn accept(&mut self) -> Option<Event<Socket>> {
         loop {
-            let timeout = self
-                .core
-                .poll_timeout(Instant::now(), self.accept_pause.is_paused());
-            self.ring.submit_and_wait(timeout)?;
-            let woke = Instant::now();
-            self.core.begin_turn(woke);
-            let mut completions = std::mem::take(&mut self.completions);
-            if self.ring.completions(&mut completions) {
-                Stats::bump(&self.core.shared().stats.cq_overflows);
-            }
-            self.completions_peak.see(completions.len());
-            for completion in completions.drain(..) {
-                self.complete(completion)?;
-            }
-            self.completions = completions;
-            self.resume_accepting();
-            let (core, ops) = split!(self);
-            core.end_turn(Instant::now(), ops);
-            self.rearm_receives();
-            self.submit_sends();
-            if !self.closing.is_empty() {
-                self.ring.submit()?;
-                self.closing.clear();
-            }
-            self.sends_peak.see(self.sends.len());
-            self.shrink_lists();
-            self.core.observe_turn(woke.elapsed());
-            if self.core.finished(Instant::now()) {
-                return Ok(());
+            let listener = self.listener.as_ref()?;
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Some(event) = self.socket(stream) {
+                        return Some(event);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) => {
+                    if let Some(error) = accept_error(e) {
+                        return Some(Event::AcceptFailed(error));
+                    }
+                }
             }
         }
     }
 
+    /// An accepted connection's state, under the next generation (`None` when its
+    /// peer is gone already).
+    fn socket(&mut self, stream: TcpStream) -> Option<Event<Socket>> {
+        let peer = stream.peer_addr().ok()?;
+        let _ = stream.set_nodelay(true);
+        self.generation = self.generation.wrapping_add(1) & GENERATION;
+        Some(Event::Accepted(Socket::new(stream, self.generation), peer))
+    }
+
+    /// A receive completed for connection `key` of `generation`.
+    fn received<S: Service>(
+        &mut self,
+        core: &mut Core<S, Socket>,
+        key: usize,
+        generation: u32,
+        completion: Completion,
+    ) {
+        let Some(socket) = socket_of(core, key, generation) else {
+            // A late completion of a connection gone: give its buffer back.
+            if let Some(bid) = completion.buffer() {
+                self.ring.recycle(bid);
+            }
+            return;
+        };
+        if !completion.more() {
+            socket.set(RECEIVING, false);
+        }
+        let result = completion.result;
+        if result <= 0 && result != -libc::ENOBUFS && result != -libc::ECANCELED {
+            socket.set(READ_ENDED, true);
+        }
+        core.contained(Some(key), self, |core, this| {
+            this.process(core, key, completion);
+        });
+        if let Some(socket) = socket_of(core, key, generation)
+            && !socket.is(RECEIVING | PAUSED | READ_ENDED)
+        {
+            self.rearm.push(key);
+        }
+    }
+
+    /// Hands a receive's bytes (or its EOF, or its error) to the core. Bytes that
+    /// arrive after the core paused reading (the receive's cancellation was not
+    /// submitted yet) are handed over too: they are read already, and holding them
+    /// would hold provided buffers.
+    fn process<S: Service>(
+        &mut self,
+        core: &mut Core<S, Socket>,
+        key: usize,
+        completion: Completion,
+    ) {
+        match completion.result {
+            n if n > 0 => {
+                let Some(bid) = completion.buffer() else {
+                    return;
+                };
+                let buf = self.ring.buffer(bid, n as usize);
+                core.received(key, buf, HEADROOM);
+                self.ring.recycle(bid);
+                core.write(key, self);
+                core.served(key, self);
+            }
+            e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
+                if e == -libc::ENOBUFS {
+                    Stats::bump(&core.shared().stats.recv_buffers_exhausted);
+                    self.ring.ran_dry();
+                }
+                if let Some(bid) = completion.buffer() {
+                    self.ring.recycle(bid);
+                }
+            }
+            _ => {
+                core.eof(key);
+                core.served(key, self);
+            }
+        }
+    }
+
+    /// A write completed.
+    fn sent<S: Service>(&mut self, core: &mut Core<S, Socket>, id: usize, result: i32) {
+        let Some(op) = self.sends.try_remove(id) else {
+            return;
+        };
+        self.keep_spare(op.buffers);
+        if socket_of(core, op.key, op.generation).is_none() {
+            return;
+        }
+        let written = usize::try_from(result).ok();
+        let short = written.is_some_and(|n| n < op.len);
+        core.contained(Some(op.key), self, |core, this| {
+            core.sent(op.key, written, short, this);
+        });
+    }
+
+    /// Keeps a completed write's buffers for the next write (their bytes dropped),
+    /// unless enough are kept or they grew large.
+    fn keep_spare(&mut self, mut buffers: SendBuffers) {
+        buffers.clear();
+        if self.spare.len() < SPARE_SEND_BUFFERS && buffers.capacity() <= SPARE_MAX_CHUNKS {
+            self.spare.push(buffers);
+        }
+    }
+
+    /// Arms again the receives that ended (buffers ran dry, a pause ended, the
+    /// kernel stopped a multishot).
+    fn rearm_receives<S: Service>(&mut self, core: &mut Core<S, Socket>) {
+        for key in std::mem::take(&mut self.rearm) {
+            let Some(socket) = core.io_mut(key) else {
+                continue;
+            };
+            if socket.is(RECEIVING | PAUSED | READ_ENDED) {
+                continue;
+            }
+            socket.set(RECEIVING, true);
+            let ud = user_data(Kind::Recv, socket.generation(), key);
+            let fd = socket.stream.as_raw_fd();
+            let _ = self.ring.recv(fd, ud);
+        }
+    }
+
+    /// One vectored write per connection the core listed as ready and with no write
+    /// in flight.
+    fn submit_sends<S: Service>(&mut self, core: &mut Core<S, Socket>) {
+        let mut ready = std::mem::take(&mut self.ready);
+        core.take_ready(&mut ready);
+        for &key in &ready {
+            let Some(socket) = core.io_mut(key) else {
+                continue;
+            };
+            let (generation, fd) = (socket.generation(), socket.stream.as_raw_fd());
+            let mut buffers = self.spare.pop().unwrap_or_default();
+            let len = core.sendable(key, buffers.chunks_mut());
+            if len == 0 {
+                self.spare.push(buffers);
+                continue;
+            }
+            let entry = self.sends.vacant_entry();
+            let id = entry.key();
+            let op = entry.insert(SendOp {
+                key,
+                generation,
+                len,
+                buffers,
+            });
+            // SAFETY: `op` stays in `sends` until its completion arrives (or is
+            // leaked with the table by `Uring::drop`).
+            #[allow(unsafe_code)]
+            let queued = unsafe {
+                self.ring
+                    .writev(fd, &mut op.buffers, user_data(Kind::Send, generation, id))
+            };
+            if queued.is_err() {
+                // The submission queue is full even after a submit: the write is
+                // reported failed, which ends the connection.
+                self.sends.remove(id);
+                core.contained(Some(key), self, |core, this| {
+                    core.sent(key, None, false, this);
+                });
+            }
+        }
+        self.ready = ready;
+    }
+
     /// Once per timer tick: the completion list and the table of writes give back
     /// what a burst grew them to (see `peak.rs`).
-    fn shrink_lists(&mut self) {
-        let tick = self.core.tick();
+    fn shrink_lists(&mut self, tick: Tick) {
         if tick == self.shrunk_at {
             return;
         }
@@ -512,11 +564,6 @@ impl<S: Service> UringDriver<S> {
             self.sends.shrink_to(target);
             shrunk = true;
         }
-        if self.held.is_empty() && self.held.capacity() > 0 {
-            // Every pause ended: the table of held completions goes.
-            self.held = Held::new();
-            shrunk = true;
-        }
         if shrunk {
             // The end of a burst (rare): what the writes' buffers left free in the
             // allocator goes back too, with the spare buffers.
@@ -524,11 +571,168 @@ impl<S: Service> UringDriver<S> {
             crate::server::allocator::release_free_memory();
         }
     }
+}
 
-    /// Cancels the armed accept and closes this reactor's listening socket (after the
-    /// cancellation is submitted: the accept holds the socket until then).
+impl Transport<Socket> for Uring {
+    fn sends(&self) -> Sends {
+        Sends::Later
+    }
+
+    fn write_now(&mut self, _: usize, _: &mut Socket, _: &[IoSlice<'_>]) -> io::Result<usize> {
+        unreachable!("a Sends::Later backend writes from Core::sendable")
+    }
+
+    fn write_last(&mut self, key: usize, io: &mut Socket, bytes: &[u8]) {
+        // Its own copy, in flight past the release: the write holds the socket open
+        // until it completes, and its completion finds no connection of its
+        // generation.
+        let chunks = vec![bytes::Bytes::copy_from_slice(bytes)];
+        let entry = self.sends.vacant_entry();
+        let id = entry.key();
+        let op = entry.insert(SendOp {
+            key,
+            generation: io.generation(),
+            len: bytes.len(),
+            buffers: SendBuffers::new(chunks),
+        });
+        let ud = user_data(Kind::Send, io.generation(), id);
+        // SAFETY: `op` stays in `sends` until its completion arrives (or is leaked
+        // with the table by `Uring::drop`).
+        #[allow(unsafe_code)]
+        let queued = unsafe { self.ring.writev(io.stream.as_raw_fd(), &mut op.buffers, ud) };
+        if queued.is_err() {
+            self.sends.remove(id);
+        }
+    }
+
+    fn shutdown_write(&mut self, io: &mut Socket) {
+        // A plain `shutdown(2)`, not IORING_OP_SHUTDOWN: the kernel runs that one on
+        // an io-wq worker, which looks the descriptor up only then, after this turn
+        // may have closed it and an accept reused its number: the next connection's
+        // write side was shut before its 101 went out (seen as resets in the interop
+        // tests). The core asks only once everything was written (the outbox is
+        // empty, every write completed), so nothing is cut short.
+        let _ = io.stream.shutdown(std::net::Shutdown::Write);
+    }
+
+    fn pause_reading(&mut self, key: usize, io: &mut Socket) {
+        io.set(PAUSED, true);
+        if io.is(RECEIVING) {
+            let recv = user_data(Kind::Recv, io.generation(), key);
+            let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
+        }
+    }
+
+    fn resume_reading(&mut self, key: usize, io: &mut Socket) {
+        // The receive is armed again at the end of the turn (`rearm_receives`), or
+        // when its cancellation completes if that is still due.
+        io.set(PAUSED, false);
+        self.rearm.push(key);
+    }
+
+    fn release(&mut self, key: usize, io: Socket) {
+        if io.is(RECEIVING) {
+            let recv = user_data(Kind::Recv, io.generation(), key);
+            let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
+        }
+        // Closed after the next submission (see `closing`).
+        self.closing.push(io.stream);
+    }
+}
+
+impl Backend for Uring {
+    type Io = Socket;
+
+    fn start(&mut self) -> io::Result<()> {
+        self.arm_accept()?;
+        self.arm_wake()
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.ring.submit_and_wait(timeout)?;
+        self.closing.clear();
+        self.completions.clear();
+        self.cursor = 0;
+        self.overflowed |= self.ring.completions(&mut self.completions);
+        self.completions_peak.see(self.completions.len());
+        Ok(())
+    }
+
+    fn next_event<S: Service>(
+        &mut self,
+        core: &mut Core<S, Socket>,
+    ) -> io::Result<Option<Event<Socket>>> {
+        if std::mem::take(&mut self.overflowed) {
+            Stats::bump(&core.shared().stats.cq_overflows);
+        }
+        loop {
+            if self.accepting {
+                match self.accept() {
+                    Some(event) => return Ok(Some(event)),
+                    None => self.accepting = false,
+                }
+            }
+            let Some(&completion) = self.completions.get(self.cursor) else {
+                return Ok(None);
+            };
+            self.cursor += 1;
+            let (kind, generation, index) = decode(completion.user_data);
+            match kind {
+                k if k == Kind::Accept as u8 => {
+                    if let Some(event) = self.accepted(&completion) {
+                        return Ok(Some(event));
+                    }
+                }
+                k if k == Kind::Wake as u8 => {
+                    self.arm_wake()?;
+                    return Ok(Some(Event::Woken));
+                }
+                k if k == Kind::Recv as u8 => self.received(core, index, generation, completion),
+                k if k == Kind::Send as u8 => self.sent(core, index, completion.result),
+                _ => {}
+            }
+        }
+    }
+
+    fn opened<S: Service>(&mut self, core: &mut Core<S, Socket>, key: usize) {
+        let Some(socket) = socket_of(core, key, self.generation) else {
+            return;
+        };
+        if socket.is(RECEIVING | PAUSED | READ_ENDED) {
+            return;
+        }
+        socket.set(RECEIVING, true);
+        let fd = socket.stream.as_raw_fd();
+        let _ = self.ring.recv(fd, user_data(Kind::Recv, self.generation, key));
+    }
+
+    fn pause_accepting(&mut self) {
+        self.accept_paused = true;
+        self.accepting = false;
+        if self.accept_armed {
+            let accept = user_data(Kind::Accept, 0, 0);
+            let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        // The accept (or poll) is armed again, unless its cancellation has not
+        // completed yet (then its completion arms it), and the shared listener is
+        // drained of what waited.
+        self.accept_paused = false;
+        if !self.multishot_accept {
+            self.accepting = true;
+        }
+        if !self.accept_armed {
+            let _ = self.arm_accept();
+        }
+    }
+
     fn stop_accepting(&mut self) {
-        self.accept_pause.clear();
+        // The armed accept holds the listening socket until its cancellation is
+        // submitted.
+        self.accept_paused = false;
+        self.accepting = false;
         if let Some(listener) = self.listener.take() {
             let accept = user_data(Kind::Accept, 0, 0);
             let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
@@ -537,365 +741,58 @@ impl<S: Service> UringDriver<S> {
         }
     }
 
-    fn arm_wake(&mut self) -> io::Result<()> {
-        let fd = self.eventfd.as_raw_fd();
-        // SAFETY: the counter lives as long as the driver, and `UringDriver::drop`
-        // leaks it if the read may still be in flight.
-        #[allow(unsafe_code)]
-        unsafe {
-            self.ring
-                .read_eventfd(fd, &mut self.counter, user_data(Kind::Wake, 0, 0))
+    fn end_turn<S: Service>(&mut self, core: &mut Core<S, Socket>) -> io::Result<()> {
+        self.rearm_receives(core);
+        self.submit_sends(core);
+        if !self.closing.is_empty() {
+            self.ring.submit()?;
+            self.closing.clear();
         }
-    }
-
-    fn complete(&mut self, completion: Completion) -> io::Result<()> {
-        let (kind, generation, index) = decode(completion.user_data);
-        match kind {
-            k if k == Kind::Accept as u8 => self.accepted(completion),
-            k if k == Kind::Wake as u8 => {
-                let (core, ops) = split!(self);
-                core.wake(Instant::now(), ops);
-                if self.core.is_shutting_down() {
-                    self.stop_accepting();
-                }
-                self.arm_wake()?;
-            }
-            k if k == Kind::Recv as u8 => self.received(index, generation, completion),
-            k if k == Kind::Send as u8 => self.sent(index, completion),
-            _ => {}
-        }
+        self.sends_peak.see(self.sends.len());
+        self.shrink_lists(core.tick());
         Ok(())
     }
 
-    fn accepted(&mut self, completion: Completion) {
-        if !completion.more() {
-            self.accept_armed = false;
-        }
-        if self.accept_pause.is_paused() {
-            // What the cancelled operation still reported: taken up on resuming.
-            if let Some(fd) = ring::accepted_fd(completion.result) {
-                self.open(TcpStream::from(fd));
-            }
-            return;
-        }
-        if self.multishot_accept {
-            match completion.result {
-                fd if fd >= 0 => {
-                    if let Some(fd) = ring::accepted_fd(fd) {
-                        self.open(TcpStream::from(fd));
-                    }
-                }
-                e if e == -libc::ECANCELED || e == -libc::ECONNABORTED || e == -libc::EINTR => {}
-                e => self.pause_accepting(&io::Error::from_raw_os_error(-e)),
-            }
-        } else {
-            self.accept_ready();
-        }
-        if !self.accept_armed && !self.accept_pause.is_paused() {
-            let _ = self.arm_accept();
-        }
-    }
-
-    /// Arms the accept: a multishot accept on a listening socket of this reactor's
-    /// own; on the shared one, a multishot poll, after which this reactor accepts
-    /// what it can with plain `accept` calls, as the epoll driver does (an accept
-    /// armed in the kernel would take the next connection for this reactor even
-    /// while it is busy in a long handler call; a poll wakes every reactor and the
-    /// free ones take the connections).
-    fn arm_accept(&mut self) -> io::Result<()> {
-        let Some(listener) = &self.listener else {
-            return Ok(());
-        };
-        let (fd, ud) = (listener.as_raw_fd(), user_data(Kind::Accept, 0, 0));
-        if self.multishot_accept {
-            self.ring.accept(fd, true, ud)?;
-        } else {
-            self.ring.poll_readable(fd, ud)?;
-        }
-        self.accept_armed = true;
-        Ok(())
-    }
-
-    /// Accepts until the shared listening socket has nothing left for this reactor.
-    fn accept_ready(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => self.open(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
-                Err(error) => return self.pause_accepting(&error),
-            }
-        }
-    }
-
-    /// EMFILE, ENFILE, ENOBUFS, ENOMEM...: stop accepting for a tick (the armed
-    /// accept or poll is cancelled) rather than spin on a listener that stays ready.
-    fn pause_accepting(&mut self, error: &io::Error) {
-        self.accept_pause.start(&self.core, error);
-        if self.accept_armed {
-            let accept = user_data(Kind::Accept, 0, 0);
-            let _ = self.ring.cancel(accept, user_data(Kind::Other, 0, 0));
-        }
-    }
-
-    /// Accepting again once the pause's tick has come: the accept (or poll) is armed
-    /// again, unless its cancellation has not completed yet (then its completion
-    /// arms it), and the shared listener is drained of what waited.
-    fn resume_accepting(&mut self) {
-        if !self.accept_pause.ended(self.core.tick()) {
-            return;
-        }
-        if !self.multishot_accept {
-            self.accept_ready();
-        }
-        if !self.accept_armed && !self.accept_pause.is_paused() {
-            let _ = self.arm_accept();
-        }
-    }
-
-    fn open(&mut self, stream: TcpStream) {
-        let Ok(peer) = stream.peer_addr() else {
-            return;
-        };
-        let _ = stream.set_nodelay(true);
-        Stats::bump(&self.core.shared().stats.accepted);
-        self.generation = self.generation.wrapping_add(1) & 0xff_ffff;
-        let key = self.core.vacant_key();
-        let socket = Socket::new(stream, self.generation);
-        let fd = socket.stream.as_raw_fd();
-        let generation = socket.generation();
-        let (core, ops) = split!(self);
-        core.open(socket, peer, ops);
-        if let Some(socket) = self.core.io_mut(key)
-            && socket.generation() == generation
-        {
-            socket.set(RECEIVING, true);
-            let _ = self.ring.recv(fd, user_data(Kind::Recv, generation, key));
-        }
+    fn failed(&mut self) {
+        // The 1011 close frames go out (their writes hold the sockets) before the
+        // ring is dropped.
+        let _ = self.ring.submit();
+        self.closing.clear();
     }
 }
 
-impl<S: Service> UringDriver<S> {
-    /// A receive completed for connection `key` of `generation`.
-    fn received(&mut self, key: usize, generation: u32, completion: Completion) {
-        let Some(socket) = self
-            .core
-            .io_mut(key)
-            .filter(|socket| socket.generation() == generation)
-        else {
-            // A late completion of a connection gone: give its buffer back.
-            if let Some(bid) = completion.buffer() {
-                self.ring.recycle(bid);
-            }
-            return;
-        };
-        if !completion.more() {
-            socket.set(RECEIVING, false);
+/// Runs reactor `index` on io_uring on this thread: makes its ring, then runs it
+/// until a graceful shutdown completes or it fails (reported, as with
+/// [`crate::server::driver::reactor::Reactor::run_reported`]; a ring that cannot be
+/// made is such a failure).
+///
+/// # Errors
+///
+/// The [`crate::server::failure::ReactorFailure`].
+pub(crate) fn run<S: Service>(
+    index: usize,
+    parts: Parts,
+    listener: TcpListener,
+    service: std::sync::Arc<S>,
+    config: std::sync::Arc<ServerConfig>,
+    shared: std::sync::Arc<crate::server::shared::Shared>,
+) -> Result<(), crate::server::failure::ReactorFailure> {
+    match new_ring(&config) {
+        Ok(ring) => {
+            let backend = Uring::new(ring, parts, listener, &config);
+            let core = Core::new(index, service, config, shared, std::time::Instant::now());
+            crate::server::driver::reactor::Reactor::new(core, backend).run_reported()
         }
-        if socket.is(PAUSED) || socket.is(HELD) {
-            // Reading is paused (the receive was cancelled, but what it had already
-            // taken keeps coming): hold it, in order, until reading resumes.
-            socket.set(HELD, true);
-            self.held.entry(key).or_default().push_back(completion);
-            if !socket.is(PAUSED) {
-                // Resumed, with completions still held: they go first.
-                self.rearm.push(key);
-            }
-            return;
-        }
-        self.process(key, generation, completion);
-        if let Some(socket) = self.core.io_mut(key)
-            && socket.generation() == generation
-            && !socket.is(RECEIVING | PAUSED | EOF_PENDING)
-        {
-            self.rearm.push(key);
-        }
-    }
-
-    /// Hands a receive's bytes (or its EOF, or its error) to the core.
-    fn process(&mut self, key: usize, generation: u32, completion: Completion) {
-        let scratch = &mut self.scratch;
-        let (core, ops) = split!(self);
-        core.contained(Some(key), ops, |core, ops| match completion.result {
-            n if n > 0 => {
-                let Some(bid) = completion.buffer() else {
-                    return;
-                };
-                let held = core.take_pending(key, scratch);
-                let buf = ops.ring.buffer(bid, n as usize);
-                buf[HEADROOM - held..HEADROOM].copy_from_slice(&scratch[..held]);
-                core.received(key, &mut buf[HEADROOM - held..]);
-                ops.ring.recycle(bid);
-                core.write(key, ops);
-                if core.pause_reading(key)
-                    && let Some(socket) = core.io_mut(key)
-                {
-                    socket.set(PAUSED, true);
-                    if socket.is(RECEIVING) {
-                        let recv = user_data(Kind::Recv, generation, key);
-                        let _ = ops.ring.cancel(recv, user_data(Kind::Other, 0, 0));
-                    }
-                }
-                core.served(key, ops);
-            }
-            e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {
-                if e == -libc::ENOBUFS {
-                    Stats::bump(&core.shared().stats.recv_buffers_exhausted);
-                    ops.ring.ran_dry();
-                }
-                if let Some(bid) = completion.buffer() {
-                    ops.ring.recycle(bid);
-                }
-            }
-            _ if !core.is_flushed(key) => {
-                // EOF (or an error) right behind bytes whose replies are still on
-                // their way: as epoll's read loop writes them before it reads the
-                // EOF, end the connection once they are written (`sent`).
-                if let Some(socket) = core.io_mut(key) {
-                    socket.set(EOF_PENDING, true);
-                }
-            }
-            _ => {
-                core.eof(key);
-                core.served(key, ops);
-            }
-        });
-    }
-
-    /// A write completed.
-    fn sent(&mut self, id: usize, completion: Completion) {
-        let Some(op) = self.sends.try_remove(id) else {
-            return;
-        };
-        self.keep_spare(op.buffers);
-        let Some(socket) = self
-            .core
-            .io_mut(op.key)
-            .filter(|socket| socket.generation() == op.generation)
-        else {
-            return;
-        };
-        socket.set(SENDING, false);
-        let eof_pending = socket.is(EOF_PENDING);
-        let written = usize::try_from(completion.result).ok();
-        let short = written.is_some_and(|n| n < op.len);
-        let (core, ops) = split!(self);
-        let key = op.key;
-        core.contained(Some(key), ops, |core, ops| {
-            core.sent(key, written, short, ops);
-            if eof_pending && core.is_flushed(key) {
-                core.eof(key);
-                core.served(key, ops);
-            }
-        });
-    }
-
-    /// Keeps a completed write's buffers for the next write (their bytes dropped),
-    /// unless enough are kept or they grew large.
-    fn keep_spare(&mut self, mut buffers: SendBuffers) {
-        buffers.clear();
-        if self.spare.len() < SPARE_SEND_BUFFERS && buffers.capacity() <= SPARE_MAX_CHUNKS {
-            self.spare.push(buffers);
-        }
-    }
-
-    /// Arms again the receives that ended (buffers ran dry, a pause ended, the
-    /// kernel stopped a multishot).
-    fn rearm_receives(&mut self) {
-        for key in std::mem::take(&mut self.rearm) {
-            self.release_held(key);
-            let Some(socket) = self.core.io_mut(key) else {
-                continue;
+        Err(error) => {
+            let failure = crate::server::failure::ReactorFailure {
+                reactor: index,
+                cause: format!("io_uring setup failed: {error}"),
             };
-            if socket.is(RECEIVING | PAUSED | HELD | EOF_PENDING) {
-                continue;
-            }
-            socket.set(RECEIVING, true);
-            let ud = user_data(Kind::Recv, socket.generation(), key);
-            let fd = socket.stream.as_raw_fd();
-            let _ = self.ring.recv(fd, ud);
-        }
-    }
-
-    /// Hands a connection whose pause ended what arrived during the pause, in order,
-    /// until it pauses again.
-    fn release_held(&mut self, key: usize) {
-        let Some(socket) = self.core.io_mut(key) else {
-            return;
-        };
-        if socket.is(PAUSED) || !socket.is(HELD) {
-            return;
-        }
-        socket.set(HELD, false);
-        let generation = socket.generation();
-        let Some(mut held) = self.held.remove(&key) else {
-            return;
-        };
-        while let Some(completion) = held.pop_front() {
-            self.process(key, generation, completion);
-            match self.core.io_mut(key) {
-                Some(socket) if socket.generation() == generation && socket.is(PAUSED) => {
-                    if !held.is_empty() {
-                        socket.set(HELD, true);
-                        self.held.insert(key, held);
-                    }
-                    return;
-                }
-                Some(socket) if socket.generation() == generation => {}
-                _ => {
-                    // The connection ended: give the rest of its buffers back.
-                    for completion in held.drain(..) {
-                        if let Some(bid) = completion.buffer() {
-                            self.ring.recycle(bid);
-                        }
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// One vectored write per connection with bytes waiting and none in flight.
-    fn submit_sends(&mut self) {
-        for key in std::mem::take(&mut self.to_send) {
-            let Some(socket) = self.core.io_mut(key) else {
-                continue;
-            };
-            socket.set(QUEUED, false);
-            if socket.is(SENDING) {
-                continue;
-            }
-            let (generation, fd) = (socket.generation(), socket.stream.as_raw_fd());
-            let mut buffers = self.spare.pop().unwrap_or_default();
-            let len = self.core.sendable(key, buffers.chunks_mut());
-            if len == 0 {
-                self.spare.push(buffers);
-                continue;
-            }
-            let entry = self.sends.vacant_entry();
-            let id = entry.key();
-            let op = entry.insert(SendOp {
-                key,
-                generation,
-                len,
-                buffers,
-            });
-            // SAFETY: `op` stays in `sends` until its completion arrives (or is
-            // leaked with the table by `UringDriver::drop`).
-            #[allow(unsafe_code)]
-            let queued = unsafe {
-                self.ring
-                    .writev(fd, &mut op.buffers, user_data(Kind::Send, generation, id))
-            };
-            if queued.is_ok()
-                && let Some(socket) = self.core.io_mut(key)
-            {
-                socket.set(SENDING, true);
-            }
+            tracing::error!(reactor = index, "{failure}");
+            shared.remotes[index].close();
+            shared.report_failure(failure.clone());
+            shared.settle();
+            Err(failure)
         }
     }
 }
@@ -951,7 +848,7 @@ mod tests {
         let stream = TcpStream::connect(addr).unwrap();
         let mut socket = Socket::new(stream, 0x1ff_fffe);
         assert_eq!(socket.generation(), 0xff_fffe);
-        let flags = [RECEIVING, PAUSED, SENDING, QUEUED, EOF_PENDING, HELD];
+        let flags = [RECEIVING, PAUSED, READ_ENDED];
         for flag in flags {
             assert!(!socket.is(flag));
         }
@@ -966,11 +863,11 @@ mod tests {
         assert!(socket.is(RECEIVING | PAUSED));
         socket.set(PAUSED, false);
         assert!(!socket.is(PAUSED));
-        assert!(socket.is(RECEIVING | SENDING | QUEUED | EOF_PENDING | HELD));
+        assert!(socket.is(RECEIVING | READ_ENDED));
         for flag in flags {
             socket.set(flag, false);
         }
-        assert!(!socket.is(RECEIVING | PAUSED | SENDING | QUEUED | EOF_PENDING | HELD));
+        assert!(!socket.is(RECEIVING | PAUSED | READ_ENDED));
         assert_eq!(socket.generation(), 0xff_fffe);
         drop(listener);
     }

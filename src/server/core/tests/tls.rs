@@ -64,7 +64,7 @@ struct Client {
 impl Client {
     fn connect(h: &mut Harness, config: Arc<rustls::ClientConfig>, driver: Driver) -> Self {
         let key = h.connect(0);
-        h.peer(key).completion = matches!(driver, Driver::Completion);
+        h.wire.defers = matches!(driver, Driver::Completion);
         let name = ServerName::try_from("localhost").unwrap();
         Self {
             tls: ClientConnection::new(config, name).unwrap(),
