@@ -332,7 +332,10 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return false;
         };
-        if slot.tls.is_some() {
+        if slot.proxy.is_some() {
+            // Nothing is kept before the PROXY header is complete.
+            self.received_proxy_header(key, &mut buf[start..]);
+        } else if slot.tls.is_some() {
             // A TLS connection's pending bytes are plaintext: they go in front of the
             // next record's plaintext (`tls.rs`), not of the ciphertext read.
             self.received_tls(key, &mut buf[start..]);
@@ -341,12 +344,8 @@ impl<S: Service, IO> Core<S, IO> {
             assert!(held <= start, "{held} bytes kept, {start} bytes of headroom");
             let data = &mut buf[start - held..];
             slot.conn.take_pending(data);
-            if slot.proxy.is_some() {
-                self.received_proxy_header(key, data);
-            } else {
-                let mut env = env!(self);
-                slot.conn.receive(data, &mut env);
-            }
+            let mut env = env!(self);
+            slot.conn.receive(data, &mut env);
         }
         self.conns
             .get(key)
