@@ -15,6 +15,7 @@
 //! fn`s (a write, the wake-up's read), each of which keeps the memory it hands the
 //! kernel in the backend until the completion (see `ring.rs`'s safety argument).
 
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::net::{TcpListener, TcpStream};
@@ -79,7 +80,8 @@ impl Wake for EventFd {
 /// A connection's descriptor and the state of its receive (the core's `IO`), packed
 /// into 8 bytes: no larger than the epoll backend's, since every connection, idle or
 /// not, holds one in the core's slab. Its slab key is not kept (the core passes it
-/// to every [`Transport`] call); its writes' state is the core's.
+/// to every [`Transport`] call), its writes' state is the core's, and the
+/// completions held during a pause live in the backend's [`Held`] table.
 pub(crate) struct Socket {
     stream: TcpStream,
     /// The generation (the low 24 bits, as in `user_data`) and the flags below (the
@@ -96,6 +98,9 @@ const PAUSED: u32 = 1 << 25;
 /// The kernel reported the peer's EOF (or a receive error): no receive is armed
 /// again.
 const READ_ENDED: u32 = 1 << 26;
+/// Receive completions wait for it in [`Held`] (they arrived while reading was
+/// paused).
+const HELD: u32 = 1 << 27;
 
 impl Socket {
     fn new(stream: TcpStream, generation: u32) -> Self {
@@ -136,6 +141,14 @@ fn socket_of<S: Service>(
         .filter(|socket| socket.generation() == generation)
 }
 
+/// Receive completions that arrived while their connection's reading was paused (the
+/// cancellation of its multishot receive was not submitted yet, or had not taken
+/// effect), in order, by slab key. They keep their provided buffers and are handed to
+/// the core when reading resumes, so a paused connection is never given more than
+/// flow control allows. Only paused connections have an entry: rare, so a map beside
+/// the slab rather than a field in every [`Socket`].
+type Held = HashMap<usize, VecDeque<Completion>>;
+
 /// Completed writes' buffers a reactor keeps for its next writes: enough for a turn
 /// of 64 connections without an allocation, 12 KiB at most (4 chunks each).
 const SPARE_SEND_BUFFERS: usize = 64;
@@ -174,6 +187,8 @@ pub(crate) struct Uring {
     ready: Vec<usize>,
     /// Connections whose receive is to be armed again.
     rearm: Vec<usize>,
+    /// What paused connections received (see [`Held`]).
+    held: Held,
     /// The generation of the last connection accepted.
     generation: u32,
     /// Sockets released this turn, closed once the operations queued for them are
@@ -287,6 +302,7 @@ impl Uring {
             overflowed: false,
             ready: Vec::new(),
             rearm: Vec::new(),
+            held: Held::new(),
             generation: 0,
             closing: Vec::new(),
             multishot_accept: config.reuse_port,
@@ -411,6 +427,18 @@ impl Uring {
         if result <= 0 && result != -libc::ENOBUFS && result != -libc::ECANCELED {
             socket.set(READ_ENDED, true);
         }
+        if socket.is(PAUSED) || socket.is(HELD) {
+            // Reading is paused (the receive was cancelled, but what it had already
+            // taken keeps coming): hold it, in order, until reading resumes.
+            socket.set(HELD, true);
+            let resumed = !socket.is(PAUSED);
+            self.held.entry(key).or_default().push_back(completion);
+            if resumed {
+                // Resumed, with completions still held: they go first.
+                self.rearm.push(key);
+            }
+            return;
+        }
         core.contained(Some(key), self, |core, this| {
             this.process(core, key, completion);
         });
@@ -421,10 +449,47 @@ impl Uring {
         }
     }
 
-    /// Hands a receive's bytes (or its EOF, or its error) to the core. Bytes that
-    /// arrive after the core paused reading (the receive's cancellation was not
-    /// submitted yet) are handed over too: they are read already, and holding them
-    /// would hold provided buffers.
+    /// Hands a connection whose pause ended what arrived during the pause, in order,
+    /// until it pauses again.
+    fn release_held<S: Service>(&mut self, core: &mut Core<S, Socket>, key: usize) {
+        let Some(socket) = core.io_mut(key) else {
+            return;
+        };
+        if socket.is(PAUSED) || !socket.is(HELD) {
+            return;
+        }
+        socket.set(HELD, false);
+        let generation = socket.generation();
+        let Some(mut held) = self.held.remove(&key) else {
+            return;
+        };
+        while let Some(completion) = held.pop_front() {
+            core.contained(Some(key), self, |core, this| {
+                this.process(core, key, completion);
+            });
+            match socket_of(core, key, generation) {
+                Some(socket) if socket.is(PAUSED) => {
+                    if !held.is_empty() {
+                        socket.set(HELD, true);
+                        self.held.insert(key, held);
+                    }
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    // The connection ended: give the rest of its buffers back.
+                    for completion in held.drain(..) {
+                        if let Some(bid) = completion.buffer() {
+                            self.ring.recycle(bid);
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands a receive's bytes (or its EOF, or its error) to the core.
     fn process<S: Service>(
         &mut self,
         core: &mut Core<S, Socket>,
@@ -487,10 +552,11 @@ impl Uring {
     /// kernel stopped a multishot).
     fn rearm_receives<S: Service>(&mut self, core: &mut Core<S, Socket>) {
         for key in std::mem::take(&mut self.rearm) {
+            self.release_held(core, key);
             let Some(socket) = core.io_mut(key) else {
                 continue;
             };
-            if socket.is(RECEIVING | PAUSED | READ_ENDED) {
+            if socket.is(RECEIVING | PAUSED | HELD | READ_ENDED) {
                 continue;
             }
             socket.set(RECEIVING, true);
@@ -564,6 +630,11 @@ impl Uring {
             self.sends.shrink_to(target);
             shrunk = true;
         }
+        if self.held.is_empty() && self.held.capacity() > 0 {
+            // Every pause ended: the table of held completions goes.
+            self.held = Held::new();
+            shrunk = true;
+        }
         if shrunk {
             // The end of a burst (rare): what the writes' buffers left free in the
             // allocator goes back too, with the spare buffers.
@@ -631,6 +702,13 @@ impl Transport<Socket> for Uring {
     }
 
     fn release(&mut self, key: usize, io: Socket) {
+        if io.is(HELD) {
+            for completion in self.held.remove(&key).into_iter().flatten() {
+                if let Some(bid) = completion.buffer() {
+                    self.ring.recycle(bid);
+                }
+            }
+        }
         if io.is(RECEIVING) {
             let recv = user_data(Kind::Recv, io.generation(), key);
             let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
@@ -698,7 +776,7 @@ impl Backend for Uring {
         let Some(socket) = socket_of(core, key, self.generation) else {
             return;
         };
-        if socket.is(RECEIVING | PAUSED | READ_ENDED) {
+        if socket.is(RECEIVING | PAUSED | HELD | READ_ENDED) {
             return;
         }
         socket.set(RECEIVING, true);
@@ -848,7 +926,7 @@ mod tests {
         let stream = TcpStream::connect(addr).unwrap();
         let mut socket = Socket::new(stream, 0x1ff_fffe);
         assert_eq!(socket.generation(), 0xff_fffe);
-        let flags = [RECEIVING, PAUSED, READ_ENDED];
+        let flags = [RECEIVING, PAUSED, READ_ENDED, HELD];
         for flag in flags {
             assert!(!socket.is(flag));
         }
@@ -863,11 +941,11 @@ mod tests {
         assert!(socket.is(RECEIVING | PAUSED));
         socket.set(PAUSED, false);
         assert!(!socket.is(PAUSED));
-        assert!(socket.is(RECEIVING | READ_ENDED));
+        assert!(socket.is(RECEIVING | READ_ENDED | HELD));
         for flag in flags {
             socket.set(flag, false);
         }
-        assert!(!socket.is(RECEIVING | PAUSED | READ_ENDED));
+        assert!(!socket.is(RECEIVING | PAUSED | READ_ENDED | HELD));
         assert_eq!(socket.generation(), 0xff_fffe);
         drop(listener);
     }
