@@ -341,15 +341,16 @@ impl<S: Service, IO> Core<S, IO> {
             self.received_tls(key, &mut buf[start..]);
         } else {
             let held = slot.conn.pending_len();
-            assert!(held <= start, "{held} bytes kept, {start} bytes of headroom");
+            assert!(
+                held <= start,
+                "{held} bytes kept, {start} bytes of headroom"
+            );
             let data = &mut buf[start - held..];
             slot.conn.take_pending(data);
             let mut env = env!(self);
             slot.conn.receive(data, &mut env);
         }
-        self.conns
-            .get(key)
-            .is_some_and(|slot| !slot.conn.is_done())
+        self.conns.get(key).is_some_and(|slot| !slot.conn.is_done())
     }
 
     /// The peer ended its side, or reading failed. While replies are on their way
@@ -378,8 +379,7 @@ impl<S: Service, IO> Core<S, IO> {
         if slot.reads_paused {
             return;
         }
-        if slot.unsent() > self.config.high_water_mark || slot.conn.holds_too_much(&self.config)
-        {
+        if slot.unsent() > self.config.high_water_mark || slot.conn.holds_too_much(&self.config) {
             slot.reads_paused = true;
             t.pause_reading(key, &mut slot.io);
         }

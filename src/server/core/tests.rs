@@ -100,7 +100,11 @@ struct Wire {
 
 impl Transport<Memory> for Wire {
     fn sends(&self) -> Sends {
-        if self.defers { Sends::Later } else { Sends::Now }
+        if self.defers {
+            Sends::Later
+        } else {
+            Sends::Now
+        }
     }
 
     fn write_now(
@@ -448,10 +452,7 @@ fn reading_pauses_over_the_high_water_mark_and_resumes_under_half_of_it() {
     assert_eq!(h.wire.resumed, [key], "the driver is told to read again");
     h.send_text(key, "big 10");
     assert_eq!(h.wire.paused, [key], "not paused again under the mark");
-    assert_eq!(
-        h.frames(key),
-        ["binary 10000", "binary 10000", "binary 10"]
-    );
+    assert_eq!(h.frames(key), ["binary 10000", "binary 10000", "binary 10"]);
 }
 
 #[test]

@@ -57,8 +57,7 @@ pub(crate) trait Transport<IO> {
     /// `WouldBlock` when the socket takes nothing now (the backend calls
     /// [`crate::server::core::Core::write`] once it has room); `Interrupted` to be
     /// retried at once; any other error ends the connection as if the peer had gone.
-    fn write_now(&mut self, key: usize, io: &mut IO, slices: &[IoSlice<'_>])
-    -> io::Result<usize>;
+    fn write_now(&mut self, key: usize, io: &mut IO, slices: &[IoSlice<'_>]) -> io::Result<usize>;
 
     /// Writes `bytes`, the last the connection will send (a 1011 close frame when the
     /// server's own code failed), just before [`Transport::release`]: best effort,

@@ -781,7 +781,9 @@ impl Backend for Uring {
         }
         socket.set(RECEIVING, true);
         let fd = socket.stream.as_raw_fd();
-        let _ = self.ring.recv(fd, user_data(Kind::Recv, self.generation, key));
+        let _ = self
+            .ring
+            .recv(fd, user_data(Kind::Recv, self.generation, key));
     }
 
     fn pause_accepting(&mut self) {
