@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::protocol::deflate::DeflateConfig;
 use crate::server::admission::{AdmissionConfig, AllowedOrigins, Cidr, MessageRate, Rate};
-use crate::server::bridge::{Bridge, BridgeLink, Core as BridgeCore};
+use crate::server::bridge::{Bridge, BridgeLink, BridgeShared};
 use crate::server::channels::redis::RedisEngines;
 use crate::server::config::{Backend, BackpressurePolicy, ServerConfig};
 use crate::server::driver;
@@ -51,7 +51,7 @@ pub struct Server {
     /// With `shutdown_on_signals`: tells the signal thread when the server stopped.
     signals: Option<SignalGuard>,
     /// The bridge and its transport's threads, stopped once the reactors have.
-    bridge: Option<(Arc<BridgeCore>, Vec<JoinHandle<()>>)>,
+    bridge: Option<(Arc<BridgeShared>, Vec<JoinHandle<()>>)>,
     /// The Redis channel engine and its threads, stopped once the reactors have.
     channel_reader: Option<(Arc<RedisEngines>, Vec<JoinHandle<()>>)>,
 }
@@ -373,7 +373,7 @@ impl ServerBuilder {
         let bridge = self
             .bridge
             .as_ref()
-            .map(|bridge| Arc::new(BridgeCore::new(bridge.limits())));
+            .map(|bridge| Arc::new(BridgeShared::new(bridge.limits())));
         let channel_data_limit = self
             .channels
             .max_data_size

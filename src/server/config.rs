@@ -198,6 +198,16 @@ pub struct ServerConfig {
     pub admission: AdmissionConfig,
 }
 
+impl ServerConfig {
+    /// The one `max_backpressure` rule, for every way bytes reach a connection (its
+    /// own sends, deliveries, sends through a handle): whether `size` more bytes,
+    /// behind `buffered` bytes not yet taken by the peer, pass the limit. A message
+    /// always goes into an empty queue, however large.
+    pub(crate) fn passes_backpressure(&self, buffered: usize, size: usize) -> bool {
+        buffered > 0 && buffered + size > self.max_backpressure
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {

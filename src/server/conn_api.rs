@@ -237,7 +237,7 @@ impl Conn<'_> {
         }
         let size = header_len(payload.len() as u64, false) + payload.len();
         let buffered = self.buffered_amount();
-        if buffered > 0 && buffered + size > self.config.max_backpressure {
+        if self.config.passes_backpressure(buffered, size) {
             self.state.over_limit(
                 self.config,
                 &self.reactor.stats,

@@ -188,7 +188,7 @@ impl ConnHandle {
         let config = &link.shared.config;
         let size = header_len(message.len() as u64, false) + message.len();
         let waiting = link.queued.load(Ordering::Acquire) + link.buffered.load(Ordering::Relaxed);
-        if waiting > 0 && waiting + size > config.max_backpressure {
+        if config.passes_backpressure(waiting, size) {
             return self.over_limit();
         }
         let deflate = link.shared.deflate.as_ref();

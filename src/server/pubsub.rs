@@ -17,7 +17,7 @@ use crate::server::slots::Slots;
 use crate::protocol::OpCode;
 use crate::protocol::deflate::DeflateConfig;
 use crate::protocol::frame::{Role, decode_header};
-use crate::server::bridge::Core as Bridge;
+use crate::server::bridge::BridgeShared as Bridge;
 use crate::server::conn_api::ConnId;
 use crate::server::encode::{deflate_message, encode_shared, encode_shared_frame};
 use crate::server::handler::Message;

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::server::bridge::Core as Bridge;
+use crate::server::bridge::BridgeShared as Bridge;
 use crate::server::command::{Command, Outgoing, Target};
 use crate::server::config::{Backend, ServerConfig};
 use crate::server::failure::ReactorFailure;

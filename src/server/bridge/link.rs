@@ -31,7 +31,7 @@ struct Outbound {
 }
 
 /// The state a server and its bridge share (see the module docs).
-pub(crate) struct Core {
+pub(crate) struct BridgeShared {
     node: u64,
     limits: BridgeLimits,
     outbound: Mutex<Outbound>,
@@ -52,9 +52,9 @@ pub(crate) struct Core {
     counters: Counters,
 }
 
-impl fmt::Debug for Core {
+impl fmt::Debug for BridgeShared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Core")
+        f.debug_struct("BridgeShared")
             .field("node", &self.node)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -78,7 +78,7 @@ fn random_node_id() -> u64 {
     u64::from_le_bytes(bytes).max(1)
 }
 
-impl Core {
+impl BridgeShared {
     /// A bridge core with `limits` and a fresh node id.
     pub fn new(limits: BridgeLimits) -> Self {
         Self {
@@ -206,11 +206,11 @@ impl Core {
 /// it, and `server/bridge/redis.rs` for one.
 #[derive(Debug, Clone)]
 pub struct BridgeLink {
-    core: Arc<Core>,
+    core: Arc<BridgeShared>,
 }
 
 impl BridgeLink {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    pub(crate) fn new(core: Arc<BridgeShared>) -> Self {
         Self { core }
     }
 

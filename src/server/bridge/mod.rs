@@ -51,7 +51,7 @@ mod redis;
 mod sequence;
 mod stats;
 
-pub(crate) use link::Core;
+pub(crate) use link::BridgeShared;
 
 pub use self::redis::RedisBridge;
 pub(crate) use self::redis::{connect as redis_connect, connection_info as redis_connection_info};

@@ -136,7 +136,8 @@ impl ConnState {
     /// backpressure policy to each message.
     pub fn deliver(&mut self, delivery: Delivery<'_>, config: &ServerConfig, stats: &Stats) {
         match delivery {
-            // All of it fits: every message passes the limit on its own too.
+            // All of it fits under the limit: then every message passes
+            // `ServerConfig::passes_backpressure` on its own too.
             Delivery::Batched { span, .. }
                 if self.closing.is_none()
                     && self.outbox.len() + delivery.len() <= config.max_backpressure =>
@@ -168,7 +169,7 @@ impl ConnState {
             return;
         }
         let buffered = self.outbox.len();
-        if buffered > 0 && buffered + chunk.len() > config.max_backpressure {
+        if config.passes_backpressure(buffered, chunk.len()) {
             self.over_limit(config, stats, None);
             return;
         }

@@ -65,6 +65,7 @@ mod admission;
 mod commands;
 mod containment;
 mod delivery;
+mod inbox;
 mod report;
 mod shutdown;
 mod timers;

@@ -1,21 +1,13 @@
-//! Commands from other threads (publishes, shutdown, and those of `commands.rs`) and the graceful shutdown they
-//! can start, in two phases (see `shared.rs`): settle (stop accepting, hand this
-//! turn's publishes on), then close every connection with 1001.
+//! The graceful shutdown a command from another thread starts (see `inbox.rs`), in
+//! two phases (see `shared.rs`): settle (stop accepting, hand this turn's publishes
+//! on), then close every connection with 1001.
 
 use std::time::Instant;
 
 use crate::server::core::{Core, Transport};
 use crate::server::handler::Service;
-use crate::server::shared::ShutdownPhase;
 
 impl<S: Service, IO> Core<S, IO> {
-    /// Another thread woke this reactor: delivers the publishes waiting in its inbox
-    /// and starts a graceful shutdown if one was asked (the deadline counts from
-    /// `now`). A panic here is the reactor's own: it unwinds to the driver.
-    pub fn wake<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
-        self.contained(None, t, |core, t| core.drain_inbox(now, t));
-    }
-
     /// Whether a graceful shutdown has started: the driver stops accepting (closes its
     /// listening socket).
     pub fn is_shutting_down(&self) -> bool {
@@ -35,27 +27,6 @@ impl<S: Service, IO> Core<S, IO> {
         done
     }
 
-    /// Commands from other threads: publishes and shutdown. Publishes queued before a
-    /// shutdown's `Closing` are delivered before the connections start closing.
-    fn drain_inbox<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
-        let spare = std::mem::take(&mut self.spare_commands);
-        let spare_frames = std::mem::take(&mut self.spare_frames);
-        let taken = self.shared.remotes[self.index].take(spare, spare_frames);
-        let (publishes, shutdown) = (taken.publishes, taken.shutdown);
-        #[cfg(test)]
-        crate::server::testing::on_inbox(&publishes);
-        // Publishes and commands in the order they were queued.
-        self.apply_all(&publishes, taken.commands, taken.frames, t);
-        if shutdown >= ShutdownPhase::Settling && !self.settled {
-            self.stopping = true;
-            self.settle_due = true;
-        }
-        if shutdown == ShutdownPhase::Closing && self.shutdown_deadline.is_none() {
-            self.stopping = true;
-            self.begin_shutdown(now, t);
-        }
-    }
-
     /// Counts this reactor as settled for a shutdown, once (see `shared.rs`).
     pub(super) fn settle(&mut self) {
         if !std::mem::replace(&mut self.settled, true) {
@@ -65,7 +36,7 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// Closes every open connection with 1001 (Going Away, RFC 6455 §7.4.1) and drops
     /// those not yet upgraded; the rest finish within `shutdown_timeout`.
-    fn begin_shutdown<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
+    pub(super) fn begin_shutdown<T: Transport<IO>>(&mut self, now: Instant, t: &mut T) {
         tracing::debug!(
             reactor = self.index,
             connections = self.conns.len(),

@@ -7,7 +7,7 @@ use std::fmt;
 use prometheus_client::encoding::NoLabelSet;
 
 use super::{Out, buckets};
-use crate::server::bridge::{BridgeState, Core as Bridge, LAG_BOUNDS_US};
+use crate::server::bridge::{BridgeShared as Bridge, BridgeState, LAG_BOUNDS_US};
 
 impl Out<'_, '_> {
     /// Writes every `bridge_*` metric of `bridge`.

@@ -9,7 +9,7 @@ use crate::server::bridge::BridgeState;
 use crate::server::encode::encode_shared;
 
 fn link(max_buffered_bytes: usize) -> BridgeLink {
-    BridgeLink::new(Arc::new(Core::new(BridgeLimits {
+    BridgeLink::new(Arc::new(BridgeShared::new(BridgeLimits {
         max_message_size: 64,
         max_buffered_bytes,
     })))
