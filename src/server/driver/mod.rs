@@ -20,6 +20,8 @@ use crate::server::shared::{Shared, Wake};
 
 mod accept_pause;
 pub(crate) mod epoll;
+#[cfg(test)]
+mod memory;
 pub(crate) mod reactor;
 
 pub(crate) use accept_pause::AcceptPause;
