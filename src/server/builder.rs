@@ -16,7 +16,7 @@ use crate::server::driver;
 use crate::server::failure::{ReactorFailure, panic_message};
 use crate::server::handle::ServerHandle;
 use crate::server::handler::Service;
-use crate::server::listener;
+use crate::server::driver::listener;
 use crate::server::pubsub::Interest;
 use crate::server::shared::{Remote, Shared};
 use crate::server::signals::{self, SignalGuard};

@@ -8,11 +8,11 @@ use crate::protocol::CloseCode;
 use crate::protocol::frame::{OpCode, header_len};
 use crate::server::bridge::PublishStatus;
 use crate::server::config::ServerConfig;
-use crate::server::conn::state::ConnState;
+use crate::server::core::conn::state::ConnState;
 use crate::server::encode::{deflate_message, encode_frame_into, encode_shared_frame};
 use crate::server::handler::Message;
 use crate::server::pubsub::Publish;
-use crate::server::reactor_state::ReactorState;
+use crate::server::core::reactor_state::ReactorState;
 
 /// A connection's id: unique across the server's reactors for the server's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,12 +8,10 @@
 
 pub mod admission;
 pub(crate) mod allocator;
-pub(crate) mod batch;
 pub mod bridge;
 pub mod channels;
 pub(crate) mod command;
 pub(crate) mod config;
-pub(crate) mod conn;
 pub(crate) mod conn_api;
 pub(crate) mod conn_handle;
 pub(crate) mod core;
@@ -22,19 +20,14 @@ pub(crate) mod encode;
 pub(crate) mod failure;
 pub mod handler;
 pub(crate) mod http;
-pub(crate) mod listener;
 pub mod metrics;
-pub(crate) mod outbox;
 pub(crate) mod pending;
 pub(crate) mod pubsub;
-pub(crate) mod reactor_state;
 pub(crate) mod shared;
 pub(crate) mod signals;
-pub(crate) mod slots;
 pub(crate) mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
-pub(crate) mod timer;
 pub mod tls;
 
 mod builder;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use slab::Slab;
 
-use crate::server::slots::Slots;
+use crate::server::core::slots::Slots;
 
 use crate::protocol::OpCode;
 use crate::protocol::deflate::DeflateConfig;

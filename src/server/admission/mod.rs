@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::handshake::{Refusal, RequestHead};
 use crate::protocol::proxy::{ProxyError, ProxyHeader};
-use crate::server::conn::state::ConnState;
+use crate::server::core::conn::state::ConnState;
 use crate::server::metrics::counters::RefusalReason;
 
 pub use networks::{Cidr, CidrError};

@@ -5,7 +5,7 @@
 
 use crate::protocol::Event;
 use crate::server::conn_api::Conn;
-use crate::server::timer::{TICK, Tick};
+use crate::server::core::timer::{TICK, Tick};
 
 use super::token_bucket::Rate;
 

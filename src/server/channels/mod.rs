@@ -60,7 +60,7 @@ use std::fmt;
 
 use crate::server::conn_api::Conn;
 use crate::server::handle::ServerHandle;
-use crate::server::outbox::Delivery;
+use crate::server::core::outbox::Delivery;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 

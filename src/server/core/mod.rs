@@ -30,22 +30,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::server::slots::Slots;
+use crate::server::core::slots::Slots;
 
 use crate::protocol::handshake::Refusal;
 use crate::server::admission::AtAccept;
-use crate::server::batch::BatchRange;
+use crate::server::core::batch::BatchRange;
 use crate::server::config::ServerConfig;
-use crate::server::conn::Connection;
-use crate::server::conn::state::ConnState;
+use crate::server::core::conn::Connection;
+use crate::server::core::conn::state::ConnState;
 use crate::server::conn_api::ConnId;
 use crate::server::handler::Service;
-use crate::server::outbox::Flushed;
+use crate::server::core::outbox::Flushed;
 use crate::server::pubsub::Publish;
-use crate::server::reactor_state::ReactorState;
+use crate::server::core::reactor_state::ReactorState;
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
-use crate::server::timer::{self, TimerWheel};
+use timer::TimerWheel;
 
 pub(crate) use transport::{Sends, Transport};
 
@@ -53,7 +53,7 @@ pub(crate) use transport::{Sends, Transport};
 /// (so the slab stays borrowable beside it).
 macro_rules! env {
     ($core:ident) => {
-        $crate::server::conn::Env {
+        $crate::server::core::conn::Env {
             service: &*$core.service,
             config: &$core.config,
             reactor: &mut $core.reactor,
@@ -62,12 +62,18 @@ macro_rules! env {
 }
 
 mod admission;
+pub(crate) mod batch;
 mod commands;
+pub(crate) mod conn;
 mod containment;
 mod delivery;
 mod inbox;
+pub(crate) mod outbox;
+pub(crate) mod reactor_state;
 mod report;
 mod shutdown;
+pub(crate) mod slots;
+pub(crate) mod timer;
 mod timers;
 mod tls;
 mod transport;

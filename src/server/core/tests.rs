@@ -18,7 +18,7 @@ use crate::server::handler::{CloseInfo, Conn, Handler, Message, Request, Service
 use crate::server::pubsub::{Interest, Publish};
 use crate::server::shared::{Remote, Shared, Wake};
 use crate::server::stats::Stats;
-use crate::server::timer::TICK;
+use crate::server::core::timer::TICK;
 
 const TOPIC: &str = "room";
 

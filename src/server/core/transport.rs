@@ -88,7 +88,7 @@ pub(crate) trait Transport<IO> {
 /// A writer for the bytes of the connection at `key`, as the outbox and the TLS
 /// session call one: `t`'s [`Transport::write_now`] for a [`Sends::Now`] backend,
 /// noting in `wrote` whether the socket took any byte (for
-/// [`crate::server::conn::state::ConnState::wrote_since_ping`]); for a
+/// [`crate::server::core::conn::state::ConnState::wrote_since_ping`]); for a
 /// [`Sends::Later`] backend, `WouldBlock`: every byte stays queued, as owned memory,
 /// for the backend's write after the turn.
 pub(super) fn writer<'a, IO, T: Transport<IO>>(

@@ -20,6 +20,7 @@ use crate::server::shared::{Shared, Wake};
 
 mod accept_pause;
 pub(crate) mod epoll;
+pub(crate) mod listener;
 #[cfg(test)]
 mod memory;
 pub(crate) mod reactor;

@@ -22,7 +22,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::server::slots::Slots;
+use crate::server::core::slots::Slots;
 
 use crate::server::config::ServerConfig;
 use crate::server::core::{Core, RECV_HEADROOM, Sends, Transport};
@@ -30,7 +30,7 @@ use crate::server::driver::reactor::{Backend, Event, accept_error};
 use crate::server::handler::Service;
 use crate::server::shared::Wake;
 use crate::server::stats::Stats;
-use crate::server::timer::Tick;
+use crate::server::core::timer::Tick;
 
 // The one module of the backend allowed `unsafe` (see its docs for the argument).
 mod peak;

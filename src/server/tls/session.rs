@@ -17,7 +17,7 @@ use bytes::Bytes;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 
-use crate::server::outbox::{Flushed, Outbox};
+use crate::server::core::outbox::{Flushed, Outbox};
 
 /// The most ciphertext kept while a record (or, during the handshake, a handshake
 /// message split across records, which rustls joins where it lies) is incomplete:

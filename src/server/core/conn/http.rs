@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::protocol::handshake::{
     HandshakeLimits, HeadReader, Refusal, RequestBody, RequestHead, has_token, request_body,
 };
-use crate::server::conn::{Connection, Env, Phase, report, ticks};
+use crate::server::core::conn::{Connection, Env, Phase, report, ticks};
 use crate::server::handler::{Handler, Request, Service};
 use crate::server::http::HttpResponse;
 use crate::server::stats::Stats;

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use crate::protocol::handshake::{Refusal, RequestHead, RequestKind, classify};
 use crate::server::command::{Decision, Target};
-use crate::server::conn::{Connection, Env, Phase, ticks};
+use crate::server::core::conn::{Connection, Env, Phase, ticks};
 use crate::server::handler::{Accepted, Handler, PendingUpgrade, Service};
 use crate::server::metrics::counters::RefusalReason;
 use crate::server::pending::{PendingResponse, Ticket};
@@ -150,7 +150,7 @@ impl<H: Handler> Connection<H> {
             self.phase = Phase::Done;
             self.refuse_for(&unavailable(reason), RefusalReason::Pending, env);
         } else {
-            self.deadline = env.reactor.now + ticks(crate::server::timer::TICK);
+            self.deadline = env.reactor.now + ticks(crate::server::core::timer::TICK);
         }
     }
 

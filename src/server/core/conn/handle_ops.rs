@@ -4,7 +4,7 @@
 use std::any::Any;
 
 use crate::server::command::ConnOp;
-use crate::server::conn::{Connection, Env};
+use crate::server::core::conn::{Connection, Env};
 use crate::server::handler::{Handler, Service};
 
 impl<H: Handler> Connection<H> {

@@ -11,10 +11,10 @@ use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::conn_api::ConnId;
 use crate::server::conn_handle::Link;
 use crate::server::encode::{encode_into, encode_shared};
-use crate::server::outbox::{Chunk, Delivery, Outbox};
+use crate::server::core::outbox::{Chunk, Delivery, Outbox};
 use crate::server::pubsub::Subscription;
 use crate::server::stats::Stats;
-use crate::server::timer::Tick;
+use crate::server::core::timer::Tick;
 
 /// Per-connection state beside the handler: the outbox, subscriptions, close and
 /// timer bookkeeping.
@@ -156,7 +156,7 @@ impl ConnState {
     }
 
     /// Ends the turn for this connection: ranges of the turn batch become slices of
-    /// `sealed` (see [`crate::server::batch::TurnBatch::seal`]).
+    /// `sealed` (see [`crate::server::core::batch::TurnBatch::seal`]).
     pub fn settle(&mut self, sealed: &bytes::Bytes) {
         self.outbox.settle(sealed);
         self.batch_holder = false;

@@ -18,7 +18,7 @@
 //!    delivers it.
 //! 2. [`TurnBatch::seal`] ends the turn: it freezes the buffer into one [`Bytes`] and
 //!    hands it to every holder, which turns whatever ranges it still has into slices of
-//!    it (a reference count, no copy; see [`crate::server::outbox::Outbox::settle`]).
+//!    it (a reference count, no copy; see [`crate::server::core::outbox::Outbox::settle`]).
 //!    So whatever path flushed a connection (end of turn, timer, `on_drain`, shutdown,
 //!    close) and however much its socket took, nothing points into the buffer after.
 //! 3. An empty range is always `0..0`: a range used up by writes is reset, never left

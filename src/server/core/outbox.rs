@@ -16,7 +16,7 @@ use std::io::{self, IoSlice};
 
 use bytes::{Buf, Bytes};
 
-use crate::server::batch::{BatchRange, TurnBatch};
+use crate::server::core::batch::{BatchRange, TurnBatch};
 
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 32;
