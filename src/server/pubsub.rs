@@ -122,7 +122,7 @@ struct Topic {
     name: Arc<str>,
     /// Slab keys of the subscribed connections (a table that can shrink without
     /// freeing: a topic of thousands of subscribers on one reactor grows it past
-    /// 128 KiB; see `server/slots.rs`).
+    /// 128 KiB; see `server/core/slots.rs`).
     subscribers: Slots<usize>,
 }
 
