@@ -97,6 +97,14 @@ pub use server::{
     ServerHandle, StatsSnapshot,
 };
 
+// Short crate-internal paths that the runtime's docs link to (`crate::MessageRate`, ...);
+// their public paths are in `admission` and `bridge`. Only the links use them, which the
+// compiler does not count.
+#[allow(unused_imports)]
+pub(crate) use server::admission::{AdmissionConfig, MessageRate, RatePolicy};
+#[allow(unused_imports)]
+pub(crate) use server::bridge::{BridgeStats, PublishStatus};
+
 // The public path is `bridge::RedisBridge`; this hidden one is kept only because the
 // doctest on `RedisBridge` (src/server/bridge/redis.rs) names it.
 #[doc(hidden)]

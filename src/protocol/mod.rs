@@ -3,7 +3,7 @@
 //! permessage-deflate (RFC 7692) parameters ([`DeflateParams`], a client's offer as
 //! [`Request::deflate_offers`](crate::Request::deflate_offers) yields it, and
 //! [`ClientNegotiated`], what [`Client::deflate`](crate::client::Client::deflate)
-//! settled). [`CloseCode`](crate::CloseCode) and [`DeflateConfig`](crate::DeflateConfig)
+//! settled). [`CloseCode`] and [`DeflateConfig`](crate::DeflateConfig)
 //! are at the crate root, with the connection and configuration types that take them.
 //!
 //! Underneath, RFC 6455 (and RFC 7692) without I/O: no sockets, threads or clocks, and
