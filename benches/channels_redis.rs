@@ -24,9 +24,10 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use wavecore::bridge::RedisBridge;
 use wavecore::channels::{History, RedisChannels};
 use wavecore::client::{Client, ClientMessage};
-use wavecore::{Conn, Handler, Message, RedisBridge, Request, Server, Upgrade};
+use wavecore::{Conn, Handler, Message, Request, Server, Upgrade};
 
 fn micros() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();

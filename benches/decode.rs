@@ -3,8 +3,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use wavecore::protocol::frame::encode_frame;
-use wavecore::protocol::{Decoder, DecoderConfig, Event, OpCode};
+use wavecore::internals::frame::encode_frame;
+use wavecore::internals::{Decoder, DecoderConfig, Event, OpCode};
 
 const FRAMES: usize = 10_000;
 

@@ -7,9 +7,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use wavecore::protocol::deflate::{InflateParams, pool};
-use wavecore::protocol::frame::{RSV1, encode_frame};
-use wavecore::protocol::{Decoder, DecoderConfig, Event, OpCode, Role};
+use wavecore::internals::deflate::pool;
+use wavecore::internals::frame::{RSV1, encode_frame};
+use wavecore::internals::{Decoder, DecoderConfig, Event, OpCode, Role};
+use wavecore::protocol::InflateParams;
 use wavecore_load::payload;
 
 /// The echo row's payload: 1 KiB of JSON with an echo header.

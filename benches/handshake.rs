@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wavecore::protocol::handshake::{
+use wavecore::internals::handshake::{
     HandshakeLimits, HeadReader, RequestKind, accept_key_bytes, classify, write_accept_response,
 };
 

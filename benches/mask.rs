@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wavecore::protocol::mask::{
+use wavecore::internals::mask::{
     MaskFn, apply_mask, apply_mask_reference, apply_mask_scalar, simd_paths,
 };
 

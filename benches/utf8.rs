@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wavecore::protocol::utf8::{Utf8Stream, validate};
+use wavecore::internals::utf8::{Utf8Stream, validate};
 
 /// `len` bytes of valid UTF-8 made by repeating `pattern`, cut on a char boundary and
 /// padded with ASCII.

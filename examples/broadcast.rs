@@ -27,9 +27,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use wavecore::bridge::RedisBridge;
 use wavecore::{
-    Conn, DeflateConfig, Handler, HttpResponse, Message, RedisBridge, Request, Server, Service,
-    Upgrade,
+    Conn, DeflateConfig, Handler, HttpResponse, Message, Request, Server, Service, Upgrade,
 };
 
 #[path = "common/cli.rs"]

@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use socket2::{Domain, Protocol, Socket, Type};
-use wavecore::{
-    AllowedOrigins, Conn, Handler, HttpResponse, Message, MessageRate, Rate, RatePolicy, Request,
-    Service, Upgrade,
-};
+use wavecore::admission::{AllowedOrigins, MessageRate, Rate, RatePolicy};
+use wavecore::{Conn, Handler, HttpResponse, Message, Request, Service, Upgrade};
 
 /// A TCP connection to `addr` from the local address `from` (e.g. `127.0.0.2`).
 fn tcp_from(from: &str, addr: SocketAddr) -> TcpStream {
@@ -542,7 +540,7 @@ mod tls {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let cert = CertificateDer::from(made.cert.der().to_vec());
         let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
-        let server = wavecore::server::tls::server_config(vec![cert.clone()], key).unwrap();
+        let server = wavecore::tls::server_config(vec![cert.clone()], key).unwrap();
         let mut roots = RootCertStore::empty();
         roots.add(cert).unwrap();
         let client = ClientConfig::builder()

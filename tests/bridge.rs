@@ -15,8 +15,8 @@ use std::time::Duration;
 use common::redis_server::{self, RedisServer};
 use common::{TestServer, ws_connect_path, ws_read_data};
 use tungstenite::{Message as WsMessage, WebSocket};
-use wavecore::server::bridge::{BridgeState, BridgeStats};
-use wavecore::{Conn, Handler, Message, PublishStatus, RedisBridge, Request, Upgrade};
+use wavecore::bridge::{BridgeState, BridgeStats, PublishStatus, RedisBridge};
+use wavecore::{Conn, Handler, Message, Request, Upgrade};
 
 type Client = WebSocket<TcpStream>;
 

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 
 use common::*;
 use wavecore::client::{Client, ClientMessage};
-use wavecore::protocol::deflate::{Compressor, Inflater};
+use wavecore::internals::deflate::{Compressor, Inflater};
 use wavecore::{Conn, DeflateConfig, Handler, Message, Request, ServerBuilder, Upgrade};
 
 /// Chromium's offer.

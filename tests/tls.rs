@@ -597,8 +597,7 @@ fn over_capacity_a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
 /// A configuration rustls cannot start a connection with (a maximum fragment size
 /// under its minimum).
 fn unusable_config(certs: &CertFiles) -> Arc<wavecore::rustls::ServerConfig> {
-    let config =
-        wavecore::server::tls::server_config_from_pem_files(&certs.cert, &certs.key).unwrap();
+    let config = wavecore::tls::server_config_from_pem_files(&certs.cert, &certs.key).unwrap();
     let mut config = (*config).clone();
     config.max_fragment_size = Some(1);
     Arc::new(config)
@@ -643,14 +642,13 @@ fn sni_picks_the_certificate_through_the_configs_resolver() {
         roots.add(made.cert.der().clone()).unwrap();
         trust.push((name, wavecore::client::tls_config(roots)));
     }
-    let mut config = wavecore::rustls::ServerConfig::builder_with_provider(
-        wavecore::server::tls::crypto_provider(),
-    )
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![wavecore::server::tls::ALPN_HTTP_1_1.to_vec()];
+    let mut config =
+        wavecore::rustls::ServerConfig::builder_with_provider(wavecore::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![wavecore::tls::ALPN_HTTP_1_1.to_vec()];
     let closes = Closes::default();
     let server = TestServer::start(builder().tls(Arc::new(config)), echo_service(&closes));
     for (name, client_config) in &trust {

@@ -83,10 +83,11 @@ use std::process::ExitCode;
 
 use auth::{Auth, MemoryStore, RedisStore, Store};
 use clap::Parser;
+use wavecore::bridge::RedisBridge;
 use wavecore::channels::{ChannelError, History, Position, RedisChannels};
 use wavecore::{
-    CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, RedisBridge,
-    Request, Server, ServerHandle, Service, Upgrade,
+    CloseCode, CloseInfo, Conn, ConnId, DeflateConfig, Handler, HttpResponse, Message, Request,
+    Server, ServerHandle, Service, Upgrade,
 };
 
 mod auth;

@@ -91,8 +91,8 @@ pub struct AdmissionArgs {
     /// A network the load balancer or reverse proxy connects from, such as
     /// 10.0.0.0/8 (repeatable): only these may send a PROXY header or forwarding
     /// headers
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = clap::value_parser!(wavecore::Cidr))]
-    pub trusted_proxies: Vec<wavecore::Cidr>,
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = clap::value_parser!(wavecore::admission::Cidr))]
+    pub trusted_proxies: Vec<wavecore::admission::Cidr>,
 
     /// Take the client's address from Forwarded / X-Forwarded-For sent by a
     /// --trusted-proxy
@@ -107,10 +107,11 @@ impl AdmissionArgs {
             builder = builder.max_connections_per_address(max);
         }
         if let Some(rate) = self.max_connection_rate_per_ip {
-            builder = builder.connection_rate_per_address(wavecore::Rate::per_second(rate));
+            builder =
+                builder.connection_rate_per_address(wavecore::admission::Rate::per_second(rate));
         }
         if let Some(rate) = self.message_rate {
-            builder = builder.message_rate(wavecore::MessageRate::messages(rate));
+            builder = builder.message_rate(wavecore::admission::MessageRate::messages(rate));
         }
         for origin in &self.allowed_origins {
             builder = builder.allow_origin(origin);

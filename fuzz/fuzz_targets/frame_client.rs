@@ -6,4 +6,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| wavecore::fuzzing::frames(wavecore::protocol::Role::Client, data));
+fuzz_target!(|data: &[u8]| wavecore::fuzzing::frames(wavecore::internals::Role::Client, data));

@@ -7,10 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use mio::net::TcpStream;
 use socket2::{Domain, Socket, Type};
 use wavecore::client::MaskRng;
-use wavecore::protocol::deflate::{check_response, client_offer, pool};
-use wavecore::protocol::frame::{RSV1, encode_frame};
-use wavecore::protocol::handshake::{ClientHandshake, ResponseReader};
-use wavecore::protocol::{Decoder, DecoderConfig, Event, OpCode, Role};
+use wavecore::internals::deflate::{check_response, client_offer, pool};
+use wavecore::internals::frame::{RSV1, encode_frame};
+use wavecore::internals::handshake::{ClientHandshake, ResponseReader};
+use wavecore::internals::{Decoder, DecoderConfig, Event, OpCode, Role};
 use wavecore::rustls::ClientConnection;
 
 use crate::tls::TlsTarget;

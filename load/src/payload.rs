@@ -120,7 +120,7 @@ mod tests {
         let t = template(1024, true);
         assert!(std::str::from_utf8(&t).is_ok() && t.len() == 1024);
         let mut out = Vec::new();
-        assert!(wavecore::protocol::deflate::Compressor::new(1, 15).compress(&t, &mut out));
+        assert!(wavecore::internals::deflate::Compressor::new(1, 15).compress(&t, &mut out));
         // Records with repeated keys and varying numbers: 2 to 8 times smaller (405
         // bytes when measured), not the hundredfold of the repeated alphabet.
         assert!(

@@ -50,7 +50,7 @@ impl TlsTarget {
 /// A configuration that accepts any server certificate (signatures are still
 /// checked, so the handshake costs what a verified one costs, less the chain).
 fn insecure_config() -> Arc<ClientConfig> {
-    let provider = wavecore::server::tls::crypto_provider();
+    let provider = wavecore::tls::crypto_provider();
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports TLS 1.2 and 1.3")

@@ -9,7 +9,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use wavecore::{Conn, Handler, Message, RedisBridge, Server};
+use wavecore::bridge::RedisBridge;
+use wavecore::{Conn, Handler, Message, Server};
 use wavecore_load::{Config, Mode, Target};
 
 /// Subscribes every connection to one topic and publishes what it receives there.

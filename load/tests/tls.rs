@@ -50,7 +50,7 @@ fn start() -> (Server, TlsTarget) {
     let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = made.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
-    let config = wavecore::server::tls::server_config(vec![cert.clone()], key).unwrap();
+    let config = wavecore::tls::server_config(vec![cert.clone()], key).unwrap();
     let server = Server::builder()
         .bind("127.0.0.1:0")
         .workers(1)

@@ -74,7 +74,7 @@ impl std::fmt::Display for CloseCode {
 pub struct CloseFrame<'a> {
     /// The status code.
     pub code: CloseCode,
-    /// The reason, valid UTF-8 of at most [`MAX_REASON_LEN`] bytes.
+    /// The reason, valid UTF-8 of at most `MAX_REASON_LEN` (123) bytes.
     pub reason: &'a str,
 }
 

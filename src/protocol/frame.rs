@@ -20,11 +20,11 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// The largest payload a control frame may carry.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
-/// RSV1 as it sits in [`FrameHeader::rsv`].
+/// RSV1 as it sits in `FrameHeader::rsv`.
 pub const RSV1: u8 = 0b100;
-/// RSV2 as it sits in [`FrameHeader::rsv`].
+/// RSV2 as it sits in `FrameHeader::rsv`.
 pub const RSV2: u8 = 0b010;
-/// RSV3 as it sits in [`FrameHeader::rsv`].
+/// RSV3 as it sits in `FrameHeader::rsv`.
 pub const RSV3: u8 = 0b001;
 
 /// A frame's opcode. Reserved opcodes are rejected while decoding, so they have no variant.

@@ -33,8 +33,6 @@ pub mod tls;
 mod builder;
 mod handle;
 
-pub use admission::{AdmissionConfig, AllowedOrigins, Cidr, MessageRate, Rate, RatePolicy};
-pub use bridge::{PublishStatus, RedisBridge};
 pub use builder::{Server, ServerBuilder};
 pub use config::{Backend, BackpressurePolicy, ServerConfig};
 pub use failure::ReactorFailure;

@@ -102,7 +102,7 @@ impl Inflater {
         Ok(())
     }
 
-    /// Ends the message: inflates the [`TAIL`] (section 7.2.2), so the last block's
+    /// Ends the message: inflates the `TAIL` (section 7.2.2), so the last block's
     /// bytes come out. Errors as [`Inflater::inflate`].
     pub fn finish(
         &mut self,

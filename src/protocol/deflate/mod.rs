@@ -21,7 +21,7 @@
 //! # Example: RFC 7692 section 7.2.3.1
 //!
 //! ```
-//! use wavecore::protocol::deflate::{Compressor, Inflater};
+//! use wavecore::internals::deflate::{Compressor, Inflater};
 //!
 //! let mut out = Vec::new();
 //! assert!(Compressor::new(6, 15).compress(b"Hello", &mut out));
@@ -30,7 +30,7 @@
 //! inflater.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], &mut inflated, 1024, &mut |_| Ok(()))?;
 //! inflater.finish(&mut inflated, 1024, &mut |_| Ok(()))?;
 //! assert_eq!(inflated, b"Hello");
-//! # Ok::<(), wavecore::protocol::ProtocolError>(())
+//! # Ok::<(), wavecore::internals::ProtocolError>(())
 //! ```
 
 pub mod compress;
@@ -40,11 +40,9 @@ pub mod params;
 pub mod pool;
 
 pub use compress::Compressor;
-pub use inflate::{Inflater, TAIL};
-pub use negotiate::{
-    ClientNegotiated, DeflateConfig, InflateParams, Negotiated, check_response, client_offer,
-};
-pub use params::{DeflateParams, PERMESSAGE_DEFLATE, ParamsError};
+pub use inflate::Inflater;
+pub use negotiate::{ClientNegotiated, DeflateConfig, InflateParams, check_response, client_offer};
+pub use params::{DeflateParams, ParamsError};
 
 #[cfg(test)]
 mod tests;

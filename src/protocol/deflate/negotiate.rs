@@ -91,7 +91,7 @@ impl DeflateConfig {
     ///
     /// Returns what was settled and the response element to send back, or `None` when
     /// no offer was acceptable (the connection then goes on without compression).
-    pub fn accept<'a>(
+    pub(crate) fn accept<'a>(
         &self,
         elements: impl IntoIterator<Item = &'a str>,
     ) -> Option<(Negotiated, DeflateParams)> {
@@ -104,7 +104,7 @@ impl DeflateConfig {
 
     /// The answer to one valid offer. Every valid offer can be accepted: the server
     /// can compress with any window from 8 to 15 and always resets its context.
-    pub fn answer(&self, offer: &DeflateParams) -> (Negotiated, DeflateParams) {
+    pub(crate) fn answer(&self, offer: &DeflateParams) -> (Negotiated, DeflateParams) {
         let own = self.server_max_window_bits.clamp(8, 15);
         let server_window_bits = offer.server_max_window_bits.map_or(own, |n| n.min(own));
         let client_no_context_takeover =

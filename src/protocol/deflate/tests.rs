@@ -3,6 +3,7 @@
 //! and where inflate state lives.
 
 use super::*;
+use crate::protocol::deflate::negotiate::Negotiated;
 use crate::protocol::frame::{OpCode, RSV1, encode_frame};
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, ProtocolError, Role};
 

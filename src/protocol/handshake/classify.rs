@@ -93,7 +93,7 @@ pub enum RequestKind {
 
 /// Classifies a request head.
 ///
-/// First, for every request, the body framing is read ([`request_body`]): an
+/// First, for every request, the body framing is read (`request_body`): an
 /// invalid or duplicated `Content-Length`, or one together with
 /// `Transfer-Encoding`, is `400`.
 ///
@@ -118,7 +118,7 @@ pub enum RequestKind {
 /// An upgrade to another protocol (`Upgrade: h2c`) is plain HTTP, which may
 /// ignore it (RFC 9110 section 7.8). A plain request may carry a body announced
 /// by `Content-Length`: it is [`RequestKind::Http`], and the caller reads the
-/// body (see [`request_body`]). A plain request with `Transfer-Encoding` is
+/// body (see `request_body`). A plain request with `Transfer-Encoding` is
 /// refused: `411 Length Required` when `chunked` is the final coding (chunked
 /// bodies are not decoded; RFC 9112 section 6.3 lets a server ask for a
 /// `Content-Length` instead), `400` otherwise (RFC 9112 section 6.3: without

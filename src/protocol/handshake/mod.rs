@@ -28,7 +28,7 @@
 //! # Example
 //!
 //! ```
-//! use wavecore::protocol::handshake::{
+//! use wavecore::internals::handshake::{
 //!     ClientHandshake, HandshakeLimits, HeadReader, RequestKind, ResponseReader, classify,
 //!     write_accept_response,
 //! };
@@ -70,9 +70,7 @@ mod scan;
 mod target;
 mod tokens;
 
-pub use accept::{
-    ACCEPT_KEY_LEN, WEBSOCKET_GUID, accept_key, accept_key_bytes, write_accept_response,
-};
+pub use accept::{accept_key, accept_key_bytes, write_accept_response};
 pub use body::{RequestBody, request_body};
 pub use classify::{RequestKind, WebSocketKey, classify};
 pub use client::{ClientHandshake, HandshakeError};
@@ -80,8 +78,8 @@ pub use limits::HandshakeLimits;
 pub use reader::HeadReader;
 pub use refusal::Refusal;
 pub use request::RequestHead;
+pub use response::write_http_response;
 pub(crate) use response::{closing_fields, is_upgrade_field, write_http_head};
-pub use response::{reason_phrase, write_http_response};
 pub use response_reader::ResponseReader;
 pub use target::TargetForm;
 pub(crate) use tokens::has_token;

@@ -92,7 +92,9 @@ impl RequestHead {
     }
 
     /// Parses a complete head (convenience for tests and tools; servers use
-    /// [`HeadReader`](super::HeadReader)). `bytes` must be exactly the head.
+    /// [`HeadReader`](super::HeadReader)). `bytes` must be exactly the head. Hidden:
+    /// its limits and refusal types are the crate's own (`wavecore::internals`).
+    #[doc(hidden)]
     pub fn from_bytes(bytes: &[u8], limits: &HandshakeLimits) -> Result<Self, Refusal> {
         let layout = Self::parse(bytes, limits)?;
         Ok(Self::from_parts(bytes.to_vec(), layout))

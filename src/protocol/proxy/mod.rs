@@ -61,6 +61,13 @@ impl ProxyHeader {
     /// The TLVs of a version 2 header, as `(type, value)` pairs, in order: e.g.
     /// `0x01` ALPN, `0x02` authority (SNI), `0x05` unique id, `0x20` SSL, `0xEA` AWS
     /// VPC endpoint (spec §2.2.1 onwards).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "only the tests read TLVs: applications are not handed the PROXY header"
+        )
+    )]
     pub fn tlvs(&self) -> impl Iterator<Item = (u8, &[u8])> {
         v2::Tlvs(&self.tlv_bytes)
     }
