@@ -62,7 +62,7 @@
 #![warn(unnameable_types)]
 // `unsafe` lives only in `protocol` (SIMD unmasking and UTF-8 scans, each block with a
 // SAFETY comment), in one FFI call, `server/allocator.rs` (glibc's `malloc_trim`), and
-// in the io_uring driver's ring module, `server/driver/uring/ring.rs` (submissions that
+// in the io_uring backend's ring module, `server/driver/uring/ring.rs` (submissions that
 // name memory, the provided buffers, descriptors from accept); everywhere else the
 // compiler refuses it.
 #![deny(unsafe_code)]
@@ -96,16 +96,3 @@ pub use server::{
     Backend, BackpressurePolicy, HttpResponse, ReactorFailure, Server, ServerBuilder, ServerConfig,
     ServerHandle, StatsSnapshot,
 };
-
-// Short crate-internal paths that the runtime's docs link to (`crate::MessageRate`, ...);
-// their public paths are in `admission` and `bridge`. Only the links use them, which the
-// compiler does not count.
-#[allow(unused_imports)]
-pub(crate) use server::admission::{AdmissionConfig, MessageRate, RatePolicy};
-#[allow(unused_imports)]
-pub(crate) use server::bridge::{BridgeStats, PublishStatus};
-
-// The public path is `bridge::RedisBridge`; this hidden one is kept only because the
-// doctest on `RedisBridge` (src/server/bridge/redis.rs) names it.
-#[doc(hidden)]
-pub use server::bridge::RedisBridge;

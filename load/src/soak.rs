@@ -38,7 +38,7 @@ pub struct SoakReport {
     /// How long the churn ran.
     pub churn_time: Duration,
     /// Server RSS in KiB before any connection, at its highest while loaded, and after
-    /// every client left (and [`SETTLE`] passed).
+    /// every client left (and `SETTLE` passed).
     pub rss: Option<(u64, u64, u64)>,
     /// Server file descriptors a second before the window closed, every part still
     /// running: fewer than the connections the client held means the server closed

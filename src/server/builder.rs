@@ -154,7 +154,7 @@ impl ServerBuilder {
     }
 
     /// Shares this server's topics with other servers through `bridge` (for example
-    /// a [`crate::RedisBridge`]): topic publishes made here also go to the other
+    /// a [`crate::bridge::RedisBridge`]): topic publishes made here also go to the other
     /// servers, and theirs are published here. See [`crate::server::bridge`]. The
     /// server starts whether or not the broker is reachable; the bridge connects (and
     /// reconnects) on its own threads.

@@ -56,7 +56,7 @@ impl Conn<'_> {
     }
 
     /// The peer's address: the client's, as a trusted proxy named it (PROXY protocol
-    /// or forwarding headers, see [`crate::AdmissionConfig`]), else the TCP peer's.
+    /// or forwarding headers, see [`crate::admission::AdmissionConfig`]), else the TCP peer's.
     pub fn peer_addr(&self) -> SocketAddr {
         self.state.peer
     }
@@ -135,7 +135,7 @@ impl Conn<'_> {
     }
 
     /// Subscribes to `topic`. Returns `false` if already subscribed, or at
-    /// [`crate::AdmissionConfig::max_subscriptions_per_connection`].
+    /// [`crate::admission::AdmissionConfig::max_subscriptions_per_connection`].
     pub fn subscribe(&mut self, topic: &str) -> bool {
         if self.is_subscribed(topic)
             || self.state.closing.is_some()

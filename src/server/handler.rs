@@ -128,7 +128,7 @@ pub trait Handler: 'static {
     }
 
     /// A frame from the peer passed the connection's message rate and was dropped
-    /// (under [`crate::RatePolicy::Drop`]; see [`crate::MessageRate`]): a data message
+    /// (under [`crate::admission::RatePolicy::Drop`]; see [`crate::admission::MessageRate`]): a data message
     /// that never reached `on_message`, or a ping or pong. Called once per frame.
     fn on_rate_limited(&mut self, conn: &mut Conn<'_>) {
         let _ = conn;

@@ -54,7 +54,7 @@
 //! | `turn_duration_seconds{reactor}` | histogram | one turn of a reactor's event loop (events, timers, flush) |
 //!
 //! A server with a bridge ([`crate::ServerBuilder::bridge`]) adds its state and counts
-//! (each described at [`crate::BridgeStats`]):
+//! (each described at [`crate::bridge::BridgeStats`]):
 //!
 //! | metric | type | what |
 //! | --- | --- | --- |

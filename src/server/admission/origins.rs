@@ -4,7 +4,7 @@
 //! that any site a user visits can use the user's cookies on this server (cross-site
 //! WebSocket hijacking).
 
-/// The origins whose pages may upgrade (see [`crate::AdmissionConfig::allowed_origins`]).
+/// The origins whose pages may upgrade (see [`crate::admission::AdmissionConfig::allowed_origins`]).
 ///
 /// A pattern is an origin as a browser sends it, `scheme://host[:port]`, compared
 /// without regard to case:

@@ -8,7 +8,7 @@
 //! while an established connection is served.
 //!
 //! Bounded: each shard holds at most its share of
-//! [`AdmissionConfig::address_table_capacity`](crate::AdmissionConfig::address_table_capacity)
+//! [`AdmissionConfig::address_table_capacity`](crate::admission::AdmissionConfig::address_table_capacity)
 //! addresses. A new address in a full shard evicts the address with no open connection
 //! that was seen longest ago (its rate history is forgotten: an attacker rotating more
 //! addresses than the table holds gets a fresh bucket per address, which the table

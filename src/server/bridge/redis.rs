@@ -45,7 +45,8 @@ pub(crate) const PING_AFTER: Duration = Duration::from_secs(1);
 /// A bridge through Redis Pub/Sub (any Redis 2.0 or later; Valkey too).
 ///
 /// ```no_run
-/// use wavecore::{RedisBridge, Server};
+/// use wavecore::Server;
+/// use wavecore::bridge::RedisBridge;
 /// # struct Chat;
 /// # impl wavecore::Handler for Chat {
 /// #     fn on_message(&mut self, _: &mut wavecore::Conn<'_>, _: wavecore::Message<'_>) {}

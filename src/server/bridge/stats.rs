@@ -54,7 +54,7 @@ pub struct BridgeStats {
     /// confirm before a connection failed) and not delivered again.
     pub duplicates: u64,
     /// Publishes refused because the message was over the bridge's
-    /// `max_message_size` ([`crate::PublishStatus::TooLarge`]); delivered nowhere.
+    /// `max_message_size` ([`crate::bridge::PublishStatus::TooLarge`]); delivered nowhere.
     pub refused: u64,
     /// Messages on this bridge's channels that were not valid envelopes (another
     /// program publishing there, a different version): dropped, logged at `warn`.

@@ -1,6 +1,6 @@
 //! The bridge's metrics (`wavecore_bridge_*`), written only for a server with a
 //! bridge: its state, its message counts and its delivery lag (see
-//! [`crate::BridgeStats`] for what each count means).
+//! [`crate::bridge::BridgeStats`] for what each count means).
 
 use std::fmt;
 
