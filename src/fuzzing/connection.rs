@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
+use crate::server::conn_api::{Conn, ConnId};
 use crate::server::core::conn::state::ConnState;
 use crate::server::core::conn::{Connection, Env};
-use crate::server::conn_api::{Conn, ConnId};
-use crate::server::handler::{Handler, Message, Request, Upgrade};
 use crate::server::core::reactor_state::ReactorState;
+use crate::server::handler::{Handler, Message, Request, Upgrade};
 
 use super::Input;
 

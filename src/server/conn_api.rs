@@ -9,10 +9,10 @@ use crate::protocol::frame::{OpCode, header_len};
 use crate::server::bridge::PublishStatus;
 use crate::server::config::ServerConfig;
 use crate::server::core::conn::state::ConnState;
+use crate::server::core::reactor_state::ReactorState;
 use crate::server::encode::{deflate_message, encode_frame_into, encode_shared_frame};
 use crate::server::handler::Message;
 use crate::server::pubsub::Publish;
-use crate::server::core::reactor_state::ReactorState;
 
 /// A connection's id: unique across the server's reactors for the server's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -59,8 +59,8 @@ mod model_tests;
 use std::fmt;
 
 use crate::server::conn_api::Conn;
-use crate::server::handle::ServerHandle;
 use crate::server::core::outbox::Delivery;
+use crate::server::handle::ServerHandle;
 use crate::server::pubsub::Publish;
 use crate::server::shared::Shared;
 

@@ -10,9 +10,9 @@ use crate::protocol::proxy::ProxyReader;
 use crate::server::admission::{self, AtAccept};
 use crate::server::config::ServerConfig;
 use crate::server::core::conn::Connection;
+use crate::server::core::reactor_state::ReactorState;
 use crate::server::handler::Service;
 use crate::server::metrics::counters::RefusalReason;
-use crate::server::core::reactor_state::ReactorState;
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
 

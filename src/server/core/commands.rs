@@ -10,9 +10,9 @@
 //! do (`delivery.rs`), whatever the order in which the senders interleaved them.
 
 use crate::server::command::{Command, Outgoing, Target};
+use crate::server::core::outbox::Delivery;
 use crate::server::core::{Core, Transport};
 use crate::server::handler::Service;
-use crate::server::core::outbox::Delivery;
 use crate::server::pubsub::Publish;
 
 /// The most commands a reactor's spare list keeps room for between wake-ups.

@@ -29,14 +29,14 @@ use crate::protocol::handshake::{
 use crate::protocol::{CloseCode, Decoder, DecoderConfig, Event, Role};
 use crate::server::admission::{self, rate::Verdict};
 use crate::server::config::ServerConfig;
-use crate::server::core::conn::state::ConnState;
 use crate::server::conn_api::Conn;
-use crate::server::handler::{Accepted, CloseInfo, Handler, Message, Outcome, Request, Service};
-use crate::server::metrics::counters::RefusalReason;
+use crate::server::core::conn::state::ConnState;
 use crate::server::core::outbox::Delivery;
 use crate::server::core::reactor_state::ReactorState;
-use crate::server::stats::Stats;
 use crate::server::core::timer::{TICK, Tick};
+use crate::server::handler::{Accepted, CloseInfo, Handler, Message, Outcome, Request, Service};
+use crate::server::metrics::counters::RefusalReason;
+use crate::server::stats::Stats;
 
 /// What a connection needs from its reactor while it is served.
 pub(crate) struct Env<'a, S> {

@@ -13,9 +13,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::server::core::batch::TurnBatch;
+use crate::server::core::outbox::Delivery;
 use crate::server::core::{Core, Transport};
 use crate::server::handler::Service;
-use crate::server::core::outbox::Delivery;
 use crate::server::pubsub::Publish;
 
 impl<S: Service, IO> Core<S, IO> {

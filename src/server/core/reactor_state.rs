@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use crate::server::core::batch::TurnBatch;
+use crate::server::core::timer::Tick;
 use crate::server::handle::ServerHandle;
 use crate::server::metrics::counters::ReactorCounters;
 use crate::server::pubsub::{Publish, Topics};
 use crate::server::shared::Shared;
 use crate::server::stats::Stats;
-use crate::server::core::timer::Tick;
 
 /// The cork's room while a reactor serves connections; an idle reactor holds none.
 pub(crate) const CORK_CAPACITY: usize = 64 << 10;

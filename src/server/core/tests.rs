@@ -14,11 +14,11 @@ use crate::protocol::frame::{OpCode, encode_frame};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::{Decoder, DecoderConfig, Event, Role};
 use crate::server::config::ServerConfig;
+use crate::server::core::timer::TICK;
 use crate::server::handler::{CloseInfo, Conn, Handler, Message, Request, Service, Upgrade};
 use crate::server::pubsub::{Interest, Publish};
 use crate::server::shared::{Remote, Shared, Wake};
 use crate::server::stats::Stats;
-use crate::server::core::timer::TICK;
 
 const TOPIC: &str = "room";
 

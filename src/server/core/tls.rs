@@ -14,11 +14,11 @@ use std::cell::RefCell;
 use std::io;
 
 use crate::server::core::conn::{Connection, Env};
+use crate::server::core::outbox::{Flushed, Outbox};
 use crate::server::core::transport::writer;
 use crate::server::core::{Core, Slot, Transport};
 use crate::server::handler::Service;
 use crate::server::metrics::counters::RefusalReason;
-use crate::server::core::outbox::{Flushed, Outbox};
 use crate::server::stats::Stats;
 use crate::server::tls::session::{Fatal, MAX_SEAL, Received, Sealed, Session};
 

@@ -6,9 +6,9 @@
 use std::io;
 
 use crate::server::core::Core;
+use crate::server::core::timer::Tick;
 use crate::server::handler::Service;
 use crate::server::stats::Stats;
-use crate::server::core::timer::Tick;
 
 /// Whether accepting is paused, and until which tick.
 #[derive(Debug, Default)]

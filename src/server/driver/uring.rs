@@ -25,12 +25,12 @@ use std::time::Duration;
 use crate::server::core::slots::Slots;
 
 use crate::server::config::ServerConfig;
+use crate::server::core::timer::Tick;
 use crate::server::core::{Core, RECV_HEADROOM, Sends, Transport};
 use crate::server::driver::reactor::{Backend, Event, accept_error};
 use crate::server::handler::Service;
 use crate::server::shared::Wake;
 use crate::server::stats::Stats;
-use crate::server::core::timer::Tick;
 
 // The one module of the backend allowed `unsafe` (see its docs for the argument).
 mod peak;

@@ -7,9 +7,9 @@ use std::any::Any;
 use crate::protocol::CloseCode;
 use crate::protocol::handshake::Refusal;
 use crate::server::core::conn::state::ConnState;
+use crate::server::core::reactor_state::ReactorState;
 use crate::server::failure::panic_message;
 use crate::server::metrics::counters::RefusalReason;
-use crate::server::core::reactor_state::ReactorState;
 use crate::server::stats::Stats;
 
 /// A handler callback panicked: counted in `handler_panics`, logged at `error` with

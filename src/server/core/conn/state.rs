@@ -10,11 +10,11 @@ use crate::protocol::frame::OpCode;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::conn_api::ConnId;
 use crate::server::conn_handle::Link;
-use crate::server::encode::{encode_into, encode_shared};
 use crate::server::core::outbox::{Chunk, Delivery, Outbox};
+use crate::server::core::timer::Tick;
+use crate::server::encode::{encode_into, encode_shared};
 use crate::server::pubsub::Subscription;
 use crate::server::stats::Stats;
-use crate::server::core::timer::Tick;
 
 /// Per-connection state beside the handler: the outbox, subscriptions, close and
 /// timer bookkeeping.

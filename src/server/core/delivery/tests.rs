@@ -18,13 +18,13 @@ use proptest::prelude::*;
 
 use super::next_run;
 use crate::protocol::frame::OpCode;
-use crate::server::core::batch::TurnBatch;
 use crate::server::config::{BackpressurePolicy, ServerConfig};
-use crate::server::core::conn::state::ConnState;
 use crate::server::conn_api::ConnId;
+use crate::server::core::batch::TurnBatch;
+use crate::server::core::conn::state::ConnState;
+use crate::server::core::outbox::Delivery;
 use crate::server::encode::encode_into;
 use crate::server::handler::Message;
-use crate::server::core::outbox::Delivery;
 use crate::server::pubsub::{Publish, Topics};
 use crate::server::stats::Stats;
 use crate::server::testing::Limited;

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use crate::server::config::ServerConfig;
+use crate::server::conn_api::ConnId;
 use crate::server::core::conn::state::ConnState;
 use crate::server::core::conn::{Connection, Env, Phase, ticks};
-use crate::server::conn_api::ConnId;
-use crate::server::handler::{Conn, Handler, Message, Request, Service, Upgrade};
-use crate::server::http::HttpResponse;
 use crate::server::core::reactor_state::ReactorState;
 use crate::server::core::timer::Tick;
+use crate::server::handler::{Conn, Handler, Message, Request, Service, Upgrade};
+use crate::server::http::HttpResponse;
 
 struct Never;
 

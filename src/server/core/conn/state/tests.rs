@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::ConnState;
-use crate::server::core::batch::{BatchRange, TurnBatch};
 use crate::server::config::{BackpressurePolicy, ServerConfig};
 use crate::server::conn_api::ConnId;
+use crate::server::core::batch::{BatchRange, TurnBatch};
 use crate::server::core::outbox::Delivery;
 use crate::server::stats::Stats;
 
