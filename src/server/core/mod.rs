@@ -39,7 +39,7 @@ use crate::server::conn_api::ConnId;
 use crate::server::core::batch::BatchRange;
 use crate::server::core::conn::Connection;
 use crate::server::core::conn::state::ConnState;
-use crate::server::core::outbox::Flushed;
+use crate::server::core::outbox::{Chunk, Flushed};
 use crate::server::core::reactor_state::ReactorState;
 use crate::server::handler::Service;
 use crate::server::pubsub::Publish;
@@ -431,6 +431,26 @@ impl<S: Service, IO> Core<S, IO> {
             }
             let had_queue = !slot.conn.state.outbox.is_empty();
             let reactor = &mut self.reactor;
+            if t.sends() == Sends::Later {
+                // Kept, in order, for the backend's write after the turn: the replies
+                // go into the turn batch, which the seal freezes into one buffer
+                // shared by every connection's write (a copy of their own only when
+                // too large for it).
+                let cork = &mut reactor.cork;
+                let state = &mut slot.conn.state;
+                if cork.is_empty() {
+                    return;
+                }
+                if reactor.batch.takes(cork.len(), 0) {
+                    let range = reactor.batch.append(cork);
+                    state.outbox.push_chunk(Chunk::Batched(range));
+                    reactor.batch.hold(key, &mut state.batch_holder);
+                } else {
+                    state.outbox.push(bytes::Bytes::copy_from_slice(cork));
+                }
+                cork.clear();
+                return;
+            }
             let io = &mut slot.io;
             let mut wrote = false;
             let flushed = slot.conn.state.outbox.flush_with(

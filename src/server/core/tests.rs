@@ -204,6 +204,12 @@ impl Harness {
         self.core.end_turn(self.now, &mut self.wire);
     }
 
+    /// Ends the turn at the current instant: timers, the flush, the seal of the turn
+    /// batch (what a completion backend waits for before it takes bytes).
+    fn end_turn(&mut self) {
+        self.core.end_turn(self.now, &mut self.wire);
+    }
+
     /// A new connection whose peer takes `budget` bytes; returns its key.
     fn connect(&mut self, budget: usize) -> usize {
         let key = self.core.vacant_key();
@@ -556,6 +562,7 @@ fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions()
     h.send_text(key, "one");
     h.send_text(key, "two");
     let mut chunks: Vec<Bytes> = Vec::new();
+    h.end_turn();
     let offered = h.core.sendable(key, &mut chunks);
     assert_eq!(offered, chunks.iter().map(Bytes::len).sum::<usize>());
     // The write is in flight: what is queued meanwhile goes behind it.
@@ -563,14 +570,41 @@ fn a_completion_driver_sends_frozen_bytes_and_the_core_advances_by_completions()
     let mut wire: Vec<u8> = chunks.concat();
     h.core.sent(key, Some(offered), false, &mut h.wire);
     chunks.clear();
+    h.end_turn();
     let rest = h.core.sendable(key, &mut chunks);
     wire.extend(chunks.concat());
     h.core.sent(key, Some(rest), false, &mut h.wire);
     assert_eq!(frames(&mut wire), ["text one", "text two", "text three"]);
     let mut none = Vec::new();
+    h.end_turn();
     assert_eq!(h.core.sendable(key, &mut none), 0);
     // Bytes waiting for a submission or a completion were never refused.
     assert_eq!(h.shared.stats().backpressure_events, 0);
+}
+
+#[test]
+fn replies_kept_for_a_completion_backend_share_the_turns_one_buffer() {
+    let mut h = Harness::new(ServerConfig::default());
+    let (a, b) = (h.upgraded("/"), h.upgraded("/"));
+    h.wire.defers = true;
+    h.send_text(a, "to a");
+    h.send_text(b, "to b");
+    let mut ready = Vec::new();
+    h.end_turn();
+    h.core.take_ready(&mut ready);
+    assert_eq!(ready, [a, b], "both listed for a write, in order");
+    let (mut to_a, mut to_b): (Vec<Bytes>, Vec<Bytes>) = (Vec::new(), Vec::new());
+    let n = h.core.sendable(a, &mut to_a);
+    h.core.sendable(b, &mut to_b);
+    assert_eq!((to_a.len(), to_b.len()), (1, 1));
+    // One allocation for the turn: b's reply follows a's in the sealed batch.
+    assert_eq!(to_b[0].as_ptr(), to_a[0].as_ptr().wrapping_add(n));
+    assert_eq!(frames(&mut to_a.concat()), ["text to a"]);
+    assert_eq!(frames(&mut to_b.concat()), ["text to b"]);
+    // Listed once per write: nothing more until the completions are reported.
+    h.end_turn();
+    h.core.take_ready(&mut ready);
+    assert!(ready.is_empty());
 }
 
 #[test]
@@ -580,6 +614,7 @@ fn only_a_short_completion_makes_sends_report_backpressure() {
     h.wire.defers = true;
     h.send_text(key, "one");
     let mut chunks: Vec<Bytes> = Vec::new();
+    h.end_turn();
     let offered = h.core.sendable(key, &mut chunks);
     // The socket took all but the last byte: it is full.
     h.core.sent(key, Some(offered - 1), true, &mut h.wire);
@@ -587,6 +622,7 @@ fn only_a_short_completion_makes_sends_report_backpressure() {
     assert_eq!(h.shared.stats().backpressure_events, 1);
     // The rest went out whole: sends are no longer backpressured.
     chunks.clear();
+    h.end_turn();
     let rest = h.core.sendable(key, &mut chunks);
     h.core.sent(key, Some(rest), false, &mut h.wire);
     h.send_text(key, "three");
