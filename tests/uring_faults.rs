@@ -238,9 +238,8 @@ fn a_completion_queue_shorter_than_a_turn_loses_no_receive_and_no_write() {
             .read_buffer_size(4096);
         let server = start(builder, backend);
         let mut sleeper = common::raw_upgrade(server.addr);
-        let mut clients: Vec<TcpStream> = (0..64)
-            .map(|_| common::raw_upgrade(server.addr))
-            .collect();
+        let mut clients: Vec<TcpStream> =
+            (0..64).map(|_| common::raw_upgrade(server.addr)).collect();
         let (messages, len) = (12, 2560);
         common::write_frame(&mut sleeper, true, OP_TEXT, b"sleep");
         for (c, client) in clients.iter_mut().enumerate() {
@@ -346,7 +345,12 @@ fn a_shutdown_with_writes_in_flight_to_stalled_clients_ends_within_its_deadline(
         let asked = Instant::now();
         server.handle.shutdown();
         assert_eq!(common::read_close_code(&mut reader), 1001);
-        common::write_frame(&mut reader, true, OP_CLOSE, &common::close_payload(1001, ""));
+        common::write_frame(
+            &mut reader,
+            true,
+            OP_CLOSE,
+            &common::close_payload(1001, ""),
+        );
         // The stalled clients never answer: the reactor gives up on them at the
         // deadline, cancelling the writes in flight.
         assert!(server.join(), "{backend:?}: join did not return");
@@ -364,7 +368,10 @@ fn a_shutdown_with_writes_in_flight_to_stalled_clients_ends_within_its_deadline(
             // What reached the client is an in-order prefix of what was sent (its
             // first byte was read above).
             let whole = drain_flood(client, vec![0x82], token as u32, len);
-            assert!(whole < count, "{backend:?}: a stalled client got everything");
+            assert!(
+                whole < count,
+                "{backend:?}: a stalled client got everything"
+            );
         }
         eprintln!("{backend:?}: join {took:?} after the shutdown");
     }
@@ -379,7 +386,10 @@ fn end_cleanly(client: &mut TcpStream, token: u32, what: &str) {
     common::write_frame(client, true, OP_CLOSE, &common::close_payload(1000, ""));
     let frame = common::read_frame(client).unwrap_or_else(|| panic!("{what}: no close reply"));
     assert_eq!(frame.close_code(), 1000, "{what}");
-    assert!(common::read_frame(client).is_none(), "{what}: bytes after the close");
+    assert!(
+        common::read_frame(client).is_none(),
+        "{what}: bytes after the close"
+    );
 }
 
 #[test]
@@ -429,7 +439,11 @@ fn a_reset_with_a_write_in_flight_never_reaches_the_next_connection_on_its_key()
             }
         }
         for (round, token, mut client) in kept {
-            end_cleanly(&mut client, token, &format!("{backend:?} kept from round {round}"));
+            end_cleanly(
+                &mut client,
+                token,
+                &format!("{backend:?} kept from round {round}"),
+            );
         }
         let stats = server.handle.stats();
         assert_eq!(stats.internal_errors, 0, "{backend:?}: {stats:?}");
