@@ -101,6 +101,8 @@ impl Lending {
             );
             self.held_bits[word] |= bit;
         }
+        #[cfg(not(debug_assertions))]
+        let _ = bid;
         self.held += 1;
         self.peak_held = self.peak_held.max(self.held);
     }
