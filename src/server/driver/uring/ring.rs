@@ -607,3 +607,87 @@ pub(crate) fn accepted_fd(result: i32) -> Option<OwnedFd> {
     // for this process, named by no one else.
     (result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use super::{HEADROOM, Ring};
+
+    /// Whether the page holding `addr` is resident (`mincore`).
+    fn resident(addr: *const u8) -> bool {
+        // SAFETY: `sysconf` takes no pointer.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let start = (addr as usize) & !(page - 1);
+        let mut state = 0u8;
+        // SAFETY: one page of a live mapping, one status byte written to `state`.
+        let result = unsafe { libc::mincore(start as *mut libc::c_void, page, &mut state) };
+        assert_eq!(result, 0, "mincore: {}", std::io::Error::last_os_error());
+        state & 1 != 0
+    }
+
+    /// Writes `bytes` to `client` and waits for the receive completion of the peer
+    /// on `ring`: returns the provided buffer it named and its length.
+    fn receive(ring: &mut Ring, client: &mut TcpStream, bytes: &[u8]) -> (u16, usize) {
+        client.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            ring.submit_and_wait(Some(Duration::from_millis(50)))
+                .unwrap();
+            out.clear();
+            ring.completions(&mut out);
+            if let Some(completion) = out.iter().find(|c| c.result > 0) {
+                assert!(completion.more(), "the multishot receive stays armed");
+                let bid = completion.buffer().expect("a provided buffer");
+                return (bid, completion.result as usize);
+            }
+        }
+        panic!("no receive completed");
+    }
+
+    #[test]
+    fn a_parked_buffer_gives_its_pages_back_and_receives_go_on_in_the_others() {
+        // Without io_uring here (seccomp, an old kernel), there is nothing to test.
+        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
+            return;
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        ring.recv(server.as_raw_fd(), 1).unwrap();
+        // A burst lent them all.
+        ring.ran_dry();
+        ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+
+        let (bid, len) = receive(&mut ring, &mut client, b"first");
+        assert_eq!(&ring.buffer(bid, len)[HEADROOM..], b"first");
+        let page = ring.buffer(bid, len)[HEADROOM..].as_ptr();
+        assert!(resident(page), "the kernel filled it");
+        // A period that needed one buffer at a time: the spent burst is given back
+        // as its buffers come home.
+        ring.bufs.lending.end_period();
+        ring.recycle(bid);
+        assert_eq!(ring.lent(), 127, "parked, not lent again");
+        assert!(!resident(page), "a parked buffer's pages are given back");
+
+        // The others go on: every receive gets another buffer, with its own bytes.
+        for round in 0..120u8 {
+            let message = [round; 100];
+            let (next, len) = receive(&mut ring, &mut client, &message);
+            assert_ne!(next, bid, "a parked buffer is not in the ring");
+            assert_eq!(&ring.buffer(next, len)[HEADROOM..], &message);
+            ring.recycle(next);
+        }
+        assert_eq!(
+            ring.lent(),
+            32,
+            "parked down to the target, then lent again"
+        );
+        drop(server);
+    }
+}
