@@ -9,7 +9,9 @@
 //! - **Provided buffers** (receives): allocated by [`Ring::new`], owned by the ring
 //!   (`BufRing`), and freed only after the ring is gone with nothing in flight; if
 //!   the ring's teardown cannot confirm that, they are leaked (`Ring::drop`). A
-//!   buffer a completion handed us is ours until [`Ring::recycle`] gives it back.
+//!   buffer a completion handed us is ours until [`Ring::recycle`] gives it back;
+//!   only such a buffer is ever parked (its pages given back with `MADV_DONTNEED`,
+//!   see `lending.rs`), never one in the ring, which the kernel may be writing.
 //! - **A write's iovecs and bytes** ([`SendBuffers`]): owned by the driver's table of
 //!   writes in flight (`uring.rs`, `sends`), entered before [`Ring::writev`] and
 //!   removed only when the write's completion arrives; heap memory, so moving the
@@ -30,9 +32,13 @@ use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+mod lending;
+
+use lending::{FIRST_LENT, Lending, Returned};
 
 /// The buffer group id of the reactor's provided buffers.
 const GROUP: u16 = 0;
@@ -42,13 +48,17 @@ const GROUP: u16 = 0;
 /// in place with the new bytes.
 pub(crate) const HEADROOM: usize = 256;
 
-/// Provided buffers lent to the kernel at first; more are lent, doubling, when a
-/// receive finds none left ([`Ring::ran_dry`]). A buffer the kernel fills has its first
-/// page made resident (a small read touches no more), and the ring hands out its
-/// buffers in turn, so every buffer ever lent ends up costing a page: lending them as
-/// the load asks keeps a reactor that never had more than a few receives at once at
-/// a few pages instead of one per buffer of the ring.
-const FIRST_LENT: u16 = 32;
+// Provided buffers lent to the kernel at first: `lending::FIRST_LENT`; more are lent,
+// doubling, when a receive finds none left ([`Ring::ran_dry`]). A buffer the kernel
+// fills has its first page made resident (a small read touches no more), and the ring
+// hands out its buffers in turn, so every buffer lent ends up costing a page: lending
+// them as the load asks keeps a reactor that never had more than a few receives at
+// once at a few pages instead of one per buffer of the ring, and parking them again
+// once a burst is spent (`lending.rs`) gives those pages back.
+
+/// How often the ring compares the buffers it lends with what the last period
+/// needed (see [`Lending::end_period`]).
+const SHRINK_PERIOD: Duration = Duration::from_millis(100);
 
 /// A completion, copied out of the completion queue.
 #[derive(Debug, Clone, Copy)]
@@ -119,25 +129,29 @@ impl SendBuffers {
     }
 }
 
-/// The provided buffers: `count` buffers of `size` bytes, and the ring that lends
-/// them to the kernel.
+/// The provided buffers: `count` buffers of `size` bytes, each at the start of its
+/// own pages (`stride` apart), and the ring that lends them to the kernel.
 struct BufRing {
     ring: *mut types::BufRingEntry,
     ring_layout: Layout,
-    /// `count × size` bytes of private anonymous memory of their own mapping (not the
-    /// allocator's: its pages become resident only as the kernel fills them, and
+    /// `count × stride` bytes of private anonymous memory of their own mapping (not
+    /// the allocator's: its pages become resident only as the kernel fills them, and
     /// cost nothing before; a heap allocation may come zeroed by a `memset` that
     /// makes all of it resident at once).
     buffers: *mut u8,
     buffers_len: usize,
     count: u16,
     size: usize,
+    /// Bytes from one buffer's start to the next's: `size` rounded up to whole pages,
+    /// so that no page holds bytes of two buffers and a parked buffer's pages can be
+    /// given back without touching a neighbour the kernel may be writing.
+    stride: usize,
     /// Our copy of the ring's tail (the kernel reads the shared one).
     tail: u16,
-    /// Buffers lent to the kernel so far: `0..lent` go round (in the ring, or ours
-    /// between a receive's completion and [`Ring::recycle`]); `lent..count` were never
-    /// in the ring, so the kernel never wrote to them (their pages are not resident).
-    lent: u16,
+    /// Which buffers are in the ring, ours, or parked (`lending.rs`).
+    lending: Lending,
+    /// When the current period of [`Lending::end_period`] began.
+    period_start: Instant,
     /// The ring was grown since the last wait: more receives that found it dry in the
     /// same batch of completions do not grow it again.
     grown: bool,
@@ -178,7 +192,12 @@ impl Ring {
             4096,
         )
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let buffers_len = usize::from(count) * size;
+        // SAFETY: `sysconf` takes no pointer.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .unwrap_or(4096)
+            .max(1);
+        let stride = size.div_ceil(page) * page;
+        let buffers_len = usize::from(count) * stride;
         // SAFETY: the layout has a non-zero size (count is positive).
         let ring = unsafe { alloc_zeroed(ring_layout) }.cast::<types::BufRingEntry>();
         if ring.is_null() {
@@ -208,8 +227,10 @@ impl Ring {
             buffers_len,
             count,
             size,
+            stride,
             tail: 0,
-            lent: 0,
+            lending: Lending::new(count),
+            period_start: Instant::now(),
             grown: false,
         };
         // SAFETY: the ring memory is page-aligned, `count` entries long, and lives until
@@ -235,6 +256,10 @@ impl Ring {
     /// The bytes a receive put in provided buffer `bid` (`len` of them), with
     /// [`HEADROOM`] free bytes before them: the whole buffer and where the data starts.
     pub fn buffer(&mut self, bid: u16, len: usize) -> &mut [u8] {
+        debug_assert!(
+            self.bufs.lending.is_held(bid),
+            "provided buffer {bid} read while the kernel has it"
+        );
         let bid = usize::from(bid % self.bufs.count);
         let len = len.min(self.bufs.size - HEADROOM);
         // SAFETY: buffer `bid` is `size` bytes inside the allocation; the kernel is
@@ -243,16 +268,23 @@ impl Ring {
         // `self` mutably, and `recycle` needs `self`).
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.bufs.buffers.add(bid * self.bufs.size),
+                self.bufs.buffers.add(bid * self.bufs.stride),
                 HEADROOM + len,
             )
         }
     }
 
-    /// Gives provided buffer `bid` back to the kernel.
+    /// Gives provided buffer `bid` back to the kernel, or, while a spent burst's
+    /// buffers are being taken out of circulation, parks it and gives its pages back
+    /// (one `madvise`; see `lending.rs`).
     pub fn recycle(&mut self, bid: u16) {
-        self.bufs.push(bid);
-        self.bufs.publish();
+        match self.bufs.lending.returned(bid) {
+            Returned::Relend => {
+                self.bufs.push(bid);
+                self.bufs.publish();
+            }
+            Returned::Park => self.bufs.release_pages(bid),
+        }
     }
 
     /// A receive found no provided buffer left (`ENOBUFS`): lends the kernel twice
@@ -261,15 +293,15 @@ impl Ring {
     pub fn ran_dry(&mut self) {
         if !self.bufs.grown {
             self.bufs.grown = true;
-            let more = self.bufs.lent.saturating_mul(2);
-            self.bufs.lend(more);
+            let more = self.bufs.lending.grow();
+            self.bufs.push_all(&more);
         }
     }
 
-    /// Provided buffers lent to the kernel so far.
+    /// Provided buffers in circulation (in the ring, or ours until recycled).
     #[cfg(test)]
     pub fn lent(&self) -> u16 {
-        self.bufs.lent
+        self.bufs.lending.lent()
     }
 
     /// Queues a multishot accept on `listener`.
@@ -370,6 +402,10 @@ impl Ring {
     /// `timeout` (`None`: until one comes): one `io_uring_enter`.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.bufs.grown = false;
+        if self.bufs.period_start.elapsed() >= SHRINK_PERIOD {
+            self.bufs.lending.end_period();
+            self.bufs.period_start = Instant::now();
+        }
         let result = match timeout {
             Some(timeout) => {
                 let ts = types::Timespec::from(timeout);
@@ -435,6 +471,9 @@ impl Ring {
             if !cqueue::more(cqe.flags()) {
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
+            if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                self.bufs.lending.taken(bid);
+            }
             out.push(Completion {
                 user_data: cqe.user_data(),
                 result: cqe.result(),
@@ -462,17 +501,38 @@ impl Ring {
 }
 
 impl BufRing {
-    /// Lends the kernel the buffers not lent yet up to `upto` (at most `count`), and
-    /// publishes them. Each buffer enters the ring once here, then only through
-    /// [`Ring::recycle`] after its completion: the ring, `count` entries long, never
-    /// holds more than `count` buffers.
+    /// Lends the kernel idle buffers until `upto` are in circulation (at most
+    /// `count`), and publishes them. A buffer enters the ring here when it is idle,
+    /// then only through [`Ring::recycle`] after its completion: the ring, `count`
+    /// entries long, never holds more than `count` buffers.
     fn lend(&mut self, upto: u16) {
-        let upto = upto.min(self.count);
-        for bid in self.lent..upto {
+        let bids = self.lending.lend(upto);
+        self.push_all(&bids);
+    }
+
+    /// Pushes buffers `bids` (just put into circulation) and publishes them.
+    fn push_all(&mut self, bids: &[u16]) {
+        for &bid in bids {
             self.push(bid);
         }
-        self.lent = self.lent.max(upto);
         self.publish();
+    }
+
+    /// Gives the pages of parked buffer `bid` back to the kernel: they read as zeros
+    /// and cost nothing until the buffer is lent again and filled.
+    fn release_pages(&mut self, bid: u16) {
+        // SAFETY: the buffer's `stride` bytes are whole pages of our private
+        // anonymous mapping, holding no other buffer's bytes; the buffer is parked:
+        // its completion was reaped and it is not in the ring, so the kernel does not
+        // write it, and no borrow of it lives (`buffer` borrows `self`). Its contents
+        // are not needed: it is lent again before it is read, and filled by then.
+        unsafe {
+            libc::madvise(
+                self.buffers.add(usize::from(bid) * self.stride).cast(),
+                self.stride,
+                libc::MADV_DONTNEED,
+            );
+        }
     }
 
     /// Puts buffer `bid` at the ring's tail (seen by the kernel at [`BufRing::publish`]).
@@ -483,7 +543,7 @@ impl BufRing {
         let entry = unsafe { &mut *self.ring.add(slot) };
         let bid_index = usize::from(bid);
         // SAFETY: the buffer is inside the allocation (`bid` < `count`).
-        let addr = unsafe { self.buffers.add(bid_index * self.size + HEADROOM) };
+        let addr = unsafe { self.buffers.add(bid_index * self.stride + HEADROOM) };
         entry.set_addr(addr as u64);
         entry.set_len((self.size - HEADROOM) as u32);
         entry.set_bid(bid);
@@ -546,4 +606,88 @@ pub(crate) fn accepted_fd(result: i32) -> Option<OwnedFd> {
     // SAFETY: a non-negative accept result is a descriptor the kernel just installed
     // for this process, named by no one else.
     (result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use super::{HEADROOM, Ring};
+
+    /// Whether the page holding `addr` is resident (`mincore`).
+    fn resident(addr: *const u8) -> bool {
+        // SAFETY: `sysconf` takes no pointer.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let start = (addr as usize) & !(page - 1);
+        let mut state = 0u8;
+        // SAFETY: one page of a live mapping, one status byte written to `state`.
+        let result = unsafe { libc::mincore(start as *mut libc::c_void, page, &mut state) };
+        assert_eq!(result, 0, "mincore: {}", std::io::Error::last_os_error());
+        state & 1 != 0
+    }
+
+    /// Writes `bytes` to `client` and waits for the receive completion of the peer
+    /// on `ring`: returns the provided buffer it named and its length.
+    fn receive(ring: &mut Ring, client: &mut TcpStream, bytes: &[u8]) -> (u16, usize) {
+        client.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            ring.submit_and_wait(Some(Duration::from_millis(50)))
+                .unwrap();
+            out.clear();
+            ring.completions(&mut out);
+            if let Some(completion) = out.iter().find(|c| c.result > 0) {
+                assert!(completion.more(), "the multishot receive stays armed");
+                let bid = completion.buffer().expect("a provided buffer");
+                return (bid, completion.result as usize);
+            }
+        }
+        panic!("no receive completed");
+    }
+
+    #[test]
+    fn a_parked_buffer_gives_its_pages_back_and_receives_go_on_in_the_others() {
+        // Without io_uring here (seccomp, an old kernel), there is nothing to test.
+        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
+            return;
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        ring.recv(server.as_raw_fd(), 1).unwrap();
+        // A burst lent them all.
+        ring.ran_dry();
+        ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+
+        let (bid, len) = receive(&mut ring, &mut client, b"first");
+        assert_eq!(&ring.buffer(bid, len)[HEADROOM..], b"first");
+        let page = ring.buffer(bid, len)[HEADROOM..].as_ptr();
+        assert!(resident(page), "the kernel filled it");
+        // A period that needed one buffer at a time: the spent burst is given back
+        // as its buffers come home.
+        ring.bufs.lending.end_period();
+        ring.recycle(bid);
+        assert_eq!(ring.lent(), 127, "parked, not lent again");
+        assert!(!resident(page), "a parked buffer's pages are given back");
+
+        // The others go on: every receive gets another buffer, with its own bytes.
+        for round in 0..120u8 {
+            let message = [round; 100];
+            let (next, len) = receive(&mut ring, &mut client, &message);
+            assert_ne!(next, bid, "a parked buffer is not in the ring");
+            assert_eq!(&ring.buffer(next, len)[HEADROOM..], &message);
+            ring.recycle(next);
+        }
+        assert_eq!(
+            ring.lent(),
+            32,
+            "parked down to the target, then lent again"
+        );
+        drop(server);
+    }
 }
