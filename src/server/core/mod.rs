@@ -328,9 +328,23 @@ impl<S: Service, IO> Core<S, IO> {
         self.contained(Some(key), t, |core, t| core.served(key, t));
     }
 
+    /// How many bytes the connection at `key` kept from its last read (a partial frame
+    /// header, at most 131; 0 for a TLS connection, whose kept bytes are plaintext):
+    /// the least room a backend leaves in front of what it reads next (see
+    /// [`Core::received`]). A backend that chooses where a read lands (epoll) reads
+    /// right behind that room; one whose buffers the kernel picks (io_uring) leaves
+    /// [`RECV_HEADROOM`].
+    pub fn kept(&self, key: usize) -> usize {
+        self.conns
+            .get(key)
+            .filter(|slot| slot.tls.is_none() && slot.proxy.is_none())
+            .map_or(0, |slot| slot.conn.pending_len())
+    }
+
     /// Bytes arrived for the connection at `key`: `buf[start..]` is what was read,
-    /// and `buf[..start]` is free room (at least [`RECV_HEADROOM`] bytes) where the
-    /// bytes the connection kept from its last read go, so that they and the new ones
+    /// and `buf[..start]` is free room (at least [`Core::kept`] bytes; a backend that
+    /// cannot know leaves [`RECV_HEADROOM`]) where the bytes the connection kept from
+    /// its last read go, so that they and the new ones
     /// are decoded as one, in place (unmasked where they lie). For a TLS connection
     /// the bytes are ciphertext, decrypted first (see `tls.rs`). Replies go into the
     /// cork: the caller calls [`Core::write`] next. Returns whether the connection

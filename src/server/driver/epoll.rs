@@ -93,8 +93,8 @@ pub(crate) struct Epoll {
     listener: Option<TcpListener>,
     /// The listener said it has connections: accept until `EAGAIN`.
     accepting: bool,
-    /// The reactor's one read buffer: every connection's bytes land here (behind
-    /// [`RECV_HEADROOM`]) and are decoded in place.
+    /// The reactor's one read buffer: every connection's bytes land here (behind the
+    /// few bytes it kept from its last read, [`Core::kept`]) and are decoded in place.
     read_buf: Vec<u8>,
     /// Connections whose reading resumes once the current core call returns.
     resumed: Vec<usize>,
@@ -341,14 +341,21 @@ fn read<S: Service>(core: &mut Core<S, Socket>, buf: &mut [u8], t: &mut Epoll, k
         if socket.paused && !hung_up {
             return;
         }
-        let space = buf.len() - RECV_HEADROOM;
-        match socket.stream.read(&mut buf[RECV_HEADROOM..]) {
+        // The read lands right behind the room for what the connection kept (usually
+        // none, so at the buffer's start: docs/benchmarks.md §10 says why that
+        // matters).
+        let kept = core.kept(key);
+        let Some(socket) = core.io_mut(key) else {
+            return;
+        };
+        let space = buf.len() - kept;
+        match socket.stream.read(&mut buf[kept..]) {
             Ok(0) => return core.eof(key),
             Ok(n) => {
                 // With edge-triggered readiness a short read means the socket is
                 // drained for now: new bytes will raise a new event.
                 let more = n == space || socket.read_to_eagain || hung_up;
-                let reading = core.received(key, &mut buf[..RECV_HEADROOM + n], RECV_HEADROOM);
+                let reading = core.received(key, &mut buf[..kept + n], kept);
                 if !(more && reading) {
                     // `Core::served` writes what it produced.
                     return;
