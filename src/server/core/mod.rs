@@ -576,6 +576,20 @@ impl<S: Service, IO> Core<S, IO> {
                 };
                 slot.conn.state.wrote_since_ping |= n > 0 && !slot.all_sent();
                 if slot.all_sent() {
+                    if slot.conn.is_open()
+                        && !slot.conn.state.needs_drain
+                        && !slot.reads_paused
+                        && !slot.eof_pending
+                    {
+                        // The usual completion (a broadcast to 10,000 has 10,000 a
+                        // turn): everything went, and nothing waits on it (no handler
+                        // to tell, no reading to resume, no close to finish), so
+                        // there is nothing to serve; its timer stays as filed.
+                        if let Some(link) = &slot.conn.state.link {
+                            link.note_buffered(0);
+                        }
+                        return;
+                    }
                     let mut env = env!(self);
                     slot.conn.drained(&mut env);
                 }
