@@ -149,8 +149,9 @@ fn socket_of<S: Service>(
 /// the slab rather than a field in every [`Socket`].
 type Held = HashMap<usize, VecDeque<Completion>>;
 
-/// Completed writes' buffers a reactor keeps for its next writes: enough for a turn
-/// of 64 connections without an allocation, 12 KiB at most (4 chunks each).
+/// Completed writes' buffers a reactor keeps for its next writes, at least: enough for
+/// a turn of 64 connections without an allocation (more while more writes were in
+/// flight, see [`Uring::keep_spare`]).
 const SPARE_SEND_BUFFERS: usize = 64;
 
 /// A completed write's buffers with room for more chunks than this are not kept.
@@ -543,7 +544,11 @@ impl Uring {
     /// unless enough are kept or they grew large.
     fn keep_spare(&mut self, mut buffers: SendBuffers) {
         buffers.clear();
-        if self.spare.len() < SPARE_SEND_BUFFERS && buffers.capacity() <= SPARE_MAX_CHUNKS {
+        // As many as writes were in flight lately (a broadcast to 10,000 has 10,000 a
+        // turn), at least [`SPARE_SEND_BUFFERS`]; `shrink_lists` gives them back with
+        // the table's room once such a burst is over.
+        let keep = SPARE_SEND_BUFFERS.max(self.sends.capacity());
+        if self.spare.len() < keep && buffers.capacity() <= SPARE_MAX_CHUNKS {
             self.spare.push(buffers);
         }
     }

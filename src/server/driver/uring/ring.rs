@@ -125,7 +125,7 @@ impl SendBuffers {
 
     /// How many chunks the lists have room for.
     pub fn capacity(&self) -> usize {
-        self.chunks.capacity().min(self.iovecs.capacity())
+        self.chunks.capacity().max(self.iovecs.capacity())
     }
 }
 
@@ -341,7 +341,11 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
-    /// Queues a vectored write of `buffers`' chunks on `socket`.
+    /// Queues a write of `buffers`' chunks on `socket`: one chunk as a plain send
+    /// (`IORING_OP_SEND` with `MSG_NOSIGNAL`, no iovec for the kernel to import), more
+    /// as a vectored write (which, like the epoll backend's `writev`, relies on
+    /// `SIGPIPE` being ignored, as Rust's runtime sets it before `main`). A peer gone
+    /// is an error result.
     ///
     /// # Safety
     ///
@@ -354,6 +358,16 @@ impl Ring {
         buffers: &mut SendBuffers,
         user_data: u64,
     ) -> io::Result<()> {
+        if let [chunk] = buffers.chunks.as_slice() {
+            buffers.iovecs.clear();
+            let entry = opcode::Send::new(types::Fd(socket), chunk.as_ptr(), chunk.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(user_data);
+            // SAFETY: the bytes are heap memory owned by the chunk, which `buffers`
+            // keeps as this function's contract says.
+            return unsafe { self.push(&entry) };
+        }
         buffers.seal();
         let entry = opcode::Writev::new(
             types::Fd(socket),
