@@ -21,7 +21,7 @@
 //!
 //! The two methods that hand the kernel caller-owned memory, [`Ring::writev`] and
 //! [`Ring::read_eventfd`], are `unsafe fn`s whose contract is exactly that: keep it
-//! alive and unmoved until the completion. When the driver goes (`UringDriver::drop`)
+//! alive and unmoved until the completion. When the backend goes (`Uring::drop`)
 //! it cancels everything in flight and waits for the completions
 //! ([`Ring::cancel_all_and_wait`]); if they do not all come, it leaks the writes'
 //! table and the counter rather than free memory the kernel may still write. The
