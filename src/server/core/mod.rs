@@ -232,12 +232,15 @@ impl<S: Service, IO> Core<S, IO> {
         self.reactor.now = self.wheel.tick_of(now);
     }
 
-    /// How long the driver may wait for events from `now`: zero while deliveries made
-    /// during the last flush wait (written at the next turn's end), until the next
-    /// tick while timers are armed, a shutdown runs or `waiting` (the driver's own
+    /// How long the backend may wait for events from `now`: zero while deliveries,
+    /// publishes or writes decided after the last flush wait (taken at the next
+    /// turn), until the next tick while timers are armed, a shutdown runs or `waiting` (the driver's own
     /// timer, such as paused accepts) is set, and for ever (`None`) otherwise.
     pub fn poll_timeout(&self, now: Instant, waiting: bool) -> Option<Duration> {
-        if !self.dirty.is_empty() {
+        if !self.dirty.is_empty() || !self.outgoing.is_empty() || !self.ready.is_empty() {
+            // Deliveries, publishes for the other reactors or writes decided after
+            // the turn ended (a backend serving reads in its own `end_turn`): the next
+            // turn takes them at once.
             Some(Duration::ZERO)
         } else {
             (!self.wheel.is_empty() || waiting || self.shutdown_deadline.is_some())
@@ -381,7 +384,7 @@ impl<S: Service, IO> Core<S, IO> {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        if slot.in_flight || slot.ready {
+        if slot.in_flight || (slot.ready && slot.has_sendable()) {
             slot.eof_pending = true;
             return;
         }
@@ -521,9 +524,14 @@ impl<S: Service, IO> Core<S, IO> {
 
     /// For a [`Sends::Later`] backend, after [`Core::end_turn`]: swaps the list of
     /// connections with bytes ready for a write into `out` (cleared first). A key in
-    /// it may name a connection gone since, or one given its slot since: the backend
-    /// checks its own state (a generation) before [`Core::sendable`].
+    /// it may name a connection gone since (then [`Core::sendable`] gives nothing), or
+    /// one given its slot since (then it gives that connection's own bytes, if any:
+    /// never another's).
     pub fn take_ready(&mut self, out: &mut Vec<usize>) {
+        // Bytes kept since `end_turn` sealed the batch (a backend handing over reads
+        // in its own `end_turn`, such as completions held during a pause) went into
+        // the batch too: sealed now, every listed connection's bytes can be frozen.
+        self.seal_batch();
         out.clear();
         std::mem::swap(&mut self.ready, out);
         for &key in out.iter() {
@@ -789,12 +797,7 @@ impl<S: Service, IO> Core<S, IO> {
         }
         // Connections delivered to while flushing are in `self.dirty` again, for the
         // next turn; the seal settles them with every other holder.
-        let conns = &mut self.conns;
-        self.reactor.batch.seal(|key, sealed| {
-            if let Some(slot) = conns.get_mut(key) {
-                slot.conn.state.settle(sealed);
-            }
-        });
+        self.seal_batch();
         debug_assert!(
             self.conns
                 .iter()
@@ -805,5 +808,16 @@ impl<S: Service, IO> Core<S, IO> {
         if self.dirty.is_empty() {
             self.dirty = dirty;
         }
+    }
+
+    /// Seals the turn batch: every range a connection holds becomes a slice of one
+    /// frozen buffer (see `batch.rs`).
+    fn seal_batch(&mut self) {
+        let conns = &mut self.conns;
+        self.reactor.batch.seal(|key, sealed| {
+            if let Some(slot) = conns.get_mut(key) {
+                slot.conn.state.settle(sealed);
+            }
+        });
     }
 }

@@ -608,6 +608,44 @@ fn replies_kept_for_a_completion_backend_share_the_turns_one_buffer() {
 }
 
 #[test]
+fn replies_to_reads_handed_over_after_the_turn_ended_are_still_sent() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = h.upgraded("/");
+    h.wire.defers = true;
+    h.end_turn();
+    // A completion backend handing over reads in its own end of turn (completions
+    // held during a pause), after the core sealed the turn batch.
+    h.send_text(key, "late");
+    let mut ready = Vec::new();
+    h.core.take_ready(&mut ready);
+    assert_eq!(ready, [key]);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let n = h.core.sendable(key, &mut chunks);
+    assert!(n > 0, "the reply can be written now");
+    assert_eq!(frames(&mut chunks.concat()), ["text late"]);
+}
+
+#[test]
+fn an_eof_behind_replies_waits_for_their_write_then_ends_the_connection() {
+    let mut h = Harness::new(ServerConfig::default());
+    let key = h.upgraded("/");
+    h.wire.defers = true;
+    h.send_text(key, "last words");
+    h.core.eof(key);
+    h.core.served(key, &mut h.wire);
+    assert!(h.released(key).is_none(), "the reply is on its way");
+    h.end_turn();
+    let mut ready = Vec::new();
+    h.core.take_ready(&mut ready);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let n = h.core.sendable(key, &mut chunks);
+    assert_eq!(frames(&mut chunks.concat()), ["text last words"]);
+    h.core.sent(key, Some(n), false, &mut h.wire);
+    assert!(h.released(key).is_some(), "the EOF ended it once written");
+    assert_eq!(*h.closes.lock().unwrap(), [1006]);
+}
+
+#[test]
 fn only_a_short_completion_makes_sends_report_backpressure() {
     let mut h = Harness::new(ServerConfig::default());
     let key = h.upgraded("/");

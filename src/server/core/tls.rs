@@ -197,6 +197,16 @@ impl<H, IO> Slot<H, IO> {
         self.conn.state.outbox.len() + self.tls.as_ref().map_or(0, |tls| tls.unsent_len())
     }
 
+    /// Whether bytes wait that a [`crate::server::core::Sends::Later`] write can take
+    /// now: the outbox, or for TLS the ciphertext (plaintext waiting for the handshake
+    /// is not).
+    pub(super) fn has_sendable(&self) -> bool {
+        match &self.tls {
+            Some(tls) => tls.has_unsent(),
+            None => !self.conn.state.outbox.is_empty(),
+        }
+    }
+
     /// Whether everything queued for the connection went out.
     pub(super) fn all_sent(&self) -> bool {
         self.conn.state.outbox.is_empty() && self.tls.as_ref().is_none_or(|tls| !tls.has_unsent())

@@ -354,8 +354,13 @@ impl Uring {
             self.accept_armed = false;
         }
         let event = if self.accept_paused {
-            // What the cancelled operation still reported: taken up on resuming.
-            ring::accepted_fd(completion.result).and_then(|fd| self.socket(fd.into()))
+            // What the cancelled accept still reported is a connection: opened. (A
+            // poll's result is an event mask, not a descriptor: nothing to open, and
+            // the shared listener is drained on resuming.)
+            self.multishot_accept
+                .then(|| ring::accepted_fd(completion.result))
+                .flatten()
+                .and_then(|fd| self.socket(fd.into()))
         } else if self.multishot_accept {
             match completion.result {
                 fd if fd >= 0 => ring::accepted_fd(fd).and_then(|fd| self.socket(fd.into())),
