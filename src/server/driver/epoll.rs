@@ -150,6 +150,21 @@ impl Epoll {
         }
     }
 
+    /// Reads a connection whose flow-control pause ended, as if it had become
+    /// readable; returns whether there was one.
+    fn serve_resumed<S: Service>(&mut self, core: &mut Core<S, Socket>) -> bool {
+        let Some(key) = self.resumed.pop() else {
+            return false;
+        };
+        let readiness = Readiness {
+            readable: true,
+            writable: false,
+            hung_up: false,
+        };
+        self.serve(core, key, readiness);
+        true
+    }
+
     /// Serves connection `key` for an event.
     fn serve<S: Service>(&mut self, core: &mut Core<S, Socket>, key: usize, readiness: Readiness) {
         let mut buf = std::mem::take(&mut self.read_buf);
@@ -242,14 +257,7 @@ impl Backend for Epoll {
         core: &mut Core<S, Socket>,
     ) -> io::Result<Option<Event<Socket>>> {
         loop {
-            // Connections whose pause ended are read as if they had become readable.
-            if let Some(key) = self.resumed.pop() {
-                let readiness = Readiness {
-                    readable: true,
-                    writable: false,
-                    hung_up: false,
-                };
-                self.serve(core, key, readiness);
+            if self.serve_resumed(core) {
                 continue;
             }
             if self.accepting {
@@ -301,14 +309,7 @@ impl Backend for Epoll {
 
     fn end_turn<S: Service>(&mut self, core: &mut Core<S, Socket>) -> io::Result<()> {
         // Reading resumed by the turn's flush goes on now, not at the next event.
-        while let Some(key) = self.resumed.pop() {
-            let readiness = Readiness {
-                readable: true,
-                writable: false,
-                hung_up: false,
-            };
-            self.serve(core, key, readiness);
-        }
+        while self.serve_resumed(core) {}
         Ok(())
     }
 
@@ -331,6 +332,10 @@ impl Backend for Epoll {
 /// resumes a paused connection).
 fn read<S: Service>(core: &mut Core<S, Socket>, buf: &mut [u8], t: &mut Epoll, key: usize) {
     loop {
+        // The read lands right behind the room for what the connection kept (usually
+        // none, so at the buffer's start: docs/benchmarks.md §10 says why that
+        // matters).
+        let kept = core.kept(key);
         let Some(socket) = core.io_mut(key) else {
             return;
         };
@@ -341,13 +346,6 @@ fn read<S: Service>(core: &mut Core<S, Socket>, buf: &mut [u8], t: &mut Epoll, k
         if socket.paused && !hung_up {
             return;
         }
-        // The read lands right behind the room for what the connection kept (usually
-        // none, so at the buffer's start: docs/benchmarks.md §10 says why that
-        // matters).
-        let kept = core.kept(key);
-        let Some(socket) = core.io_mut(key) else {
-            return;
-        };
         let space = buf.len() - kept;
         match socket.stream.read(&mut buf[kept..]) {
             Ok(0) => return core.eof(key),
