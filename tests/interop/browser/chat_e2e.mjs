@@ -337,9 +337,12 @@ async function run(bin) {
     await check('after a restart the pages reconnect by themselves', async () => {
       server = startChat(bin, addr);
       await server.listening;
-      const back = await until(ana, 'Ana reconnected', (v) => v.state === 'open' && same(v.members, ['Ana (you)']), RECONNECT_MS);
-      // The history was in the old process's memory: the page says so, plainly.
-      expect(back.notes.some((n) => n.includes('earlier lines are gone')), `notes: ${back.notes}`);
+      // The history was in the old process's memory: the page says so, plainly. The
+      // notice is its own message, behind the welcome that fills the member list, so
+      // the page may be seen between the two: wait for both.
+      await until(ana, 'Ana reconnected and told the history is gone', (v) => v.state === 'open'
+        && same(v.members, ['Ana (you)'])
+        && v.notes.some((n) => n.includes('earlier lines are gone')), RECONNECT_MS);
       await until(cy, 'Cy reconnected', (v) => v.state === 'open', RECONNECT_MS);
       await ana.press('#text', 'Enter');
       await until(ana, 'the kept line went out', (v) => hasMessage(v, 'Ana', 'typed while away', true));
