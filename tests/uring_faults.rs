@@ -474,3 +474,56 @@ fn a_reset_with_a_write_in_flight_never_reaches_the_next_connection_on_its_key()
         server.check_health();
     }
 }
+
+/// Sockets on this machine in state ESTABLISHED whose local port is `port` (the
+/// server's side of its connections), from `/proc/net/tcp`.
+fn established_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1].rsplit(':').next().unwrap();
+            u16::from_str_radix(local_port, 16) == Ok(port) && fields[3] == "01"
+        })
+        .count()
+}
+
+#[test]
+fn a_connection_dropped_with_a_write_in_flight_is_really_closed() {
+    // A client that asks for 4 MiB and never reads: the server's write waits on its
+    // zero window; the ping goes unanswered and the idle timeout drops it. The
+    // socket must go with the descriptor, not linger with its buffers for as long
+    // as the write is stuck (on io_uring the write held its own reference to it).
+    for backend in backends() {
+        let builder = common::builder()
+            .ping_interval(Some(Duration::from_millis(200)))
+            .pong_timeout(Duration::from_millis(200))
+            .max_backpressure(64 << 20);
+        let server = start(builder, backend);
+        let mut client = small_window_client(server.addr, 16 << 10);
+        client
+            .write_all(&common::encode_frame(
+                true,
+                OP_TEXT,
+                b"flood 64 65536 1",
+                true,
+            ))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.handle.stats().idle_timeouts == 0 {
+            assert!(Instant::now() < deadline, "{backend:?}: no idle timeout");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let port = server.addr.port();
+        while established_on(port) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{backend:?}: the dropped connection's socket is still established"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        drop(client);
+    }
+}

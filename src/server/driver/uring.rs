@@ -101,6 +101,8 @@ const READ_ENDED: u32 = 1 << 26;
 /// Receive completions wait for it in [`Held`] (they arrived while reading was
 /// paused).
 const HELD: u32 = 1 << 27;
+/// A write is in flight (submitted, its completion not reaped).
+const SENDING: u32 = 1 << 28;
 
 impl Socket {
     fn new(stream: TcpStream, generation: u32) -> Self {
@@ -535,9 +537,10 @@ impl Uring {
             return;
         };
         self.keep_spare(op.buffers);
-        if socket_of(core, op.key, op.generation).is_none() {
+        let Some(socket) = socket_of(core, op.key, op.generation) else {
             return;
-        }
+        };
+        socket.set(SENDING, false);
         let written = usize::try_from(result).ok();
         let short = written.is_some_and(|n| n < op.len);
         core.contained(Some(op.key), self, |core, this| {
@@ -607,6 +610,11 @@ impl Uring {
                 self.ring
                     .writev(fd, &mut op.buffers, user_data(Kind::Send, generation, id))
             };
+            if queued.is_ok()
+                && let Some(socket) = core.io_mut(key)
+            {
+                socket.set(SENDING, true);
+            }
             if queued.is_err() {
                 // The submission queue is full even after a submit: the write is
                 // reported failed, which ends the connection.
@@ -681,8 +689,9 @@ impl Transport<Socket> for Uring {
         // with the table by `Uring::drop`).
         #[allow(unsafe_code)]
         let queued = unsafe { self.ring.writev(io.stream.as_raw_fd(), &mut op.buffers, ud) };
-        if queued.is_err() {
-            self.sends.remove(id);
+        match queued {
+            Ok(()) => io.set(SENDING, true),
+            Err(_) => drop(self.sends.remove(id)),
         }
     }
 
@@ -719,7 +728,15 @@ impl Transport<Socket> for Uring {
                 }
             }
         }
-        if io.is(RECEIVING) {
+        if io.is(SENDING) {
+            // A write waiting on a peer that does not read would hold the socket open
+            // (its own reference) for as long as the peer lets it: with its buffers,
+            // outside every count. Every operation on it is cancelled (the last words
+            // of `write_last` go only as far as the socket takes them at once).
+            let _ = self
+                .ring
+                .cancel_socket(io.stream.as_raw_fd(), user_data(Kind::Other, 0, 0));
+        } else if io.is(RECEIVING) {
             let recv = user_data(Kind::Recv, io.generation(), key);
             let _ = self.ring.cancel(recv, user_data(Kind::Other, 0, 0));
         }
@@ -938,7 +955,7 @@ mod tests {
         let stream = TcpStream::connect(addr).unwrap();
         let mut socket = Socket::new(stream, 0x1ff_fffe);
         assert_eq!(socket.generation(), 0xff_fffe);
-        let flags = [RECEIVING, PAUSED, READ_ENDED, HELD];
+        let flags = [RECEIVING, PAUSED, READ_ENDED, HELD, SENDING];
         for flag in flags {
             assert!(!socket.is(flag));
         }
@@ -953,11 +970,11 @@ mod tests {
         assert!(socket.is(RECEIVING | PAUSED));
         socket.set(PAUSED, false);
         assert!(!socket.is(PAUSED));
-        assert!(socket.is(RECEIVING | READ_ENDED | HELD));
+        assert!(socket.is(RECEIVING | READ_ENDED | HELD | SENDING));
         for flag in flags {
             socket.set(flag, false);
         }
-        assert!(!socket.is(RECEIVING | PAUSED | READ_ENDED | HELD));
+        assert!(!socket.is(RECEIVING | PAUSED | READ_ENDED | HELD | SENDING));
         assert_eq!(socket.generation(), 0xff_fffe);
         drop(listener);
     }

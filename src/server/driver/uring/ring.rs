@@ -412,6 +412,16 @@ impl Ring {
         unsafe { self.push(&entry) }
     }
 
+    /// Queues the cancellation of every operation on `socket` (its receive, a write
+    /// waiting on a peer that does not read).
+    pub fn cancel_socket(&mut self, socket: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(socket)).all())
+            .build()
+            .user_data(user_data);
+        // SAFETY: the operation names no memory.
+        unsafe { self.push(&entry) }
+    }
+
     /// Submits what is queued and waits for at least one completion, at most
     /// `timeout` (`None`: until one comes): one `io_uring_enter`.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
