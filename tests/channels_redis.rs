@@ -307,6 +307,92 @@ fn keys_deleted_under_a_running_server_change_the_epoch_and_close_subscribers() 
     server.check_health();
 }
 
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn a_client_that_resubscribed_into_the_new_epoch_is_not_closed_for_the_old_one() {
+    let redis = redis_server::shared("channels_redis resubscribed first");
+    let prefix = prefix();
+    let server = server(&redis.url(), &prefix);
+    let mut old = ws_connect(server.addr);
+    let (_, subscribed) = subscribe(&mut old, "room", None);
+    let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
+    let mut publisher = ws_connect(server.addr);
+    assert_eq!(publish(&mut publisher, "before")["offset"], 1);
+    assert_eq!(read_json(&mut old).unwrap()["offset"], 1);
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}{{room}}:m"))
+        .arg(format!("{prefix}{{room}}:s"))
+        .query(&mut con)
+        .unwrap();
+    // This subscribe is the first to see the loss (the reader learns of it from
+    // there): it is told of the new epoch, and the old one's subscribers are closed,
+    // not it.
+    let mut new = ws_connect(server.addr);
+    let (replayed, subscribed) = subscribe(&mut new, "room", Some((&epoch, 1)));
+    assert!(replayed.is_empty());
+    assert_eq!(subscribed["reason"], "epoch_changed", "{subscribed}");
+    let new_epoch = subscribed["epoch"].as_str().unwrap().to_owned();
+    assert_ne!(new_epoch, epoch);
+    expect_close(&mut old, 1012);
+    let reply = publish(&mut publisher, "live");
+    assert_eq!(reply["offset"], 1, "{reply}");
+    let message = read_json(&mut new).expect("the new epoch's message, not a close");
+    assert_eq!(message["offset"], 1, "{message}");
+    assert_eq!(message["epoch"], new_epoch.as_str(), "{message}");
+    server.check_health();
+}
+
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn a_channel_started_over_by_another_server_closes_this_ones_subscribers() {
+    let redis = redis_server::shared("channels_redis started over elsewhere");
+    let prefix = prefix();
+    let a = server(&redis.url(), &prefix);
+    let b = server(&redis.url(), &prefix);
+    let mut subscriber = ws_connect(a.addr);
+    let (_, subscribed) = subscribe(&mut subscriber, "room", None);
+    let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
+    let mut publisher = ws_connect(b.addr);
+    for k in 1..=3 {
+        assert_eq!(publish(&mut publisher, "before")["offset"], k);
+        assert_eq!(read_json(&mut subscriber).unwrap()["offset"], k);
+    }
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}{{room}}:m"))
+        .arg(format!("{prefix}{{room}}:s"))
+        .query(&mut con)
+        .unwrap();
+    // B starts the channel over and publishes past where A's subscriber was: A must
+    // not hand the new epoch's offsets 4 and 5 out as the old one's.
+    let mut new_epoch = String::new();
+    for k in 1..=5 {
+        let reply = publish(&mut publisher, "after");
+        assert_eq!(reply["offset"], k, "{reply}");
+        new_epoch = reply["epoch"].as_str().unwrap().to_owned();
+    }
+    assert_ne!(new_epoch, epoch);
+    expect_close(&mut subscriber, 1012);
+    let mut back = ws_connect(a.addr);
+    let (replayed, subscribed) = subscribe(&mut back, "room", Some((&epoch, 3)));
+    assert!(replayed.is_empty());
+    assert_eq!(subscribed["reason"], "epoch_changed", "{subscribed}");
+    assert_eq!(subscribed["epoch"], new_epoch.as_str(), "{subscribed}");
+    assert_eq!(publish(&mut publisher, "live")["offset"], 6);
+    let message = read_json(&mut back).unwrap();
+    assert_eq!(message["offset"], 6, "{message}");
+    assert_eq!(message["epoch"], new_epoch.as_str(), "{message}");
+    a.check_health();
+    b.check_health();
+}
+
 /// The master (index into `ports`) holding `channel`'s keys.
 fn master_of(ports: &[u16], prefix: &str, channel: &str) -> usize {
     ports

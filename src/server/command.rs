@@ -43,9 +43,12 @@ pub(crate) enum Command {
     /// A channel's history was lost or a gap opened in its live stream (its Redis
     /// engine saw a new epoch, or read past what the stream still held): this
     /// reactor's subscribers to it are closed with `code`, so that they reconnect and
-    /// are told whether they recovered, never given a silent gap.
+    /// are told whether they recovered, never given a silent gap. Those in epoch
+    /// `keep` (the channel's epoch now) stay: they subscribed since and were told of
+    /// it. `None`: every one is closed.
     ChannelLost {
         channel: Arc<str>,
+        keep: Option<u64>,
         code: CloseCode,
         reason: &'static str,
     },
@@ -125,9 +128,15 @@ impl fmt::Debug for Command {
                 )
                 .finish(),
             Command::Send { target, .. } => f.debug_struct("Send").field("target", target).finish(),
-            Command::ChannelLost { channel, code, .. } => f
+            Command::ChannelLost {
+                channel,
+                keep,
+                code,
+                ..
+            } => f
                 .debug_struct("ChannelLost")
                 .field("channel", channel)
+                .field("keep", keep)
                 .field("code", code)
                 .finish(),
             Command::Conn { target, op } => f

@@ -38,6 +38,8 @@ pub(crate) struct Publish {
     /// The message's offset in its channel (`topic` is then a channel's name, see
     /// `channels/`); 0 for a plain topic or a broadcast.
     pub offset: u64,
+    /// The channel's epoch the offset counts in; 0 for a plain topic or a broadcast.
+    pub epoch: u64,
 }
 
 /// A published message compressed once, without context takeover, so that any
@@ -85,6 +87,7 @@ impl Publish {
             exclude,
             deflated: deflate.and_then(|config| Deflated::of(opcode, payload, config)),
             offset: 0,
+            epoch: 0,
         }
     }
 
@@ -106,6 +109,7 @@ impl Publish {
             exclude: None,
             deflated,
             offset: 0,
+            epoch: 0,
         }
     }
 }

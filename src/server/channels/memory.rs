@@ -140,6 +140,7 @@ impl Engine for MemoryEngine {
             exclude: None,
             deflated: None,
             offset,
+            epoch: state.epoch,
         });
         Ok(Position {
             epoch: state.epoch,

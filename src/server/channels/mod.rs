@@ -346,10 +346,12 @@ impl Conn<'_> {
                 state.deliver(Delivery::Shared(frame), config, &reactor.stats);
             })?
         };
-        let sub =
-            self.reactor
-                .channels
-                .subscribe(channel, self.state.key, subscribed.position.offset);
+        let sub = self.reactor.channels.subscribe(
+            channel,
+            self.state.key,
+            subscribed.position.offset,
+            subscribed.position.epoch,
+        );
         self.state.channel_subs.push(sub);
         Ok(subscribed)
     }

@@ -197,6 +197,7 @@ impl Model {
             name,
             c.key,
             subscribed.position.offset,
+            subscribed.position.epoch,
         ));
     }
 
@@ -208,13 +209,15 @@ impl Model {
         while let Some(first) = rest.first() {
             let name = first.topic.as_deref().unwrap();
             let subs = &mut self.reactors[reactor].subs;
-            let run = if subs.lagging(name, first.offset) {
+            let run = if subs.lagging(name, first.epoch, first.offset) {
                 1
             } else {
-                rest.iter().take_while(|p| p.topic == first.topic).count()
+                rest.iter()
+                    .take_while(|p| p.topic == first.topic && p.epoch == first.epoch)
+                    .count()
             };
             targets.clear();
-            subs.subscribers_into(name, first.offset, &mut targets);
+            subs.subscribers_into(name, first.epoch, first.offset, &mut targets);
             for publish in &rest[..run] {
                 assert_eq!(offset_of(&publish.frame), publish.offset);
                 for &key in &targets {

@@ -4,7 +4,8 @@
 //! name is their hash tag): `{prefix}{NAME}:m`, a hash with the channel's epoch (`e`,
 //! 16 hex digits) and last offset (`n`), and `{prefix}{NAME}:s`, a stream of the
 //! channel's last messages, each with the id `0-OFFSET` (so an offset is a stream id
-//! and reading after a position is one `XRANGE`) and one field `d`, the data.
+//! and reading after a position is one `XRANGE`), with the fields `d`, the data, and
+//! `e`, the epoch it was published in.
 //!
 //! **Publish** is one Lua script (atomic in Redis): take the epoch (choose one, and
 //! start from an empty stream, if the hash is missing: a new channel, or one whose
@@ -111,9 +112,13 @@ macro_rules! epoch_or_new {
 const PUBLISH: &str = concat!(
     epoch_or_new!("3"),
     "local n = redis.call('HINCRBY', KEYS[1], 'n', 1)\n",
-    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. n, 'd', ARGV[1])\n",
+    "redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. n, 'd', ARGV[1], 'e', e)\n",
     "return {e, n}",
 );
+
+/// The channel's epoch (chosen now if it has none): KEYS meta, stream; ARGV epoch for
+/// a new channel.
+const EPOCH: &str = concat!(epoch_or_new!("1"), "return e");
 
 /// Subscribe: KEYS meta, stream; ARGV epoch for a new channel, since offset (-1: no
 /// position), since epoch, most messages to replay.
@@ -364,6 +369,21 @@ fn parse_entry(value: &Value) -> Option<(u64, &[u8])> {
         _ => None,
     })?;
     Some((offset, data))
+}
+
+/// The epoch an entry was published in (its `e` field; `None` for an entry written
+/// without one).
+fn entry_epoch(value: &Value) -> Option<u64> {
+    let [_, Value::Array(fields), ..] = (match value {
+        Value::Array(parts) => parts.as_slice(),
+        _ => return None,
+    }) else {
+        return None;
+    };
+    fields.chunks(2).find_map(|pair| match pair {
+        [Value::BulkString(k), v] if k == b"e" => parse_epoch(v),
+        _ => None,
+    })
 }
 
 /// The publish script's reply `[epoch, offset]` as a position.
@@ -781,12 +801,25 @@ impl RedisEngine {
             let Some((offset, data)) = parse_entry(entry) else {
                 continue;
             };
+            if entry_epoch(entry).is_some_and(|e| e != epoch) {
+                // The channel started over (its keys were deleted, another server
+                // published into its new epoch): the epochs are checked, and the
+                // channel read again from its start.
+                self.recheck.store(true, Ordering::Release);
+                break;
+            }
             if offset <= cursor.last {
                 continue;
             }
             if offset != cursor.last + 1 {
                 // Fell behind by more than the stream holds.
-                self.lost(shared, name, publishes, "channel messages were missed");
+                self.lost(
+                    shared,
+                    name,
+                    None,
+                    publishes,
+                    "channel messages were missed",
+                );
             }
             cursor.last = offset;
             let Ok(data) = std::str::from_utf8(data) else {
@@ -798,6 +831,7 @@ impl RedisEngine {
                 exclude: None,
                 deflated: None,
                 offset,
+                epoch,
             });
         }
         if let Some(stored) = lock(&self.cursors).get_mut(name)
@@ -808,11 +842,13 @@ impl RedisEngine {
         Ok(())
     }
 
-    /// Closes every reactor's subscribers to `name`, behind what was read before.
+    /// Closes every reactor's subscribers to `name` in an epoch other than `keep`
+    /// (every one when `None`), behind what was read before.
     fn lost(
         &self,
         shared: &Shared,
         name: &Arc<str>,
+        keep: Option<u64>,
         publishes: &mut Vec<Publish>,
         why: &'static str,
     ) {
@@ -824,6 +860,7 @@ impl RedisEngine {
             remote.send_publishes(publishes.iter().cloned());
             remote.send_command(Command::ChannelLost {
                 channel: name.clone(),
+                keep,
                 code: CloseCode::SERVICE_RESTART,
                 reason: why,
             });
@@ -831,8 +868,9 @@ impl RedisEngine {
         publishes.clear();
     }
 
-    /// After a (re)connection: a channel whose epoch changed (or whose hash is gone)
-    /// lost its history; its subscribers here are closed and reading starts over.
+    /// After a (re)connection: a channel whose epoch changed (or whose hash is gone:
+    /// a new epoch is chosen now) lost its history; its subscribers here in another
+    /// epoch are closed, and reading starts over.
     fn revalidate(&self, con: &mut Connection, shared: &Weak<Shared>) -> ::redis::RedisResult<()> {
         let names: Vec<(Arc<str>, Cursor)> = lock(&self.cursors)
             .iter()
@@ -845,16 +883,27 @@ impl RedisEngine {
             if !cursor.is_read() {
                 continue;
             }
-            let value: Value = ::redis::cmd("HGET")
+            let value: Value = ::redis::cmd("EVAL")
+                .arg(EPOCH)
+                .arg(2)
                 .arg(self.config.meta_key(&name))
-                .arg("e")
+                .arg(self.config.stream_key(&name))
+                .arg(epoch_text(new_epoch()))
                 .query(con)?;
             let epoch = parse_epoch(&value);
             if cursor.epoch.is_some() && epoch == cursor.epoch {
                 continue;
             }
             if cursor.epoch.is_some() || cursor.last > 0 {
-                self.lost(&shared, &name, &mut Vec::new(), "channel history was lost");
+                // A client that resubscribed meanwhile was told of the new epoch (its
+                // subscribe chose the same one, or this did before it): it stays.
+                self.lost(
+                    &shared,
+                    &name,
+                    epoch,
+                    &mut Vec::new(),
+                    "channel history was lost",
+                );
             }
             lock(&self.cursors).insert(name, Cursor::at(epoch, 0));
         }

@@ -72,9 +72,10 @@ impl<S: Service, IO> Core<S, IO> {
             }
             Command::ChannelLost {
                 channel,
+                keep,
                 code,
                 reason,
-            } => return self.channel_lost(channel, *code, reason, t),
+            } => return self.channel_lost(channel, *keep, *code, reason, t),
         };
         if !self.holds(target) {
             // A decision's handler and link go with it: its handles learn it.
@@ -109,17 +110,18 @@ impl<S: Service, IO> Core<S, IO> {
         });
     }
 
-    /// Closes this reactor's subscribers to `channel` with `code` (see
-    /// [`Command::ChannelLost`]).
+    /// Closes this reactor's subscribers to `channel` in an epoch other than `keep`
+    /// with `code` (see [`Command::ChannelLost`]).
     fn channel_lost<T: Transport<IO>>(
         &mut self,
         channel: &str,
+        keep: Option<u64>,
         code: crate::protocol::CloseCode,
         reason: &str,
         t: &mut T,
     ) {
         let mut keys = Vec::new();
-        self.reactor.channels.keys_of(channel, &mut keys);
+        self.reactor.channels.keys_outside(channel, keep, &mut keys);
         for key in keys {
             self.contained(Some(key), t, |core, t| {
                 let mut env = env!(core);

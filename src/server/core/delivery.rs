@@ -26,7 +26,10 @@ impl<S: Service, IO> Core<S, IO> {
             let (mut run, batched) = next_run(rest, &self.reactor.batch);
             if let Some(topic) = &rest[0].topic
                 && rest[0].offset != 0
-                && self.reactor.channels.lagging(topic, rest[0].offset)
+                && self
+                    .reactor
+                    .channels
+                    .lagging(topic, rest[0].epoch, rest[0].offset)
             {
                 // A subscriber that joined with a position skips this one: it goes
                 // alone, to those it is for (`channels/subs.rs`).
@@ -43,11 +46,12 @@ impl<S: Service, IO> Core<S, IO> {
         let first = &group[0];
         self.targets.clear();
         match &first.topic {
-            Some(topic) if first.offset != 0 => {
-                self.reactor
-                    .channels
-                    .subscribers_into(topic, first.offset, &mut self.targets)
-            }
+            Some(topic) if first.offset != 0 => self.reactor.channels.subscribers_into(
+                topic,
+                first.epoch,
+                first.offset,
+                &mut self.targets,
+            ),
             Some(topic) => self
                 .reactor
                 .topics
@@ -161,6 +165,7 @@ pub(crate) fn next_run(publishes: &[Publish], batch: &TurnBatch) -> (usize, bool
         && next.topic == first.topic
         && next.exclude == first.exclude
         && (next.offset == 0) == (first.offset == 0)
+        && next.epoch == first.epoch
         && batch.takes(next.frame.len(), pending)
     {
         pending += next.frame.len();

@@ -22,6 +22,7 @@ fn publish(topic: Option<&str>, text: &str) -> Publish {
         exclude: None,
         deflated: None,
         offset: 0,
+        epoch: 0,
     }
 }
 
