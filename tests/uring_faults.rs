@@ -8,7 +8,9 @@
 //! * a graceful shutdown while writes to clients that stopped reading are in flight;
 //! * connections reset with a large write in flight and a receive armed, their slab
 //!   key and descriptor number taken at once by new connections: no late completion
-//!   may reach a new connection.
+//!   may reach a new connection;
+//! * handler panics while a receive buffer is being decoded: the buffer must go back
+//!   to the ring.
 //!
 //! `tests/io_uring.rs` forces each path once with a handful of connections; these run
 //! them wider (64 clients, thousands of messages of 1-8 KiB, writes in flight) and
@@ -54,6 +56,7 @@ fn payload(token: u32, index: u32, len: usize) -> Vec<u8> {
 ///
 /// * `sleep`: blocks the reactor 300 ms, then echoes (the other connections'
 ///   completions pile up for one turn);
+/// * `panic`: panics (the connection is closed with 1011);
 /// * `flood N LEN TOKEN`: sends `N` binary messages of `LEN` bytes, `payload(TOKEN,
 ///   i, LEN)` for `i` in `0..N` (writes that stay in flight to a client that does
 ///   not read).
@@ -62,6 +65,7 @@ struct Faults;
 impl Handler for Faults {
     fn on_message(&mut self, conn: &mut Conn<'_>, message: Message<'_>) {
         match message {
+            Message::Text("panic") => panic!("the handler fails on purpose"),
             Message::Text("sleep") => {
                 thread::sleep(Duration::from_millis(300));
                 assert_ne!(conn.send(message), SendStatus::Dropped);
@@ -220,6 +224,42 @@ fn the_buffer_ring_running_dry_under_64_clients_loses_no_byte() {
             stats.recv_buffers_exhausted
         );
         assert_eq!(stats.handler_panics, 0, "{backend:?}: {stats:?}");
+        server.check_health();
+    }
+}
+
+#[test]
+fn handler_panics_give_their_receive_buffers_back() {
+    for backend in backends() {
+        // Two provided buffers, ten panics, each with a receive buffer in the
+        // handler's hands: were one lost per panic, the ring would be empty after two
+        // and the reactor would read nothing more.
+        let builder = common::builder()
+            .workers(1)
+            .io_uring_provided_buffers(2)
+            .read_buffer_size(4096);
+        let server = start(builder, backend);
+        for round in 0..10 {
+            let mut client = common::raw_upgrade(server.addr);
+            common::write_frame(&mut client, true, OP_TEXT, b"panic");
+            assert_eq!(
+                common::read_close_code(&mut client),
+                1011,
+                "{backend:?}: panic {round}"
+            );
+        }
+        let mut client = common::raw_upgrade(server.addr);
+        let body = payload(1, 0, 3000);
+        common::write_frame(&mut client, true, OP_BINARY, &body);
+        expect_echo(
+            &mut client,
+            1,
+            0,
+            3000,
+            &format!("{backend:?}: after the panics"),
+        );
+        let stats = server.handle.stats();
+        assert_eq!(stats.handler_panics, 10, "{backend:?}: {stats:?}");
         server.check_health();
     }
 }

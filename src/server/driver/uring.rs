@@ -20,6 +20,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Duration;
 
 use crate::server::core::slots::Slots;
@@ -510,8 +511,14 @@ impl Uring {
                     return;
                 };
                 let buf = self.ring.buffer(bid, n as usize);
-                core.received(key, buf, HEADROOM);
+                // A panic of our own while decoding (handler panics are caught nearer)
+                // fails this connection only, one ring out: the buffer goes back
+                // first, or each one would cost the ring a buffer for good.
+                let outcome = catch_unwind(AssertUnwindSafe(|| core.received(key, buf, HEADROOM)));
                 self.ring.recycle(bid);
+                if let Err(panic) = outcome {
+                    resume_unwind(panic);
+                }
                 core.write(key, self);
                 core.served(key, self);
             }

@@ -39,9 +39,14 @@ impl Handler for Room {
 }
 
 fn start() -> (Server, Closes) {
+    start_on(Server::builder()).expect("server starts")
+}
+
+/// [`start`] with `builder`'s settings; the error if the server does not start.
+fn start_on(builder: crate::ServerBuilder) -> std::io::Result<(Server, Closes)> {
     let closes = Closes::default();
     let service_closes = closes.clone();
-    let server = Server::builder()
+    let server = builder
         .bind("127.0.0.1:0")
         .workers(1)
         .start(move |request: &Request<'_>| {
@@ -49,9 +54,8 @@ fn start() -> (Server, Closes) {
                 subscribe: request.path() == "/sub",
                 closes: service_closes.clone(),
             })
-        })
-        .expect("server starts");
-    (server, closes)
+        })?;
+    Ok((server, closes))
 }
 
 fn connect(handle: &ServerHandle, path: &str) -> Client {
@@ -97,6 +101,38 @@ fn a_panic_while_reading_closes_only_that_connection_with_1011() {
     assert_eq!(handle.stats().internal_errors, 1);
     assert!(handle.failures().is_empty());
     drop((bystander, victim));
+    handle.shutdown();
+    server.join().expect("no reactor failed");
+}
+
+#[test]
+fn panics_while_reading_give_io_urings_receive_buffers_back() {
+    // Two provided buffers, ten panics each with one of them in the decoder's hands:
+    // were one lost per panic, the reactor would read nothing after the second.
+    let builder = Server::builder()
+        .backend(crate::Backend::IoUring)
+        .io_uring_provided_buffers(2);
+    let (server, closes) = match start_on(builder) {
+        Ok(started) => started,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipped: io_uring is not available here ({e})");
+            return;
+        }
+        Err(e) => panic!("io_uring must be available in CI: {e}"),
+    };
+    let handle = server.handle();
+    for _ in 0..10 {
+        let mut victim = connect(&handle, "/");
+        victim.send_text(PANIC_ON_READ).unwrap();
+        assert_eq!(close_code(&mut victim), 1011);
+    }
+    let mut after = connect(&handle, "/sub");
+    after.send_text("still reading").unwrap();
+    expect_text(&mut after, "published");
+    expect_text(&mut after, "still reading");
+    assert_eq!(handle.stats().internal_errors, 10);
+    assert_eq!(closes.lock().unwrap().len(), 10);
+    drop(after);
     handle.shutdown();
     server.join().expect("no reactor failed");
 }
