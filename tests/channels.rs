@@ -218,6 +218,45 @@ fn a_position_older_than_the_history_is_told_and_live_follows() {
 }
 
 #[test]
+fn a_replay_that_would_not_fit_the_queue_is_told_and_live_follows() {
+    // 200 messages of 100 bytes missed, against a 4 KiB queue: replaying them would
+    // close the client with 1008 each time it came back, further behind.
+    let server = TestServer::start(
+        builder()
+            .max_backpressure(4096)
+            .channel_history("news", History::last(1000)),
+        tagged,
+    );
+    let data = "x".repeat(100);
+    let mut epoch = 0;
+    for _ in 0..200 {
+        epoch = server.handle.publish_channel("news", &data).unwrap().epoch;
+    }
+    let epoch = wavecore::channels::epoch_text(epoch);
+    let (mut behind, _) = connect(server.addr);
+    let (replayed, subscribed) = subscribe(&mut behind, "news", Some((&epoch, 0)));
+    assert!(replayed.is_empty());
+    assert_eq!(subscribed["recovered"], false, "{subscribed}");
+    assert_eq!(subscribed["reason"], "too_many", "{subscribed}");
+    assert_eq!(subscribed["offset"], 200);
+    // What fits is replayed: the last 20 (about 2.8 KiB of frames).
+    let (mut near, _) = connect(server.addr);
+    let (replayed, subscribed) = subscribe(&mut near, "news", Some((&epoch, 180)));
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    assert_eq!(replayed.len(), 20);
+    server.handle.publish_channel("news", "live").unwrap();
+    for ws in [&mut behind, &mut near] {
+        let live = read_json(ws).unwrap();
+        assert_eq!(
+            (live["offset"].as_u64(), live["data"].as_str()),
+            (Some(201), Some("live"))
+        );
+    }
+    assert_eq!(server.handle.stats().backpressure_closes, 0);
+    server.check_health();
+}
+
+#[test]
 fn a_restarted_server_has_a_new_epoch_and_says_so() {
     let mut first = TestServer::start(builder().channel_history("*", History::last(100)), tagged);
     let (mut ws, _) = connect(first.addr);

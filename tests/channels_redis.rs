@@ -393,6 +393,49 @@ fn a_channel_started_over_by_another_server_closes_this_ones_subscribers() {
     b.check_health();
 }
 
+#[test]
+#[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
+fn a_replay_that_would_not_fit_the_queue_is_told_and_live_follows() {
+    let redis = redis_server::shared("channels_redis too many");
+    let engine = RedisChannels::new(&redis.url())
+        .unwrap()
+        .key_prefix(prefix());
+    let server = TestServer::start(
+        builder()
+            .max_backpressure(4096)
+            .channel_history("room", History::last(1000))
+            .channel_engine(engine),
+        ChannelsService::new(),
+    );
+    let mut publisher = ws_connect(server.addr);
+    let data = "x".repeat(100);
+    let mut epoch = String::new();
+    for k in 1..=200 {
+        let reply = publish(&mut publisher, &data);
+        assert_eq!(reply["offset"], k, "{reply}");
+        epoch = reply["epoch"].as_str().unwrap().to_owned();
+    }
+    let mut behind = ws_connect(server.addr);
+    let (replayed, subscribed) = subscribe(&mut behind, "room", Some((&epoch, 0)));
+    assert!(replayed.is_empty());
+    assert_eq!(subscribed["reason"], "too_many", "{subscribed}");
+    assert_eq!(subscribed["offset"], 200);
+    let mut near = ws_connect(server.addr);
+    let (replayed, subscribed) = subscribe(&mut near, "room", Some((&epoch, 180)));
+    assert_eq!(subscribed["recovered"], true, "{subscribed}");
+    assert_eq!(replayed.len(), 20);
+    assert_eq!(publish(&mut publisher, "live")["offset"], 201);
+    for ws in [&mut behind, &mut near] {
+        let live = read_json(ws).unwrap();
+        assert_eq!(
+            (live["offset"].as_u64(), live["data"].as_str()),
+            (Some(201), Some("live"))
+        );
+    }
+    assert_eq!(server.handle.stats().backpressure_closes, 0);
+    server.check_health();
+}
+
 /// The master (index into `ports`) holding `channel`'s keys.
 fn master_of(ports: &[u16], prefix: &str, channel: &str) -> usize {
     ports

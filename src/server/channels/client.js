@@ -9,7 +9,7 @@
 //   const client = new WavecoreChannels("ws://" + location.host + "/");
 //   client.subscribe("chat:lobby", {
 //     onMessage(data, position) { ... },        // each message once, in offset order
-//     onRecoveryFailed(reason, position) { ... } // "too_old" or "epoch_changed"
+//     onRecoveryFailed(reason, position) { ... } // "too_old", "too_many" or "epoch_changed"
 //   });
 //   client.publish("chat:lobby", "hello").then(position => ...);
 (function (global) {

@@ -65,7 +65,9 @@ pub(crate) trait Engine: Send + Sync + fmt::Debug {
     }
 
     /// Reads what `channel` published after `since` into `replay`, oldest first, and
-    /// says where live delivery starts (see the module docs and [`Subscribed`]).
+    /// says where live delivery starts (see the module docs and [`Subscribed`]). A
+    /// replay of more than `max_replay_bytes` bytes of frames is not made:
+    /// [`crate::channels::Recovery::TooMany`].
     ///
     /// # Errors
     ///
@@ -75,6 +77,7 @@ pub(crate) trait Engine: Send + Sync + fmt::Debug {
         &self,
         channel: &str,
         since: Option<Position>,
+        max_replay_bytes: usize,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError>;
 

@@ -152,6 +152,7 @@ impl Engine for MemoryEngine {
         &self,
         channel: &str,
         since: Option<Position>,
+        max_replay_bytes: usize,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError> {
         let channel = self.channel(channel)?;
@@ -178,7 +179,16 @@ impl Engine for MemoryEngine {
                 .first()
                 .is_some_and(|first| first <= since.offset + 1)
         {
-            Recovery::Recovered
+            let bytes: usize = state
+                .ring
+                .after(since.offset)
+                .map(|entry| entry.frame.len())
+                .sum();
+            if bytes <= max_replay_bytes {
+                Recovery::Recovered
+            } else {
+                Recovery::TooMany
+            }
         } else {
             Recovery::TooOld
         };

@@ -97,6 +97,12 @@ pub enum Recovery {
     /// replayed, live follows from the current position. The application reloads its
     /// state.
     TooOld,
+    /// The messages after the position would not fit in the connection's queue
+    /// (`max_backpressure`, less what already waits in it): nothing was replayed, live
+    /// follows from the current position. Without this, the replay would close the
+    /// connection with 1008 (or, under `BackpressurePolicy::Drop`, lose messages), and
+    /// a client that reconnected would fall further behind each time.
+    TooMany,
     /// The position belongs to another epoch (the history it refers to was lost, as
     /// in a restart of a server keeping history in memory) or to no message the
     /// channel has: nothing was replayed, live follows from the current position.
@@ -106,7 +112,10 @@ pub enum Recovery {
 impl Recovery {
     /// Whether the subscriber asked for recovery and did not get it.
     pub fn failed(self) -> bool {
-        matches!(self, Recovery::TooOld | Recovery::EpochChanged)
+        matches!(
+            self,
+            Recovery::TooOld | Recovery::TooMany | Recovery::EpochChanged
+        )
     }
 }
 
@@ -316,7 +325,8 @@ impl Conn<'_> {
     /// them with no gap and no duplicate; see [`Subscribed`] and [`Recovery`] for
     /// what happens when the history no longer reaches back that far.
     ///
-    /// Replayed messages count against `max_backpressure` like any delivery.
+    /// Replayed messages count against `max_backpressure` like any delivery: a replay
+    /// that would not fit under it is not made ([`Recovery::TooMany`]).
     ///
     /// # Errors
     ///
@@ -342,7 +352,10 @@ impl Conn<'_> {
         let subscribed = {
             let (state, config, reactor) = (&mut *self.state, self.config, &*self.reactor);
             let engine = &reactor.server.shared().channels;
-            engine.subscribe(channel, since, &mut |frame| {
+            let room = config
+                .max_backpressure
+                .saturating_sub(state.outbox.len() + reactor.cork.len());
+            engine.subscribe(channel, since, room, &mut |frame| {
                 state.deliver(Delivery::Shared(frame), config, &reactor.stats);
             })?
         };

@@ -152,7 +152,7 @@ impl Model {
         let mut replayed = Vec::new();
         let subscribed = self
             .engine
-            .subscribe(name, c.position, &mut |frame| {
+            .subscribe(name, c.position, usize::MAX, &mut |frame| {
                 replayed.push(offset_of(frame))
             })
             .unwrap();
@@ -181,6 +181,7 @@ impl Model {
                 assert_ne!(Some(since.epoch), before.map(|p| p.epoch));
             }
             (Some(_), Recovery::NotAsked) => panic!("position ignored"),
+            (Some(_), Recovery::TooMany) => panic!("no replay limit here"),
         }
         if name == "plain"
             && let Some(since) = c.position
@@ -291,7 +292,7 @@ fn a_position_from_another_epoch_or_too_old_fails_recovery() {
     };
     let failed = model
         .engine
-        .subscribe("h:a", Some(other_epoch), &mut none)
+        .subscribe("h:a", Some(other_epoch), usize::MAX, &mut none)
         .unwrap();
     assert_eq!(failed.recovery, Recovery::EpochChanged);
     assert_eq!(failed.position, last);
@@ -301,7 +302,7 @@ fn a_position_from_another_epoch_or_too_old_fails_recovery() {
     };
     let failed = model
         .engine
-        .subscribe("h:a", Some(too_old), &mut none)
+        .subscribe("h:a", Some(too_old), usize::MAX, &mut none)
         .unwrap();
     assert_eq!(failed.recovery, Recovery::TooOld);
     let mut replayed = 0;
@@ -311,11 +312,25 @@ fn a_position_from_another_epoch_or_too_old_fails_recovery() {
     };
     let ok = model
         .engine
-        .subscribe("h:a", Some(oldest_kept), &mut |_| replayed += 1)
+        .subscribe("h:a", Some(oldest_kept), usize::MAX, &mut |_| replayed += 1)
         .unwrap();
     assert_eq!((ok.recovery, replayed), (Recovery::Recovered, KEEP));
     let stats = model.engine.stats();
     assert_eq!((stats.channels, stats.history_messages), (1, KEEP));
+    // A replay that would not fit in the connection's queue is not made.
+    let bytes = stats.history_bytes;
+    let failed = model
+        .engine
+        .subscribe("h:a", Some(oldest_kept), bytes - 1, &mut none)
+        .unwrap();
+    assert_eq!(failed.recovery, Recovery::TooMany);
+    assert_eq!(failed.position, last);
+    let mut replayed = 0;
+    let ok = model
+        .engine
+        .subscribe("h:a", Some(oldest_kept), bytes, &mut |_| replayed += 1)
+        .unwrap();
+    assert_eq!((ok.recovery, replayed), (Recovery::Recovered, KEEP));
 }
 
 #[test]
@@ -339,7 +354,7 @@ fn the_channel_count_is_bounded() {
     let engine = MemoryEngine::new(rules, 1 << 10);
     let mut sink = |_: Publish| {};
     engine.publish("a", "x", &mut sink).unwrap();
-    engine.subscribe("b", None, &mut |_| {}).unwrap();
+    engine.subscribe("b", None, 0, &mut |_| {}).unwrap();
     assert_eq!(
         engine.publish("c", "x", &mut sink),
         Err(super::ChannelError::TooManyChannels { limit: 2 })

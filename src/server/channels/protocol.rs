@@ -137,6 +137,7 @@ pub(crate) fn subscribed(channel: &str, subscribed: &Subscribed) -> String {
             out.extend_from_slice(subscribed.replayed.to_string().as_bytes());
         }
         Recovery::TooOld => out.extend_from_slice(b",\"recovered\":false,\"reason\":\"too_old\""),
+        Recovery::TooMany => out.extend_from_slice(b",\"recovered\":false,\"reason\":\"too_many\""),
         Recovery::EpochChanged => {
             out.extend_from_slice(b",\"recovered\":false,\"reason\":\"epoch_changed\"")
         }

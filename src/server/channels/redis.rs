@@ -925,6 +925,7 @@ impl RedisEngine {
         &self,
         channel: &str,
         since: Option<Position>,
+        max_replay_bytes: usize,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError> {
         let history = self.rules.history_of(channel).max_messages;
@@ -971,15 +972,26 @@ impl RedisEngine {
                         .iter()
                         .enumerate()
                         .all(|(i, (offset, _))| *offset == since.offset + 1 + i as u64);
-                if whole {
-                    for (offset, data) in found {
-                        let data = String::from_utf8_lossy(data);
-                        replay(&message_frame(channel, epoch, offset, &data));
+                let frames: Vec<Bytes> = if whole {
+                    found
+                        .into_iter()
+                        .map(|(offset, data)| {
+                            message_frame(channel, epoch, offset, &String::from_utf8_lossy(data))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if !whole {
+                    Recovery::TooOld
+                } else if frames.iter().map(Bytes::len).sum::<usize>() > max_replay_bytes {
+                    Recovery::TooMany
+                } else {
+                    for frame in &frames {
+                        replay(frame);
                         replayed += 1;
                     }
                     Recovery::Recovered
-                } else {
-                    Recovery::TooOld
                 }
             }
         };
@@ -1041,6 +1053,7 @@ impl Engine for RedisEngine {
         &self,
         channel: &str,
         since: Option<Position>,
+        max_replay_bytes: usize,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError> {
         check_name(channel)?;
@@ -1062,7 +1075,7 @@ impl Engine for RedisEngine {
             }
             first
         };
-        let answered = self.subscribe_script(channel, since, replay);
+        let answered = self.subscribe_script(channel, since, max_replay_bytes, replay);
         if first {
             let mut cursors = lock(&self.cursors);
             if let Some(cursor) = cursors.get_mut(channel) {

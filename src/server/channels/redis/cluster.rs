@@ -213,9 +213,11 @@ impl Engine for RedisEngines {
         &self,
         channel: &str,
         since: Option<Position>,
+        max_replay_bytes: usize,
         replay: &mut dyn FnMut(&Bytes),
     ) -> Result<Subscribed, ChannelError> {
-        self.node(channel).subscribe(channel, since, replay)
+        self.node(channel)
+            .subscribe(channel, since, max_replay_bytes, replay)
     }
 
     fn position(&self, channel: &str) -> Option<Position> {
