@@ -118,7 +118,7 @@ const MAX_NAME: usize = 24;
 const MAX_ROOM: usize = 32;
 
 /// What a page is told when the lines it missed cannot be given back.
-const GAP: &str = r#"{"type":"gap","reason":"earlier lines are gone (the server restarted or they are too old to keep); what follows is live"}"#;
+const GAP: &str = r#"{"type":"gap","reason":"earlier lines are gone (the server restarted, or they are too old or too many to replay); what follows is live"}"#;
 
 /// Lines a room's channel keeps for pages that reconnect.
 const HISTORY: usize = 500;
