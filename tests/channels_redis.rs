@@ -420,6 +420,12 @@ fn a_replay_that_would_not_fit_the_queue_is_told_and_live_follows() {
     assert!(replayed.is_empty());
     assert_eq!(subscribed["reason"], "too_many", "{subscribed}");
     assert_eq!(subscribed["offset"], 200);
+    // 40 missed: few enough to be read (the script refuses without reading only
+    // more than 4096 / 64), too many bytes to replay.
+    let mut middle = ws_connect(server.addr);
+    let (replayed, subscribed) = subscribe(&mut middle, "room", Some((&epoch, 160)));
+    assert!(replayed.is_empty());
+    assert_eq!(subscribed["reason"], "too_many", "{subscribed}");
     let mut near = ws_connect(server.addr);
     let (replayed, subscribed) = subscribe(&mut near, "room", Some((&epoch, 180)));
     assert_eq!(subscribed["recovered"], true, "{subscribed}");

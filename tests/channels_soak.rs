@@ -271,6 +271,27 @@ fn two_servers_four_publishers_moving_and_slow_subscribers_and_a_lost_history() 
                         {
                             // Nothing for a while: fine once publishing stopped, a stall
                             // if nothing came for IO_TIMEOUT while it goes on.
+                            if publishing.load(Ordering::Acquire)
+                                && progress.elapsed() >= common::IO_TIMEOUT
+                            {
+                                let port = ws.get_ref().local_addr().unwrap().port();
+                                let ss = std::process::Command::new("ss")
+                                    .args(["-tni"])
+                                    .output()
+                                    .unwrap();
+                                let ss = String::from_utf8_lossy(&ss.stdout);
+                                let lines: Vec<&str> = ss
+                                    .lines()
+                                    .collect::<Vec<_>>()
+                                    .windows(2)
+                                    .filter(|w| w[0].contains(&format!(":{port} ")))
+                                    .flat_map(|w| [w[0], w[1]])
+                                    .collect();
+                                eprintln!(
+                                    "DEBUG stall of {who} (port {port}):\n{}",
+                                    lines.join("\n")
+                                );
+                            }
                             assert!(
                                 !publishing.load(Ordering::Acquire)
                                     || progress.elapsed() < common::IO_TIMEOUT,

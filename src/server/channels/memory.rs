@@ -179,12 +179,12 @@ impl Engine for MemoryEngine {
                 .first()
                 .is_some_and(|first| first <= since.offset + 1)
         {
-            let bytes: usize = state
-                .ring
-                .after(since.offset)
-                .map(|entry| entry.frame.len())
-                .sum();
-            if bytes <= max_replay_bytes {
+            let mut bytes = 0usize;
+            let fits = state.ring.after(since.offset).all(|entry| {
+                bytes += entry.frame.len();
+                bytes <= max_replay_bytes
+            });
+            if fits {
                 Recovery::Recovered
             } else {
                 Recovery::TooMany

@@ -121,7 +121,8 @@ const PUBLISH: &str = concat!(
 const EPOCH: &str = concat!(epoch_or_new!("1"), "return e");
 
 /// Subscribe: KEYS meta, stream; ARGV epoch for a new channel, since offset (-1: no
-/// position), since epoch, most messages to replay.
+/// position), since epoch, most messages the history keeps, most messages the replay
+/// could hold. More missed than the replay could hold: `{e, n, {}, 1}` (nothing read).
 const SUBSCRIBE: &str = concat!(
     epoch_or_new!("1"),
     "local n = tonumber(redis.call('HGET', KEYS[1], 'n'))\n",
@@ -129,8 +130,16 @@ const SUBSCRIBE: &str = concat!(
     "if since < 0 or ARGV[3] ~= e or since >= n or n - since > tonumber(ARGV[4]) then\n",
     "  return {e, n, {}}\n",
     "end\n",
+    "if n - since > tonumber(ARGV[5]) then\n",
+    "  return {e, n, {}, 1}\n",
+    "end\n",
     "return {e, n, redis.call('XRANGE', KEYS[2], '0-' .. (since + 1), '+')}",
 );
+
+/// The fewest bytes a message's frame takes (its JSON envelope, see
+/// `protocol::message_frame`, is longer): a replay of more messages than
+/// `max_replay_bytes / MIN_FRAME_BYTES` cannot fit, and is refused without reading it.
+const MIN_FRAME_BYTES: usize = 64;
 
 /// Channels kept in Redis Streams, shared by every server on the same Redis (and key
 /// prefix). Turn it on with [`crate::ServerBuilder::channel_engine`].
@@ -939,6 +948,7 @@ impl RedisEngine {
                 .arg(since.map_or(-1, |s| i128::from(s.offset)).to_string())
                 .arg(since.map_or_else(String::new, |s| epoch_text(s.epoch)))
                 .arg(history)
+                .arg(max_replay_bytes / MIN_FRAME_BYTES)
                 .query(con)
         })?;
         let Value::Array(parts) = &reply else {
@@ -964,6 +974,7 @@ impl RedisEngine {
             None => Recovery::NotAsked,
             Some(since) if since.epoch != epoch || since.offset > last => Recovery::EpochChanged,
             Some(since) if since.offset == last => Recovery::Recovered,
+            Some(_) if matches!(parts.get(3), Some(Value::Int(1))) => Recovery::TooMany,
             Some(since) => {
                 // Recovered only if the entries are exactly those after the position.
                 let found: Vec<(u64, &[u8])> = entries.iter().filter_map(parse_entry).collect();
@@ -1166,6 +1177,11 @@ mod tests {
                 "{odd:?}"
             );
         }
+    }
+
+    #[test]
+    fn no_frame_is_shorter_than_the_replay_bound_assumes() {
+        assert!(message_frame("x", 0, 1, "").len() >= MIN_FRAME_BYTES);
     }
 
     #[test]
