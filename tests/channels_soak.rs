@@ -32,6 +32,9 @@ const PUBLISHERS: usize = 4;
 const SUBSCRIBERS: usize = 8;
 const BATCH: u64 = 25;
 
+/// Messages published so far, all publishers together (for a stall's diagnosis).
+static PUBLISHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A small deterministic generator (xorshift64), one per thread.
 struct Rng(u64);
 
@@ -288,7 +291,8 @@ fn two_servers_four_publishers_moving_and_slow_subscribers_and_a_lost_history() 
                                     .flat_map(|w| [w[0], w[1]])
                                     .collect();
                                 eprintln!(
-                                    "DEBUG stall of {who} (port {port}):\n{}",
+                                    "stalled: subscriber {who} (port {port}), {} published; its socket:\n{}",
+                                    PUBLISHED.load(Ordering::Relaxed),
                                     lines.join("\n")
                                 );
                             }
@@ -327,6 +331,7 @@ fn two_servers_four_publishers_moving_and_slow_subscribers_and_a_lost_history() 
                         assert_eq!(reply["type"], "published", "publisher {i}: {reply}");
                     }
                     n += BATCH;
+                    PUBLISHED.fetch_add(BATCH, Ordering::Relaxed);
                 }
                 n
             })

@@ -22,19 +22,22 @@ impl<S: Service, IO> Core<S, IO> {
     /// Delivers `publishes`, in order, to this reactor's subscribers.
     pub(super) fn deliver_local<T: Transport<IO>>(&mut self, publishes: &[Publish], t: &mut T) {
         let mut rest = publishes;
-        while !rest.is_empty() {
-            let (mut run, batched) = next_run(rest, &self.reactor.batch);
-            if let Some(topic) = &rest[0].topic
-                && rest[0].offset != 0
-                && self
-                    .reactor
-                    .channels
-                    .lagging(topic, rest[0].epoch, rest[0].offset)
-            {
-                // A subscriber that joined with a position skips this one: it goes
-                // alone, to those it is for (`channels/subs.rs`).
-                run = 1;
-            }
+        while let Some(first) = rest.first() {
+            let lagging = first.offset != 0
+                && first.topic.as_ref().is_some_and(|topic| {
+                    self.reactor
+                        .channels
+                        .lagging(topic, first.epoch, first.offset)
+                });
+            let (run, batched) = if lagging {
+                // A subscriber that joined with a position (or in another epoch) skips
+                // this one: it goes alone, to those it is for (`channels/subs.rs`).
+                // The run is not measured: measuring it for each message alone would
+                // cost the whole inbox each time.
+                (1, self.reactor.batch.takes(first.frame.len(), 0))
+            } else {
+                next_run(rest, &self.reactor.batch)
+            };
             let (group, later) = rest.split_at(run);
             self.deliver_group(group, batched, t);
             rest = later;
