@@ -11,7 +11,10 @@
 //!   the ring's teardown cannot confirm that, they are leaked (`Ring::drop`). A
 //!   buffer a completion handed us is ours until [`Ring::recycle`] gives it back;
 //!   only such a buffer is ever parked (its pages given back with `MADV_DONTNEED`,
-//!   see `lending.rs`), never one in the ring, which the kernel may be writing.
+//!   see `lending.rs`), never one in the ring, which the kernel may be writing. A
+//!   spare buffer still in the ring is first taken home by a read of `/dev/zero`
+//!   that selects it ([`Ring::bring_home`]): its completion hands it to us like a
+//!   receive's.
 //! - **A write's iovecs and bytes** ([`SendBuffers`]): owned by the driver's table of
 //!   writes in flight (`uring.rs`, `sends`), entered before [`Ring::writev`] and
 //!   removed only when the write's completion arrives; heap memory, so moving the
@@ -28,9 +31,10 @@
 //! ring never leaves the reactor thread that made it (no `Send`).
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::fs::File;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,13 @@ use lending::{FIRST_LENT, Lending, Returned};
 
 /// The buffer group id of the reactor's provided buffers.
 const GROUP: u16 = 0;
+
+/// The `user_data` of the reads that take spare buffers home ([`Ring::bring_home`]);
+/// their completions are the ring's own, never handed to the driver.
+const HOMING: u64 = u64::MAX;
+
+/// Most spare buffers taken home at once (the rest at the next period).
+const MOST_HOMING: u16 = 64;
 
 /// Bytes kept free in front of each provided buffer, where the bytes a connection left
 /// over from its last read (at most 131) are copied so the frame they begin is decoded
@@ -164,6 +175,13 @@ pub(crate) struct Ring {
     bufs: ManuallyDrop<BufRing>,
     /// Operations submitted and not completed (for the drop).
     in_flight: usize,
+    /// `/dev/zero`, read to take spare buffers home (`None`: it could not be opened,
+    /// or the ring is being torn down).
+    zero: Option<File>,
+    /// Reads taking buffers home, not completed yet.
+    homing: u16,
+    /// Buffers their completions handed us this reap, to park.
+    homed: Vec<u16>,
 }
 
 impl Ring {
@@ -250,6 +268,9 @@ impl Ring {
             uring: ManuallyDrop::new(uring),
             bufs: ManuallyDrop::new(bufs),
             in_flight: 0,
+            zero: File::open("/dev/zero").ok(),
+            homing: 0,
+            homed: Vec::new(),
         })
     }
 
@@ -429,6 +450,7 @@ impl Ring {
         if self.bufs.period_start.elapsed() >= SHRINK_PERIOD {
             self.bufs.lending.end_period();
             self.bufs.period_start = Instant::now();
+            self.bring_home();
         }
         let result = match timeout {
             Some(timeout) => {
@@ -451,6 +473,7 @@ impl Ring {
     /// (at most about a second: a completion that never comes is given up on).
     /// Returns whether none is left: only then may the memory they name be freed.
     pub fn cancel_all_and_wait(&mut self) -> bool {
+        self.zero = None;
         if self.in_flight == 0 {
             return true;
         }
@@ -495,8 +518,14 @@ impl Ring {
             if !cqueue::more(cqe.flags()) {
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
-            if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+            let bid = cqueue::buffer_select(cqe.flags());
+            if let Some(bid) = bid {
                 self.bufs.lending.taken(bid);
+            }
+            if cqe.user_data() == HOMING {
+                self.homing = self.homing.saturating_sub(1);
+                self.homed.extend(bid);
+                continue;
             }
             out.push(Completion {
                 user_data: cqe.user_data(),
@@ -504,7 +533,41 @@ impl Ring {
                 flags: cqe.flags(),
             });
         }
+        let mut homed = std::mem::take(&mut self.homed);
+        for bid in homed.drain(..) {
+            self.recycle(bid);
+        }
+        self.homed = homed;
         overflowed
+    }
+
+    /// After a shrink (`lending.rs`), takes the spare buffers still in the ring home
+    /// without waiting for receives to name them: a one-byte read of `/dev/zero` with
+    /// buffer selection is given the ring's next buffer, and its completion hands it
+    /// to us to park (pages given back). Without it, an idle reactor would keep a
+    /// spent burst's buffers, a resident page each, for as long as nothing arrived.
+    /// At most [`MOST_HOMING`] at once, none while earlier ones are on their way.
+    fn bring_home(&mut self) {
+        let Some(zero) = &self.zero else {
+            return;
+        };
+        if self.homing > 0 {
+            return;
+        }
+        let fd = zero.as_raw_fd();
+        for _ in 0..self.bufs.lending.spare_in_ring().min(MOST_HOMING) {
+            let entry = opcode::Read::new(types::Fd(fd), std::ptr::null_mut(), 1)
+                .buf_group(GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+                .user_data(HOMING);
+            // SAFETY: the kernel writes only into the provided buffer it selects, which
+            // lives as long as the ring (module docs).
+            if unsafe { self.push(&entry) }.is_err() {
+                break;
+            }
+            self.homing += 1;
+        }
     }
 
     /// Pushes `entry`, submitting first if the submission queue is full.
@@ -670,6 +733,50 @@ mod tests {
             }
         }
         panic!("no receive completed");
+    }
+
+    #[test]
+    fn a_spent_burst_is_taken_home_and_parked_without_a_receive() {
+        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
+            return;
+        };
+        if ring.zero.is_none() {
+            return;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        ring.recv(server.as_raw_fd(), 1).unwrap();
+        ring.ran_dry();
+        ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
+        ring.ran_dry();
+        assert_eq!(ring.lent(), 128);
+        // A period that needed nothing: the target drops to the first loan, and with
+        // nothing arriving the spare buffers still come home.
+        ring.bufs.lending.end_period();
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            ring.bring_home();
+            ring.submit_and_wait(Some(Duration::from_millis(10)))
+                .unwrap();
+            ring.completions(&mut out);
+            if ring.lent() == 32 && ring.homing == 0 {
+                break;
+            }
+        }
+        assert!(
+            out.is_empty(),
+            "the homing reads are the ring's own: {out:?}"
+        );
+        assert_eq!(ring.lent(), 32);
+        // Receives go on in the buffers left.
+        for round in 0..40u8 {
+            let message = [round; 100];
+            let (bid, len) = receive(&mut ring, &mut client, &message);
+            assert_eq!(&ring.buffer(bid, len)[HEADROOM..], &message);
+            ring.recycle(bid);
+        }
+        drop(server);
     }
 
     #[test]

@@ -155,6 +155,13 @@ impl Lending {
         self.peak_held = self.held;
     }
 
+    /// Buffers in the ring beyond the circulation wanted: what a shrink could take
+    /// home now rather than wait for receives to bring them.
+    pub fn spare_in_ring(&self) -> u16 {
+        let in_ring = self.lent - self.held;
+        self.lent.saturating_sub(self.target).min(in_ring)
+    }
+
     /// The circulation wanted now.
     #[cfg(test)]
     pub fn target(&self) -> u16 {
