@@ -173,7 +173,9 @@ pub struct ServerConfig {
     /// 4 KiB..=64 KiB) plus 256 bytes of headroom. Every connection's receives share
     /// them; a receive is given one for the turn it is handled in. They are lent to
     /// the kernel as the load asks: 32 at first (all of them if fewer), twice as many
-    /// each time a receive finds none left, up to this count. When the lent ones run
+    /// each time a receive finds none left, up to this count; after a burst, those
+    /// no longer needed are taken back, their pages given back to the system, within
+    /// a few hundred milliseconds, even with nothing arriving. When the lent ones run
     /// out a receive ends with `ENOBUFS` and is armed again
     /// ([`crate::StatsSnapshot::recv_buffers_exhausted`]; a few are the ring growing).
     /// The ring's memory, `count × (size + 256)` bytes per reactor (16 MiB by
