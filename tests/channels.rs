@@ -239,7 +239,7 @@ fn a_replay_that_would_not_fit_the_queue_is_told_and_live_follows() {
     assert_eq!(subscribed["recovered"], false, "{subscribed}");
     assert_eq!(subscribed["reason"], "too_many", "{subscribed}");
     assert_eq!(subscribed["offset"], 200);
-    // What fits is replayed: the last 20 (about 2.8 KiB of frames).
+    // What fits is replayed: the last 20 (about 3.7 KiB of frames).
     let (mut near, _) = connect(server.addr);
     let (replayed, subscribed) = subscribe(&mut near, "news", Some((&epoch, 180)));
     assert_eq!(subscribed["recovered"], true, "{subscribed}");

@@ -174,8 +174,9 @@ pub struct ServerConfig {
     /// them; a receive is given one for the turn it is handled in. They are lent to
     /// the kernel as the load asks: 32 at first (all of them if fewer), twice as many
     /// each time a receive finds none left, up to this count; after a burst, those
-    /// no longer needed are taken back, their pages given back to the system, within
-    /// a few hundred milliseconds, even with nothing arriving. When the lent ones run
+    /// no longer needed are taken back at the reactor's next wake-ups (timers wake it
+    /// while connections are open), their pages given back to the system, even with
+    /// nothing arriving. When the lent ones run
     /// out a receive ends with `ENOBUFS` and is armed again
     /// ([`crate::StatsSnapshot::recv_buffers_exhausted`]; a few are the ring growing).
     /// The ring's memory, `count × (size + 256)` bytes per reactor (16 MiB by

@@ -85,8 +85,10 @@ pub struct Position {
     pub offset: u64,
 }
 
-/// What became of a subscriber's position (see [`Conn::subscribe_channel`]).
+/// What became of a subscriber's position (see [`Conn::subscribe_channel`]). More
+/// outcomes may come: match with a wildcard, or use [`Recovery::failed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Recovery {
     /// No position was given: live from the current position.
     NotAsked,

@@ -286,6 +286,10 @@ struct Cursor {
     /// until they have all answered, then reads after the lowest offset they were
     /// given, so that none of them misses what came between their answers.
     pending: u32,
+    /// Two first subscribes here were answered in different epochs (the channel's
+    /// keys went between their scripts): the reader's next check closes the
+    /// subscribers outside the channel's epoch, even if it is the one kept here.
+    mixed: bool,
 }
 
 impl Cursor {
@@ -295,6 +299,7 @@ impl Cursor {
             epoch,
             last,
             pending: 0,
+            mixed: false,
         }
     }
 
@@ -901,6 +906,18 @@ impl RedisEngine {
                 .query(con)?;
             let epoch = parse_epoch(&value);
             if cursor.epoch.is_some() && epoch == cursor.epoch {
+                if cursor.mixed {
+                    self.lost(
+                        &shared,
+                        &name,
+                        epoch,
+                        &mut Vec::new(),
+                        "channel history was lost",
+                    );
+                    if let Some(stored) = lock(&self.cursors).get_mut(&name) {
+                        stored.mixed = false;
+                    }
+                }
                 continue;
             }
             if cursor.epoch.is_some() || cursor.last > 0 {
@@ -1093,7 +1110,15 @@ impl Engine for RedisEngine {
                 cursor.pending -= 1;
                 if let Ok(subscribed) = &answered {
                     cursor.last = cursor.last.min(subscribed.position.offset);
-                    cursor.epoch = cursor.epoch.or(Some(subscribed.position.epoch));
+                    let epoch = subscribed.position.epoch;
+                    match cursor.epoch {
+                        None => cursor.epoch = Some(epoch),
+                        Some(known) if known != epoch => {
+                            cursor.mixed = true;
+                            self.recheck.store(true, Ordering::Release);
+                        }
+                        Some(_) => {}
+                    }
                 }
                 if cursor.pending == 0 && cursor.last == u64::MAX {
                     cursors.remove(channel);

@@ -103,7 +103,15 @@ impl ChannelSubs {
         if let Some(i) = local.epochs.iter().position(|(e, _)| *e == gone.epoch) {
             local.epochs[i].1 -= 1;
             if local.epochs[i].1 == 0 {
+                // The last of an epoch (a lost history's): its offsets no longer hold
+                // the others back (rare, so the walk is fine).
                 local.epochs.swap_remove(i);
+                local.lagging_until = local
+                    .subscribers
+                    .iter()
+                    .map(|(_, s)| s.live_from)
+                    .max()
+                    .unwrap_or(0);
             }
         }
         if local.subscribers.is_empty() {
@@ -214,5 +222,17 @@ mod tests {
         assert_eq!(targets(&mut subs, 0xa, 5), [1, 2]);
         assert!(subs.lagging("room", 0xb, 6));
         assert!(targets(&mut subs, 0xb, 6).is_empty());
+    }
+
+    #[test]
+    fn an_old_epochs_offsets_stop_holding_the_new_one_back_once_its_last_subscriber_goes() {
+        let mut subs = ChannelSubs::default();
+        // Far along in the old epoch; the new one counts from 1 again.
+        let old = subs.subscribe("room", 1, 1_000_000, 0xa);
+        subs.subscribe("room", 2, 0, 0xb);
+        assert!(subs.lagging("room", 0xb, 1));
+        subs.unsubscribe(old);
+        assert!(!subs.lagging("room", 0xb, 1), "runs again, not one by one");
+        assert_eq!(targets(&mut subs, 0xb, 1), [2]);
     }
 }

@@ -175,9 +175,12 @@ pub(crate) struct Ring {
     bufs: ManuallyDrop<BufRing>,
     /// Operations submitted and not completed (for the drop).
     in_flight: usize,
-    /// `/dev/zero`, read to take spare buffers home (`None`: it could not be opened,
-    /// or the ring is being torn down).
+    /// `/dev/zero`, read to take spare buffers home (`None`: it could not be opened).
+    /// Kept open until the ring is gone: a read still queued must never name a
+    /// descriptor number reused meanwhile.
     zero: Option<File>,
+    /// Being torn down: no more homing reads.
+    tearing_down: bool,
     /// Reads taking buffers home, not completed yet.
     homing: u16,
     /// Buffers their completions handed us this reap, to park.
@@ -269,6 +272,7 @@ impl Ring {
             bufs: ManuallyDrop::new(bufs),
             in_flight: 0,
             zero: File::open("/dev/zero").ok(),
+            tearing_down: false,
             homing: 0,
             homed: Vec::new(),
         })
@@ -473,7 +477,7 @@ impl Ring {
     /// (at most about a second: a completion that never comes is given up on).
     /// Returns whether none is left: only then may the memory they name be freed.
     pub fn cancel_all_and_wait(&mut self) -> bool {
-        self.zero = None;
+        self.tearing_down = true;
         if self.in_flight == 0 {
             return true;
         }
@@ -551,7 +555,7 @@ impl Ring {
         let Some(zero) = &self.zero else {
             return;
         };
-        if self.homing > 0 {
+        if self.homing > 0 || self.tearing_down {
             return;
         }
         let fd = zero.as_raw_fd();

@@ -156,10 +156,14 @@ impl Lending {
     }
 
     /// Buffers in the ring beyond the circulation wanted: what a shrink could take
-    /// home now rather than wait for receives to bring them.
+    /// home now rather than wait for receives to bring them. The ring keeps at least
+    /// the target for the receives to come (held ones come home later, and are
+    /// parked then).
     pub fn spare_in_ring(&self) -> u16 {
         let in_ring = self.lent - self.held;
-        self.lent.saturating_sub(self.target).min(in_ring)
+        self.lent
+            .saturating_sub(self.target)
+            .min(in_ring.saturating_sub(self.target))
     }
 
     /// The circulation wanted now.
@@ -183,6 +187,21 @@ mod tests {
         assert_eq!(lending.lent(), 128);
         let mut small = Lending::new(2);
         assert_eq!(small.lend(FIRST_LENT), vec![0, 1]);
+    }
+
+    #[test]
+    fn the_spare_buffers_taken_home_leave_the_target_in_the_ring() {
+        let mut lending = Lending::new(256);
+        lending.lend(128);
+        // A quiet period after the burst: the target drops to the first loan.
+        lending.end_period();
+        assert_eq!(lending.target(), FIRST_LENT);
+        assert_eq!(lending.spare_in_ring(), 128 - FIRST_LENT);
+        // Load came back: 100 held, 28 in the ring; none of those is spare.
+        for bid in 0..100 {
+            lending.taken(bid);
+        }
+        assert_eq!(lending.spare_in_ring(), 0);
     }
 
     #[test]
