@@ -13,7 +13,10 @@ mod common;
 use std::thread;
 use std::time::Duration;
 
-use common::channels::{PUBLISHERS, Seen, Ws, expect_close, read_json, send, subscribe};
+use common::channels::{
+    PUBLISHERS, Seen, Ws, delete_room_keys, expect_close, read_json, redis_room_server, send,
+    subscribe,
+};
 use common::redis_server::{self, RedisServer};
 use common::{TestServer, builder, ws_connect};
 use serde_json::{Value, json};
@@ -29,21 +32,6 @@ fn rand_u64() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-}
-
-/// A server with two reactors keeping `room`'s history in the Redis at `url`.
-fn server(url: &str, prefix: &str) -> TestServer {
-    let engine = RedisChannels::new(url)
-        .unwrap()
-        .key_prefix(prefix)
-        .retry_backoff(Duration::from_millis(20), Duration::from_millis(200));
-    TestServer::start(
-        builder()
-            .workers(2)
-            .channel_history("room", History::last(100_000))
-            .channel_engine(engine),
-        ChannelsService::new(),
-    )
 }
 
 /// Publishes `data` and returns the answer (`published` or `error`).
@@ -63,7 +51,10 @@ const BATCH: u64 = 25;
 fn a_client_moving_between_two_servers_misses_nothing_while_four_publish() {
     let redis = redis_server::shared("channels_redis two servers");
     let prefix = prefix();
-    let (a, b) = (server(&redis.url(), &prefix), server(&redis.url(), &prefix));
+    let (a, b) = (
+        redis_room_server(&redis.url(), &prefix),
+        redis_room_server(&redis.url(), &prefix),
+    );
     let addrs = [a.addr, b.addr];
     let total = PUBLISHERS as u64 * PER_PUBLISHER;
     // Two subscribers, each moving to the other server at these offsets.
@@ -145,7 +136,7 @@ fn a_client_moving_between_two_servers_misses_nothing_while_four_publish() {
     // Through a restart of a server: a new process on the same Redis recovers the
     // position a client had on the old one.
     drop(b);
-    let b = server(&redis.url(), &prefix);
+    let b = redis_room_server(&redis.url(), &prefix);
     let mut ws = ws_connect(b.addr);
     let (replayed, subscribed) = subscribe(&mut ws, "room", Some((&seen.epoch, total - 10)));
     assert_eq!(subscribed["recovered"], true, "{subscribed}");
@@ -189,7 +180,7 @@ fn kill_and_restart(persistent: bool) {
     };
     let mut redis = start(port);
     let url = redis.url();
-    let server = server(&url, &prefix());
+    let server = redis_room_server(&url, &prefix());
     let mut subscriber = ws_connect(server.addr);
     let (_, subscribed) = subscribe(&mut subscriber, "room", None);
     let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
@@ -275,7 +266,7 @@ fn a_bad_url_is_refused() {
 fn keys_deleted_under_a_running_server_change_the_epoch_and_close_subscribers() {
     let redis = redis_server::shared("channels_redis keys deleted");
     let prefix = prefix();
-    let server = server(&redis.url(), &prefix);
+    let server = redis_room_server(&redis.url(), &prefix);
     let mut subscriber = ws_connect(server.addr);
     let (_, subscribed) = subscribe(&mut subscriber, "room", None);
     let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
@@ -285,15 +276,7 @@ fn keys_deleted_under_a_running_server_change_the_epoch_and_close_subscribers() 
         assert_eq!(read_json(&mut subscriber).unwrap()["offset"], k);
     }
     // What a FLUSHALL (or an operator) does to the channel.
-    let mut con = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}{{room}}:m"))
-        .arg(format!("{prefix}{{room}}:s"))
-        .query(&mut con)
-        .unwrap();
+    delete_room_keys(&redis.url(), &prefix);
     let reply = publish(&mut publisher, "after");
     assert_eq!(reply["offset"], 1, "{reply}");
     assert_ne!(reply["epoch"], epoch.as_str());
@@ -312,22 +295,14 @@ fn keys_deleted_under_a_running_server_change_the_epoch_and_close_subscribers() 
 fn a_client_that_resubscribed_into_the_new_epoch_is_not_closed_for_the_old_one() {
     let redis = redis_server::shared("channels_redis resubscribed first");
     let prefix = prefix();
-    let server = server(&redis.url(), &prefix);
+    let server = redis_room_server(&redis.url(), &prefix);
     let mut old = ws_connect(server.addr);
     let (_, subscribed) = subscribe(&mut old, "room", None);
     let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
     let mut publisher = ws_connect(server.addr);
     assert_eq!(publish(&mut publisher, "before")["offset"], 1);
     assert_eq!(read_json(&mut old).unwrap()["offset"], 1);
-    let mut con = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}{{room}}:m"))
-        .arg(format!("{prefix}{{room}}:s"))
-        .query(&mut con)
-        .unwrap();
+    delete_room_keys(&redis.url(), &prefix);
     // This subscribe is the first to see the loss (the reader learns of it from
     // there): it is told of the new epoch, and the old one's subscribers are closed,
     // not it.
@@ -351,8 +326,8 @@ fn a_client_that_resubscribed_into_the_new_epoch_is_not_closed_for_the_old_one()
 fn a_channel_started_over_by_another_server_closes_this_ones_subscribers() {
     let redis = redis_server::shared("channels_redis started over elsewhere");
     let prefix = prefix();
-    let a = server(&redis.url(), &prefix);
-    let b = server(&redis.url(), &prefix);
+    let a = redis_room_server(&redis.url(), &prefix);
+    let b = redis_room_server(&redis.url(), &prefix);
     let mut subscriber = ws_connect(a.addr);
     let (_, subscribed) = subscribe(&mut subscriber, "room", None);
     let epoch = subscribed["epoch"].as_str().unwrap().to_owned();
@@ -361,15 +336,7 @@ fn a_channel_started_over_by_another_server_closes_this_ones_subscribers() {
         assert_eq!(publish(&mut publisher, "before")["offset"], k);
         assert_eq!(read_json(&mut subscriber).unwrap()["offset"], k);
     }
-    let mut con = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}{{room}}:m"))
-        .arg(format!("{prefix}{{room}}:s"))
-        .query(&mut con)
-        .unwrap();
+    delete_room_keys(&redis.url(), &prefix);
     // B starts the channel over and publishes past where A's subscriber was: A must
     // not hand the new epoch's offsets 4 and 5 out as the old one's.
     let mut new_epoch = String::new();

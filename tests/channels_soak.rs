@@ -22,11 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::channels::{Ws, read_json, send};
+use common::channels::{Ws, delete_room_keys, read_json, redis_room_server, send, subscribe};
 use common::redis_server;
-use common::{TestServer, builder, ws_connect};
+use common::ws_connect;
 use serde_json::{Value, json};
-use wavecore::channels::{ChannelsService, History, RedisChannels};
 
 const PUBLISHERS: usize = 4;
 const SUBSCRIBERS: usize = 8;
@@ -96,8 +95,11 @@ impl View {
     fn join(&mut self, who: usize, addr: std::net::SocketAddr, first: bool) -> Ws {
         let mut ws = ws_connect(addr);
         let since = (!first).then(|| (self.epoch.clone(), self.offset));
-        let (replayed, subscribed) =
-            subscribe_or_say(who, &mut ws, since.as_ref().map(|(e, o)| (e.as_str(), *o)));
+        let (replayed, subscribed) = subscribe(
+            &mut ws,
+            "room",
+            since.as_ref().map(|(e, o)| (e.as_str(), *o)),
+        );
         assert_eq!(
             subscribed["type"], "subscribed",
             "subscriber {who}: {subscribed}"
@@ -139,36 +141,6 @@ impl View {
     }
 }
 
-/// `subscribe`, saying what came instead of an answer.
-fn subscribe_or_say(who: usize, ws: &mut Ws, since: Option<(&str, u64)>) -> (Vec<Value>, Value) {
-    let mut request = json!({"type": "subscribe", "channel": "room"});
-    if let Some((epoch, offset)) = since {
-        request["since"] = json!({"epoch": epoch, "offset": offset});
-    }
-    send(ws, request);
-    let mut replayed = Vec::new();
-    loop {
-        match ws.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                let message: Value = serde_json::from_str(&text).unwrap();
-                match message["type"].as_str() {
-                    Some("message") => replayed.push(message),
-                    _ => return (replayed, message),
-                }
-            }
-            Ok(tungstenite::Message::Close(frame)) => panic!(
-                "subscriber {who}: closed while subscribing from {since:?} ({} replayed): {frame:?}",
-                replayed.len()
-            ),
-            Ok(_) => {}
-            Err(e) => panic!(
-                "subscriber {who}: {e} while subscribing from {since:?} ({} replayed)",
-                replayed.len()
-            ),
-        }
-    }
-}
-
 /// Reads that give up after 100 ms, so that a subscriber notices the end at once.
 fn short_reads(ws: &Ws) {
     ws.get_ref()
@@ -183,20 +155,6 @@ fn soak_secs() -> u64 {
         .unwrap_or(4)
 }
 
-fn server(url: &str, prefix: &str) -> TestServer {
-    let engine = RedisChannels::new(url)
-        .unwrap()
-        .key_prefix(prefix)
-        .retry_backoff(Duration::from_millis(20), Duration::from_millis(200));
-    TestServer::start(
-        builder()
-            .workers(2)
-            .channel_history("room", History::last(100_000))
-            .channel_engine(engine),
-        ChannelsService::new(),
-    )
-}
-
 #[test]
 #[ignore = "needs redis-server (apt-get install redis-server, or WAVECORE_REDIS_URL), then --include-ignored"]
 fn two_servers_four_publishers_moving_and_slow_subscribers_and_a_lost_history() {
@@ -206,7 +164,10 @@ fn two_servers_four_publishers_moving_and_slow_subscribers_and_a_lost_history() 
         .unwrap()
         .as_nanos();
     let prefix = format!("wcsoak:{}:{nanos}:", std::process::id());
-    let (a, b) = (server(&redis.url(), &prefix), server(&redis.url(), &prefix));
+    let (a, b) = (
+        redis_room_server(&redis.url(), &prefix),
+        redis_room_server(&redis.url(), &prefix),
+    );
     let addrs = [a.addr, b.addr];
     let secs = soak_secs();
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -340,15 +301,7 @@ fn two_servers_four_publishers_moving_and_slow_subscribers_and_a_lost_history() 
 
     // Halfway: the channel's keys deleted under everyone.
     thread::sleep(Duration::from_millis(secs * 500));
-    let mut con = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}{{room}}:m"))
-        .arg(format!("{prefix}{{room}}:s"))
-        .query(&mut con)
-        .unwrap();
+    delete_room_keys(&redis.url(), &prefix);
 
     let published: u64 = publishers.into_iter().map(|p| p.join().unwrap()).sum();
     let last = a.handle.channel_position("room").expect("the channel");

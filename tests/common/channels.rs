@@ -1,10 +1,15 @@
 //! A client side of the channels protocol (docs/channels.md) for the tests that speak
-//! it: send a request, read the next JSON answer, subscribe (from a position).
+//! it: send a request, read the next JSON answer, subscribe (from a position); and,
+//! for the Redis engine's tests, a server on a Redis and the loss of a channel's keys.
 
 use std::net::TcpStream;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tungstenite::WebSocket;
+use wavecore::channels::{ChannelsService, History, RedisChannels};
+
+use super::{TestServer, builder};
 
 /// A test's WebSocket client.
 pub type Ws = WebSocket<TcpStream>;
@@ -38,7 +43,19 @@ pub fn subscribe(ws: &mut Ws, channel: &str, since: Option<(&str, u64)>) -> (Vec
     send(ws, request);
     let mut replayed = Vec::new();
     loop {
-        let message = read_json(ws).expect("an answer to subscribe");
+        // Says what came instead of an answer (a close and its code, an error).
+        let message: Value = match ws.read() {
+            Ok(tungstenite::Message::Text(text)) => serde_json::from_str(&text).unwrap(),
+            Ok(tungstenite::Message::Close(frame)) => panic!(
+                "no answer to subscribe to {channel} from {since:?} ({} replayed): closed, {frame:?}",
+                replayed.len()
+            ),
+            Ok(_) => continue,
+            Err(e) => panic!(
+                "no answer to subscribe to {channel} from {since:?} ({} replayed): {e}",
+                replayed.len()
+            ),
+        };
         match message["type"].as_str() {
             Some("message") => replayed.push(message),
             Some("subscribed") | Some("error") => return (replayed, message),
@@ -120,4 +137,31 @@ impl Seen {
         self.recoveries += 1;
         self.replayed += replayed.len();
     }
+}
+
+/// A server with two reactors keeping `room`'s history in the Redis at `url`, under
+/// the key prefix `prefix`.
+pub fn redis_room_server(url: &str, prefix: &str) -> TestServer {
+    let engine = RedisChannels::new(url)
+        .unwrap()
+        .key_prefix(prefix)
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(200));
+    TestServer::start(
+        builder()
+            .workers(2)
+            .channel_history("room", History::last(100_000))
+            .channel_engine(engine),
+        ChannelsService::new(),
+    )
+}
+
+/// Deletes `room`'s keys under `prefix` in the Redis at `url`: what a `FLUSHALL`, an
+/// operator or an eviction does to the channel (its history is lost).
+pub fn delete_room_keys(url: &str, prefix: &str) {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}{{room}}:m"))
+        .arg(format!("{prefix}{{room}}:s"))
+        .query(&mut con)
+        .unwrap();
 }

@@ -905,24 +905,13 @@ impl RedisEngine {
                 .arg(epoch_text(new_epoch()))
                 .query(con)?;
             let epoch = parse_epoch(&value);
-            if cursor.epoch.is_some() && epoch == cursor.epoch {
-                if cursor.mixed {
-                    self.lost(
-                        &shared,
-                        &name,
-                        epoch,
-                        &mut Vec::new(),
-                        "channel history was lost",
-                    );
-                    if let Some(stored) = lock(&self.cursors).get_mut(&name) {
-                        stored.mixed = false;
-                    }
-                }
-                continue;
-            }
-            if cursor.epoch.is_some() || cursor.last > 0 {
-                // A client that resubscribed meanwhile was told of the new epoch (its
-                // subscribe chose the same one, or this did before it): it stays.
+            let kept = cursor.epoch.is_some() && epoch == cursor.epoch;
+            // Closed: those outside the channel's epoch, when it changed under
+            // delivered messages, or when first subscribers were answered in two
+            // epochs. A client that resubscribed meanwhile was told of the new epoch
+            // (its subscribe chose the same one, or this did before it): it stays.
+            let changed = !kept && (cursor.epoch.is_some() || cursor.last > 0);
+            if changed || (kept && cursor.mixed) {
                 self.lost(
                     &shared,
                     &name,
@@ -930,6 +919,14 @@ impl RedisEngine {
                     &mut Vec::new(),
                     "channel history was lost",
                 );
+            }
+            if kept {
+                if cursor.mixed
+                    && let Some(stored) = lock(&self.cursors).get_mut(&name)
+                {
+                    stored.mixed = false;
+                }
+                continue;
             }
             lock(&self.cursors).insert(name, Cursor::at(epoch, 0));
         }

@@ -739,22 +739,31 @@ mod tests {
         panic!("no receive completed");
     }
 
-    #[test]
-    fn a_spent_burst_is_taken_home_and_parked_without_a_receive() {
-        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
-            return;
-        };
-        if ring.zero.is_none() {
-            return;
-        }
+    /// A ring of 128 buffers that a burst made lend them all, with a multishot receive
+    /// armed on the server side of a loopback connection: the ring, the client, and
+    /// the server socket (kept open). `None` without io_uring here (seccomp, an old
+    /// kernel): there is nothing to test.
+    fn burst_ring() -> Option<(Ring, TcpStream, TcpStream)> {
+        let mut ring = Ring::new(8, 128, 4096 + HEADROOM).ok()?;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         ring.recv(server.as_raw_fd(), 1).unwrap();
         ring.ran_dry();
         ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
         ring.ran_dry();
         assert_eq!(ring.lent(), 128);
+        Some((ring, client, server))
+    }
+
+    #[test]
+    fn a_spent_burst_is_taken_home_and_parked_without_a_receive() {
+        let Some((mut ring, mut client, server)) = burst_ring() else {
+            return;
+        };
+        if ring.zero.is_none() {
+            return;
+        }
         // A period that needed nothing: the target drops to the first loan, and with
         // nothing arriving the spare buffers still come home.
         ring.bufs.lending.end_period();
@@ -785,19 +794,10 @@ mod tests {
 
     #[test]
     fn a_parked_buffer_gives_its_pages_back_and_receives_go_on_in_the_others() {
-        // Without io_uring here (seccomp, an old kernel), there is nothing to test.
-        let Ok(mut ring) = Ring::new(8, 128, 4096 + HEADROOM) else {
+        // A burst lent them all.
+        let Some((mut ring, mut client, server)) = burst_ring() else {
             return;
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        ring.recv(server.as_raw_fd(), 1).unwrap();
-        // A burst lent them all.
-        ring.ran_dry();
-        ring.submit_and_wait(Some(Duration::ZERO)).unwrap();
-        ring.ran_dry();
-        assert_eq!(ring.lent(), 128);
 
         let (bid, len) = receive(&mut ring, &mut client, b"first");
         assert_eq!(&ring.buffer(bid, len)[HEADROOM..], b"first");
